@@ -1,0 +1,62 @@
+"""Choosing the compute device and describing it to people."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from engine.errors import InputError
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    """``auto`` takes the first CUDA GPU, then Apple MPS, then the CPU; otherwise as named."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{torch.cuda.current_device()}")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {spec!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {spec!r} was asked for, but no CUDA GPU is available to PyTorch")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise InputError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) found")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """A human name: 'NVIDIA GeForce RTX 4090 (24.0 GB)' or 'CPU (16 threads)'."""
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name} ({props.total_memory / 2**30:.1f} GB)"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(spec, description) for every device a user can pick; the CPU is always last."""
+    out = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            out.append((f"cuda:{i}", describe_device(torch.device(f"cuda:{i}"))))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append(("mps", describe_device(torch.device("mps"))))
+    out.append(("cpu", describe_device(torch.device("cpu"))))
+    return out
+
+
+def use_all_cpu_cores() -> None:
+    """PyTorch on some builds uses half the cores; the CPU path should use them all."""
+    n = os.cpu_count() or 1
+    if torch.get_num_threads() < n:
+        torch.set_num_threads(n)

@@ -1,0 +1,115 @@
+"""The one contract every degradation operator follows, and the data-consistency step built on it.
+
+All tensors are float, shape ``(B, C, H, W)``; images live in [-1, 1]. ``x`` is always the
+restored (output-resolution, 3-channel) image; ``y`` is whatever ``A`` produces (it may be smaller,
+e.g. for super-resolution, or have identical channels, e.g. for colorization).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from engine.geometry import Box
+
+
+class Operator(ABC):
+    """A linear degradation ``A`` with a pseudo-inverse ``A†``.
+
+    Contract (checked for every registered operator by one parametrized test):
+    ``A(A_pinv(A(x))) == A(x)``, ``A_pinv(A(A_pinv(y))) == A_pinv(y)``; shapes, dtype and device
+    are preserved; batched inputs are treated sample by sample.
+    """
+
+    #: Output pixels per observed pixel along each axis (SR factor); 1 for same-size tasks.
+    scale: int = 1
+
+    @abstractmethod
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """Degrade: (B, 3, H, W) -> observation (B, C, H/scale, W/scale)."""
+
+    @abstractmethod
+    def A_pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """Pseudo-inverse: observation -> (B, 3, H, W)."""
+
+    def noise_gain(self) -> float:
+        """Per-pixel std of ``A_pinv(n)`` for white noise ``n`` of unit std in observation space.
+
+        DDNM+ uses it to decide how much of the noisy correction can be trusted at each step.
+        """
+        return 1.0
+
+    def restrict(self, box: Box) -> "Operator":
+        """The operator acting on the window ``box`` (output coordinates) of a larger image.
+
+        Operators without spatial parameters return themselves. Boxes must be aligned to
+        ``scale`` for SR operators.
+        """
+        return self
+
+    def crop_observation(self, y: torch.Tensor, box: Box) -> torch.Tensor:
+        """The part of a full observation ``y`` that ``restrict(box)`` observes."""
+        b = box.divided(self.scale) if self.scale > 1 else box
+        rows, cols = b.slices()
+        return y[..., rows, cols]
+
+    def observation_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of ``A(x)`` for an ``x`` of (height, width)."""
+        return height // self.scale, width // self.scale
+
+
+class Constraint(ABC):
+    """A data-consistency projection applied to the sampler's clean estimate x0 at every step."""
+
+    @abstractmethod
+    def project(self, x0: torch.Tensor, lam: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """Return x̂0: ``x0`` moved (fully when lam == 1) onto the set the constraint allows."""
+
+    def noise_gain(self) -> float:
+        return 1.0
+
+    def residual(self, x: torch.Tensor) -> float:
+        """Relative inconsistency ‖A x − y‖ / ‖y‖ (0 for a perfect result)."""
+        return 0.0
+
+
+class Observation(Constraint):
+    """``A x = y``: the DDNM range-null-space correction x̂0 = x0 − λ A†(A x0 − y)."""
+
+    def __init__(self, op: Operator, y: torch.Tensor):
+        self.op = op
+        self.y = y
+
+    def project(self, x0, lam=1.0):
+        return x0 - lam * self.op.A_pinv(self.op.A(x0) - self.y)
+
+    def noise_gain(self) -> float:
+        return self.op.noise_gain()
+
+    def residual(self, x) -> float:
+        diff = torch.linalg.vector_norm((self.op.A(x) - self.y).double())
+        ref = torch.linalg.vector_norm(self.y.double()).clamp_min(1e-12)
+        return float(diff / ref)
+
+
+class KnownPixels(Constraint):
+    """Pixels already fixed (MSR overlap with finished windows): x̂0 = M·values + (1−M)·inner(x0).
+
+    ``mask`` is (B or 1, 1, H, W) with 1 where ``values`` are known. Known pixels carry no noise,
+    so they are always imposed fully, whatever ``lam`` the inner constraint gets.
+    """
+
+    def __init__(self, inner: Constraint, mask: torch.Tensor, values: torch.Tensor):
+        self.inner = inner
+        self.mask = mask
+        self.values = values
+
+    def project(self, x0, lam=1.0):
+        return torch.lerp(self.inner.project(x0, lam), self.values, self.mask)
+
+    def noise_gain(self) -> float:
+        return self.inner.noise_gain()
+
+    def residual(self, x) -> float:
+        return self.inner.residual(x)
