@@ -24,7 +24,7 @@ class Quirks:
     lambda_precedence: bool = False  # hq_demo: λ = σ_t / a_t · σ_y instead of σ_t / (a_t σ_y)
     travel_from_x0: bool = False  # main.py: time travel re-noises the raw x0 instead of a forward chain
     clip_x0: bool = False  # hq_demo clamps x0 to [-1, 1]
-    sigma_y_times_two: bool = False  # main.py doubles σ_y for the [-1, 1] range
+    sigma_y_unscaled: bool = False  # hq_demo uses σ_y as given, without the ×2 for the [-1, 1] range
     carry_state_across_windows: bool = False  # hq_demo: window k starts from window k-1's sample
     ddrm_kernel_taps: bool = False  # DDRM/DDNM SVD path drops the last tap of odd blur kernels
 
