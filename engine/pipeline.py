@@ -1,0 +1,205 @@
+"""``restore(request, cancel) -> Iterator[Event]``: the one entry point of the engine.
+
+Load the photo (and mask) -> [-1, 1] -> choose device, load the denoiser (and guidance) -> plan
+the windows for the OUTPUT size (sr × input) -> MSR, with HiR on large outputs -> FinishedEvent
+with the result (H, W, 3) float32 [0, 1] and a report.
+
+Only the windows being solved (and their y crops) ever live on the device; the full-size canvas
+is a compact uint16 host array (see :mod:`engine.tiling.canvas`). Outputs smaller than a window,
+or not a multiple of the alignment, are padded by symmetric reflection at input resolution and
+cropped back (see :mod:`engine.tiling.window_plan`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+
+from engine.device import describe_device, pick_device
+from engine.errors import EngineError, InputError
+from engine.events import Event, FinishedEvent, LogEvent, StageEvent
+from engine.operators.base import Observation
+from engine.request import RestoreRequest
+from engine.samplers import make_schedule
+from engine.tiling.hir import HirPlan, choose_factor, run_hir
+from engine.tiling.memory import plan_batch_size
+from engine.tiling.msr import MsrStage, Progress, SamplingSettings
+from engine.tiling.problem import PhotoProblem
+from engine.tiling.resume import ResumeState, request_fingerprint
+from engine.tiling.window_plan import (
+    NETWORK_MULTIPLE,
+    WindowPlan,
+    ceil_to,
+    effective_overlap,
+    effective_window,
+    plan_windows,
+)
+
+# Module-level names so tests can substitute a fast fake model.
+from engine.models import load_denoiser, load_guidance  # noqa: E402
+
+RANDOM_MODEL_WARNING = "{model} has random weights: its output is NOT a restoration"
+
+
+def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None)."""
+    from engine.image_io import load_image, load_mask
+
+    rgb = np.ascontiguousarray(load_image(request.image).rgb, dtype=np.float32)
+    mask = None
+    if request.tasks.inpaint:
+        mask = load_mask(request.mask, rgb.shape[:2])
+        if not mask.any():
+            raise InputError("the mask is empty: paint the areas to fill (white = fill)")
+    return rgb, mask
+
+
+def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> WindowPlan:
+    """Windows for a (height, width) canvas with the request's window/overlap, aligned to ``align``."""
+    if request.tiling == "none":
+        block = math.lcm(align, NETWORK_MULTIPLE)
+        return plan_windows(height, width, (ceil_to(height, block), ceil_to(width, block)), 0, align)
+    window = effective_window(request.window, align)
+    return plan_windows(height, width, window, effective_overlap(window, request.overlap, align), align)
+
+
+def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *,
+            denoiser: Optional[Any] = None) -> Iterator[Event]:
+    """Run ``request``; yield events, the last being :class:`FinishedEvent`.
+
+    ``cancel``: a ``threading.Event``; the run stops within one denoiser call and raises
+    :class:`engine.errors.Cancelled` (finished windows are kept in the resume state if enabled).
+    ``denoiser``: use this Denoiser object instead of loading ``request.model`` (evaluation with
+    an oracle, tests); it may offer ``for_windows(boxes)`` to see where each window lies on the
+    (padded) canvas of the stage.
+    """
+    started = time.perf_counter()
+    tasks = request.tasks
+    if not tasks.any():
+        raise InputError("nothing to do: tick at least one task")
+    yield StageEvent("loading image", 0, 3)
+    rgb, fill = _load_inputs(request)
+    h_in, w_in = rgb.shape[:2]
+    s = tasks.sr
+    H, W = h_in * s, w_in * s
+
+    yield StageEvent("loading model", 1, 3)
+    device = pick_device(request.device)
+    if denoiser is None:
+        denoiser = load_denoiser(request.model, device=device, precision=request.precision,
+                                 class_label=request.class_label)
+    guidance = None
+    if request.guidance_scale:
+        guidance = load_guidance(request.model, class_label=request.class_label, scale=request.guidance_scale,
+                                 device=device, precision=request.precision)
+    is_random = bool(getattr(denoiser, "is_random", False))
+    if is_random:
+        yield LogEvent("warning", RANDOM_MODEL_WARNING.format(model=request.model))
+
+    photo = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0 - 1.0
+    mask_t = None if fill is None else torch.from_numpy(fill.astype(np.float32))[None, None]
+    base = PhotoProblem(tasks, photo, mask_t, device, torch.float32, request.quirks)
+
+    # geometry: HiR factor, alignment, plans, padding
+    factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
+    align = math.lcm(s, factor)
+    plan_high = plan_stage(H, W, request, align)
+    problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
+    low_problem = problem_high.downscaled(factor) if factor > 1 else None
+    if factor > 1 and low_problem is None:
+        yield LogEvent("info", "hierarchical restoration skipped: nothing to solve at the low scale")
+        factor = 1
+    plan_low = None
+    if low_problem is not None:
+        plan_low = plan_stage(low_problem.height, low_problem.width, request, low_problem.scale)
+        low_problem = low_problem.padded(plan_low.padded_height, plan_low.padded_width)
+
+    schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
+    sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
+    settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
+    n_windows = len(plan_high.boxes) + (len(plan_low.boxes) if plan_low else 0)
+    progress = Progress(total=schedule.num_calls * n_windows)
+    cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)
+
+    resume = None
+    if request.resume_dir:
+        fingerprint = request_fingerprint(request.to_dict(), rgb, fill)
+        resume, warning = ResumeState.open(request.resume_dir, fingerprint)
+        if warning:
+            yield LogEvent("warning", warning)
+
+    def make(problem: PhotoProblem, plan: WindowPlan, name: str, stage_id: int, scale: float) -> MsrStage:
+        stage = MsrStage(problem=problem, plan=plan, denoiser=denoiser, settings=settings, progress=progress,
+                         batch_cap=cap, stage=name, stage_id=stage_id, scale_to_output=scale, cancel=cancel)
+        if resume is not None:
+            stage.canvas, stage.finished = resume.load_stage(name, plan.padded_height, plan.padded_width, plan.boxes)
+            progress.done += len(stage.finished) * schedule.num_calls
+            stage.checkpoint = lambda st: resume.save_stage(st.stage, st.canvas, st.finished)
+        return stage
+
+    high = make(problem_high, plan_high, "restore", 0, 1.0)
+    if resume is not None and progress.done:
+        progress.baseline = progress.done
+    yield StageEvent("restoring", 2, 3)
+    if plan_low is not None:
+        low = make(low_problem, plan_low, "hir-low", 1, float(factor))
+        progress.baseline = progress.done
+        if resume is not None and (low.finished or high.finished):
+            yield LogEvent("info", f"resuming: {len(low.finished) + len(high.finished)} windows already finished")
+        canvas = yield from run_hir(HirPlan(low=low, high=high, factor=factor))
+    else:
+        if resume is not None and high.finished:
+            yield LogEvent("info", f"resuming: {len(high.finished)} windows already finished")
+        canvas = yield from high.run()
+
+    result = canvas.to_float(H, W)
+    report = _report(request, base, result, (h_in, w_in), (H, W), progress, [p for p in (plan_low, plan_high) if p],
+                     factor, device, is_random, time.perf_counter() - started)
+    yield FinishedEvent(result, report)
+
+
+def _consistency(problem: PhotoProblem, result: np.ndarray) -> Optional[float]:
+    """‖A x − y‖ / ‖y‖ over the whole image, on the host."""
+    try:
+        op, y = problem.full_operator_on_host()
+    except (EngineError, ValueError, RuntimeError):
+        return None
+    x = torch.from_numpy(result).permute(2, 0, 1)[None] * 2.0 - 1.0
+    return Observation(op, y).residual(x)
+
+
+def _report(request, base, result, input_hw, output_hw, progress, plans, factor, device, is_random, seconds) -> dict[str, Any]:
+    from engine.report import peak_rss_mb
+
+    return {
+        "input_size": [int(input_hw[1]), int(input_hw[0])],  # width, height
+        "output_size": [int(output_hw[1]), int(output_hw[0])],
+        "consistency": _consistency(base, result),
+        "denoiser_calls": progress.done - progress.baseline,
+        "seconds": round(seconds, 3),
+        "device": describe_device(device),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "windows": sum(len(p.boxes) for p in plans),
+        "batches": progress.batches,
+        "levels": sum(p.num_levels for p in plans),
+        "hir_factor": factor,
+        "model": request.model,
+        "is_random_model": is_random,
+    }
+
+
+def run_to_completion(request: RestoreRequest, cancel: Optional[threading.Event] = None, *,
+                      denoiser: Optional[Any] = None) -> FinishedEvent:
+    """Drain :func:`restore` and return its :class:`FinishedEvent`."""
+    finished = None
+    for event in restore(request, cancel, denoiser=denoiser):
+        if isinstance(event, FinishedEvent):
+            finished = event
+    if finished is None:
+        raise RuntimeError("restore() ended without a result")
+    return finished

@@ -1,0 +1,109 @@
+"""Resume: cancel a run, continue from its finished windows, get the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import Cancelled
+from engine.events import LogEvent, WindowFinished
+from engine.pipeline import restore
+from engine.request import RestoreRequest, Tasks
+from engine.tiling.canvas import Canvas
+from engine.tiling.resume import ResumeState, request_fingerprint
+from engine.tiling.window_plan import plan_windows
+from tests.test_msr import TinyDenoiser
+
+torch.set_num_threads(1)
+
+
+def make_request(tmp_path=None, **kw):
+    rng = np.random.default_rng(3)
+    img = rng.random((64, 80, 3), dtype=np.float32)
+    mask = np.zeros((64, 80), bool)
+    mask[8:40, 20:60] = True
+    base = dict(image=img, mask=mask, tasks=Tasks(inpaint=True), steps=2, window=32, overlap=16, batch=2, seed=11)
+    base.update(kw)
+    if tmp_path is not None:
+        base["resume_dir"] = str(tmp_path / "state")
+    return RestoreRequest(**base)
+
+
+def run_all(req, cancel=None, cancel_after=None):
+    events, den = [], TinyDenoiser()
+    finished = 0
+    for event in restore(req, cancel, denoiser=den):
+        events.append(event)
+        if isinstance(event, WindowFinished):
+            finished += 1
+            if cancel_after is not None and finished == cancel_after:
+                cancel.set()
+    return events, den
+
+
+@pytest.mark.parametrize("hir", [False, True])
+def test_cancel_then_resume_gives_the_uninterrupted_result(tmp_path, hir):
+    reference, ref_den = run_all(make_request(hir=hir))
+    req = make_request(tmp_path, hir=hir)
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        run_all(req, cancel, cancel_after=5)
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert sum(len(s["finished"]) for s in state["stages"].values()) >= 5
+    events, den = run_all(req)
+    assert any(isinstance(e, LogEvent) and "resuming" in e.message for e in events)
+    np.testing.assert_array_equal(events[-1].result, reference[-1].result)
+    assert den.calls < ref_den.calls  # finished windows were not redone
+    # a third run finds everything finished
+    again, den3 = run_all(req)
+    np.testing.assert_array_equal(again[-1].result, reference[-1].result)
+    assert den3.calls == 0
+
+
+def test_mismatched_request_starts_fresh_with_a_warning(tmp_path):
+    req = make_request(tmp_path)
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        run_all(req, cancel, cancel_after=3)
+    other = req.replace(seed=12)
+    events, _ = run_all(other)
+    warnings = [e.message for e in events if isinstance(e, LogEvent) and e.level == "warning"]
+    assert any("different request" in w for w in warnings)
+    fresh, _ = run_all(make_request(seed=12))
+    np.testing.assert_array_equal(events[-1].result, fresh[-1].result)
+
+
+def test_fingerprint_ignores_batch_and_device_but_not_pixels():
+    req = make_request()
+    img = req.image
+    fp = request_fingerprint(req.to_dict(), img)
+    assert fp == request_fingerprint(req.replace(batch=7, device="cpu").to_dict(), img)
+    assert fp != request_fingerprint(req.replace(steps=3).to_dict(), img)
+    changed = img.copy()
+    changed[0, 0, 0] += 0.5
+    assert fp != request_fingerprint(req.to_dict(), changed)
+
+
+def test_state_round_trip(tmp_path):
+    plan = plan_windows(48, 48, 32, 16, 1)
+    canvas = Canvas(48, 48)
+    canvas.pixels[:] = np.arange(48 * 48 * 3, dtype=np.uint16).reshape(48, 48, 3)
+    state, warning = ResumeState.open(tmp_path, "abc")
+    assert warning is None
+    state.save_stage("restore", canvas, {0, 2})
+    loaded, warning = ResumeState.open(tmp_path, "abc")
+    assert warning is None and loaded.resumed_windows == 2
+    back, finished = loaded.load_stage("restore", 48, 48, plan.boxes)
+    assert finished == {0, 2}
+    np.testing.assert_array_equal(back.pixels, canvas.pixels)
+    expected = np.zeros((48, 48), bool)
+    for i in (0, 2):
+        expected[plan.boxes[i].slices()] = True
+    np.testing.assert_array_equal(back.written, expected)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
+    _, warning = ResumeState.open(tmp_path, "other")
+    assert warning and "different request" in warning
