@@ -1,0 +1,394 @@
+"""``python -m engine restore INPUT -o OUTPUT [options]`` — restore one photo or a folder of photos.
+
+Builds a :class:`~engine.request.RestoreRequest`, drains :func:`engine.pipeline.restore`, renders
+its events on stderr (tqdm progress over denoiser calls, log lines), saves the result with the
+input's metadata, alpha and bit depth, and optionally writes the run report as JSON.
+Exit codes: 0 done, 1 some files of a folder failed, 2 unusable input/arguments, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import shutil
+import signal
+import sys
+import threading
+import typing
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from engine.errors import Cancelled, EngineError, InputError, ModelFileError
+from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
+from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
+from engine.report import peak_rss_mb, write_report
+from engine.request import Quirks, RestoreRequest, Tasks
+
+STATE_SUFFIX = ".restorer-state"
+QUIRK_NAMES = tuple(f.name for f in dataclasses.fields(Quirks))
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+def _choices(cls: type, name: str) -> tuple[str, ...]:
+    """The allowed values of a Literal field, read from the dataclass (defaults live there)."""
+    hint = typing.get_type_hints(cls)[name]
+    candidates = [hint] if typing.get_origin(hint) is typing.Literal else list(typing.get_args(hint))
+    for arg in candidates:
+        if typing.get_origin(arg) is typing.Literal:
+            return tuple(v for v in typing.get_args(arg) if isinstance(v, str))
+    raise TypeError(f"{cls.__name__}.{name} is not a Literal field")
+
+
+# ------------------------------------------------------------------------ argument types
+def parse_travel(text: str) -> tuple[int, int]:
+    """``"L,R"`` -> (travel_length, travel_repeat), both ≥ 1."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        length, repeat = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected L,R (two whole numbers, e.g. 10,3), got {text!r}") from None
+    if length < 1 or repeat < 1:
+        raise argparse.ArgumentTypeError(f"time travel length and repeat must be ≥ 1, got {text!r}")
+    return length, repeat
+
+
+def parse_deblur(text: str) -> str:
+    """``gauss:SIGMA`` (SIGMA > 0), ``uniform:SIZE`` (whole SIZE ≥ 1) or ``kernel:FILE``."""
+    kind, _, value = text.partition(":")
+    kind = kind.strip().lower()
+    try:
+        if kind == "gauss" and float(value) > 0:
+            return f"gauss:{float(value):g}"
+        if kind == "uniform" and int(value) >= 1:
+            return f"uniform:{int(value)}"
+    except ValueError:
+        pass
+    if kind == "kernel" and value:
+        return f"kernel:{value}"
+    raise argparse.ArgumentTypeError(f"expected gauss:SIGMA, uniform:SIZE or kernel:FILE, got {text!r}")
+
+
+def parse_batch(text: str) -> Any:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _whole(1)(text)
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "restore",
+        help="restore a photo (or every photo in a folder)",
+        description="Fill masked areas, colorize, upscale, deblur or denoise photos with a diffusion model.",
+    )
+    p.add_argument("input", metavar="INPUT", help="a photo, or a folder of photos")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file (a folder in folder mode)")
+    task = p.add_argument_group("what to do (at least one)")
+    task.add_argument("--mask", metavar="MASK", help="white = fill (a folder of same-named masks in folder mode)")
+    task.add_argument("--inpaint", action="store_true", help="fill the masked areas (implied by --mask)")
+    task.add_argument("--colorize", action="store_true")
+    task.add_argument("--sr", type=_whole(1), metavar="N", help="upscale N times")
+    task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"))
+    task.add_argument("--deblur", type=parse_deblur, metavar="gauss:SIGMA|uniform:SIZE|kernel:FILE")
+    task.add_argument("--noise", type=_non_negative, metavar="SIGMA", help="noise level of the photo, 0..1")
+    model = p.add_argument_group("model and sampler")
+    model.add_argument("--model", metavar="ID|PATH|test-tiny", help="catalog id, checkpoint file, or test-tiny")
+    model.add_argument("--class", dest="class_label", type=_whole(0), metavar="N", help="ImageNet class")
+    model.add_argument("--guidance", dest="guidance_scale", type=_non_negative, metavar="SCALE")
+    model.add_argument("--steps", type=_whole(1), metavar="N")
+    model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats")
+    model.add_argument("--eta", type=_non_negative, metavar="E")
+    model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"))
+    model.add_argument("--seed", type=int, metavar="S")
+    model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N")
+    model.add_argument("--precision", choices=_choices(RestoreRequest, "precision"))
+    model.add_argument("--quirk", action="append", default=[], choices=QUIRK_NAMES, metavar="NAME",
+                       help="reference-code parity switch (repeatable): " + ", ".join(QUIRK_NAMES))
+    tiling = p.add_argument_group("large photos")
+    tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"))
+    tiling.add_argument("--hir", action=argparse.BooleanOptionalAction, default=None,
+                        help="hierarchical restoration (default: where it helps)")
+    tiling.add_argument("--window", type=_whole(8), metavar="N")
+    tiling.add_argument("--overlap", type=_whole(0), metavar="N")
+    tiling.add_argument("--batch", type=parse_batch, metavar="auto|N")
+    tiling.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
+    out = p.add_argument_group("output")
+    out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
+    out.add_argument("--quality", type=_whole(1), default=95, metavar="Q", help="JPEG/WebP quality (95)")
+    out.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: as the input")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------ request building
+def check_tasks(args: argparse.Namespace) -> None:
+    """Argument combinations that can be refused before any file is read."""
+    if args.inpaint and not args.mask:
+        raise InputError("--inpaint needs --mask (white = fill)")
+    if not (args.mask or args.inpaint or args.colorize or (args.sr or 1) > 1 or args.deblur or args.noise):
+        raise InputError("nothing to do: give --mask/--inpaint, --colorize, --sr N, --deblur or --noise")
+    if Path(args.output).suffix.lower() not in SAVE_FORMATS and not Path(args.input).is_dir():
+        raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
+    if args.model:
+        check_model_file(args.model)
+
+
+def check_model_file(spec: str) -> None:
+    """Refuse a model *file* that cannot be a checkpoint (a missing file, a text file, ...)."""
+    path = Path(spec)
+    looks_like_path = path.suffix.lower() in _CHECKPOINT_SUFFIXES or "/" in spec or "\\" in spec
+    if not path.exists():
+        if looks_like_path:
+            raise ModelFileError(f"model file not found: {spec}")
+        return  # a catalog id
+    if path.is_dir():
+        return  # a diffusers-style model folder; the loader checks it
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    is_zip = head.startswith(b"PK\x03\x04")  # torch.save archive
+    is_pickle = head[:1] == b"\x80"  # legacy torch.save
+    is_safetensors = len(head) > 8 and head[8:9] == b"{"
+    if not (is_zip or is_pickle or is_safetensors):
+        raise ModelFileError(f"{path.name} is not a model checkpoint (expected a .pt/.ckpt/.safetensors file)")
+
+
+def build_request(args: argparse.Namespace, image: Any, mask: Any = None,
+                  resume_dir: Optional[str] = None) -> RestoreRequest:
+    """Only options the user gave are passed, so every default comes from RestoreRequest/Tasks."""
+    tasks = {"inpaint": bool(args.mask or args.inpaint), "colorize": bool(args.colorize)}
+    for name in ("sr", "sr_kernel", "deblur", "noise"):
+        if getattr(args, name) is not None:
+            tasks[name] = getattr(args, name)
+    fields: dict[str, Any] = {}
+    for name in ("model", "class_label", "guidance_scale", "steps", "eta", "sampler", "seed", "device",
+                 "precision", "tiling", "hir", "window", "overlap", "batch"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    if args.travel is not None:
+        fields["travel_length"], fields["travel_repeat"] = args.travel
+    if args.quirk:
+        fields["quirks"] = Quirks(**{name: True for name in args.quirk})
+    return RestoreRequest(image=image, mask=mask, tasks=Tasks(**tasks), resume_dir=resume_dir, **fields)
+
+
+# ---------------------------------------------------------------------------- rendering
+class EventRenderer:
+    """Shows pipeline events on stderr: a tqdm bar over denoiser calls, stages, log lines."""
+
+    def __init__(self, show_progress: bool = True, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.show_progress = show_progress
+        self.bar: Any = None
+
+    def say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        print(line, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def warn(self, message: str) -> None:
+        self.say(f"!!! WARNING: {message} !!!")
+
+    def handle(self, event: Any) -> None:
+        if isinstance(event, ProgressEvent):
+            self._progress(event)
+        elif isinstance(event, LogEvent):
+            if event.level in ("warning", "error"):
+                self.warn(event.message) if event.level == "warning" else self.say(f"ERROR: {event.message}")
+            else:
+                self.say(event.message)
+        elif isinstance(event, StageEvent):
+            counter = f" ({event.index + 1}/{event.total})" if event.total > 1 else ""
+            self.say(f"{event.name}{counter}")
+        elif isinstance(event, PlanEvent):
+            levels = len(set(event.levels)) if event.levels else 0
+            h, w = event.output_size
+            self.say(f"{event.stage}: {w}×{h}, {len(event.boxes)} window(s) in {levels} batch(es)")
+
+    def _progress(self, event: ProgressEvent) -> None:
+        if not self.show_progress:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=event.total, unit="call", desc="denoising", file=self.stream,
+                            dynamic_ncols=True, leave=False)
+        if self.bar.total != event.total:
+            self.bar.total = event.total
+        self.bar.update(max(0, event.done - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _load_restore() -> Callable[..., Any]:
+    return importlib.import_module("engine.pipeline").restore
+
+
+@contextlib.contextmanager
+def cancel_on_ctrl_c(cancel: threading.Event, renderer: EventRenderer) -> Iterator[None]:
+    """First Ctrl-C sets ``cancel`` (the run stops within one denoiser call and keeps its finished
+    windows); a second one interrupts at once. Only possible from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        renderer.say("cancelling after the current step… (Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def drain(request: RestoreRequest, renderer: EventRenderer, cancel: threading.Event) -> FinishedEvent:
+    """Run the pipeline to its FinishedEvent; raises Cancelled when the run was cancelled."""
+    finished = None
+    with cancel_on_ctrl_c(cancel, renderer):
+        events = _load_restore()(request, cancel=cancel)
+        try:
+            for event in events:
+                renderer.handle(event)
+                if isinstance(event, FinishedEvent):
+                    finished = event
+        except KeyboardInterrupt:
+            cancel.set()
+            raise Cancelled("interrupted") from None
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+            renderer.close()
+    if finished is None:  # a result that arrived before a late Ctrl-C is still saved
+        raise Cancelled("cancelled")
+    return finished
+
+
+# ---------------------------------------------------------------------------------- runs
+def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path: Optional[Path],
+                 renderer: EventRenderer, cancel: threading.Event) -> dict[str, Any]:
+    """Restore one photo to ``target``; returns the report (with input/output paths and notes)."""
+    if target.suffix.lower() not in SAVE_FORMATS:
+        raise InputError(f"cannot write {target.name!r}: use .png, .jpg, .tif or .webp")
+    loaded = load_image(source)
+    mask = None
+    if mask_path is not None:
+        mask = load_mask(mask_path, loaded.size).astype(np.uint8) * 255
+    state_dir = Path(str(target) + STATE_SUFFIX)
+    if not args.resume and state_dir.is_dir():
+        shutil.rmtree(state_dir)  # our own state from an earlier, interrupted run: start fresh
+    request = build_request(args, loaded.rgb, mask, resume_dir=str(state_dir))
+    if request.model == "test-tiny":
+        renderer.warn("model 'test-tiny' has RANDOM weights: the output is NOT a restoration (tests only)")
+    finished = drain(request, renderer, cancel)
+    notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
+    for note in notes:
+        renderer.say(f"note: {note}")
+    if state_dir.is_dir():
+        shutil.rmtree(state_dir, ignore_errors=True)  # the job is complete
+    report = dict(finished.report)
+    report.setdefault("peak_rss_mb", peak_rss_mb())
+    report.update(input=str(source), output=str(target), notes=notes)
+    renderer.say(f"saved {target}")
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    check_tasks(args)
+    renderer = EventRenderer(show_progress=not args.no_progress)
+    cancel = threading.Event()
+    source = Path(args.input)
+    if not source.exists():
+        raise InputError(f"input not found: {source}")
+    try:
+        if source.is_dir():
+            return _run_folder(args, source, renderer, cancel)
+        report = restore_file(args, source, Path(args.output), Path(args.mask) if args.mask else None,
+                              renderer, cancel)
+    except (Cancelled, KeyboardInterrupt):
+        return _cancelled(renderer, Path(args.output))
+    if args.report:
+        write_report(args.report, report)
+    return 0
+
+
+def _cancelled(renderer: EventRenderer, target: Path) -> int:
+    renderer.close()
+    renderer.say(f"cancelled. Finished windows are kept in {target}{STATE_SUFFIX}; "
+                 "run the same command with --resume to continue.")
+    return 130
+
+
+def _find_mask(mask_dir: Path, photo: Path) -> Path:
+    exact = mask_dir / photo.name
+    if exact.is_file():
+        return exact
+    for candidate in sorted(mask_dir.iterdir()):
+        if candidate.stem == photo.stem and candidate.suffix.lower() in IMAGE_EXTENSIONS:
+            return candidate
+    raise InputError(f"no mask named {photo.stem}.* in {mask_dir}")
+
+
+def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
+                cancel: threading.Event) -> int:
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"INPUT is a folder, so OUTPUT must be a folder too: {out_dir}")
+    if out_dir.resolve() == folder.resolve():
+        raise InputError("OUTPUT must be a different folder from INPUT (the originals are never overwritten)")
+    mask_dir = Path(args.mask) if args.mask else None
+    if mask_dir is not None and not mask_dir.is_dir():
+        raise InputError(f"in folder mode --mask must be a folder of masks: {mask_dir}")
+    photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not photos:
+        raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    reports: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    for number, photo in enumerate(photos, 1):
+        renderer.say(f"[{number}/{len(photos)}] {photo.name}")
+        try:
+            mask_path = _find_mask(mask_dir, photo) if mask_dir is not None else None
+            reports.append(restore_file(args, photo, out_dir / photo.name, mask_path, renderer, cancel))
+        except (Cancelled, KeyboardInterrupt):
+            return _cancelled(renderer, out_dir / photo.name)
+        except EngineError as exc:
+            renderer.say(f"error: {photo.name}: {exc}")
+            failed.append({"input": str(photo), "error": str(exc)})
+    if args.report:
+        write_report(args.report, {"files": reports, "failed": failed})
+    renderer.say(f"done: {len(reports)} restored, {len(failed)} failed")
+    return 1 if failed else 0

@@ -1,0 +1,359 @@
+"""Reading and writing photos without losing what the user cares about.
+
+``load_image`` gives float32 RGB (H, W, 3) in [0, 1] plus everything needed to write the result
+back the way the photo came: alpha (kept aside), bit depth (8 or 16), ICC profile, EXIF (with the
+orientation already applied to the pixels and the tag reset to 1), and the file format.
+``save_image`` writes PNG / JPEG / TIFF / WebP atomically (temporary file + ``os.replace``), so a
+crash never leaves a half-written file over the user's photo.
+
+Decoders: Pillow for most files and for metadata; OpenCV for 16-bit PNGs (Pillow reduces 16-bit
+RGB PNGs to 8 bits); tifffile for TIFFs (8/16-bit, float), with Pillow as fallback.
+
+Decompression-bomb guard: images above ``DEFAULT_MAX_PIXELS`` (400 megapixels, e.g. 25000×16000)
+are refused with an :class:`InputError`; pass ``max_pixels`` to change the limit.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.image_io.codecs import decode_pixels, decode_tiff, encode_png16, encode_tiff, scale_to_unit, to_uint
+
+try:  # Pillow is a hard dependency; imported here so errors name this module
+    from PIL import Image, UnidentifiedImageError
+except ImportError as exc:  # pragma: no cover
+    raise ImportError("Pillow is required for image I/O") from exc
+
+DEFAULT_MAX_PIXELS = 400_000_000
+ORIENTATION_TAG = 0x0112
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+#: Extensions the folder mode of the CLI picks up.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+
+_PIL_LIMIT_LOCK = threading.Lock()
+ImageInput = Union[str, Path, np.ndarray, bytes]
+
+
+@dataclass
+class LoadedImage:
+    """A decoded photo and what is needed to write a result back faithfully."""
+
+    rgb: np.ndarray  # (H, W, 3) float32 in [0, 1], orientation applied
+    alpha: Optional[np.ndarray] = None  # (H, W) float32 in [0, 1], or None
+    bit_depth: int = 8  # 8 or 16
+    mode: str = "array"  # original Pillow mode ("RGB", "I;16", "LA", "P", ...), or "array"
+    icc_profile: Optional[bytes] = None
+    exif: Optional[bytes] = None  # orientation tag reset to 1
+    format: Optional[str] = None  # "PNG", "JPEG", "TIFF", ...
+    path: Optional[Path] = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+    @property
+    def is_grayscale(self) -> bool:
+        return self.mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F") or (
+            self.mode == "array" and bool(np.all(self.rgb[..., 0] == self.rgb[..., 1]))
+            and bool(np.all(self.rgb[..., 1] == self.rgb[..., 2]))
+        )
+
+
+# ----------------------------------------------------------------------------------- loading
+def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode a file path, encoded bytes, or an array ((H, W), (H, W, 1|2|3|4); uint8, uint16,
+    bool or float in [0, 1]) into a :class:`LoadedImage`. Raises :class:`InputError` for a missing,
+    empty, corrupt, truncated or too large image — never a raw decoder traceback."""
+    if isinstance(source, np.ndarray):
+        return _from_array(source, max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(bytes(source), None, max_pixels)
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"expected an image file, got a folder: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return _decode(data, path, max_pixels)
+
+
+def _from_array(array: np.ndarray, max_pixels: int) -> LoadedImage:
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
+        raise InputError(f"an image array must be (H, W) or (H, W, 1-4), got shape {a.shape}")
+    _check_size(a.shape[1], a.shape[0], max_pixels)
+    pixels, _ = scale_to_unit(a)
+    bit_depth = 16 if a.dtype == np.uint16 else 8  # float arrays are written with 8 bits unless asked
+    return _finish(pixels, bit_depth, "array", None, None, None, None)
+
+
+def _finish(pixels: np.ndarray, bit_depth: int, mode: str, icc: Optional[bytes], exif: Optional[bytes],
+            fmt: Optional[str], path: Optional[Path]) -> LoadedImage:
+    """(H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA float -> LoadedImage."""
+    alpha = None
+    if pixels.ndim == 2:
+        rgb = np.repeat(pixels[..., None], 3, axis=2)
+    elif pixels.shape[2] == 2:
+        rgb, alpha = np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1]
+    else:
+        rgb = pixels[..., :3]
+        alpha = pixels[..., 3] if pixels.shape[2] == 4 else None
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if alpha is not None:
+        alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    return LoadedImage(rgb, alpha, bit_depth, mode, icc or None, exif, fmt, path)
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise InputError(f"the image is empty ({width}×{height} pixels)")
+    if width * height > max_pixels:
+        raise InputError(
+            f"the image is too large: {width}×{height} = {width * height / 1e6:.0f} megapixels "
+            f"(limit {max_pixels / 1e6:.0f} megapixels)"
+        )
+
+
+def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
+    name = str(path) if path is not None else "the image data"
+    if not data:
+        raise InputError(f"{name} is empty (0 bytes)")
+    try:
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own guard below
+            try:
+                im = Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+        if data[:4] in (b"II*\x00", b"MM\x00*"):  # TIFFs Pillow cannot open (float, 16-bit planes)
+            return _decode_tiff_without_pillow(data, name, path, max_pixels)
+        reason = "unknown format" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
+        raise InputError(f"{name} is not an image or is damaged ({reason})") from exc
+    _check_size(im.width, im.height, max_pixels)
+    try:
+        exif = im.getexif()
+    except Exception:  # malformed EXIF must not cost the user the photo
+        exif = Image.Exif()
+    orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
+    icc = im.info.get("icc_profile") or None
+    try:
+        pixels, bit_depth = decode_pixels(im, data)
+    except InputError:
+        raise
+    except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
+        raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
+    pixels = apply_orientation(pixels, orientation)
+    exif_bytes = None
+    if len(exif):
+        if ORIENTATION_TAG in exif:
+            exif[ORIENTATION_TAG] = 1
+        try:
+            exif_bytes = exif.tobytes()
+        except Exception:
+            exif_bytes = None
+    return _finish(pixels, bit_depth, im.mode, icc, exif_bytes, im.format, path)
+
+
+def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], max_pixels: int) -> LoadedImage:
+    decoded = decode_tiff(data, check_size=lambda w, h: _check_size(w, h, max_pixels))
+    if decoded is None:
+        raise InputError(f"{name} is a TIFF this program cannot decode (unsupported layout or compression)")
+    pixels, bit_depth, icc, orientation = decoded
+    pixels = apply_orientation(pixels, orientation)
+    mode = "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "L"
+    return _finish(pixels, bit_depth, mode, icc, None, "TIFF", path)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to (H, W[, C]) pixels, as ``PIL.ImageOps.exif_transpose``."""
+    swap = (1, 0) + tuple(range(2, pixels.ndim))
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.transpose(swap)
+    if orientation == 6:
+        return np.rot90(pixels, k=-1)
+    if orientation == 7:
+        return pixels.transpose(swap)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(pixels, k=1)
+    return pixels
+
+
+def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> np.ndarray:
+    """The inpainting mask as bool (H, W); True = fill this pixel. ``size`` is (height, width).
+
+    Rule: if the mask has an alpha channel with transparent pixels (a stroke layer exported from a
+    painting app), fill where alpha > 127; otherwise fill where any colour channel > 127
+    (white / nonzero on black). Arrays may be bool, uint8, uint16 or float in [0, 1].
+    """
+    if isinstance(source, np.ndarray) and source.dtype == np.bool_ and source.ndim == 2:
+        mask = source.copy()
+    else:
+        loaded = source if isinstance(source, LoadedImage) else load_image(source)
+        if loaded.alpha is not None and float(loaded.alpha.min()) < 0.5:
+            mask = loaded.alpha > 0.5
+        else:
+            mask = (loaded.rgb > 0.5).any(axis=2)
+    if tuple(mask.shape) != tuple(size):
+        raise InputError(
+            f"the mask is {mask.shape[1]}×{mask.shape[0]} pixels but the photo is "
+            f"{size[1]}×{size[0]} (width×height); they must match"
+        )
+    return mask
+
+
+# ------------------------------------------------------------------------------------ saving
+def save_image(
+    path: Union[str, Path],
+    rgb: np.ndarray,
+    *,
+    like: Optional[LoadedImage] = None,
+    quality: int = 95,
+    bit_depth: Optional[int] = None,
+    alpha: Optional[np.ndarray] = None,
+) -> list[str]:
+    """Write (H, W, 3) float RGB in [0, 1] to ``path``; the format comes from the extension.
+
+    ``like`` supplies the ICC profile, EXIF, bit depth and alpha of the input (alpha is resized
+    bilinearly when the output size differs, e.g. after upscaling). ``bit_depth`` (8 or 16)
+    overrides; 16 bits are written for PNG and TIFF only. ``alpha`` (H', W') float in [0, 1]
+    overrides ``like.alpha``. Returns notes about anything that could not be kept (e.g. alpha in
+    a JPEG) so a caller can tell the user; nothing is printed.
+    """
+    path = Path(path)
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(SAVE_FORMATS))
+        raise InputError(f"cannot write {path.name!r}: unknown extension (use one of {known})")
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise InputError(f"save_image needs (H, W, 3) pixels, got shape {rgb.shape}")
+    notes: list[str] = []
+    height, width = rgb.shape[:2]
+    if alpha is None and like is not None:
+        alpha = like.alpha
+    if alpha is not None:
+        alpha = _resize_alpha(np.asarray(alpha, dtype=np.float32), height, width)
+    depth = bit_depth or (like.bit_depth if like is not None else 8)
+    if depth not in (8, 16):
+        raise InputError(f"bit depth must be 8 or 16, got {depth}")
+    if depth == 16 and fmt not in ("PNG", "TIFF"):
+        notes.append(f"{fmt} holds 8 bits per channel; saved with 8")
+        depth = 8
+    icc = like.icc_profile if like is not None else None
+    if icc is not None and icc[16:20] != b"RGB ":
+        notes.append(f"the input's {icc[16:20].decode('ascii', 'replace').strip()} colour profile does "
+                     "not fit an RGB result and was not embedded")
+        icc = None
+    exif = like.exif if like is not None else None
+    if alpha is not None and fmt == "JPEG":
+        notes.append("JPEG has no transparency; the alpha channel was dropped")
+        alpha = None
+    pixels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+    data = _encode(pixels, fmt, depth, icc, exif, quality)
+    _write_atomically(path, data)
+    return notes
+
+
+def _resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
+    if alpha.shape == (height, width):
+        return alpha
+    import cv2
+
+    return np.clip(cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+
+
+def _encode(pixels: np.ndarray, fmt: str, depth: int, icc: Optional[bytes], exif: Optional[bytes],
+            quality: int) -> bytes:
+    if fmt == "TIFF":
+        return encode_tiff(to_uint(pixels, depth), icc, exif)
+    if fmt == "PNG" and depth == 16:
+        return encode_png16(to_uint(pixels, 16), icc, exif)
+    mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
+    im = Image.fromarray(to_uint(pixels, 8), mode)
+    options: dict = {}
+    if icc:
+        options["icc_profile"] = icc
+    if exif:
+        options["exif"] = exif
+    if fmt == "JPEG":
+        # no optimize=True: Pillow fails with "broken data stream" on noisy images at high quality
+        options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
+    elif fmt == "WEBP":
+        options.update(quality=int(quality), lossless=quality >= 100)
+    buffer = io.BytesIO()
+    im.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it over ``path`` only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+# ------------------------------------------------------------------------- model tensors
+def to_model_tensor(rgb: np.ndarray, device=None, dtype=None):
+    """(H, W, 3) float in [0, 1] -> torch tensor (1, 3, H, W) in [-1, 1] (float32 by default)."""
+    import torch
+
+    a = np.asarray(rgb, dtype=np.float32)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise InputError(f"expected (H, W, 3) pixels, got shape {a.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None] * 2.0 - 1.0
+    return x.to(device=device, dtype=dtype or torch.float32)
+
+
+def from_model_tensor(x) -> np.ndarray:
+    """Tensor (1, 3, H, W) or (3, H, W) in [-1, 1] -> numpy (H, W, 3) float32 in [0, 1]
+    (clipped); a batch (B > 1, 3, H, W) gives (B, H, W, 3)."""
+    t = x.detach().float().cpu()
+    if t.ndim == 3:
+        t = t[None]
+    if t.ndim != 4 or t.shape[1] != 3:
+        raise InputError(f"expected a (B, 3, H, W) tensor, got shape {tuple(t.shape)}")
+    out = ((t.clamp(-1.0, 1.0) + 1.0) * 0.5).permute(0, 2, 3, 1).contiguous().numpy()
+    return out[0] if out.shape[0] == 1 else out

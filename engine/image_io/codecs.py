@@ -1,0 +1,208 @@
+"""Pixel decoding/encoding behind :mod:`engine.image_io`: the choice of decoder per format, 16-bit
+PNG through OpenCV (with the ICC and EXIF chunks added by hand), TIFF through tifffile.
+
+Arrays here are (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Callable, Optional
+
+import numpy as np
+from PIL import Image
+
+from engine.errors import InputError
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_HEADER = b"Exif\x00\x00"
+#: Plain-text TIFF tags copied from the input's EXIF into written TIFFs (the EXIF sub-IFD is not).
+_TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, datetime,
+# artist, copyright
+
+
+def to_uint(pixels: np.ndarray, depth: int) -> np.ndarray:
+    """Float in [0, 1] -> uint8 (depth 8) or uint16 (depth 16), rounded to nearest."""
+    top = 255.0 if depth == 8 else 65535.0
+    dtype = np.uint8 if depth == 8 else np.uint16
+    return np.round(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
+
+
+def scale_to_unit(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """Integer/float/bool array -> (float32 in [0, 1], bit depth 8 or 16)."""
+    if a.dtype == np.bool_:
+        return a.astype(np.float32), 8
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0, 8
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0, 16
+    if np.issubdtype(a.dtype, np.integer):
+        if a.max(initial=0) <= 255:
+            return np.clip(a.astype(np.float32) / 255.0, 0.0, 1.0), 8
+        return np.clip(a.astype(np.float32) / 65535.0, 0.0, 1.0), 16
+    return np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0), 16
+
+
+# ------------------------------------------------------------------------------- decoding
+def decode_pixels(im: Image.Image, data: bytes) -> tuple[np.ndarray, int]:
+    """Decode the pixels of an opened (not yet loaded) Pillow image whose encoded bytes are
+    ``data``. Returns float32 in [0, 1] and the bit depth (8 or 16). Orientation is not applied."""
+    if im.format == "TIFF":
+        decoded = decode_tiff(data)
+        if decoded is not None:
+            return decoded[0], decoded[1]
+    if im.format == "PNG" and _png_bit_depth(data) == 16:
+        return _decode_png16(data)
+    return _decode_with_pillow(im)
+
+
+def _png_bit_depth(data: bytes) -> int:
+    if data[:8] != _PNG_SIGNATURE or len(data) < 26 or data[12:16] != b"IHDR":
+        return 8
+    return data[24]
+
+
+def _decode_png16(data: bytes) -> tuple[np.ndarray, int]:
+    import cv2
+
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise InputError("the 16-bit PNG is corrupt or truncated")
+    if array.ndim == 3 and array.shape[2] >= 3:  # OpenCV gives BGR(A)
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]
+    return scale_to_unit(array)
+
+
+def decode_tiff(data: bytes, check_size: Optional[Callable[[int, int], None]] = None
+                ) -> Optional[tuple[np.ndarray, int, Optional[bytes], int]]:
+    """tifffile for the plain photometric kinds (gray, RGB): (pixels, bit depth, ICC profile,
+    EXIF orientation), or None to let Pillow try. ``check_size(width, height)`` runs before the
+    pixels are decoded (the decompression-bomb guard)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            photometric = int(page.photometric)
+            if photometric not in (0, 1, 2):  # MINISWHITE, MINISBLACK, RGB
+                return None
+            if check_size is not None:
+                check_size(int(page.imagewidth), int(page.imagelength))
+            array = page.asarray()
+            axes = page.axes
+            extras = len(page.extrasamples or ())
+            icc = page.iccprofile or None
+            orientation_tag = page.tags.get(274)
+            orientation = int(orientation_tag.value) if orientation_tag is not None else 1
+    except InputError:
+        raise
+    except Exception:
+        return None  # compressions tifffile cannot decode without extra codecs, odd layouts, ...
+    if axes.startswith("S") and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim != 2 and array.ndim != 3:
+        return None
+    pixels, depth = scale_to_unit(array)
+    if pixels.ndim == 3:
+        colour = pixels.shape[2] - extras
+        if colour not in (1, 3):
+            return None
+        pixels = pixels[..., : colour + min(extras, 1)]  # colour channels, then alpha if any
+        if pixels.shape[2] == 1:
+            pixels = pixels[..., 0]
+    if photometric == 0:  # MINISWHITE: 0 = white
+        if pixels.ndim == 2:
+            pixels = 1.0 - pixels
+        else:
+            colour = pixels.shape[2] - (1 if extras else 0)
+            pixels = pixels.copy()
+            pixels[..., :colour] = 1.0 - pixels[..., :colour]
+    return np.ascontiguousarray(pixels, dtype=np.float32), depth, icc, orientation
+
+
+_PIL_CONVERSIONS = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "CMYK": "RGB", "YCbCr": "RGB",
+                    "LAB": "RGB", "HSV": "RGB", "RGBX": "RGB"}
+
+
+def _decode_with_pillow(im: Image.Image) -> tuple[np.ndarray, int]:
+    im.load()
+    mode = im.mode
+    if mode == "P":
+        target = "RGBA" if "transparency" in im.info else "RGB"
+    else:
+        target = _PIL_CONVERSIONS.get(mode)
+    if target is not None:
+        im = im.convert(target)
+    elif mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+        im = im.convert("RGBA" if "A" in mode else "RGB")
+    array = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        array = array.astype(np.uint16)
+    return scale_to_unit(array)
+
+
+# ------------------------------------------------------------------------------- encoding
+def _exif_payload(exif: Optional[bytes]) -> Optional[bytes]:
+    if not exif:
+        return None
+    return exif[len(_EXIF_HEADER):] if exif.startswith(_EXIF_HEADER) else exif
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def encode_png16(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
+    """uint16 (H, W, 3|4) RGB(A) -> PNG bytes, with iCCP and eXIf chunks right after IHDR."""
+    import cv2
+
+    bgr = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
+    if not ok:
+        raise InputError("OpenCV could not encode the 16-bit PNG")
+    data = encoded.tobytes()
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
+    payload = _exif_payload(exif)
+    if payload:
+        extra += _png_chunk(b"eXIf", payload)
+    return data[:ihdr_end] + extra + data[ihdr_end:]
+
+
+def encode_tiff(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
+    """uint8/uint16 (H, W, 3|4) RGB(A) -> deflate-compressed TIFF bytes with the ICC profile and the
+    plain-text tags (make, model, date, artist, copyright, ...) of the input's EXIF."""
+    import tifffile
+
+    extratags = []
+    software = None
+    if exif:
+        parsed = Image.Exif()
+        try:
+            parsed.load(exif)
+        except Exception:
+            parsed = Image.Exif()
+        for code in _TIFF_TEXT_TAGS:
+            value = parsed.get(code)
+            if isinstance(value, str) and value and value.isascii():
+                if code == 305:
+                    software = value
+                else:
+                    extratags.append((code, "s", 0, value, True))
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer,
+        pixels,
+        photometric="rgb",
+        extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
+        compression="zlib",
+        iccprofile=icc or None,
+        metadata=None,
+        software=software,
+        extratags=extratags,
+    )
+    return buffer.getvalue()

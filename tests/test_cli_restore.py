@@ -1,0 +1,282 @@
+"""``python -m engine restore``: argument handling with a fake pipeline, folder mode, Ctrl-C, and
+end-to-end runs with the real pipeline and the test-tiny model (once they exist)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+import engine.cli_restore as cli_restore
+from engine.cli import build_parser, main
+from engine.errors import Cancelled
+from engine.events import FinishedEvent, LogEvent, ProgressEvent, StageEvent
+from engine.request import RestoreRequest
+
+SHARED_DATA = Path(os.environ.get("RESTORER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _photo(path: Path, size=(24, 32), icc: bool = False, mode: str = "RGB") -> Path:
+    rgb = (np.random.default_rng(0).random((size[0], size[1], 3)) * 255).astype(np.uint8)
+    options = {"icc_profile": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()} if icc else {}
+    Image.fromarray(rgb).convert(mode).save(path, **options)
+    return path
+
+
+class FakePipeline:
+    """Stands in for engine.pipeline.restore: records requests, yields a few events, ×sr result."""
+
+    def __init__(self, interrupt: bool = False, sigint: bool = False):
+        self.requests: list[RestoreRequest] = []
+        self.sigint = sigint
+        self.interrupt = interrupt
+        self.cancel_seen = None
+
+    def __call__(self, request, cancel=None):
+        self.requests.append(request)
+        self.cancel_seen = cancel
+        image = request.image
+        yield StageEvent("restoring")
+        yield LogEvent("warning", "fake model with random weights")
+        for done in range(1, 4):
+            if self.interrupt and done == 2:
+                raise KeyboardInterrupt
+            if self.sigint and done == 2:
+                signal.raise_signal(signal.SIGINT)  # the user presses Ctrl-C during the run
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled by the user")
+            yield ProgressEvent(done, 3, elapsed=0.01 * done)
+        s = request.tasks.sr
+        result = np.repeat(np.repeat(image, s, 0), s, 1) * 0.5
+        h, w = image.shape[:2]  # the report gives sizes as [width, height], as the real pipeline does
+        yield FinishedEvent(result, {"input_size": [w, h], "output_size": [w * s, h * s], "denoiser_calls": 3})
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    pipeline = FakePipeline()
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
+    return pipeline
+
+
+def _parse(*argv: str):
+    return build_parser().parse_args(["restore", "in.png", "-o", "out.png", *argv])
+
+
+# ---------------------------------------------------------------------------- parsing
+def test_every_flag_reaches_the_request():
+    args = _parse("--mask", "m.png", "--colorize", "--sr", "4", "--sr-kernel", "bicubic",
+                  "--deblur", "gauss:1.5", "--noise", "0.05", "--model", "test-tiny", "--class", "207",
+                  "--guidance", "2.5", "--steps", "7", "--travel", "10,3", "--eta", "0.5", "--seed", "9",
+                  "--device", "cpu", "--precision", "bf16", "--tiling", "msr", "--no-hir", "--window", "64",
+                  "--overlap", "32", "--batch", "3", "--sampler", "ddpm", "--quirk", "clip_x0",
+                  "--quirk", "lambda_precedence")
+    req = cli_restore.build_request(args, np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), "st")
+    t = req.tasks
+    assert (t.inpaint, t.colorize, t.sr, t.sr_kernel, t.deblur, t.noise) == (True, True, 4, "bicubic",
+                                                                             "gauss:1.5", 0.05)
+    assert (req.model, req.class_label, req.guidance_scale, req.steps) == ("test-tiny", 207, 2.5, 7)
+    assert (req.travel_length, req.travel_repeat, req.eta, req.seed) == (10, 3, 0.5, 9)
+    assert (req.device, req.precision, req.tiling, req.hir) == ("cpu", "bf16", "msr", False)
+    assert (req.window, req.overlap, req.batch, req.sampler, req.resume_dir) == (64, 32, 3, "ddpm", "st")
+    assert req.quirks.clip_x0 and req.quirks.lambda_precedence and not req.quirks.simplified_noise
+
+
+def test_unset_flags_keep_request_defaults():
+    req = cli_restore.build_request(_parse("--colorize"), np.zeros((4, 4, 3), np.float32))
+    default = RestoreRequest(image="x")
+    for name in ("model", "steps", "eta", "seed", "device", "window", "overlap", "batch", "hir", "sampler"):
+        assert getattr(req, name) == getattr(default, name)
+    assert req.tasks.sr == 1 and not req.tasks.inpaint
+    assert _parse("--colorize", "--batch", "auto", "--hir").batch == "auto"
+
+
+@pytest.mark.parametrize("text, expected", [("gauss:2", "gauss:2"), ("uniform:9", "uniform:9"),
+                                            ("kernel:k.png", "kernel:k.png"), ("GAUSS:0.5", "gauss:0.5")])
+def test_deblur_parsing(text, expected):
+    assert _parse("--deblur", text).deblur == expected
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--travel", "x"], "L,R"), (["--travel", "0,2"], "≥ 1"), (["--deblur", "gauss:-1"], "gauss:SIGMA"),
+    (["--deblur", "box:3"], "gauss:SIGMA"), (["--sr", "0"], "≥ 1"), (["--quirk", "nope"], "invalid choice"),
+    (["--batch", "many"], "whole number"), (["--precision", "fp8"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_message(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["restore", "in.png", "-o", "out.png", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error" in err and words in err
+
+
+# ---------------------------------------------------------------------- user errors -> 2
+def test_missing_input_exits_2(tmp_path, capsys, fake):
+    assert main(["restore", str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png"), "--colorize"]) == 2
+    assert "not found" in capsys.readouterr().err and not fake.requests
+
+
+def test_wrong_size_mask_exits_2(tmp_path, capsys, fake):
+    photo = _photo(tmp_path / "p.png", (24, 32))
+    Image.new("L", (10, 10), 255).save(tmp_path / "m.png")
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--mask", str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err
+    assert "10×10" in err and "32×24" in err and not fake.requests
+
+
+def test_text_file_as_model_exits_2(tmp_path, capsys, fake):
+    photo = _photo(tmp_path / "p.png")
+    (tmp_path / "model.pt").write_text("this is not a checkpoint\n")
+    code = main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", "--model",
+                 str(tmp_path / "model.pt")])
+    assert code == 2
+    assert "not a model checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [([], "nothing to do"), (["--inpaint"], "needs --mask"),
+                                         (["--colorize", "-o", "out.gif"], "cannot write")])
+def test_task_errors_exit_2(tmp_path, capsys, fake, argv, words):
+    photo = _photo(tmp_path / "p.png")
+    full = ["restore", str(photo), "-o", str(tmp_path / "o.png"), *argv]
+    assert main(full) == 2
+    assert words in capsys.readouterr().err and not fake.requests
+
+
+def test_unreadable_image_exits_2(tmp_path, capsys, fake):
+    (tmp_path / "p.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    assert main(["restore", str(tmp_path / "p.jpg"), "-o", str(tmp_path / "o.png"), "--colorize"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- single runs
+def test_single_run_saves_result_report_and_metadata(tmp_path, capsys, fake):
+    photo = _photo(tmp_path / "p.jpg", (24, 32), icc=True)
+    out, report = tmp_path / "sub" / "o.jpg", tmp_path / "r.json"
+    assert main(["restore", str(photo), "-o", str(out), "--sr", "2", "--model", "test-tiny",
+                 "--report", str(report)]) == 0
+    with Image.open(out) as im:
+        assert im.size == (64, 48) and im.info.get("icc_profile") == Image.open(photo).info["icc_profile"]
+    data = json.loads(report.read_text())
+    assert data["output"] == str(out) and data["input"] == str(photo)
+    assert data["output_size"] == [64, 48] and data["denoiser_calls"] == 3 and data["peak_rss_mb"] > 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "RANDOM weights" in err and "fake model with random weights" in err
+    assert fake.requests[0].resume_dir == str(out) + cli_restore.STATE_SUFFIX
+    assert not Path(str(out) + cli_restore.STATE_SUFFIX).exists()
+
+
+def test_mask_implies_inpaint_and_reaches_pipeline_as_array(tmp_path, fake):
+    photo = _photo(tmp_path / "p.png", (16, 20))
+    mask = np.zeros((16, 20), np.uint8)
+    mask[4:8, 5:9] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--mask", str(tmp_path / "m.png"),
+                 "--no-progress"]) == 0
+    req = fake.requests[0]
+    assert req.tasks.inpaint and req.mask.shape == (16, 20) and int((req.mask > 0).sum()) == 16
+
+
+def test_ctrl_c_cancels_and_exits_130(tmp_path, capsys, monkeypatch):
+    pipeline = FakePipeline(interrupt=True)
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
+    photo = _photo(tmp_path / "p.png")
+    out = tmp_path / "o.png"
+    assert main(["restore", str(photo), "-o", str(out), "--colorize"]) == 130
+    assert pipeline.cancel_seen is not None and pipeline.cancel_seen.is_set()
+    assert not out.exists() and "--resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_signal_sets_cancel_token_and_exits_130(tmp_path, capsys, monkeypatch):
+    pipeline = FakePipeline(sigint=True)
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
+    photo = _photo(tmp_path / "p.png")
+    handler_before = signal.getsignal(signal.SIGINT)
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize"]) == 130
+    assert pipeline.cancel_seen.is_set() and not (tmp_path / "o.png").exists()
+    assert signal.getsignal(signal.SIGINT) is handler_before
+    err = capsys.readouterr().err
+    assert "cancelling" in err and "--resume" in err
+
+
+# ---------------------------------------------------------------------------- folders
+def test_folder_mode_continues_past_failures(tmp_path, capsys, monkeypatch):
+    src, masks, dst = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    src.mkdir(), masks.mkdir()
+    for name in ("a.png", "b.jpg", "c.png"):
+        _photo(src / name, (16, 16))
+        Image.new("L", (16, 16), 255).save(masks / (Path(name).stem + ".png"))
+    Image.new("L", (8, 8), 255).save(masks / "c.png")  # wrong size for c
+    (src / "notes.txt").write_text("ignored")
+    pipeline = FakePipeline()
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
+    code = main(["restore", str(src), "-o", str(dst), "--mask", str(masks), "--report", str(tmp_path / "r.json")])
+    assert code == 1
+    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.jpg"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [Path(f["output"]).name for f in report["files"]] == ["a.png", "b.jpg"]
+    assert len(report["failed"]) == 1 and "c.png" in report["failed"][0]["input"]
+    assert "c.png" in capsys.readouterr().err and len(pipeline.requests) == 2
+
+
+def test_folder_mode_all_good_and_same_folder_refused(tmp_path, fake):
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(src / "a.png"), _photo(src / "b.png")
+    assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--colorize"]) == 0
+    assert len(list((tmp_path / "out").iterdir())) == 2
+    assert main(["restore", str(src), "-o", str(src), "--colorize"]) == 2
+
+
+# -------------------------------------------------------------------- end to end (real)
+def _real_pipeline_ready() -> bool:
+    return importlib.util.find_spec("engine.pipeline") is not None
+
+
+needs_pipeline = pytest.mark.skipif(not _real_pipeline_ready(), reason="engine.pipeline not written yet")
+FAST = ["--model", "test-tiny", "--window", "64", "--device", "cpu", "--no-progress"]
+
+
+def _check_report(path: Path, out: Path, in_size, out_size) -> dict:
+    """Sizes are [width, height]."""
+    data = json.loads(path.read_text())
+    for key in ("input_size", "output_size", "consistency", "denoiser_calls", "seconds", "device",
+                "peak_rss_mb", "windows", "batches", "levels", "output"):
+        assert key in data, key
+    assert data["output"] == str(out)
+    assert list(data["input_size"]) == list(in_size) and list(data["output_size"]) == list(out_size)
+    assert data["denoiser_calls"] > 0
+    return data
+
+
+@needs_pipeline
+@pytest.mark.slow
+def test_end_to_end_generated_image_sr2(tmp_path, capsys):
+    photo = _photo(tmp_path / "p.png", (32, 48), icc=True)
+    out, report = tmp_path / "o.png", tmp_path / "r.json"
+    argv = ["restore", str(photo), "-o", str(out), "--sr", "2", "--report", str(report), "--steps", "1"]
+    assert main([*argv, "--overlap", "32", "--no-hir", *FAST]) == 0
+    with Image.open(out) as im, Image.open(photo) as src:
+        assert im.size == (96, 64) and im.info.get("icc_profile") == src.info["icc_profile"]
+    data = _check_report(report, out, (48, 32), (96, 64))
+    assert data["windows"] >= 2 and data["is_random_model"] is True
+    assert "RANDOM" in capsys.readouterr().err
+
+
+@needs_pipeline
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "old_photos" / "abe.jpg").exists(), reason="shared test photos absent")
+def test_end_to_end_real_photo_colorize_keeps_icc(tmp_path):
+    photo = SHARED_DATA / "old_photos" / "abe.jpg"  # 220×276 grayscale JPEG with an RGB ICC profile
+    out, report = tmp_path / "abe.jpg", tmp_path / "r.json"
+    argv = ["restore", str(photo), "-o", str(out), "--colorize", "--report", str(report)]
+    assert main([*argv, "--steps", "1", "--overlap", "0", "--no-hir", *FAST]) == 0
+    with Image.open(photo) as src, Image.open(out) as im:
+        assert im.size == src.size and im.mode == "RGB"
+        assert im.info.get("icc_profile") == src.info["icc_profile"]
+    _check_report(report, out, (220, 276), (220, 276))
