@@ -1,0 +1,158 @@
+"""Networks, safe checkpoint loading with family detection, and the denoiser/guidance wrappers.
+
+Public entry points: :func:`load_denoiser`, :func:`load_guidance`, :func:`model_info`.
+A model spec is ``"test-tiny"`` (tiny random ADM), ``"test-tiny-ddpm"`` (tiny random DDPM Model),
+a checkpoint path, or a catalog id (resolved by ``engine.models.catalog``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from engine.errors import ModelFileError
+from engine.models.attention import set_attention_backend, set_default_attention_backend
+from engine.models.checkpoint import (
+    ModelConfig,
+    build_model,
+    detect_config,
+    load_model,
+    load_state_dict,
+    model_from_state_dict,
+)
+from engine.models.denoiser import Denoiser, Guidance
+from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
+from engine.models.wrappers import ClassifierGuidance, EpsDenoiser
+
+__all__ = [
+    "ClassifierGuidance", "Denoiser", "EpsDenoiser", "Guidance", "ModelConfig", "TINY_MODELS", "build_model",
+    "detect_config", "load_denoiser", "load_guidance", "load_model", "load_state_dict", "model_from_state_dict",
+    "model_info", "set_attention_backend", "set_default_attention_backend", "tiny_adm_config",
+    "tiny_classifier_config", "tiny_ddpm_config",
+]
+
+#: Random-weight models for tests and demos of the machinery (never a real restoration).
+TINY_MODELS = {"test-tiny": tiny_adm_config, "test-tiny-ddpm": tiny_ddpm_config}
+#: Window the pipeline should use for the tiny models (they accept any multiple of 4).
+TINY_IMAGE_SIZE = 256
+CLASSIFIER_ID = "adm-256-classifier"
+
+
+def _resolve(model: str) -> Path:
+    """A checkpoint path or a catalog id -> existing file. Raises ModelFileError."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    try:
+        from engine.models.catalog import resolve_model_file
+    except ImportError as exc:
+        raise ModelFileError(f"unknown model id {model!r} (and no file by that name exists)") from exc
+    return Path(resolve_model_file(model))
+
+
+def _load_network(model: str, device: torch.device) -> Tuple[nn.Module, ModelConfig, bool]:
+    """(network, config, is_random) for any model spec."""
+    if model in TINY_MODELS:
+        config = TINY_MODELS[model]()
+        return build_tiny(config, device=device), config, True
+    net, config = load_model(_resolve(model), device=device)
+    return net, config, False
+
+
+def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
+                  class_label: Optional[int] = None) -> Denoiser:
+    """The ``Denoiser`` for a model spec: ``eps = d(x_t (B,3,H,W) float32, t (B,) int64 0..999)``.
+
+    Raises ModelFileError for unknown ids / unsupported files, InputError for a missing class
+    label on a class-conditional model or a classifier file given as the model."""
+    net, config, is_random = _load_network(model, device)
+    if config.family == "adm-classifier":
+        raise ModelFileError(f"{model} is an ADM classifier, not a diffusion model; use it for guidance")
+    image_size = TINY_IMAGE_SIZE if is_random else config.image_size
+    return EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
+                       image_size=image_size)
+
+
+def load_guidance(model: str, *, class_label: Optional[int], scale: float, device: torch.device,
+                  precision: str = "fp32") -> Optional[Guidance]:
+    """Classifier guidance for ``model``, or None when it does not apply (scale 0, no label, or an
+    unconditional DDPM model). ``"test-tiny"`` gets a tiny random 10-class classifier; a real
+    ADM model uses the catalog's ``adm-256-classifier``."""
+    if not scale or class_label is None:
+        return None
+    if model in TINY_MODELS:
+        if model != "test-tiny":
+            return None
+        config = tiny_classifier_config()
+        classifier = build_tiny(config, device=device)
+    else:
+        classifier, config = load_model(_resolve(CLASSIFIER_ID), device=device)
+        if config.family != "adm-classifier":
+            raise ModelFileError(f"{CLASSIFIER_ID} resolved to a {config.family} model, not an ADM classifier")
+    return ClassifierGuidance(classifier, class_label, scale, precision=precision, num_classes=config.out_channels)
+
+
+def _shapes_only(path: Path) -> Dict[str, Any]:
+    """Tensor names -> meta tensors of the right shape, reading as little of the file as possible."""
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+        except Exception:
+            pass  # load_state_dict below raises the proper ModelFileError
+    else:
+        try:
+            from engine.models.checkpoint import unwrap_state_dict
+
+            raw = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            return unwrap_state_dict(raw, source=path.name)
+        except ModelFileError:
+            raise
+        except Exception:
+            pass
+    return load_state_dict(path)
+
+
+_PURPOSES = {
+    "adm": "general photos (ImageNet-trained ADM); the default choice for restoration",
+    "adm-cc": "class-conditional ADM: restoration steered towards one ImageNet class",
+    "adm-classifier": "noisy-image classifier for classifier guidance (not a restorer)",
+    "ddpm": "DDPM Model (ddim/SDEdit family): usually faces (CelebA-HQ) or one LSUN scene type",
+}
+
+
+def model_info(model_spec: str) -> Dict[str, Any]:
+    """What the GUI shows about a model: family, parameter count, window size, purpose hint,
+    configuration summary and whether the weights are random."""
+    if model_spec in TINY_MODELS:
+        config, is_random = TINY_MODELS[model_spec](), True
+    else:
+        path = _resolve(model_spec)
+        config, is_random = detect_config(_shapes_only(path)), False
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build_model(config).parameters())
+    key = "adm-cc" if config.family == "adm" and config.class_cond else config.family
+    purpose = _PURPOSES[key]
+    if is_random:
+        purpose = "random weights for testing the machinery only; the output is NOT a restoration"
+    return {
+        "family": config.family,
+        "params": params,
+        "image_size": TINY_IMAGE_SIZE if is_random else config.image_size,
+        "purpose": purpose,
+        "is_random": is_random,
+        "learn_sigma": config.learn_sigma,
+        "class_cond": config.class_cond,
+        "num_classes": config.num_classes if config.family == "adm" else (
+            config.out_channels if config.family == "adm-classifier" else None),
+        "model_channels": config.model_channels,
+        "channel_mult": list(config.channel_mult),
+        "num_res_blocks": config.num_res_blocks,
+        "attention_levels": list(config.attention_levels),
+        "size_multiple": config.size_multiple,
+    }
