@@ -1,0 +1,194 @@
+"""The open photo and everything painted on it, as a QObject without widgets.
+
+Arrays (all numpy, GUI thread only):
+
+- ``image``: (H, W, 3) float32 in [0, 1], the current photo (what a run restores);
+- ``original``: the photo as loaded, for "hold to see the original";
+- ``mask``: (H, W) uint8 0..255 (soft brush edges); the engine gets ``mask > 127``;
+- ``preview``: (H·s, W·s, 3) float32 in [0, 1] or None, the result layer of a run, s = its upscale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+#: A region (top, left, height, width) in the coordinates of the array a signal is about.
+Region = tuple[int, int, int, int]
+
+
+class Document(QObject):
+    image_changed = Signal()  # new photo or photo replaced (size may change)
+    mask_changed = Signal(object)  # Region of the mask that changed, or None for all of it
+    preview_changed = Signal(object)  # Region of the preview (its own pixels), or None for all / removed
+    path_changed = Signal(str)
+    modified_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.undo_stack = QUndoStack(self)
+        self.image: Optional[np.ndarray] = None
+        self.original: Optional[np.ndarray] = None
+        self.mask: Optional[np.ndarray] = None
+        self.preview: Optional[np.ndarray] = None
+        self.preview_scale: int = 1
+        self.preview_finished = False  # True once the run that made the preview completed
+        self.preview_report: dict[str, Any] = {}
+        self.loaded: Any = None  # engine.image_io.LoadedImage of the file (EXIF, ICC, bit depth)
+        self.path: str = ""
+        self._modified = False
+        self.undo_stack.cleanChanged.connect(self._on_clean_changed)
+
+    # ---- photo ------------------------------------------------------------------------
+    @property
+    def has_image(self) -> bool:
+        return self.image is not None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the current photo, (0, 0) when none is open."""
+        return (0, 0) if self.image is None else self.image.shape[:2]
+
+    def set_photo(self, pixels: np.ndarray, path: str = "", loaded: Any = None) -> None:
+        """Open ``pixels`` (H, W, 3) float32 [0, 1] as a new document (clears mask, preview, undo)."""
+        pixels = np.ascontiguousarray(pixels[..., :3], dtype=np.float32)
+        self.undo_stack.clear()
+        self.image = pixels
+        self.original = pixels.copy()
+        self.mask = np.zeros(pixels.shape[:2], np.uint8)
+        self.preview = None
+        self.preview_scale = 1
+        self.preview_finished = False
+        self.loaded = loaded
+        self.path = path
+        self.image_changed.emit()
+        self.mask_changed.emit(None)
+        self.preview_changed.emit(None)
+        self.path_changed.emit(path)
+        self._set_modified(False)
+
+    def open_file(self, path: str) -> None:
+        """Load a photo with the engine's image I/O (keeps EXIF, ICC and bit depth for saving)."""
+        from engine import image_io
+
+        loaded = image_io.load_image(path)
+        self.set_photo(loaded_pixels(loaded), path=str(path), loaded=loaded)
+
+    def replace_image(self, pixels: np.ndarray, mask: Optional[np.ndarray] = None) -> None:
+        """Swap in another photo (used by undoable Apply); the mask must match its size."""
+        self.image = np.ascontiguousarray(pixels, dtype=np.float32)
+        if mask is None or mask.shape != self.image.shape[:2]:
+            mask = np.zeros(self.image.shape[:2], np.uint8)
+        self.mask = mask
+        self.image_changed.emit()
+        self.mask_changed.emit(None)
+
+    # ---- mask -------------------------------------------------------------------------
+    def set_mask_region(self, top: int, left: int, values: np.ndarray) -> None:
+        h, w = values.shape[:2]
+        self.mask[top : top + h, left : left + w] = values
+        self.mask_changed.emit((top, left, h, w))
+
+    def set_mask(self, mask: np.ndarray) -> None:
+        if mask.shape != self.mask.shape:
+            raise ValueError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the photo is {self.mask.shape[1]}×{self.mask.shape[0]}")
+        self.mask = np.ascontiguousarray(mask, dtype=np.uint8)
+        self.mask_changed.emit(None)
+
+    def has_mask(self) -> bool:
+        return self.mask is not None and bool((self.mask > 127).any())
+
+    def engine_mask(self) -> np.ndarray:
+        """(H, W) uint8 with 255 where the engine must fill, 0 elsewhere."""
+        return np.where(self.mask > 127, np.uint8(255), np.uint8(0))
+
+    # ---- result preview ---------------------------------------------------------------
+    def begin_preview(self, scale: int) -> None:
+        """Start an empty result layer for a run with upscale factor ``scale`` (the photo, upscaled)."""
+        h, w = self.size
+        self.preview_scale = int(scale)
+        self.preview_finished = False
+        self.preview_report = {}
+        if scale == 1:
+            self.preview = self.image.copy()
+        else:
+            import cv2
+
+            self.preview = cv2.resize(self.image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+        self.preview_changed.emit(None)
+
+    def paint_preview(self, top: int, left: int, pixels: np.ndarray, scale_to_output: float = 1.0) -> Optional[Region]:
+        """Paste a finished window (box in stage coordinates × ``scale_to_output`` = preview pixels)."""
+        if self.preview is None:
+            return None
+        if scale_to_output != 1.0:
+            import cv2
+
+            h, w = pixels.shape[:2]
+            top, left = round(top * scale_to_output), round(left * scale_to_output)
+            size = (max(1, round(w * scale_to_output)), max(1, round(h * scale_to_output)))
+            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_CUBIC)
+        ph, pw = self.preview.shape[:2]
+        h, w = pixels.shape[:2]
+        bottom, right = min(top + h, ph), min(left + w, pw)
+        if bottom <= top or right <= left:
+            return None
+        self.preview[top:bottom, left:right] = np.clip(pixels[: bottom - top, : right - left, :3], 0, 1)
+        region = (top, left, bottom - top, right - left)
+        self.preview_changed.emit(region)
+        return region
+
+    def finish_preview(self, result: np.ndarray, report: dict[str, Any] | None = None) -> None:
+        self.preview = np.ascontiguousarray(result[..., :3], dtype=np.float32)
+        self.preview_scale = max(1, round(self.preview.shape[0] / self.size[0]))
+        self.preview_finished = True
+        self.preview_report = dict(report or {})
+        self.preview_changed.emit(None)
+
+    def discard_preview(self) -> None:
+        self.preview = None
+        self.preview_finished = False
+        self.preview_changed.emit(None)
+
+    # ---- state ------------------------------------------------------------------------
+    @property
+    def modified(self) -> bool:
+        return self._modified
+
+    def _on_clean_changed(self, clean: bool) -> None:
+        self._set_modified(not clean)
+
+    def _set_modified(self, value: bool) -> None:
+        if value != self._modified:
+            self._modified = value
+            self.modified_changed.emit(value)
+
+    def mark_saved(self, path: str) -> None:
+        self.path = path
+        self.undo_stack.setClean()
+        self._set_modified(False)
+        self.path_changed.emit(path)
+
+
+def loaded_pixels(loaded: Any) -> np.ndarray:
+    """(H, W, 3) float32 [0, 1] from whatever ``engine.image_io.load_image`` returned."""
+    if isinstance(loaded, np.ndarray):
+        return to_float_rgb(loaded)
+    return to_float_rgb(loaded.rgb)
+
+
+def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Any (H, W), (H, W, 1|3|4) uint8/uint16/float array -> (H, W, 3) float32 [0, 1]."""
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    pixels = pixels[..., :3]
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / 65535.0
+    return np.clip(pixels.astype(np.float32), 0.0, 1.0)

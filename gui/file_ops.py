@@ -1,0 +1,78 @@
+"""Photo and mask files for the main window: open, paste, save (keeping EXIF / ICC / 16-bit), masks.
+
+Everything goes through ``engine.image_io`` so the GUI and the CLI read and write the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+from gui.document import Document, to_float_rgb
+from gui.mask_tools import mask_from_image
+
+OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp);;All files (*)"
+#: Save-as filters -> (extension, bit depth or None = as the input)
+SAVE_FILTERS: dict[str, tuple[str, Optional[int]]] = {
+    "PNG (*.png)": (".png", None),
+    "JPEG (*.jpg *.jpeg)": (".jpg", 8),
+    "TIFF 16-bit (*.tif *.tiff)": (".tif", 16),
+    "TIFF 8-bit (*.tif *.tiff)": (".tif", 8),
+    "WebP (*.webp)": (".webp", 8),
+}
+
+
+def qimage_to_rgb(image: QImage) -> np.ndarray:
+    """A QImage (any format) -> (H, W, 3) float32 [0, 1]. GUI thread only."""
+    rgb = image.convertToFormat(QImage.Format_RGB888)
+    h, w, bpl = rgb.height(), rgb.width(), rgb.bytesPerLine()
+    data = np.frombuffer(rgb.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)
+    return to_float_rgb(data[:, : w * 3].reshape(h, w, 3).copy())
+
+
+def open_photo(document: Document, path: str) -> None:
+    """Raises engine.errors.InputError with a user-facing message when the file cannot be read."""
+    document.open_file(path)
+
+
+def result_pixels(document: Document) -> np.ndarray:
+    """What Save writes: a finished result preview if there is one, else the current photo."""
+    if document.preview is not None and document.preview_finished:
+        return document.preview
+    return document.image
+
+
+def save_photo(document: Document, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> list[str]:
+    """Write the result to ``path`` with the input's EXIF, ICC profile (and bit depth unless
+    ``bit_depth`` is given). Returns notes on anything that could not be kept."""
+    from engine import image_io
+
+    return image_io.save_image(path, result_pixels(document), like=document.loaded, quality=quality,
+                               bit_depth=bit_depth)
+
+
+def suggested_save_path(document: Document, extension: str = ".png") -> str:
+    """``photo_restored.png`` beside the input: saving never overwrites the original by default."""
+    if document.path:
+        p = Path(document.path)
+        return str(p.with_name(f"{p.stem}_restored{extension}"))
+    return str(Path.home() / f"restored{extension}")
+
+
+def load_mask_file(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """A mask image (white = fill, or a transparent stroke layer) -> (H, W) uint8 of ``shape``."""
+    from engine import image_io
+
+    loaded = image_io.load_image(path)
+    pixels = loaded.rgb if loaded.alpha is None else np.dstack([loaded.rgb, loaded.alpha])
+    return mask_from_image(pixels, shape)
+
+
+def save_mask_file(mask: np.ndarray, path: str) -> None:
+    from engine import image_io
+
+    gray = mask.astype(np.float32) / 255.0
+    image_io.save_image(path, np.repeat(gray[..., None], 3, axis=2), bit_depth=8)

@@ -1,0 +1,404 @@
+"""The main window: canvas in the middle, task panel on the right, log at the bottom, menus,
+tool bar and status bar. File handling is in :mod:`gui.file_ops`, runs in :mod:`gui.run_controller`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QScrollArea, QSlider, QToolBar,
+)
+
+from gui import mask_tools
+from gui.app import apply_theme, icon
+from gui.canvas import Canvas
+from gui.window_files import FileCommands
+from gui.dialogs import ShortcutsDialog, show_about, show_error
+from gui.document import Document
+from gui.log_panel import LogPanel
+from gui.run_controller import RunController
+from gui.run_plan import TEST_TINY, TaskSettings
+from gui.settings import AppSettings
+from gui.task_panel import ModelChoice, TaskPanel
+from gui.undo import mask_replace_command
+from gui.worker import RestoreFunction
+
+GROW_STEP = 4  # pixels per Grow / Shrink
+
+
+class MainWindow(FileCommands, QMainWindow):
+    probed = Signal(object, object)  # installed ModelChoices, (spec, description) devices: from a probe thread
+
+    def __init__(self, settings: Optional[AppSettings] = None, restore: Optional[RestoreFunction] = None,
+                 probe_devices: bool = True, interactive: bool = True):
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.interactive = interactive  # False in tests: no modal dialogs
+        self.document = Document(self)
+        self.canvas = Canvas(self.document)
+        self.panel = TaskPanel()
+        self.log_panel = LogPanel()
+        self.runs = RunController(self.document, self.canvas, self.panel, self.log_panel, restore, self)
+        self.runs.show_dialogs = interactive
+        self.save_path = ""
+        self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
+        self.setWindowTitle("Restorer")
+        self.setCentralWidget(self.canvas)
+        self.setAcceptDrops(True)
+        self._build_docks()
+        self._build_actions()
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status_bar()
+        self._connect()
+        self._restore_settings()
+        self.installed_model_count = 0
+        if probe_devices:  # the catalog and device list import torch: do it off the GUI thread
+            self.probed.connect(self._on_probed)
+            threading.Thread(target=self._probe, name="model-device-probe", daemon=True).start()
+        else:
+            self.refresh_models()
+
+    # ---- layout -------------------------------------------------------------------------
+    def _build_docks(self) -> None:
+        scroll = QScrollArea()
+        scroll.setWidget(self.panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.panel_dock = QDockWidget("Restore", self)
+        self.panel_dock.setObjectName("panel_dock")
+        self.panel_dock.setWidget(scroll)
+        self.panel_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setObjectName("log_dock")
+        self.log_dock.setWidget(self.log_panel)
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
+        self.resizeDocks([self.log_dock], [130], Qt.Vertical)
+
+    def _action(self, text: str, slot, shortcut=None, icon_name: str = "", checkable: bool = False) -> QAction:
+        action = QAction(icon(icon_name) if icon_name else icon("none"), text, self)
+        if shortcut:
+            action.setShortcuts([QKeySequence(s) for s in shortcut] if isinstance(shortcut, (list, tuple))
+                                else [QKeySequence(shortcut)])
+        action.setCheckable(checkable)
+        keys = action.shortcut().toString(QKeySequence.NativeText)
+        action.setToolTip(f"{text.replace('&', '').rstrip('…')} ({keys})" if keys else text.replace("&", ""))
+        (action.toggled if checkable else action.triggered).connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        a, c, d = self._action, self.canvas, self.document
+        self.act_open = a("&Open…", self.open_dialog, QKeySequence.Open, "open")
+        self.act_paste = a("&Paste photo", self.paste, QKeySequence.Paste)
+        self.act_save = a("&Save", self.save, QKeySequence.Save, "save")
+        self.act_save_as = a("Save &as…", self.save_as, QKeySequence.SaveAs)
+        self.act_import_mask = a("Import mask…", self.import_mask)
+        self.act_export_mask = a("Export mask…", self.export_mask)
+        self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
+        self.act_undo = d.undo_stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(QKeySequence.Undo)
+        self.act_undo.setIcon(icon("undo"))
+        self.act_redo = d.undo_stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.act_redo.setIcon(icon("redo"))
+        self.act_clear_mask = a("Clear mask", lambda: self.mask_op(mask_tools.clear_mask, "Clear mask"),
+                                "Ctrl+Delete", "mask-clear")
+        self.act_invert_mask = a("Invert mask", lambda: self.mask_op(mask_tools.invert_mask, "Invert mask"),
+                                 "Ctrl+I", "mask-invert")
+        self.act_grow = a(f"Grow mask ({GROW_STEP} px)", lambda: self.mask_op(
+            lambda m: mask_tools.grow_mask(m, GROW_STEP), "Grow mask"), "Ctrl+Shift+G")
+        self.act_shrink = a(f"Shrink mask ({GROW_STEP} px)", lambda: self.mask_op(
+            lambda m: mask_tools.grow_mask(m, -GROW_STEP), "Shrink mask"), "Ctrl+Alt+G")
+        self.act_fit = a("&Fit to window", c.fit, "Ctrl+0", "fit")
+        self.act_100 = a("&100 %", c.actual_size, "Ctrl+1")
+        self.act_zoom_in = a("Zoom &in", lambda: c.zoom_by(1.25), ["+", "=", "Ctrl++"])
+        self.act_zoom_out = a("Zoom &out", lambda: c.zoom_by(0.8), ["-", "Ctrl+-"])
+        self.act_show_mask = a("Show &mask", self._set_mask_visible, "M", checkable=True)
+        self.act_compare = a("&Before/after split", self._set_compare, "C", "compare", checkable=True)
+        self.act_dark = a("&Dark theme", self._set_dark, checkable=True)
+        self.act_smaller = a("Smaller brush", lambda: c.set_brush_radius(c.brush.resized(1 / 1.2)), "[")
+        self.act_larger = a("Larger brush", lambda: c.set_brush_radius(c.brush.resized(1.2)), "]")
+        self.tool_group = QActionGroup(self)
+        self.act_brush = a("&Brush", lambda on: on and c.set_tool("brush"), "B", "brush", checkable=True)
+        self.act_eraser = a("&Eraser", lambda on: on and c.set_tool("eraser"), "E", "eraser", checkable=True)
+        self.act_pan = a("&Hand (pan)", lambda on: on and c.set_tool("pan"), "H", "hand", checkable=True)
+        for act in (self.act_brush, self.act_eraser, self.act_pan):
+            self.tool_group.addAction(act)
+        self.act_restore = a("&Restore", self.runs.start, "Ctrl+R", "restore")
+        self.act_cancel = a("&Cancel", self.cancel_or_abort, "Esc", "cancel")
+        self.act_apply = a("&Apply result", self.runs.apply, "Ctrl+Return")
+        self.act_discard = a("&Discard result", self.runs.discard)
+        self.act_models = a("&Models…", self.open_models_dialog)
+        self.act_help = a("&Keyboard shortcuts", lambda: ShortcutsDialog(self).exec(), "F1")
+        self.act_about = a("&About", lambda: show_about(self))
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Tools", self)
+        bar.setObjectName("tools_toolbar")
+        bar.setToolButtonStyle(Qt.ToolButtonIconOnly)
+        for act in (self.act_open, self.act_save, None, self.act_undo, self.act_redo, None, self.act_brush,
+                    self.act_eraser, self.act_pan):
+            bar.addSeparator() if act is None else bar.addAction(act)
+        self.size_slider = self._slider(bar, "Size", 1, 400, "Brush size in photo pixels ([ and ])")
+        self.hardness_slider = self._slider(bar, "Hardness", 0, 100, "Soft (0) to hard (100) brush edge")
+        self.opacity_slider = self._slider(bar, "Mask", 0, 100, "Mask overlay opacity")
+        bar.addSeparator()
+        for act in (self.act_clear_mask, self.act_invert_mask, None, self.act_fit, self.act_compare):
+            bar.addSeparator() if act is None else bar.addAction(act)
+        self.addToolBar(Qt.TopToolBarArea, bar)
+        self.toolbar = bar
+
+    def _slider(self, bar: QToolBar, label: str, lo: int, hi: int, tip: str) -> QSlider:
+        bar.addSeparator()
+        text = QLabel(f" {label} ")
+        slider = QSlider(Qt.Horizontal)
+        slider.setRange(lo, hi)
+        slider.setFixedWidth(90)
+        slider.setToolTip(tip)
+        text.setToolTip(tip)
+        value = QLabel()
+        value.setMinimumWidth(34)
+        slider.valueChanged.connect(lambda v: value.setText(f" {v}"))
+        bar.addWidget(text)
+        bar.addWidget(slider)
+        bar.addWidget(value)
+        return slider
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.act_open])
+        self.recent_menu = m.addMenu("Open &recent")
+        m.addActions([self.act_paste, self.act_save, self.act_save_as])
+        m.addSeparator()
+        m.addActions([self.act_import_mask, self.act_export_mask])
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo])
+        m.addSeparator()
+        m.addActions([self.act_clear_mask, self.act_invert_mask, self.act_grow, self.act_shrink])
+        m = mb.addMenu("&View")
+        m.addActions([self.act_fit, self.act_100, self.act_zoom_in, self.act_zoom_out])
+        m.addSeparator()
+        m.addActions([self.act_show_mask, self.act_compare, self.act_dark])
+        m.addActions([self.panel_dock.toggleViewAction(), self.log_dock.toggleViewAction()])
+        m = mb.addMenu("&Tools")
+        m.addActions([self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_larger])
+        m = mb.addMenu("&Run")
+        m.addActions([self.act_restore, self.act_cancel, self.act_apply, self.act_discard])
+        m.addSeparator()
+        m.addAction(self.act_models)
+        m = mb.addMenu("&Help")
+        m.addActions([self.act_help, self.act_about])
+        self._update_recent_menu()
+
+    def _build_status_bar(self) -> None:
+        self.status_zoom, self.status_cursor, self.status_size = QLabel(), QLabel(), QLabel()
+        for w in (self.status_cursor, self.status_size, self.status_zoom):
+            w.setMinimumWidth(90)
+            self.statusBar().addPermanentWidget(w)
+
+    def _connect(self) -> None:
+        c, d = self.canvas, self.document
+        c.zoom_changed.connect(lambda z: self.status_zoom.setText(f"{z * 100:.0f} %"))
+        c.cursor_moved.connect(self._show_cursor)
+        c.brush_changed.connect(lambda r: self.size_slider.setValue(round(r)))
+        self.size_slider.valueChanged.connect(lambda v: c.set_brush_radius(v) if round(c.brush.radius) != v else None)
+        self.hardness_slider.valueChanged.connect(lambda v: setattr(c.brush, "hardness", v / 100.0))
+        self.opacity_slider.valueChanged.connect(lambda v: c.set_mask_opacity(v / 100.0))
+        d.image_changed.connect(self._on_image_changed)
+        d.mask_changed.connect(lambda _r: self._update_panel_context())
+        d.path_changed.connect(lambda _p: self._update_title())
+        d.modified_changed.connect(lambda _m: self._update_title())
+        self.panel.choose_model_file.connect(self.choose_model_file)
+        self.runs.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.runs.state_changed.connect(self._on_run_state)
+        self._on_run_state("ready")
+
+    # ---- settings -----------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry, state = s.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        if state is not None:
+            self.restoreState(state)
+        self.panel.set_settings(TaskSettings.from_dict(s.get_json("task_settings", {})))
+        self.canvas.set_brush_radius(s.get("brush/radius", 24.0, float))
+        self.size_slider.setValue(round(self.canvas.brush.radius))
+        self.hardness_slider.setValue(round(100 * s.get("brush/hardness", 0.7, float)))
+        self.opacity_slider.setValue(round(100 * s.get("mask/opacity", 0.5, float)))
+        self.act_show_mask.setChecked(True)
+        self.act_brush.setChecked(True)
+        self.act_dark.blockSignals(True)  # the theme itself is applied by the app at start-up
+        self.act_dark.setChecked(s.theme == "dark")
+        self.act_dark.blockSignals(False)
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.save_window_state(self.saveGeometry(), self.saveState())
+        s.set_json("task_settings", self.panel.settings().to_dict())
+        s.set("brush/radius", self.canvas.brush.radius)
+        s.set("brush/hardness", self.canvas.brush.hardness)
+        s.set("mask/opacity", self.canvas.mask_opacity)
+        s.sync()
+
+    def closeEvent(self, event) -> None:
+        self.runs.cancel()
+        self.save_settings()
+        self.runs.wait_idle(5000)
+        super().closeEvent(event)
+
+    # ---- edits --------------------------------------------------------------------------
+    def mask_op(self, op, text: str) -> None:
+        if not self.document.has_image:
+            return
+        command = mask_replace_command(self.document, op(self.document.mask), text)
+        if command is not None:
+            self.document.undo_stack.push(command)
+
+    def cancel_or_abort(self) -> None:
+        if self.canvas._stroke is not None:
+            self.canvas.abort_stroke()
+        else:
+            self.runs.cancel()
+
+    def _set_mask_visible(self, on: bool) -> None:
+        self.canvas.mask_visible = on
+        self.canvas.update()
+
+    def _set_compare(self, on: bool) -> None:
+        self.canvas.compare.enabled = on
+        self.canvas.update()
+
+    @staticmethod
+    def app_instance() -> QApplication:
+        return QApplication.instance()
+
+    def _set_dark(self, on: bool) -> None:
+        self.settings.theme = "dark" if on else "light"
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, self.settings.theme)
+
+    # ---- models and devices -------------------------------------------------------------
+    @staticmethod
+    def installed_models() -> list[ModelChoice]:
+        """Installed catalog and imported models (imports the engine's model package, i.e. torch)."""
+        from engine.models import catalog
+
+        return [ModelChoice(s.entry.id, s.entry.display_name, s.entry.purpose, int(s.entry.image_size))
+                for s in catalog.installed_models()]
+
+    def refresh_models(self, choices: Optional[list[ModelChoice]] = None) -> None:
+        if choices is None:
+            try:
+                choices = self.installed_models()
+            except Exception as exc:  # noqa: BLE001 - a broken catalog must not stop the app
+                self.log_panel.add("warning", f"Model list unavailable: {exc}")
+                choices = []
+        first_models = choices and not self.installed_model_count
+        self.panel.set_models(choices)
+        if first_models and self.panel.settings().model == TEST_TINY:
+            self.panel.add_model(choices[0])  # a real model beats the random one as the default
+        self.installed_model_count = len(choices)
+
+    def choose_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a model checkpoint", "",
+                                              "Checkpoints (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*)")
+        if path:
+            self.panel.add_model(ModelChoice(path, Path(path).name, f"Checkpoint file {path}"))
+
+    def open_models_dialog(self) -> None:
+        try:
+            from gui.models_dialog import ModelsDialog
+        except ImportError as exc:
+            self._error(f"The model manager is not available: {exc}")
+            return
+        dialog = ModelsDialog(self)
+        dialog.models_changed.connect(self.refresh_models)
+        dialog.exec()
+        self.refresh_models()
+
+    def maybe_show_welcome(self) -> None:
+        """First run without any installed model: the welcome dialog (if the app has one)."""
+        if self.installed_model_count:
+            return
+        try:
+            from gui.welcome import show_welcome_if_needed
+        except ImportError:
+            return
+        show_welcome_if_needed(self)
+        self.refresh_models()
+
+    def _probe(self) -> None:
+        models: Optional[list[ModelChoice]] = None
+        devices: Optional[list[tuple[str, str]]] = None
+        try:
+            models = self.installed_models()
+        except Exception:  # noqa: BLE001 - refresh_models reports it in the GUI thread
+            pass
+        try:
+            from engine.device import available_devices
+
+            devices = available_devices()
+        except Exception:  # noqa: BLE001 - keep the CPU entry
+            pass
+        self.probed.emit(models, devices)
+
+    def _on_probed(self, models, devices) -> None:
+        self.refresh_models(models)
+        if devices:
+            self.panel.set_devices(devices)
+            names = ", ".join(desc for _spec, desc in devices)
+            self.log_panel.add("info", f"Devices: {names}")
+        if self.welcome_on_first_run and models is not None:
+            self.welcome_on_first_run = False
+            self.maybe_show_welcome()
+
+    # ---- status -------------------------------------------------------------------------
+    def _on_image_changed(self) -> None:
+        h, w = self.document.size
+        self.status_size.setText(f"{w} × {h} px" if w else "")
+        self._update_panel_context()
+        self._update_title()
+
+    def _update_panel_context(self) -> None:
+        doc = self.document
+        self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask())
+
+    def _update_title(self) -> None:
+        name = Path(self.document.path).name if self.document.path else ("Pasted image" if self.document.has_image else "")
+        star = "*" if self.document.modified else ""
+        self.setWindowTitle(f"{name}{star} — Restorer" if name else "Restorer")
+
+    def _show_cursor(self, x: int, y: int) -> None:
+        if x < 0:
+            self.status_cursor.setText("")
+            return
+        r, g, b = (round(255 * float(v)) for v in self.document.image[y, x])
+        self.status_cursor.setText(f"x {x}, y {y}   RGB {r} {g} {b}")
+
+    def _on_run_state(self, state: str) -> None:
+        running = state == "running"
+        self.act_restore.setEnabled(not running)
+        self.act_cancel.setEnabled(True)
+        self.act_apply.setEnabled(state == "preview")
+        self.act_discard.setEnabled(state == "preview")
+
+    def _error(self, message: str) -> None:
+        self.log_panel.add("error", message)
+        if self.interactive:
+            show_error(self, "error", message)
+        else:
+            self.last_error = message

@@ -1,0 +1,170 @@
+"""Painting into the numpy mask: soft round brush / eraser strokes and whole-mask operations.
+
+The mask is (H, W) uint8, 0 = keep, 255 = fill; soft edges hold values in between. Painting
+takes the maximum with the brush footprint (eraser: the minimum with its complement), so
+overlapping dabs of one stroke never build up and a stroke is exactly undoable from a delta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: (top, left, height, width) of a changed block of the mask
+Region = tuple[int, int, int, int]
+
+
+@dataclass
+class Brush:
+    radius: float = 24.0  # pixels of the photo
+    hardness: float = 0.7  # 1 = hard edge; 0 = fades from the centre to the rim
+    erase: bool = False
+
+    MIN_RADIUS = 1.0
+    MAX_RADIUS = 1000.0
+
+    def resized(self, factor: float) -> float:
+        return float(np.clip(self.radius * factor, self.MIN_RADIUS, self.MAX_RADIUS))
+
+
+def segment_footprint(
+    shape: tuple[int, int], p0: tuple[float, float], p1: tuple[float, float], brush: Brush
+) -> tuple[Region, np.ndarray] | None:
+    """The brush swept from ``p0`` to ``p1`` (x, y in pixel coordinates, pixel centres at +0.5).
+
+    Returns (region, alpha) with alpha (h, w) uint8 0..255 covering ``region`` of a mask of
+    ``shape``, or None when the segment misses the mask.
+    """
+    r = max(brush.radius, 0.5)
+    (x0, y0), (x1, y1) = p0, p1
+    h, w = shape
+    left = max(0, int(np.floor(min(x0, x1) - r)))
+    right = min(w, int(np.ceil(max(x0, x1) + r)) + 1)
+    top = max(0, int(np.floor(min(y0, y1) - r)))
+    bottom = min(h, int(np.ceil(max(y0, y1) + r)) + 1)
+    if right <= left or bottom <= top:
+        return None
+    ys = np.arange(top, bottom, dtype=np.float32)[:, None] + 0.5
+    xs = np.arange(left, right, dtype=np.float32)[None, :] + 0.5
+    dx, dy = x1 - x0, y1 - y0
+    length2 = dx * dx + dy * dy
+    if length2 > 1e-12:  # distance to the segment (a capsule)
+        t = np.clip(((xs - x0) * dx + (ys - y0) * dy) / length2, 0.0, 1.0)
+        dist = np.hypot(xs - (x0 + t * dx), ys - (y0 + t * dy))
+    else:
+        dist = np.hypot(xs - x0, ys - y0)
+    inner = r * float(np.clip(brush.hardness, 0.0, 1.0))
+    ramp = max(r - inner, 0.5)
+    alpha = np.clip((r - dist) / ramp, 0.0, 1.0)
+    alpha = (alpha * 255.0 + 0.5).astype(np.uint8)
+    if not alpha.any():
+        return None
+    return (top, left, bottom - top, right - left), alpha
+
+
+def apply_footprint(mask_block: np.ndarray, alpha: np.ndarray, erase: bool) -> np.ndarray:
+    """New values of a mask block under a brush footprint (does not modify the input)."""
+    if erase:
+        return np.minimum(mask_block, 255 - alpha)
+    return np.maximum(mask_block, alpha)
+
+
+class StrokeRecorder:
+    """Paints one stroke into a mask and remembers what it changed.
+
+    ``begin`` keeps a copy of the mask for the duration of the stroke; ``finish`` returns the
+    stroke's bounding box with the old and new pixels there (the undo delta) and drops the copy.
+    """
+
+    def __init__(self, mask: np.ndarray, brush: Brush):
+        self.mask = mask
+        self.brush = Brush(brush.radius, brush.hardness, brush.erase)
+        self._before = mask.copy()
+        self._last: tuple[float, float] | None = None
+        self._bbox: list[int] | None = None  # top, left, bottom, right
+
+    def paint_to(self, x: float, y: float) -> Region | None:
+        """Extend the stroke to (x, y); returns the region of the mask that changed (or None)."""
+        p0 = self._last if self._last is not None else (x, y)
+        self._last = (x, y)
+        fp = segment_footprint(self.mask.shape[:2], p0, (x, y), self.brush)
+        if fp is None:
+            return None
+        (top, left, h, w), alpha = fp
+        block = self.mask[top : top + h, left : left + w]
+        new = apply_footprint(block, alpha, self.brush.erase)
+        if np.array_equal(new, block):
+            return None
+        block[...] = new
+        if self._bbox is None:
+            self._bbox = [top, left, top + h, left + w]
+        else:
+            b = self._bbox
+            self._bbox = [min(b[0], top), min(b[1], left), max(b[2], top + h), max(b[3], left + w)]
+        return (top, left, h, w)
+
+    def finish(self) -> tuple[Region, np.ndarray, np.ndarray] | None:
+        """(region, old pixels, new pixels) of the whole stroke, or None if nothing changed."""
+        before, self._before = self._before, None
+        if self._bbox is None:
+            return None
+        t, l, b, r = self._bbox
+        old = before[t:b, l:r].copy()
+        new = self.mask[t:b, l:r].copy()
+        if np.array_equal(old, new):
+            return None
+        return (t, l, b - t, r - l), old, new
+
+    def abort(self) -> Region | None:
+        """Undo the stroke in place (e.g. Escape while painting); returns the region restored."""
+        before, self._before = self._before, None
+        if self._bbox is None or before is None:
+            return None
+        t, l, b, r = self._bbox
+        self.mask[t:b, l:r] = before[t:b, l:r]
+        return (t, l, b - t, r - l)
+
+
+# ---- whole-mask operations (each returns the new mask; the caller makes them undoable) -------
+def invert_mask(mask: np.ndarray) -> np.ndarray:
+    return 255 - mask
+
+
+def clear_mask(mask: np.ndarray) -> np.ndarray:
+    return np.zeros_like(mask)
+
+
+def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Dilate (pixels > 0) or erode (pixels < 0) with a round kernel of that radius."""
+    if pixels == 0:
+        return mask.copy()
+    n = abs(int(pixels))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * n + 1, 2 * n + 1))
+    return cv2.dilate(mask, kernel) if pixels > 0 else cv2.erode(mask, kernel)
+
+
+def mask_from_image(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask (H, W) uint8 from an imported image: white = fill; resized to ``shape`` if needed."""
+    if pixels.ndim == 3:
+        if pixels.shape[2] == 4 and pixels[..., 3].min() < pixels[..., 3].max():
+            pixels = pixels[..., 3]  # transparent-hole masks: use alpha
+        else:
+            pixels = pixels[..., :3].max(axis=2)
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        pixels = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if pixels.shape != tuple(shape):
+        pixels = cv2.resize(pixels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(pixels)
+
+
+def changed_region(old: np.ndarray, new: np.ndarray) -> Region | None:
+    """Bounding box of the pixels that differ between two masks of one shape."""
+    diff = old != new
+    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)

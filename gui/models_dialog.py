@@ -1,0 +1,384 @@
+"""Models dialog: see which models are installed, download (with progress and cancel), import,
+verify and remove them. Slow work (downloads, hashing, importing) runs in a QThread; the worker
+only sends plain data to the GUI thread through signals."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QObject, QSettings, Qt, QThread, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QHBoxLayout, QHeaderView,
+                               QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout)
+
+STATUS_TEXT = {"installed": "Installed", "missing": "Not installed", "corrupt": "Damaged — verify or repair",
+               "partial": "Download unfinished"}
+
+
+def human_size(n: Optional[float]) -> str:
+    if not n:
+        return "?"
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def human_time(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "time left unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s left"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min left"
+    return f"{seconds / 3600:.1f} h left"
+
+
+class ModelJob(QObject):
+    """Runs ``work(progress, cancel)`` in a worker thread and reports back through signals."""
+
+    progress = Signal(object)  # engine.models.download.DownloadProgress or (label, done, total)
+    succeeded = Signal(object)  # whatever work returned
+    failed = Signal(str)  # a message fit for the user
+    cancelled = Signal()
+
+    def __init__(self, work: Callable[[Callable[[Any], None], threading.Event], Any]):
+        super().__init__()
+        self.work = work
+        self.cancel = threading.Event()
+
+    @Slot()
+    def run(self) -> None:
+        from engine.errors import Cancelled, EngineError
+
+        try:
+            result = self.work(self.progress.emit, self.cancel)
+        except Cancelled:
+            self.cancelled.emit()
+        except EngineError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown to the user rather than lost in a thread
+            self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
+        else:
+            self.succeeded.emit(result)
+
+
+class ModelsDialog(QDialog):
+    """Lists catalog and imported models with their status; Download / Import / Verify / Remove."""
+
+    models_changed = Signal()  # something was installed or removed (the main window refreshes its list)
+    download_progress = Signal(object)  # re-emitted DownloadProgress, for anyone who wants to show it
+
+    def __init__(self, parent=None, *, models_dir: Optional[str] = None, mirror: Optional[str] = None):
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(820, 460)
+        self.models_dir = models_dir
+        self._settings = QSettings()
+        self._thread: Optional[QThread] = None
+        self._job: Optional[ModelJob] = None
+        self.last_error = ""
+
+        self.folder_label = QLabel()
+        self.folder_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Model", "Good for", "Size", "Status"])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.details = QLabel()
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        self.mirror_edit = QLineEdit(mirror if mirror is not None else str(self._settings.value("models/mirror", "")))
+        self.mirror_edit.setPlaceholderText("optional: a mirror address, e.g. https://mirror.example/models/")
+        self.link_box = QCheckBox("Import by linking to the file (saves disk space; keep the original where it is)")
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
+        self.progress_label = QLabel()
+        self.message_label = QLabel()
+        self.message_label.setWordWrap(True)
+        self.message_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        self.download_button = QPushButton("Download")
+        self.cancel_button = QPushButton("Cancel download")
+        self.import_button = QPushButton("Import…")
+        self.verify_button = QPushButton("Verify")
+        self.remove_button = QPushButton("Remove")
+        self.folder_button = QPushButton("Open folder")
+        close_button = QPushButton("Close")
+        self.download_button.clicked.connect(self.download_selected)
+        self.cancel_button.clicked.connect(self.cancel_job)
+        self.import_button.clicked.connect(self.choose_and_import)
+        self.verify_button.clicked.connect(self.verify_selected)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.folder_button.clicked.connect(self.open_folder)
+        close_button.clicked.connect(self.close)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.folder_label)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.details)
+        mirror_row = QHBoxLayout()
+        mirror_row.addWidget(QLabel("Mirror:"))
+        mirror_row.addWidget(self.mirror_edit, 1)
+        layout.addLayout(mirror_row)
+        layout.addWidget(self.link_box)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.message_label)
+        buttons = QHBoxLayout()
+        for b in (self.download_button, self.cancel_button, self.import_button, self.verify_button,
+                  self.remove_button, self.folder_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(close_button)
+        layout.addLayout(buttons)
+        self.refresh()
+
+    # ------------------------------------------------------------------ table
+
+    def refresh(self) -> None:
+        from engine.errors import EngineError
+        from engine.models import catalog as cat
+
+        selected = self.selected_id()
+        try:
+            self.folder_label.setText(f"Models folder: {cat.models_dir(self.models_dir)}")
+            states = cat.list_models(self.models_dir)
+        except EngineError as exc:
+            self.show_message(str(exc), error=True)
+            states = []
+        self.states = {s.id: s for s in states}
+        self.table.setRowCount(len(states))
+        for row, s in enumerate(states):
+            name = s.display_name + ("  (recommended)" if s.entry.recommended else "")
+            name += "  (imported)" if s.entry.custom else ""
+            cells = [name, s.entry.purpose, human_size(s.entry.size_bytes), STATUS_TEXT.get(s.status, s.status)]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.UserRole, s.id)
+                if col == 3 and s.detail:
+                    item.setToolTip(s.detail)
+                self.table.setItem(row, col, item)
+        self.select(selected or next((s.id for s in states if s.entry.recommended), None))
+        self._update_buttons()
+
+    def selected_id(self) -> Optional[str]:
+        items = self.table.selectedItems()
+        return items[0].data(Qt.UserRole) if items else None
+
+    def select(self, model_id: Optional[str]) -> None:
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.UserRole) == model_id:
+                self.table.selectRow(row)
+                return
+
+    def status_of(self, model_id: str) -> Optional[str]:
+        state = getattr(self, "states", {}).get(model_id)
+        return state.status if state else None
+
+    def _update_buttons(self) -> None:
+        busy = self._job is not None
+        state = self.states.get(self.selected_id() or "") if hasattr(self, "states") else None
+        can_get = bool(state and not state.entry.custom and state.status != "installed")
+        self.download_button.setEnabled(not busy and can_get)
+        self.download_button.setText("Resume download" if state and state.status == "partial" else
+                                     "Repair" if state and state.status == "corrupt" else "Download")
+        self.cancel_button.setEnabled(busy)
+        self.import_button.setEnabled(not busy)
+        self.verify_button.setEnabled(not busy and bool(state and state.status in ("installed", "corrupt")))
+        self.remove_button.setEnabled(not busy and bool(state and state.status != "missing"))
+        if state:
+            e = state.entry
+            sources = "; ".join(e.manual_sources) if not e.urls and e.manual_sources else ""
+            self.details.setText(" ".join(p for p in (e.description, f"Licence: {e.licence}." if e.licence else "",
+                                                      f"Get it from: {sources}" if sources else "") if p))
+        else:
+            self.details.setText("")
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        if error:
+            self.last_error = text
+        self.message_label.setStyleSheet("color: #c62828;" if error else "")
+        self.message_label.setText(text)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _start(self, work, on_success: Callable[[Any], None], busy_text: str) -> None:
+        if self._job is not None:
+            return
+        self._job = ModelJob(work)
+        self._thread = QThread(self)
+        self._job.moveToThread(self._thread)
+        self._thread.started.connect(self._job.run)
+        self._job.progress.connect(self._on_progress)
+        self._on_success = on_success
+        # bound methods of this QObject: queued into the GUI thread (a lambda would run in the worker)
+        self._job.succeeded.connect(self._job_succeeded)
+        self._job.failed.connect(self._job_failed)
+        self._job.cancelled.connect(self._job_cancelled)
+        self.show_message(busy_text)
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.setVisible(True)
+        self.progress_label.setText("")
+        self._update_buttons()
+        self._thread.start()
+
+    @Slot(object)
+    def _job_succeeded(self, result: Any) -> None:
+        self._finish(lambda: self._on_success(result))
+
+    @Slot(str)
+    def _job_failed(self, message: str) -> None:
+        self._finish(lambda: self.show_message(message, error=True))
+
+    @Slot()
+    def _job_cancelled(self) -> None:
+        self._finish(lambda: self.show_message(
+            "Cancelled. What was downloaded is kept; press Resume download to continue."))
+
+    def _finish(self, then: Callable[[], None]) -> None:
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
+            self._thread.deleteLater()
+        if self._job is not None:
+            self._job.deleteLater()
+        self._thread, self._job = None, None
+        self.progress_bar.setVisible(False)
+        self.progress_label.setText("")
+        self.refresh()
+        then()
+        self.models_changed.emit()
+
+    def is_busy(self) -> bool:
+        return self._job is not None
+
+    @Slot(object)
+    def _on_progress(self, p: Any) -> None:
+        if isinstance(p, tuple):  # hashing: (label, done, total)
+            label, done, total = p
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * done / max(total, 1)))
+            self.progress_label.setText(f"{label}: {human_size(done)} of {human_size(total)}")
+            return
+        self.download_progress.emit(p)
+        if p.total:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * p.done / p.total))
+        else:
+            self.progress_bar.setRange(0, 0)
+        self.progress_label.setText(f"{p.file_name}: {human_size(p.done)} of {human_size(p.total)} · "
+                                    f"{human_size(p.speed)}/s · {human_time(p.eta)}")
+
+    def cancel_job(self) -> None:
+        if self._job is not None:
+            self._job.cancel.set()
+            self.show_message("Cancelling…")
+
+    def download(self, model_id: str) -> None:
+        """Download (or resume/repair) a model and its companions in the background."""
+        from engine.models import store
+
+        mirror = self.mirror_edit.text().strip()
+        self._settings.setValue("models/mirror", mirror)
+        directory = self.models_dir
+
+        def work(progress, cancel):
+            for mid in store.with_companions(model_id, directory):
+                from engine.models import catalog as cat
+
+                if cat.model_status(mid, directory) == cat.INSTALLED:
+                    continue
+                if cat.model_status(mid, directory) == cat.CORRUPT:
+                    store.repair_models([mid], models_dir=directory, mirror=mirror or None, progress=progress,
+                                        cancel=cancel)
+                else:
+                    store.download_model(mid, models_dir=directory, mirror=mirror or None, progress=progress,
+                                         cancel=cancel)
+            return model_id
+
+        self._start(work, lambda mid: self.show_message(f"{self.states[mid].display_name} is installed."),
+                    "Downloading…")
+
+    def download_selected(self) -> None:
+        if self.selected_id():
+            self.download(self.selected_id())
+
+    def import_file(self, path: str) -> None:
+        from engine.models import store
+
+        mode = "symlink" if self.link_box.isChecked() else "copy"
+        directory = self.models_dir
+
+        def work(progress, cancel):
+            return store.import_model_file(path, models_dir=directory, mode=mode,
+                                           progress=lambda d, t: progress(("Checking", d, t)))
+
+        def done(result):
+            self.select(result.model_id)
+            kind = "as" if result.matched_catalog else "as your own model"
+            self.show_message(f"Imported {Path(path).name} {kind} “{self.states[result.model_id].display_name}”.")
+
+        self._start(work, done, f"Checking {Path(path).name}…")
+
+    def choose_and_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a model file", "",
+                                              "Model checkpoints (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*)")
+        if path:
+            self.import_file(path)
+
+    def verify_selected(self) -> None:
+        from engine.models import store
+
+        model_id = self.selected_id()
+        if not model_id:
+            return
+        directory = self.models_dir
+
+        def work(progress, cancel):
+            return store.verify_models([model_id], models_dir=directory, cancel=cancel,
+                                       progress=lambda mid, d, t: progress(("Verifying", d, t)))
+
+        def done(results):
+            r = results[0]
+            text = {"ok": "The file is intact.", "recorded": "The file's fingerprint was recorded for later checks.",
+                    "mismatch": "The file is damaged. Press Repair to download it again."}.get(r.status, r.detail)
+            self.show_message(text, error=r.status == "mismatch")
+
+        self._start(work, done, "Verifying…")
+
+    def confirm(self, text: str) -> bool:
+        return QMessageBox.question(self, "Remove model", text) == QMessageBox.Yes
+
+    def remove_selected(self) -> None:
+        from engine.errors import EngineError
+        from engine.models import store
+
+        model_id = self.selected_id()
+        if not model_id or not self.confirm(f"Delete {self.states[model_id].display_name} from the models folder?"):
+            return
+        try:
+            store.remove_model(model_id, models_dir=self.models_dir)
+        except (EngineError, OSError) as exc:
+            self.show_message(str(exc), error=True)
+        self.refresh()
+        self.models_changed.emit()
+
+    def open_folder(self) -> None:
+        from engine.models import catalog as cat
+
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(cat.models_dir(self.models_dir))))
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        if self._job is not None:
+            self._job.cancel.set()
+            if self._thread is not None:
+                self._thread.quit()
+                self._thread.wait(5000)
+        super().closeEvent(event)

@@ -1,0 +1,182 @@
+"""Connects a run to the document, canvas and panels: starts it, paints finished windows into the
+result preview as they arrive, reports progress, errors and the end, and handles Apply/Discard.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from PySide6.QtCore import QObject, QRectF, Signal
+from PySide6.QtWidgets import QWidget
+
+from gui import run_plan
+from gui.canvas import Canvas
+from gui.dialogs import show_error
+from gui.document import Document
+from gui.log_panel import LogPanel
+from gui.task_panel import TaskPanel
+from gui.undo import ApplyResultCommand
+from gui.worker import RestoreFunction, RestoreRun
+
+
+class RunController(QObject):
+    state_changed = Signal(str)  # running | ready | preview
+    message = Signal(str)  # a short line for the status bar
+
+    def __init__(self, document: Document, canvas: Canvas, panel: TaskPanel, log: LogPanel,
+                 restore: Optional[RestoreFunction] = None, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.document, self.canvas, self.panel, self.log = document, canvas, panel, log
+        self.restore = restore
+        self.run: Optional[RestoreRun] = None
+        self._winding_down: list[RestoreRun] = []  # cancelled runs whose thread is still stopping
+        self._plan_scale = 1.0  # stage pixels -> scene pixels of the current plan
+        self.windows_finished = 0
+        self.last_error: Optional[tuple[str, str]] = None
+        self.show_dialogs = True
+        panel.restore_requested.connect(self.start)
+        panel.cancel_requested.connect(self.cancel)
+        panel.apply_requested.connect(self.apply)
+        panel.discard_requested.connect(self.discard)
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None and self.run.active
+
+    # ---- start / stop -----------------------------------------------------------------
+    def start(self) -> bool:
+        doc = self.document
+        if self.running or not doc.has_image:
+            return False
+        settings = self.panel.settings()
+        problems = run_plan.find_problems(settings, doc.size, doc.has_mask())
+        if problems:
+            self._error("error", problems[0])
+            return False
+        try:
+            request = run_plan.build_request(settings, doc.image, doc.engine_mask() if settings.inpaint else None)
+        except Exception as exc:  # noqa: BLE001 - InputError and friends: show, do not crash
+            self._error("error", str(exc))
+            return False
+        doc.begin_preview(settings.upscale)
+        self.windows_finished = 0
+        self.last_error = None
+        self.log.add("info", f"Restore: {_describe(settings)} on {doc.size[1]}×{doc.size[0]}")
+        run = RestoreRun(request, self.restore, self)
+        run.stage.connect(self._on_stage)
+        run.plan.connect(self._on_plan)
+        run.window_started.connect(self._on_window_started)
+        run.window_finished.connect(self._on_window_finished)
+        run.progress.connect(self.panel.set_progress)
+        run.log.connect(self.log.add)
+        run.finished.connect(self._on_finished)
+        run.failed.connect(self._on_failed)
+        run.ended.connect(self._on_ended)
+        run.thread.finished.connect(lambda r=run: self._forget(r))
+        self.run = run
+        self.canvas.busy = True
+        self.panel.set_preview_ready(False)
+        self.panel.set_running(True)
+        self.state_changed.emit("running")
+        run.start()
+        return True
+
+    def cancel(self) -> None:
+        run = self.run
+        if run is not None and run.active:
+            self._winding_down.append(run)
+            run.cancel()  # emits ended("cancelled") at once
+
+    def _forget(self, run: RestoreRun) -> None:
+        if run in self._winding_down:
+            self._winding_down.remove(run)
+        run.thread.deleteLater()
+        run.worker.deleteLater()
+        if run is self.run and not run.active:
+            self.run = None
+
+    def wait_idle(self, ms: int = 10000) -> bool:
+        """Block until every worker thread has stopped (tests, closing the window)."""
+        runs = [r for r in [self.run, *self._winding_down] if r is not None]
+        return all(r.wait(ms) for r in runs)
+
+    # ---- events -----------------------------------------------------------------------
+    def _on_stage(self, name: str, index: int, total: int) -> None:
+        text = name if total <= 1 else f"{name} ({index + 1}/{total})"
+        self.panel.set_stage(text[:1].upper() + text[1:])
+        self.message.emit(text)
+
+    def _on_plan(self, plan: dict[str, Any]) -> None:
+        self._plan_scale = plan["scale_to_output"] / max(self.document.preview_scale, 1)
+        s = self._plan_scale
+        self.canvas.set_plan([QRectF(l * s, t * s, w * s, h * s) for t, l, h, w in plan["boxes"]])
+        levels = max(plan["levels"], default=-1) + 1
+        self.log.add("info", f"{plan['stage']}: {len(plan['boxes'])} windows in {levels} batches, "
+                             f"canvas {plan['output_size'][1]}×{plan['output_size'][0]}")
+
+    def _on_window_started(self, index: int, box, stage: str) -> None:
+        self.canvas.set_window_state(index, "running")
+
+    def _on_window_finished(self, index: int, box, pixels, scale_to_output: float, stage: str) -> None:
+        top, left = box[0], box[1]
+        self.document.paint_preview(top, left, pixels, scale_to_output)
+        self.canvas.set_window_state(index, "finished")
+        self.windows_finished += 1
+
+    def _on_finished(self, result, report: dict) -> None:
+        self.document.finish_preview(result, report)
+        seconds = report.get("seconds") or report.get("elapsed")
+        took = f" ({run_plan.format_duration(float(seconds))})" if isinstance(seconds, (int, float)) else ""
+        self.log.add("info", f"Finished{took}: result {result.shape[1]}×{result.shape[0]}")
+
+    def _on_failed(self, kind: str, message: str) -> None:
+        self.log.add("error", message.splitlines()[0] if message else kind)
+        self._error(kind, message)
+
+    def _on_ended(self, outcome: str) -> None:
+        self.canvas.busy = False
+        self.canvas.update()
+        self.panel.set_running(False)
+        has_preview = self.document.preview is not None and (outcome == "finished" or self.windows_finished > 0)
+        if outcome == "cancelled":
+            self.log.add("warning", f"Cancelled; {self.windows_finished} finished window(s) kept on the preview")
+            self.panel.set_stage("Cancelled — finished windows kept")
+        elif outcome == "finished":
+            self.panel.set_stage("Done — Apply to keep the result, Discard to drop it")
+        else:
+            self.panel.set_stage("Stopped by an error")
+        if not has_preview and self.document.preview is not None:
+            self.document.discard_preview()
+        self.panel.set_preview_ready(has_preview)
+        self.state_changed.emit("preview" if has_preview else "ready")
+        self.message.emit({"finished": "Restoration finished", "cancelled": "Cancelled"}.get(outcome, "Failed"))
+
+    def _error(self, kind: str, message: str) -> None:
+        self.last_error = (kind, message)
+        if self.show_dialogs:
+            show_error(self.panel.window(), kind, message)
+
+    # ---- result -----------------------------------------------------------------------
+    def apply(self) -> None:
+        doc = self.document
+        if doc.preview is None or self.running:
+            return
+        doc.undo_stack.push(ApplyResultCommand(doc, doc.preview.copy()))
+        self.canvas.clear_plan()
+        self.panel.set_preview_ready(False)
+        self.state_changed.emit("ready")
+
+    def discard(self) -> None:
+        if self.running:
+            return
+        self.document.discard_preview()
+        self.canvas.clear_plan()
+        self.panel.set_preview_ready(False)
+        self.state_changed.emit("ready")
+
+
+def _describe(s: run_plan.TaskSettings) -> str:
+    tasks = [name for name, on in (("fill", s.inpaint), ("colorize", s.colorize), (f"upscale ×{s.upscale}", s.upscale > 1),
+                                   (f"denoise σ={s.noise_sigma:.3f}", s.noise_sigma > 0),
+                                   (f"deblur σ={s.deblur_sigma:g}", s.deblur)) if on]
+    return f"{', '.join(tasks)}; model {s.model}, {s.steps} steps, seed {s.seed}, device {s.device}"

@@ -1,0 +1,261 @@
+"""What a run will be, before it starts: the task settings, their problems, a duration estimate
+and the engine request. Pure Python (no Qt, no torch), so it is cheap and easy to test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+TEST_TINY = "test-tiny"
+TEST_TINY_LABEL = "test-tiny (random weights, for testing only)"
+UPSCALE_FACTORS = (1, 2, 4, 8)
+#: Largest result the image I/O will write back (engine.image_io.DEFAULT_MAX_PIXELS).
+MAX_OUTPUT_PIXELS = 400_000_000
+#: Remove-noise strength 100 means this σ_y (pixel units, [0, 1] range): heavy film grain.
+MAX_NOISE_SIGMA = 0.2
+
+
+class QualityPreset(NamedTuple):
+    steps: int
+    travel_length: int  # RePaint time travel L (1 = off)
+    travel_repeat: int  # r
+
+
+#: The one place the quality presets are defined.
+QUALITY_PRESETS: dict[str, QualityPreset] = {
+    "Fast": QualityPreset(25, 1, 1),
+    "Balanced": QualityPreset(100, 1, 1),
+    "Best": QualityPreset(100, 10, 3),
+}
+CUSTOM = "Custom"
+
+
+@dataclass
+class TaskSettings:
+    """Everything the task panel holds. Defaults that the engine also has come from RestoreRequest."""
+
+    inpaint: bool = False
+    colorize: bool = False
+    upscale: int = 1
+    denoise: bool = False
+    denoise_strength: int = 30  # 0..100 -> σ_y = strength / 100 · MAX_NOISE_SIGMA
+    deblur: bool = False
+    deblur_sigma: float = 2.0
+    model: str = TEST_TINY
+    quality: str = "Balanced"
+    steps: int = 100
+    travel_length: int = 1
+    travel_repeat: int = 1
+    eta: float = 0.85
+    sigma_y: float = 0.0  # advanced override of the noise σ_y (0 = from Remove noise)
+    seed: int = 1234
+    hir: str = "auto"  # auto | on | off
+    window: int = 256
+    overlap: int = 128
+    precision: str = "fp32"
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "TaskSettings":
+        """Tolerant of missing, unknown or mistyped keys (settings from older versions)."""
+        out = cls()
+        for f in fields(cls):
+            if data and f.name in data:
+                default = getattr(out, f.name)
+                try:
+                    value = type(default)(data[f.name]) if not isinstance(default, bool) else bool(data[f.name])
+                except (TypeError, ValueError):
+                    continue
+                setattr(out, f.name, value)
+        if out.upscale not in UPSCALE_FACTORS:
+            out.upscale = 1
+        if out.quality not in QUALITY_PRESETS and out.quality != CUSTOM:
+            out.quality = "Balanced"
+        return out
+
+    def apply_preset(self, name: str) -> None:
+        preset = QUALITY_PRESETS[name]
+        self.quality = name
+        self.steps, self.travel_length, self.travel_repeat = preset
+
+    def matching_preset(self) -> str:
+        for name, preset in QUALITY_PRESETS.items():
+            if (self.steps, self.travel_length, self.travel_repeat) == tuple(preset):
+                return name
+        return CUSTOM
+
+    @property
+    def noise_sigma(self) -> float:
+        if self.sigma_y > 0:
+            return float(self.sigma_y)
+        return self.denoise_strength / 100.0 * MAX_NOISE_SIGMA if self.denoise else 0.0
+
+    def any_task(self) -> bool:
+        return self.inpaint or self.colorize or self.upscale > 1 or self.deblur or self.noise_sigma > 0
+
+
+def denoiser_calls_per_window(steps: int, travel_length: int, travel_repeat: int) -> int:
+    """Length of the sampling schedule: each time-travel jump of L steps is redone r − 1 times."""
+    if travel_length <= 1 or travel_repeat <= 1:
+        return steps
+    jumps = steps // travel_length
+    return steps + jumps * travel_length * (travel_repeat - 1)
+
+
+#: Window sides must be multiples of this (the networks downsample 5 times), as in the engine.
+NETWORK_MULTIPLE = 32
+
+
+def effective_window(window: int, align: int) -> int:
+    """The engine's rule (engine.tiling.window_plan.effective_window), without importing the engine's
+    tiling package (it imports torch): the largest multiple of lcm(align, 32) ≤ ``window``, or 0."""
+    block = math.lcm(align, NETWORK_MULTIPLE)
+    return (window // block) * block
+
+
+def count_stage_windows(height: int, width: int, window: int, overlap: int, align: int = 1) -> int:
+    """Windows the engine plans for a (height, width) canvas: padded to ≥ one window, stride
+    window − overlap, last row/column snapped to the border. Equal to
+    ``len(engine.tiling.window_plan.plan_windows(...).boxes)`` (a test checks it)."""
+    win = effective_window(window, align)
+    if win <= 0:
+        return 0
+    ov = max((min(overlap, win - align) // align) * align, 0)
+    stride = max(win - ov, 1)
+
+    def along(length: int) -> int:
+        padded = max(-(-length // align) * align, win)
+        return 1 + math.ceil((padded - win) / stride)
+
+    return along(height) * along(width)
+
+
+def hir_enabled(settings: TaskSettings, out_h: int, out_w: int) -> bool:
+    if settings.hir == "on":
+        return True
+    if settings.hir == "off":
+        return False
+    return max(out_h, out_w) > 2 * settings.window  # "auto": large outputs
+
+
+def count_windows(settings: TaskSettings, image_size: tuple[int, int]) -> int:
+    """Windows of the whole run (both HiR phases) for a photo of ``image_size`` (height, width)."""
+    h, w = image_size
+    out_h, out_w = h * settings.upscale, w * settings.upscale
+    n = count_stage_windows(out_h, out_w, settings.window, settings.overlap, settings.upscale)
+    if hir_enabled(settings, out_h, out_w):
+        factor = 2 ** max(1, math.ceil(math.log2(max(out_h, out_w) / (2 * settings.window))))
+        n += count_stage_windows(max(1, out_h // factor), max(1, out_w // factor), settings.window, settings.overlap)
+    return n
+
+
+def seconds_per_call(device: str, model: str, window: int, precision: str) -> float:
+    """Rough seconds of one denoiser call on one window (ADM-256 ≈ 2.2 TFLOP at 256 px)."""
+    area = (window / 256.0) ** 2
+    if model.startswith("test-tiny"):
+        return 0.02 * area
+    on_cpu = device == "cpu" or device == "" or device.startswith("cpu")
+    if on_cpu:
+        return 8.0 * area
+    per_call = 0.09 if precision == "fp32" else 0.045
+    return per_call * area
+
+
+class Estimate(NamedTuple):
+    windows: int
+    calls: int
+    seconds: float
+
+
+def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str) -> Estimate:
+    windows = count_windows(settings, image_size)
+    calls = windows * denoiser_calls_per_window(settings.steps, settings.travel_length, settings.travel_repeat)
+    seconds = calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision)
+    return Estimate(windows, calls, seconds)
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def find_problems(
+    settings: TaskSettings, image_size: Optional[tuple[int, int]], has_mask: bool, model_exists: bool = True
+) -> list[str]:
+    """Reasons this combination cannot run (empty list = ready). Each is a sentence for the user."""
+    problems: list[str] = []
+    if not image_size or not image_size[0]:
+        return ["Open a photo first (File ▸ Open, drag and drop, or paste)."]
+    if not settings.any_task():
+        problems.append("Tick at least one task: fill, colorize, upscale, remove noise or deblur.")
+    if settings.inpaint and not has_mask:
+        problems.append("Fill masked areas needs a mask: paint over the damage first.")
+    if not model_exists:
+        problems.append(f"The model {settings.model!r} is not installed: pick another one or open Models….")
+    if not 0 <= settings.overlap < settings.window:
+        problems.append(f"Window overlap ({settings.overlap}) must be smaller than the window ({settings.window}).")
+    if settings.upscale > 1 and effective_window(settings.window, settings.upscale) <= 0:
+        problems.append(
+            f"Upscale ×{settings.upscale} needs a model window of at least "
+            f"{math.lcm(settings.upscale, NETWORK_MULTIPLE)} px; this model's window is {settings.window} px."
+        )
+    h, w = image_size
+    if h * w * settings.upscale**2 > MAX_OUTPUT_PIXELS:
+        problems.append(
+            f"The result would be {w * settings.upscale}×{h * settings.upscale} pixels, over the "
+            f"{MAX_OUTPUT_PIXELS // 1_000_000}-megapixel limit: choose a smaller upscale."
+        )
+    if settings.deblur and settings.deblur_sigma <= 0:
+        problems.append("Deblur needs a blur size (σ) above 0.")
+    return problems
+
+
+def find_notes(settings: TaskSettings, image_size: Optional[tuple[int, int]]) -> list[str]:
+    """Things worth knowing that do not stop a run."""
+    notes = []
+    if settings.model.startswith(TEST_TINY):
+        notes.append("test-tiny has random weights: its output is noise. It only tests the machinery.")
+    if image_size and image_size[0] and max(image_size) * settings.upscale < settings.window:
+        notes.append(f"The photo is smaller than one {settings.window}-px window; it is padded for the run.")
+    return notes
+
+
+def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.ndarray]):
+    """The engine's RestoreRequest for the current photo (H, W, 3) float32 [0, 1] and mask (H, W) uint8."""
+    from engine.request import RestoreRequest, Tasks
+
+    tasks = Tasks(
+        inpaint=settings.inpaint,
+        colorize=settings.colorize,
+        sr=int(settings.upscale),
+        deblur=f"gauss:{settings.deblur_sigma:g}" if settings.deblur else None,
+        noise=settings.noise_sigma,
+    )
+    return RestoreRequest(
+        image=image,
+        tasks=tasks,
+        mask=mask if settings.inpaint else None,
+        model=settings.model,
+        steps=int(settings.steps),
+        travel_length=int(settings.travel_length),
+        travel_repeat=int(settings.travel_repeat),
+        eta=float(settings.eta),
+        seed=int(settings.seed),
+        device=settings.device or "auto",
+        precision=settings.precision,  # type: ignore[arg-type]
+        hir={"auto": None, "on": True, "off": False}.get(settings.hir),
+        window=int(settings.window),
+        overlap=int(settings.overlap),
+    )

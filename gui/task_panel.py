@@ -1,0 +1,392 @@
+"""The task panel: what to do, with which model and quality, and the Restore / Cancel / Apply controls.
+
+The panel only edits a :class:`~gui.run_plan.TaskSettings`; whether the combination can run,
+how long it should take and the engine request come from :mod:`gui.run_plan`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
+    QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+)
+
+from gui import run_plan
+from gui.run_plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
+
+CHOOSE_FILE = "__choose_file__"
+
+
+class ModelChoice(NamedTuple):
+    id: str  # catalog id, "test-tiny" or a checkpoint path
+    label: str
+    purpose: str
+    window: int = 256
+
+
+TEST_TINY_CHOICE = ModelChoice(TEST_TINY, TEST_TINY_LABEL, "Checks that everything runs. Not a restorer.", 256)
+
+
+class TaskPanel(QWidget):
+    changed = Signal()
+    restore_requested = Signal()
+    cancel_requested = Signal()
+    apply_requested = Signal()
+    discard_requested = Signal()
+    choose_model_file = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._loading = False
+        self._image_size: Optional[tuple[int, int]] = None
+        self._has_mask = False
+        self._running = False
+        self._preview_ready = False
+        self._gpu_available = False
+        self._models: list[ModelChoice] = []
+        self.problems: list[str] = []
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_tasks())
+        layout.addWidget(self._build_model())
+        layout.addWidget(self._build_advanced())
+        layout.addStretch(1)
+        layout.addWidget(self._build_run_box())
+        self.set_models([])
+        self.set_devices([("cpu", "CPU")])
+        self.set_settings(TaskSettings())
+
+    # ---- construction -----------------------------------------------------------------
+    def _build_tasks(self) -> QGroupBox:
+        box = QGroupBox("What to do")
+        form = QVBoxLayout(box)
+        self.inpaint = QCheckBox("Fill masked areas")
+        self.inpaint.setToolTip("Paint over scratches, stains or objects; they are filled in.")
+        self.colorize = QCheckBox("Colorize")
+        self.colorize.setToolTip("Give a black-and-white photo plausible colours.")
+        self.upscale = QComboBox()
+        for f in run_plan.UPSCALE_FACTORS:
+            self.upscale.addItem("No upscale" if f == 1 else f"Upscale ×{f}", f)
+        self.denoise = QCheckBox("Remove noise")
+        self.denoise_strength = QSlider(Qt.Horizontal)
+        self.denoise_strength.setRange(1, 100)
+        self.denoise_strength.setToolTip("How noisy the photo is (film grain, scanner noise)")
+        self.deblur = QCheckBox("Deblur (Gaussian)")
+        self.deblur_sigma = QDoubleSpinBox()
+        self.deblur_sigma.setRange(0.1, 20.0)
+        self.deblur_sigma.setSingleStep(0.5)
+        self.deblur_sigma.setSuffix(" px σ")
+        for w in (self.inpaint, self.colorize, self.upscale):
+            form.addWidget(w)
+        row = QHBoxLayout()
+        row.addWidget(self.denoise)
+        row.addWidget(self.denoise_strength, 1)
+        form.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.deblur)
+        row.addWidget(self.deblur_sigma)
+        form.addLayout(row)
+        for w in (self.inpaint, self.colorize, self.denoise, self.deblur):
+            w.toggled.connect(self._on_edited)
+        self.upscale.currentIndexChanged.connect(self._on_edited)
+        self.denoise_strength.valueChanged.connect(self._on_edited)
+        self.deblur_sigma.valueChanged.connect(self._on_edited)
+        return box
+
+    def _build_model(self) -> QGroupBox:
+        box = QGroupBox("Model and quality")
+        form = QFormLayout(box)
+        self.model = QComboBox()
+        self.model.setMinimumContentsLength(18)
+        self.model.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.model_purpose = QLabel()
+        self.model_purpose.setWordWrap(True)
+        self.model_purpose.setObjectName("hint")
+        self.quality = QComboBox()
+        for name, preset in QUALITY_PRESETS.items():
+            travel = f", time travel L={preset.travel_length} r={preset.travel_repeat}" if preset.travel_repeat > 1 else ""
+            self.quality.addItem(name, name)
+            self.quality.setItemData(self.quality.count() - 1, f"{preset.steps} steps{travel}", Qt.ToolTipRole)
+        self.quality.addItem(CUSTOM, CUSTOM)
+        form.addRow("Model", self.model)
+        form.addRow("", self.model_purpose)
+        form.addRow("Quality", self.quality)
+        self.model.activated.connect(self._on_model_activated)
+        self.model.currentIndexChanged.connect(self._on_model_changed)
+        self.quality.currentIndexChanged.connect(self._on_quality_changed)
+        return box
+
+    def _build_advanced(self) -> QWidget:
+        wrapper = QWidget()
+        outer = QVBoxLayout(wrapper)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.RightArrow)
+        self.advanced = QGroupBox()
+        form = QFormLayout(self.advanced)
+
+        def spin(lo, hi, step=1, decimals=None, tip=""):
+            w = QDoubleSpinBox() if decimals is not None else QSpinBox()
+            if decimals is not None:
+                w.setDecimals(decimals)
+            w.setRange(lo, hi)
+            w.setSingleStep(step)
+            w.setToolTip(tip)
+            w.valueChanged.connect(self._on_edited)
+            return w
+
+        self.steps = spin(1, 1000, tip="Denoising steps per window")
+        self.travel_length = spin(1, 100, tip="Time travel jump length L (1 = off)")
+        self.travel_repeat = spin(1, 20, tip="Time travel repeats r (1 = off)")
+        self.eta = spin(0.0, 1.0, 0.05, 2, "η: 0 = deterministic DDIM, 1 = DDPM-like")
+        self.sigma_y = spin(0.0, 1.0, 0.01, 3, "Noise σ_y override for DDNM+ (0 = from Remove noise)")
+        self.seed = spin(0, 2**31 - 1, tip="Same seed + same settings = same result")
+        self.hir = QComboBox()
+        for label, value in (("Auto", "auto"), ("On", "on"), ("Off", "off")):
+            self.hir.addItem(label, value)
+        self.hir.setToolTip("Hierarchical restoration: a low-resolution pass first, for global sense")
+        self.window = spin(32, 1024, 32, tip="Window size the model restores at once")
+        self.overlap = spin(0, 1000, 16, tip="Overlap between neighbouring windows")
+        self.precision = QComboBox()
+        for p in ("fp32", "fp16", "bf16"):
+            self.precision.addItem(p, p)
+        self.device = QComboBox()
+        for w in (self.hir, self.precision, self.device):
+            w.currentIndexChanged.connect(self._on_edited)
+        for label, w in (("Steps", self.steps), ("Travel L", self.travel_length), ("Travel r", self.travel_repeat),
+                         ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed), ("HiR", self.hir),
+                         ("Window", self.window), ("Overlap", self.overlap), ("Precision", self.precision),
+                         ("Device", self.device)):
+            form.addRow(label, w)
+        self.advanced.setVisible(False)
+        self.advanced_toggle.toggled.connect(self._toggle_advanced)
+        outer.addWidget(self.advanced_toggle)
+        outer.addWidget(self.advanced)
+        return wrapper
+
+    def _build_run_box(self) -> QWidget:
+        box = QWidget()
+        v = QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 0, 0)
+        self.problem_label = QLabel()
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setObjectName("problem")
+        self.problem_label.setStyleSheet("color: #ff8a65;")
+        self.note_label = QLabel()
+        self.note_label.setWordWrap(True)
+        self.note_label.setStyleSheet("color: #c0a060;")
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
+        self.stage_label = QLabel()
+        self.stage_label.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setVisible(False)
+        self.restore_button = QPushButton("Restore")
+        self.restore_button.setDefault(True)
+        self.restore_button.setMinimumHeight(32)
+        self.cancel_button = QPushButton("Cancel")
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Make the result the current photo (undoable)")
+        self.discard_button = QPushButton("Discard")
+        for w in (self.problem_label, self.note_label, self.estimate_label, self.stage_label, self.progress):
+            v.addWidget(w)
+        row = QHBoxLayout()
+        row.addWidget(self.restore_button, 2)
+        row.addWidget(self.cancel_button, 1)
+        v.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.apply_button)
+        row.addWidget(self.discard_button)
+        v.addLayout(row)
+        self.restore_button.clicked.connect(self.restore_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.apply_button.clicked.connect(self.apply_requested)
+        self.discard_button.clicked.connect(self.discard_requested)
+        return box
+
+    # ---- settings <-> widgets -----------------------------------------------------------
+    def settings(self) -> TaskSettings:
+        s = TaskSettings(
+            inpaint=self.inpaint.isChecked(), colorize=self.colorize.isChecked(),
+            upscale=int(self.upscale.currentData() or 1), denoise=self.denoise.isChecked(),
+            denoise_strength=self.denoise_strength.value(), deblur=self.deblur.isChecked(),
+            deblur_sigma=self.deblur_sigma.value(), model=self.model.currentData() or TEST_TINY,
+            quality=self.quality.currentData() or CUSTOM, steps=self.steps.value(),
+            travel_length=self.travel_length.value(), travel_repeat=self.travel_repeat.value(),
+            eta=self.eta.value(), sigma_y=self.sigma_y.value(), seed=self.seed.value(),
+            hir=self.hir.currentData() or "auto", window=self.window.value(), overlap=self.overlap.value(),
+            precision=self.precision.currentData() or "fp32", device=self.device.currentData() or "auto",
+        )
+        if s.model == CHOOSE_FILE:
+            s.model = TEST_TINY
+        return s
+
+    def set_settings(self, s: TaskSettings) -> None:
+        self._loading = True
+        try:
+            self.inpaint.setChecked(s.inpaint)
+            self.colorize.setChecked(s.colorize)
+            self.upscale.setCurrentIndex(max(0, self.upscale.findData(s.upscale)))
+            self.denoise.setChecked(s.denoise)
+            self.denoise_strength.setValue(s.denoise_strength)
+            self.deblur.setChecked(s.deblur)
+            self.deblur_sigma.setValue(s.deblur_sigma)
+            if self.model.findData(s.model) < 0 and s.model not in (TEST_TINY, CHOOSE_FILE):
+                self.add_model(ModelChoice(s.model, s.model, "Checkpoint file"), select=False)
+            self.model.setCurrentIndex(max(0, self.model.findData(s.model)))
+            self.quality.setCurrentIndex(max(0, self.quality.findData(s.quality)))
+            self.steps.setValue(s.steps)
+            self.travel_length.setValue(s.travel_length)
+            self.travel_repeat.setValue(s.travel_repeat)
+            self.eta.setValue(s.eta)
+            self.sigma_y.setValue(s.sigma_y)
+            self.seed.setValue(s.seed)
+            self.hir.setCurrentIndex(max(0, self.hir.findData(s.hir)))
+            self.window.setValue(s.window)
+            self.overlap.setValue(s.overlap)
+            self.precision.setCurrentIndex(max(0, self.precision.findData(s.precision)))
+            self.device.setCurrentIndex(max(0, self.device.findData(s.device)))
+        finally:
+            self._loading = False
+        self._on_edited()
+
+    def set_models(self, models: list[ModelChoice]) -> None:
+        """Installed models (test-tiny is always added, last, clearly labelled)."""
+        current = self.model.currentData()
+        self._models = [m for m in models if m.id != TEST_TINY] + [TEST_TINY_CHOICE]
+        self._loading = True
+        self.model.clear()
+        for m in self._models:
+            self.model.addItem(m.label, m.id)
+            self.model.setItemData(self.model.count() - 1, m.purpose, Qt.ToolTipRole)
+        self.model.addItem("Choose file…", CHOOSE_FILE)
+        self.model.setCurrentIndex(max(0, self.model.findData(current)))
+        self._loading = False
+        self._on_model_changed()
+
+    def add_model(self, choice: ModelChoice, select: bool = True) -> None:
+        if self.model.findData(choice.id) < 0:
+            self._models.insert(0, choice)
+            self.model.insertItem(0, choice.label, choice.id)
+            self.model.setItemData(0, choice.purpose, Qt.ToolTipRole)
+        if select:
+            self.model.setCurrentIndex(self.model.findData(choice.id))
+
+    def set_devices(self, devices: list[tuple[str, str]]) -> None:
+        """(spec, description) pairs from engine.device.available_devices(); "auto" comes first."""
+        current = self.device.currentData()
+        self._gpu_available = any(not spec.startswith("cpu") for spec, _ in devices)
+        best = next((desc for spec, desc in devices if not spec.startswith("cpu")), None)
+        was_loading, self._loading = self._loading, True
+        self.device.clear()
+        self.device.addItem(f"Automatic ({best})" if best else "Automatic (CPU)", "auto")
+        for spec, desc in devices:
+            self.device.addItem(f"{desc}" if spec.startswith("cpu") else f"{desc} — {spec}", spec)
+        self.device.setCurrentIndex(max(0, self.device.findData(current)))
+        self._loading = was_loading
+        self._refresh()
+
+    def set_context(self, image_size: Optional[tuple[int, int]], has_mask: bool) -> None:
+        self._image_size, self._has_mask = image_size, has_mask
+        self._refresh()
+
+    # ---- run state --------------------------------------------------------------------
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        self.progress.setVisible(running or self.progress.value() > 0)
+        if running:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat("%p%")
+            self.stage_label.setText("Starting…")
+        else:
+            self.progress.setFormat("%p%")
+        self._refresh()
+
+    def set_stage(self, text: str) -> None:
+        self.stage_label.setText(text)
+
+    def set_progress(self, done: int, total: int, elapsed: float, eta: Optional[float]) -> None:
+        self.progress.setVisible(True)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        left = f" — {run_plan.format_duration(eta)} left" if eta is not None else ""
+        self.progress.setFormat(f"%p%{left}")
+
+    def set_preview_ready(self, ready: bool) -> None:
+        self._preview_ready = ready
+        self._refresh()
+
+    # ---- reactions --------------------------------------------------------------------
+    def _toggle_advanced(self, on: bool) -> None:
+        self.advanced.setVisible(on)
+        self.advanced_toggle.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model.itemData(index) == CHOOSE_FILE:
+            self.model.setCurrentIndex(0)
+            self.choose_model_file.emit()
+
+    def _on_model_changed(self, *_args) -> None:
+        choice = next((m for m in self._models if m.id == self.model.currentData()), None)
+        self.model_purpose.setText(choice.purpose if choice else "")
+        if choice is not None and not self._loading:
+            self.window.setValue(choice.window)
+        self._on_edited()
+
+    def _on_quality_changed(self, *_args) -> None:
+        name = self.quality.currentData()
+        if self._loading or name not in QUALITY_PRESETS:
+            self._on_edited()
+            return
+        self._loading = True
+        preset = QUALITY_PRESETS[name]
+        self.steps.setValue(preset.steps)
+        self.travel_length.setValue(preset.travel_length)
+        self.travel_repeat.setValue(preset.travel_repeat)
+        self._loading = False
+        self._on_edited()
+
+    def _on_edited(self, *_args) -> None:
+        if self._loading:
+            return
+        self.denoise_strength.setEnabled(self.denoise.isChecked())
+        self.deblur_sigma.setEnabled(self.deblur.isChecked())
+        s = self.settings()
+        preset = s.matching_preset()
+        if preset != s.quality:
+            self._loading = True
+            self.quality.setCurrentIndex(self.quality.findData(preset))
+            self._loading = False
+        self._refresh()
+        self.changed.emit()
+
+    def _refresh(self) -> None:
+        s = self.settings()
+        self.problems = run_plan.find_problems(s, self._image_size, self._has_mask)
+        notes = run_plan.find_notes(s, self._image_size)
+        self.problem_label.setText("\n".join(f"• {p}" for p in self.problems))
+        self.problem_label.setVisible(bool(self.problems))
+        self.note_label.setText("\n".join(notes))
+        self.note_label.setVisible(bool(notes) and not self.problems)
+        if self._image_size and not self.problems:
+            kind = s.device if s.device != "auto" else ("cuda" if self._gpu_available else "cpu")
+            est = run_plan.estimate_run(s, self._image_size, kind)
+            self.estimate_label.setText(
+                f"Estimated time: {run_plan.format_duration(est.seconds)} "
+                f"({est.windows} window{'s' * (est.windows != 1)}, {est.calls} denoiser calls, {kind.upper().split(':')[0]})"
+            )
+        else:
+            self.estimate_label.setText("")
+        self.restore_button.setEnabled(not self._running and not self.problems)
+        self.restore_button.setToolTip(self.problems[0] if self.problems else "Start restoring (Ctrl+R)")
+        self.cancel_button.setEnabled(self._running)
+        self.apply_button.setEnabled(self._preview_ready and not self._running)
+        self.discard_button.setEnabled(self._preview_ready and not self._running)
+        for w in (self.inpaint, self.colorize, self.upscale, self.model, self.quality):
+            w.setEnabled(not self._running)

@@ -1,0 +1,70 @@
+"""Undoable edits (QUndoCommand). Mask edits store deltas: a bounding box with old and new pixels."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from PySide6.QtGui import QUndoCommand
+
+from gui.document import Document
+from gui.mask_tools import Region, changed_region
+
+
+class MaskEditCommand(QUndoCommand):
+    """Replace the mask inside ``region`` (top, left, h, w): ``old`` -> ``new``, both (h, w) uint8.
+
+    A brush stroke is painted live and committed at mouse release as one command, so ``redo``
+    on the first push is a no-op when the mask already holds ``new``.
+    """
+
+    def __init__(self, document: Document, region: Region, old: np.ndarray, new: np.ndarray, text: str = "Paint mask"):
+        super().__init__(text)
+        self.document = document
+        self.region = tuple(int(v) for v in region)
+        self.old = old
+        self.new = new
+
+    @property
+    def nbytes(self) -> int:
+        return self.old.nbytes + self.new.nbytes
+
+    def _write(self, values: np.ndarray) -> None:
+        top, left, h, w = self.region
+        if not np.array_equal(self.document.mask[top : top + h, left : left + w], values):
+            self.document.set_mask_region(top, left, values)
+
+    def redo(self) -> None:
+        self._write(self.new)
+
+    def undo(self) -> None:
+        self._write(self.old)
+
+
+def mask_replace_command(document: Document, new_mask: np.ndarray, text: str) -> Optional[MaskEditCommand]:
+    """A delta command turning the document's mask into ``new_mask`` (None if nothing changes)."""
+    region = changed_region(document.mask, new_mask)
+    if region is None:
+        return None
+    top, left, h, w = region
+    old = document.mask[top : top + h, left : left + w].copy()
+    new = np.ascontiguousarray(new_mask[top : top + h, left : left + w])
+    return MaskEditCommand(document, region, old, new, text)
+
+
+class ApplyResultCommand(QUndoCommand):
+    """Make the run's result the current photo (the preview is consumed); undo restores the photo and mask."""
+
+    def __init__(self, document: Document, result: np.ndarray, text: str = "Apply restoration"):
+        super().__init__(text)
+        self.document = document
+        self.old_image = document.image
+        self.old_mask = document.mask.copy()
+        self.new_image = result
+
+    def redo(self) -> None:
+        self.document.replace_image(self.new_image)
+        self.document.discard_preview()
+
+    def undo(self) -> None:
+        self.document.replace_image(self.old_image, self.old_mask)

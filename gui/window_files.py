@@ -1,0 +1,142 @@
+"""File commands of the main window (a mixin): open, paste, drag and drop, save, masks, recent files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from gui import file_ops
+
+
+class FileCommands:
+    """Needs ``document``, ``settings``, ``runs``, ``log_panel``, ``recent_menu``, ``save_path`` and
+    ``_error`` from the window it is mixed into."""
+
+    # ---- files --------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        start = self.settings.get("last_dir", str(Path.home()), str)
+        path, _ = QFileDialog.getOpenFileName(self, "Open photo", start, file_ops.OPEN_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> bool:
+        if self.runs.running:
+            self.runs.cancel()
+        try:
+            file_ops.open_photo(self.document, path)
+        except Exception as exc:  # noqa: BLE001 - InputError: a readable message
+            self._error(f"Cannot open {Path(path).name}: {exc}")
+            return False
+        self.save_path = ""
+        self.settings.set("last_dir", str(Path(path).parent))
+        self.settings.add_recent_file(str(Path(path).resolve()))
+        self._update_recent_menu()
+        self.log_panel.add("info", f"Opened {path}")
+        return True
+
+    def paste(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is not None and mime.hasImage():
+            image = QGuiApplication.clipboard().image()
+            if not image.isNull():
+                self.document.set_photo(file_ops.qimage_to_rgb(image), path="")
+                self.save_path = ""
+                self.log_panel.add("info", f"Pasted a {image.width()}×{image.height()} image")
+                return
+        if mime is not None and mime.hasUrls():
+            for url in mime.urls():
+                if url.isLocalFile():
+                    self.open_path(url.toLocalFile())
+                    return
+        self.statusBar().showMessage("The clipboard holds no image", 4000)
+
+    def save(self) -> None:
+        if not self.save_path:
+            self.save_as()
+        else:
+            self.save_to(self.save_path)
+
+    def save_as(self) -> None:
+        if not self.document.has_image:
+            return
+        filters = ";;".join(file_ops.SAVE_FILTERS)
+        path, chosen = QFileDialog.getSaveFileName(self, "Save result", file_ops.suggested_save_path(self.document),
+                                                   filters)
+        if not path:
+            return
+        ext, depth = file_ops.SAVE_FILTERS.get(chosen, (".png", None))
+        if not Path(path).suffix:
+            path += ext
+        quality = self.settings.get("jpeg_quality", 95, int)
+        if Path(path).suffix.lower() in (".jpg", ".jpeg", ".webp"):
+            quality, ok = QInputDialog.getInt(self, "Quality", "JPEG/WebP quality (1–100):", quality, 1, 100)
+            if not ok:
+                return
+            self.settings.set("jpeg_quality", quality)
+        self.save_to(path, quality, depth)
+
+    def save_to(self, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> bool:
+        try:
+            notes = file_ops.save_photo(self.document, path, quality, bit_depth)
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"Cannot save {Path(path).name}: {exc}")
+            return False
+        for note in notes:
+            self.log_panel.add("warning", note)
+        self.save_path = path
+        self.document.undo_stack.setClean()
+        self.log_panel.add("info", f"Saved {path}")
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def import_mask(self) -> None:
+        if not self.document.has_image:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import mask", self.settings.get("last_dir", "", str),
+                                              file_ops.OPEN_FILTER)
+        if path:
+            try:
+                mask = file_ops.load_mask_file(path, self.document.size)
+            except Exception as exc:  # noqa: BLE001
+                self._error(f"Cannot import the mask: {exc}")
+                return
+            self.mask_op(lambda _m: mask, "Import mask")
+
+    def export_mask(self) -> None:
+        if not self.document.has_image:
+            return
+        default = str(Path(file_ops.suggested_save_path(self.document)).with_name(
+            f"{Path(self.document.path or 'photo').stem}_mask.png"))
+        path, _ = QFileDialog.getSaveFileName(self, "Export mask", default, "PNG (*.png)")
+        if path:
+            file_ops.save_mask_file(self.document.mask, path if path.lower().endswith(".png") else path + ".png")
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = self.settings.recent_files()
+        for path in files:
+            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_path(p)).setToolTip(path)
+        if files:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", lambda: (self.settings.clear_recent_files(),
+                                                              self._update_recent_menu()))
+        self.recent_menu.setEnabled(bool(files))
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        mime = event.mimeData()
+        for url in mime.urls():
+            if url.isLocalFile():
+                self.open_path(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+        if mime.hasImage():
+            self.document.set_photo(file_ops.qimage_to_rgb(mime.imageData()))
+            event.acceptProposedAction()
+

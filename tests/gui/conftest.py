@@ -1,0 +1,46 @@
+"""GUI tests: offscreen Qt, settings isolated in a temporary folder, small generated photos."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any Qt import
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("RESTORER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+if not SHARED_DATA.is_dir():
+    SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory, monkeypatch):
+    """Every test reads and writes QSettings (and the models folder) in its own temporary folder."""
+    folder = tmp_path_factory.mktemp("settings")
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(folder / "models"))
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(folder))
+    QSettings.setPath(QSettings.IniFormat, QSettings.SystemScope, str(folder / "system"))
+    yield folder
+
+
+def make_photo(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth colourful test photo (H, W, 3) float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack([xx / max(width - 1, 1), yy / max(height - 1, 1), 0.5 + 0.3 * np.sin(xx / 5.0)], axis=-1)
+    img += rng.normal(0, 0.02, img.shape).astype(np.float32)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    return make_photo()
+
+
+@pytest.fixture(name="make_photo")
+def make_photo_fixture():
+    return make_photo

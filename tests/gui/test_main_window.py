@@ -1,0 +1,306 @@
+"""The main window end to end: open, paint, run (fake and test-tiny), cancel, apply/undo,
+compare, save with metadata, settings that persist."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QGuiApplication, QImage
+
+from engine.errors import InputError, OutOfMemory
+from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
+from engine.geometry import Box
+from gui.main_window import MainWindow
+from gui.run_plan import TaskSettings
+from gui.settings import SETTINGS_VERSION, AppSettings
+
+BOXES = (Box(0, 0, 32, 32), Box(0, 32, 32, 32), Box(32, 0, 32, 32), Box(32, 32, 32, 32))
+
+
+def fake_restore(delay: float = 0.0, boxes=BOXES, size=(64, 64), error: Exception | None = None):
+    def restore(request, cancel: threading.Event):
+        yield StageEvent("restoring", 0, 1)
+        if error is not None:
+            raise error
+        yield PlanEvent(size, tuple(boxes), tuple(range(len(boxes))))
+        for i, box in enumerate(boxes):
+            yield WindowStarted(i, box)
+            if delay and cancel.wait(delay if i else 0.01):
+                return
+            yield WindowFinished(i, box, np.full((box.height, box.width, 3), 0.25 * (i + 1), np.float32))
+            yield ProgressEvent(i + 1, len(boxes), 0.01, 0.01)
+        yield FinishedEvent(np.full(size + (3,), 0.9, np.float32), {"seconds": 0.05})
+
+    return restore
+
+
+def write_photo(path, pixels: np.ndarray, fmt="PNG") -> tuple[bytes, bytes]:
+    """Save with an EXIF block and an ICC profile; return them for comparison."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCamera"  # Make
+    exif[0x0110] = "Model X"
+    im = Image.fromarray((pixels * 255).astype(np.uint8))
+    im.save(path, fmt, exif=exif.tobytes(), icc_profile=icc)
+    return exif.tobytes(), icc
+
+
+@pytest.fixture
+def make_window(qtbot):
+    def make(restore=None, settings=None):
+        window = MainWindow(settings or AppSettings(), restore=restore, probe_devices=False, interactive=False)
+        qtbot.addWidget(window)
+        window.resize(1000, 700)
+        window.show()
+        qtbot.waitExposed(window)
+        return window
+
+    return make
+
+
+@pytest.fixture
+def window_with_photo(make_window, make_photo, tmp_path):
+    def make(restore=None, size=(64, 64)):
+        window = make_window(restore)
+        path = tmp_path / "photo.png"
+        write_photo(path, make_photo(*size))
+        assert window.open_path(str(path))
+        return window
+
+    return make
+
+
+def paint(qtbot, window, points):
+    canvas = window.canvas
+    canvas.set_zoom(4.0)
+    canvas.offset = QPointF(0, 0)
+    canvas.set_brush_radius(3)
+    qtbot.mousePress(canvas, Qt.LeftButton, pos=QPoint(*points[0]))
+    for p in points[1:]:
+        qtbot.mouseMove(canvas, QPoint(*p))
+    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=QPoint(*points[-1]))
+
+
+def start_run(qtbot, window, settings: TaskSettings) -> None:
+    window.panel.set_settings(settings)
+    assert window.panel.restore_button.isEnabled(), window.panel.problems
+    with qtbot.waitSignal(window.runs.state_changed, timeout=2000):
+        window.panel.restore_button.click()
+
+
+def test_open_paint_and_status(window_with_photo, qtbot):
+    window = window_with_photo()
+    assert window.document.size == (64, 64)
+    assert "photo.png" in window.windowTitle() and window.status_size.text() == "64 × 64 px"
+    assert window.settings.recent_files()[0].endswith("photo.png")
+    window.panel.set_settings(TaskSettings(inpaint=True))
+    assert not window.panel.restore_button.isEnabled()
+    paint(qtbot, window, [(20, 20), (100, 20)])
+    assert window.document.mask[5, 5:25].min() == 255
+    assert window.panel.restore_button.isEnabled(), "painting a mask makes Fill runnable"
+    assert window.status_zoom.text() == "400 %"
+
+
+def test_run_paints_every_window_then_apply_and_undo(window_with_photo, qtbot):
+    window = window_with_photo(fake_restore())
+    original = window.document.image.copy()
+    start_run(qtbot, window, TaskSettings(colorize=True, model="test-tiny"))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
+    assert window.runs.windows_finished == len(BOXES)
+    doc = window.document
+    assert doc.preview_finished and np.allclose(doc.preview, 0.9)
+    assert window.panel.apply_button.isEnabled() and window.panel.restore_button.isEnabled()
+    window.panel.apply_button.click()
+    assert np.allclose(doc.image, 0.9) and doc.preview is None
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.image, original)
+
+
+def test_window_previews_arrive_while_running(window_with_photo, qtbot):
+    window = window_with_photo(fake_restore(delay=0.3))
+    seen = []
+    window.document.preview_changed.connect(lambda region: seen.append(region))
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: window.runs.windows_finished >= 1, timeout=3000)
+    assert window.runs.running, "the first window shows before the run ends"
+    assert (0, 0, 32, 32) in seen and np.allclose(window.document.preview[:32, :32], 0.25)
+    window.runs.cancel()
+    assert window.runs.wait_idle(3000)
+
+
+def test_cancel_returns_to_ready_and_keeps_finished_windows(window_with_photo, qtbot):
+    window = window_with_photo(fake_restore(delay=2.0))
+    before = window.document.image.copy()
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: window.runs.windows_finished == 1, timeout=3000)
+    window.act_cancel.trigger()
+    panel = window.panel
+    assert panel.restore_button.isEnabled() and not panel.cancel_button.isEnabled(), "ready at once"
+    assert "Cancelled" in panel.stage_label.text()
+    preview = window.document.preview
+    assert np.allclose(preview[:32, :32], 0.25), "the finished window is kept"
+    assert np.allclose(preview[32:, 32:], before[32:, 32:]), "unfinished windows show the photo"
+    assert panel.discard_button.isEnabled()
+    assert window.runs.wait_idle(3000)
+    window.panel.discard_button.click()
+    assert window.document.preview is None
+
+
+@pytest.mark.parametrize("error, kind", [(InputError("the mask is empty"), "error"),
+                                         (OutOfMemory("out of memory at batch 1"), "oom")])
+def test_errors_reach_the_user(window_with_photo, qtbot, error, kind):
+    window = window_with_photo(fake_restore(error=error))
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=3000)
+    assert window.runs.last_error == (kind, str(error))
+    assert window.panel.restore_button.isEnabled()
+    from gui.dialogs import oom_advice
+
+    assert "fp16" in oom_advice("x") and "CPU" in oom_advice("x")
+
+
+def test_compare_split_and_hold_key_show_before_and_after(window_with_photo, qtbot):
+    window = window_with_photo(fake_restore())
+    window.document.set_photo(np.full((64, 64, 3), 0.1, np.float32))
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: window.document.preview_finished, timeout=5000)
+    canvas = window.canvas
+    canvas.fit()
+    window.act_compare.setChecked(True)
+    image = canvas.grab().toImage()
+    centre = canvas.to_widget(QPointF(32, 32))
+    left, right = image.pixelColor(int(centre.x()) - 20, int(centre.y())), image.pixelColor(int(centre.x()) + 20, int(centre.y()))
+    assert left.red() < 60 and right.red() > 200, (left.name(), right.name())
+    window.act_compare.setChecked(False)
+    canvas.setFocus()
+    qtbot.keyPress(canvas, Qt.Key_Backslash)
+    held = canvas.grab().toImage().pixelColor(int(centre.x()) + 20, int(centre.y()))
+    qtbot.keyRelease(canvas, Qt.Key_Backslash)
+    after = canvas.grab().toImage().pixelColor(int(centre.x()) + 20, int(centre.y()))
+    assert held.red() < 60 and after.red() > 200
+
+
+def test_save_keeps_exif_icc_and_16_bit(make_window, make_photo, tmp_path):
+    window = make_window()
+    src = tmp_path / "in.jpg"
+    exif, icc = write_photo(src, make_photo(40, 56), "JPEG")
+    assert window.open_path(str(src))
+    for name, depth in (("out.jpg", None), ("out.png", None), ("out.tif", 16)):
+        out = tmp_path / name
+        assert window.save_to(str(out), 90, depth)
+        with Image.open(out) as im:
+            assert im.info.get("icc_profile") == icc, name
+            assert im.getexif().get(0x010F) == "TestCamera", name
+    from engine.image_io import load_image
+
+    reopened = load_image(tmp_path / "out.tif")
+    assert reopened.bit_depth == 16 and reopened.icc_profile == icc
+    assert window.open_path(str(tmp_path / "out.png")) and window.document.loaded.icc_profile == icc
+
+
+def test_settings_persist_between_sessions(make_window):
+    window = make_window()
+    window.panel.set_settings(TaskSettings(colorize=True, upscale=4, steps=42, quality="Custom"))
+    window.canvas.set_brush_radius(55)
+    window.act_dark.setChecked(False)
+    window.close()
+    again = make_window()
+    assert again.panel.settings().upscale == 4 and again.panel.settings().steps == 42
+    assert again.canvas.brush.radius == 55 and again.settings.theme == "light"
+    assert again.settings.get("settings_version", 0, int) == SETTINGS_VERSION
+
+
+def test_older_settings_versions_are_migrated_or_dropped():
+    settings = AppSettings()
+    settings.qs.clear()
+    settings.qs.setValue("settings_version", 1)
+    settings.qs.setValue("dark", "false")
+    migrated = AppSettings(settings.qs)
+    assert migrated.theme == "light" and migrated.qs.value("dark") is None
+    settings.qs.setValue("settings_version", 99)
+    settings.qs.setValue("task_settings", "{broken")
+    fresh = AppSettings(settings.qs)
+    assert fresh.qs.value("task_settings") is None and fresh.get("settings_version", 0, int) == SETTINGS_VERSION
+
+
+def test_drop_a_file_opens_it(make_window, make_photo, tmp_path):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    window = make_window()
+    path = tmp_path / "dropped.png"
+    write_photo(path, make_photo(20, 28))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    window.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    assert window.document.size == (20, 28) and window.document.path.endswith("dropped.png")
+
+
+def test_unreadable_file_reports_an_error(make_window, tmp_path):
+    window = make_window()
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert not window.open_path(str(bad))
+    assert "broken.png" in window.last_error and not window.document.has_image
+
+
+def test_paste_opens_the_clipboard_image(make_window):
+    window = make_window()
+    image = QImage(30, 20, QImage.Format_RGB32)
+    image.fill(0xFF336699)
+    QGuiApplication.clipboard().setImage(image)
+    window.paste()
+    assert window.document.size == (20, 30)
+    assert np.allclose(window.document.image[0, 0], np.array([0x33, 0x66, 0x99]) / 255, atol=1e-6)
+
+
+def test_real_pipeline_with_test_tiny(window_with_photo, qtbot):
+    pytest.importorskip("engine.pipeline")
+    import torch
+
+    torch.set_num_threads(1)
+    window = window_with_photo(size=(64, 64))
+    plans = []
+    paint(qtbot, window, [(40, 40), (120, 60)])
+    start_run(qtbot, window, TaskSettings(inpaint=True, model="test-tiny", steps=2, window=64, overlap=32,
+                                          hir="off", device="cpu", quality="Custom"))
+    window.runs.run.plan.connect(lambda plan: plans.append(plan))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=60000)
+    assert window.runs.last_error is None
+    assert plans and window.runs.windows_finished == sum(len(p["boxes"]) for p in plans)
+    doc = window.document
+    assert doc.preview_finished and doc.preview.shape == (64, 64, 3)
+    assert not np.array_equal(doc.preview, doc.image), "the masked area was filled"
+
+
+def test_main_starts_and_opens_the_photo(tmp_path, make_photo, qapp):
+    import main
+
+    path = tmp_path / "start.png"
+    write_photo(path, make_photo(16, 16))
+    assert main.main(["--quit-after-start", str(path)]) == 0
+    assert main.main(["--quit-after-start", str(tmp_path / "missing.png")]) == 1
+
+
+def test_apply_an_upscaled_result_and_undo_restores_photo_and_mask(window_with_photo, qtbot):
+    big_boxes = (Box(0, 0, 64, 64), Box(0, 64, 64, 64), Box(64, 0, 64, 64), Box(64, 64, 64, 64))
+    window = window_with_photo(fake_restore(boxes=big_boxes, size=(128, 128)))
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    mask, image = window.document.mask.copy(), window.document.image.copy()
+    start_run(qtbot, window, TaskSettings(upscale=2, inpaint=True))
+    qtbot.waitUntil(lambda: window.document.preview_finished, timeout=5000)
+    assert window.document.preview_scale == 2
+    window.act_apply.trigger()
+    doc = window.document
+    assert doc.size == (128, 128) and doc.mask.shape == (128, 128) and not doc.mask.any()
+    window.act_compare.setChecked(True)
+    assert not window.canvas.grab().toImage().isNull()  # original (64 px) drawn stretched over 128 px
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.image, image) and np.array_equal(doc.mask, mask)

@@ -1,0 +1,147 @@
+"""Mask painting and undo: one step per stroke, stored as a bounding-box delta, exact undo/redo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+from gui import mask_tools
+from gui.canvas import Canvas
+from gui.document import Document
+from gui.mask_tools import Brush, StrokeRecorder, segment_footprint
+from gui.undo import MaskEditCommand, mask_replace_command
+
+
+@pytest.fixture
+def canvas(qtbot, make_photo):
+    doc = Document()
+    view = Canvas(doc)
+    qtbot.addWidget(view)
+    view.resize(400, 400)
+    view.show()
+    doc.set_photo(make_photo(100, 120))
+    view.zoom, view.offset = 2.0, QPointF(0, 0)
+    return view
+
+
+def drag(qtbot, widget, points):
+    qtbot.mousePress(widget, Qt.LeftButton, pos=QPoint(*points[0]))
+    for p in points[1:]:
+        qtbot.mouseMove(widget, QPoint(*p))
+    qtbot.mouseRelease(widget, Qt.LeftButton, pos=QPoint(*points[-1]))
+
+
+def test_one_undo_step_per_stroke_with_exact_undo_and_redo(canvas, qtbot):
+    doc = canvas.document
+    canvas.set_brush_radius(5)
+    canvas.brush.hardness = 0.5  # soft edge: values between 0 and 255
+    drag(qtbot, canvas, [(20, 20), (60, 30), (100, 60), (140, 60)])
+    first = doc.mask.copy()
+    drag(qtbot, canvas, [(40, 120), (40, 160)])
+    second = doc.mask.copy()
+    assert doc.undo_stack.count() == 2
+    assert ((first > 0) & (first < 255)).any(), "a soft brush leaves graded edge values"
+    assert not np.array_equal(first, second)
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.mask, first)
+    doc.undo_stack.undo()
+    assert not doc.mask.any()
+    doc.undo_stack.redo()
+    doc.undo_stack.redo()
+    assert np.array_equal(doc.mask, second)
+
+
+def test_stroke_command_stores_only_the_bounding_box_delta(canvas, qtbot):
+    doc = canvas.document
+    canvas.set_brush_radius(4)
+    canvas.brush.hardness = 1.0
+    drag(qtbot, canvas, [(40, 40), (80, 40)])  # scene x 20..40, y 20, radius 4
+    command = doc.undo_stack.command(0)
+    assert isinstance(command, MaskEditCommand)
+    top, left, h, w = command.region
+    assert top <= 16 and top + h >= 24 and left <= 16 and left + w >= 44
+    assert h <= 12 and w <= 34, f"region {command.region} should hug the stroke"
+    assert command.old.shape == command.new.shape == (h, w)
+    assert command.nbytes < doc.mask.nbytes / 10
+    changed = np.argwhere(doc.mask > 0)
+    assert changed[:, 0].min() >= top and changed[:, 0].max() < top + h
+    assert changed[:, 1].min() >= left and changed[:, 1].max() < left + w
+
+
+def test_eraser_stroke_undo_restores_painted_pixels(canvas, qtbot):
+    doc = canvas.document
+    doc.set_mask(np.full(doc.size, 180, np.uint8))
+    canvas.set_tool("eraser")
+    canvas.set_brush_radius(6)
+    drag(qtbot, canvas, [(50, 50), (90, 90)])
+    assert doc.mask[35, 35] == 0
+    doc.undo_stack.undo()
+    assert (doc.mask == 180).all()
+
+
+def test_escape_aborts_the_stroke_without_an_undo_step(canvas, qtbot):
+    doc = canvas.document
+    qtbot.mousePress(canvas, Qt.LeftButton, pos=QPoint(50, 50))
+    qtbot.mouseMove(canvas, QPoint(70, 50))
+    assert doc.mask.any()
+    canvas.abort_stroke()
+    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=QPoint(70, 50))
+    assert not doc.mask.any() and doc.undo_stack.count() == 0
+
+
+def test_footprint_hardness_and_capsule_shape():
+    hard = segment_footprint((40, 40), (10, 20), (30, 20), Brush(5, 1.0))
+    (top, left, h, w), alpha = hard
+    full = np.zeros((40, 40), np.uint8)
+    full[top : top + h, left : left + w] = alpha
+    assert full[20, 10] == full[20, 30] == full[20, 20] == 255 and full[20, 36] == 0 and full[27, 20] == 0
+    soft = segment_footprint((40, 40), (20, 20), (20, 20), Brush(8, 0.0))[1]
+    assert 0 < np.median(soft[soft > 0]) < 255
+
+
+def test_recorder_delta_is_exact():
+    mask = np.zeros((30, 30), np.uint8)
+    mask[0, 0] = 77
+    rec = StrokeRecorder(mask, Brush(3, 0.3))
+    rec.paint_to(10, 10)
+    rec.paint_to(20, 12)
+    (top, left, h, w), old, new = rec.finish()
+    assert not old.any() and new.max() == 255
+    assert np.array_equal(mask[top : top + h, left : left + w], new) and mask[0, 0] == 77
+
+
+@pytest.mark.parametrize("op, check", [
+    (mask_tools.invert_mask, lambda old, new: np.array_equal(new, 255 - old)),
+    (mask_tools.clear_mask, lambda old, new: not new.any()),
+    (lambda m: mask_tools.grow_mask(m, 2), lambda old, new: (new >= old).all() and new.sum() > old.sum()),
+    (lambda m: mask_tools.grow_mask(m, -2), lambda old, new: (new <= old).all() and new.sum() < old.sum()),
+])
+def test_whole_mask_operations_are_undoable(op, check):
+    doc = Document()
+    doc.set_photo(np.zeros((40, 50, 3), np.float32))
+    doc.set_mask(np.zeros((40, 50), np.uint8))
+    doc.mask[10:20, 10:30] = 255
+    before = doc.mask.copy()
+    doc.undo_stack.push(mask_replace_command(doc, op(doc.mask), "op"))
+    assert check(before, doc.mask)
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.mask, before)
+
+
+def test_mask_file_round_trip(tmp_path):
+    from gui import file_ops
+
+    mask = np.zeros((24, 32), np.uint8)
+    mask[5:10, 3:20] = 255
+    path = tmp_path / "mask.png"
+    file_ops.save_mask_file(mask, str(path))
+    assert np.array_equal(file_ops.load_mask_file(str(path), (24, 32)), mask)
+
+
+def test_engine_mask_is_thresholded_at_127():
+    doc = Document()
+    doc.set_photo(np.zeros((4, 4, 3), np.float32))
+    doc.set_mask(np.array([[0, 127, 128, 255]] * 4, np.uint8))
+    assert doc.engine_mask()[0].tolist() == [0, 0, 255, 255]
+    assert doc.has_mask()

@@ -1,0 +1,138 @@
+"""Task panel: presets, the reasons a combination cannot run, the estimate and the engine request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gui import run_plan
+from gui.run_plan import QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
+from gui.task_panel import ModelChoice, TaskPanel
+
+
+@pytest.fixture
+def panel(qtbot):
+    widget = TaskPanel()
+    qtbot.addWidget(widget)
+    widget.set_context((64, 96), has_mask=False)
+    return widget
+
+
+def test_no_task_disables_restore_with_the_reason(panel):
+    assert not panel.restore_button.isEnabled()
+    assert "Tick at least one task" in panel.restore_button.toolTip()
+    assert "Tick at least one task" in panel.problem_label.text()
+    panel.colorize.setChecked(True)
+    assert panel.restore_button.isEnabled() and panel.problems == []
+
+
+def test_fill_needs_a_mask(panel):
+    panel.inpaint.setChecked(True)
+    assert not panel.restore_button.isEnabled()
+    assert "needs a mask: paint over the damage first" in panel.problem_label.text()
+    panel.set_context((64, 96), has_mask=True)
+    assert panel.restore_button.isEnabled()
+
+
+def test_no_photo_is_a_problem(panel):
+    panel.colorize.setChecked(True)
+    panel.set_context(None, False)
+    assert not panel.restore_button.isEnabled() and "Open a photo" in panel.problems[0]
+
+
+def test_quality_presets_drive_steps_and_time_travel(panel):
+    panel.quality.setCurrentIndex(panel.quality.findData("Best"))
+    s = panel.settings()
+    assert (s.steps, s.travel_length, s.travel_repeat) == tuple(QUALITY_PRESETS["Best"]) == (100, 10, 3)
+    panel.quality.setCurrentIndex(panel.quality.findData("Fast"))
+    assert panel.steps.value() == QUALITY_PRESETS["Fast"].steps and panel.travel_repeat.value() == 1
+    panel.steps.setValue(37)
+    assert panel.settings().quality == "Custom"
+    panel.steps.setValue(QUALITY_PRESETS["Fast"].steps)
+    assert panel.settings().quality == "Fast"
+
+
+def test_test_tiny_is_always_listed_and_labelled(panel):
+    panel.set_models([ModelChoice("adm-256-uncond", "ADM 256 (photos)", "General photos", 256)])
+    labels = [panel.model.itemText(i) for i in range(panel.model.count())]
+    assert labels[0] == "ADM 256 (photos)" and TEST_TINY_LABEL in labels and labels[-1] == "Choose file…"
+    panel.model.setCurrentIndex(panel.model.findData(TEST_TINY))
+    panel.colorize.setChecked(True)
+    assert "random weights" in panel.note_label.text()
+
+
+def test_devices_show_the_gpu_name(panel):
+    panel.set_devices([("cuda:0", "NVIDIA RTX 4090 (24.0 GB)"), ("cpu", "CPU (16 threads)")])
+    texts = [panel.device.itemText(i) for i in range(panel.device.count())]
+    assert texts[0] == "Automatic (NVIDIA RTX 4090 (24.0 GB))" and any("CPU" in t for t in texts)
+
+
+def test_estimate_counts_windows_and_schedule(panel):
+    panel.colorize.setChecked(True)
+    panel.quality.setCurrentIndex(panel.quality.findData("Best"))
+    assert "300 denoiser calls" in panel.estimate_label.text()  # one window × (100 + 10 jumps × 10 × 2)
+    s = TaskSettings(colorize=True, upscale=4, hir="off", model="adm-256-uncond")
+    small = run_plan.estimate_run(s, (64, 96), "cpu")
+    big = run_plan.estimate_run(s, (640, 960), "cpu")
+    assert big.windows > small.windows and big.seconds > small.seconds
+    assert run_plan.estimate_run(s, (640, 960), "cuda").seconds < big.seconds
+
+
+@pytest.mark.parametrize("height, width, window, overlap, align", [
+    (64, 96, 256, 128, 1), (512, 768, 256, 128, 1), (1000, 700, 256, 128, 1), (300, 301, 256, 64, 4),
+    (2048, 1360, 256, 128, 2), (90, 5000, 64, 32, 8), (513, 257, 192, 96, 3),
+])
+def test_window_count_matches_the_engine_plan(height, width, window, overlap, align):
+    from engine.tiling.window_plan import effective_overlap, effective_window, plan_windows
+
+    win = effective_window(window, align)
+    plan = plan_windows(height, width, win, effective_overlap(win, overlap, align), align)
+    assert run_plan.count_stage_windows(height, width, window, overlap, align) == len(plan.boxes)
+    assert run_plan.effective_window(window, align) == win
+
+
+def test_schedule_length_with_time_travel():
+    assert run_plan.denoiser_calls_per_window(100, 1, 1) == 100
+    assert run_plan.denoiser_calls_per_window(100, 10, 3) == 300
+    assert run_plan.denoiser_calls_per_window(25, 10, 2) == 45
+
+
+def test_result_too_large_is_refused():
+    s = TaskSettings(colorize=True, upscale=8)
+    problems = run_plan.find_problems(s, (4000, 6000), False)
+    assert any("megapixel limit" in p for p in problems)
+    assert not run_plan.find_problems(TaskSettings(colorize=True, upscale=2), (4000, 6000), False)
+
+
+def test_request_carries_the_panel_settings():
+    s = TaskSettings(inpaint=True, upscale=2, denoise=True, denoise_strength=50, deblur=True, deblur_sigma=1.5,
+                     steps=7, seed=9, hir="off", window=64, overlap=32, device="cpu")
+    image = np.zeros((32, 32, 3), np.float32)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:4] = 255
+    req = run_plan.build_request(s, image, mask)
+    assert req.tasks.inpaint and req.tasks.sr == 2 and req.tasks.deblur == "gauss:1.5"
+    assert req.tasks.noise == pytest.approx(0.5 * run_plan.MAX_NOISE_SIGMA)
+    assert req.steps == 7 and req.seed == 9 and req.hir is False and req.window == 64 and req.device == "cpu"
+    assert req.mask is mask
+    assert run_plan.build_request(TaskSettings(colorize=True), image, mask).mask is None
+
+
+def test_settings_round_trip_and_tolerate_junk(panel):
+    s = TaskSettings(colorize=True, upscale=4, model=TEST_TINY, steps=33, eta=0.5, hir="on", precision="bf16",
+                     quality="Custom")
+    panel.set_settings(s)
+    assert panel.settings() == TaskSettings.from_dict(s.to_dict()) == s
+    junk = TaskSettings.from_dict({"upscale": 3, "steps": "many", "unknown": 1, "quality": "Ultra"})
+    assert junk.upscale == 1 and junk.steps == TaskSettings().steps and junk.quality == "Balanced"
+
+
+def test_running_state_toggles_buttons(panel):
+    panel.colorize.setChecked(True)
+    panel.set_running(True)
+    assert not panel.restore_button.isEnabled() and panel.cancel_button.isEnabled()
+    panel.set_progress(3, 10, 1.0, 2.5)
+    assert panel.progress.value() == 3 and "left" in panel.progress.format()
+    panel.set_running(False)
+    panel.set_preview_ready(True)
+    assert panel.restore_button.isEnabled() and panel.apply_button.isEnabled() and not panel.cancel_button.isEnabled()

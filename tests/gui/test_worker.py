@@ -1,0 +1,143 @@
+"""The QThread adapter: events become signals with plain payloads, slots run in the GUI thread,
+cancel answers at once, errors become the right kind of failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QObject, QThread
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QApplication, QWidget
+
+from engine.errors import EngineError, InputError, OutOfMemory
+from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
+from engine.geometry import Box
+from gui.worker import RestoreRun
+
+SIGNALS = ("stage", "plan", "window_started", "window_finished", "progress", "log", "finished", "failed", "ended")
+BOXES = (Box(0, 0, 32, 32), Box(0, 16, 32, 32), Box(16, 0, 32, 32))
+
+
+def fake_restore(boxes=BOXES, delay=0.0, record=None):
+    """A stand-in for engine.pipeline.restore: a plan, every window, progress, a result."""
+
+    def restore(request, cancel):
+        if record is not None:
+            record["thread"] = threading.get_ident()
+        yield StageEvent("restoring", 0, 1)
+        yield PlanEvent((48, 48), tuple(boxes), tuple(range(len(boxes))))
+        for i, box in enumerate(boxes):
+            yield WindowStarted(i, box)
+            if delay and cancel.wait(delay):
+                return
+            yield ProgressEvent(i + 1, len(boxes), 0.1 * (i + 1), 0.1 * (len(boxes) - i - 1),
+                                preview=lambda: [np.zeros((2, 2, 3), np.float32)])
+            yield WindowFinished(i, box, np.full((box.height, box.width, 3), 0.1 * (i + 1), np.float32))
+        yield LogEvent("info", "done")
+        yield FinishedEvent(np.full((48, 48, 3), 0.5, np.float32), {"seconds": 0.3})
+
+    return restore
+
+
+class Recorder(QObject):
+    """Connects to every signal of a run and records (name, args, thread the slot ran in)."""
+
+    def __init__(self, run: RestoreRun):
+        super().__init__()
+        self.calls: list[tuple[str, tuple, QThread]] = []
+        for name in SIGNALS:
+            getattr(run, name).connect(lambda *args, n=name: self.calls.append((n, args, QThread.currentThread())))
+
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+    def args(self, name: str) -> list[tuple]:
+        return [c[1] for c in self.calls if c[0] == name]
+
+
+def assert_plain(value) -> None:
+    """No Qt GUI objects anywhere in a payload."""
+    assert not isinstance(value, (QImage, QPixmap, QWidget, QObject)), type(value)
+    if isinstance(value, dict):
+        for v in value.values():
+            assert_plain(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            assert_plain(v)
+    else:
+        assert isinstance(value, (int, float, str, bool, np.ndarray, type(None))), type(value)
+
+
+def run_to_end(qtbot, run: RestoreRun, timeout=10000) -> None:
+    with qtbot.waitSignal(run.thread.finished, timeout=timeout):
+        run.start()
+
+
+def test_events_become_signals_in_order_with_plain_payloads_in_the_gui_thread(qtbot):
+    record = {}
+    run = RestoreRun(request=object(), restore=fake_restore(record=record))
+    rec = Recorder(run)
+    run_to_end(qtbot, run)
+    names = rec.names()
+    assert names[:2] == ["stage", "plan"] and names[-2:] == ["finished", "ended"]
+    assert names.count("window_finished") == len(BOXES) and names.count("window_started") == len(BOXES)
+    assert rec.args("ended") == [("finished",)]
+    gui_thread = QApplication.instance().thread()
+    assert all(thread is gui_thread for _n, _a, thread in rec.calls), "slots must run in the GUI thread"
+    assert record["thread"] != threading.get_ident(), "the engine must run in the worker thread"
+    for _name, args, _t in rec.calls:
+        assert_plain(args)
+    plan = rec.args("plan")[0][0]
+    assert plan["boxes"] == [tuple(b) for b in BOXES] and plan["levels"] == [0, 1, 2]
+    index, box, pixels, scale, stage = rec.args("window_finished")[1]
+    assert index == 1 and box == tuple(BOXES[1]) and pixels.shape == (32, 32, 3) and scale == 1.0
+    assert rec.args("progress")[-1] == (3, 3, pytest.approx(0.3), pytest.approx(0.0))
+
+
+def test_cancel_answers_at_once_and_stops_the_thread(qtbot):
+    run = RestoreRun(request=object(), restore=fake_restore(delay=0.5))
+    rec = Recorder(run)
+    with qtbot.waitSignal(run.window_started, timeout=5000):
+        run.start()
+    t0 = time.perf_counter()
+    run.cancel()
+    assert rec.args("ended") == [("cancelled",)], "the UI is told synchronously"
+    assert not run.active
+    assert run.wait(3000), "the worker thread stops soon after"
+    assert time.perf_counter() - t0 < 1.0
+    qtbot.wait(50)
+    assert "finished" not in rec.names() and rec.names().count("ended") == 1
+
+
+@pytest.mark.parametrize("error, kind", [
+    (InputError("the mask is empty: paint the areas to fill"), "error"),
+    (OutOfMemory("CUDA out of memory even at batch 1"), "oom"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "oom"),
+    (ZeroDivisionError("oops"), "internal"),
+])
+def test_errors_become_failed_signals(qtbot, error, kind):
+    def restore(request, cancel):
+        yield StageEvent("loading model")
+        raise error
+
+    run = RestoreRun(request=object(), restore=restore)
+    rec = Recorder(run)
+    run_to_end(qtbot, run)
+    (got_kind, message), = rec.args("failed")
+    assert got_kind == kind
+    assert str(error) in message
+    assert rec.args("ended") == [("failed",)]
+    assert isinstance(error, EngineError) or kind != "error"
+
+
+def test_generator_ending_without_result_is_a_failure(qtbot):
+    def restore(request, cancel):
+        yield StageEvent("restoring")
+
+    run = RestoreRun(request=object(), restore=restore)
+    rec = Recorder(run)
+    run_to_end(qtbot, run)
+    assert rec.args("ended") == [("failed",)] and rec.args("failed")[0][0] == "internal"
