@@ -20,17 +20,18 @@ TINY_SEED = 20240611
 
 
 def tiny_adm_config(*, class_cond: bool = False) -> ModelConfig:
-    """ADM UNet: 32 ch, mult (1, 2, 4), 1 res block, attention at levels 1 and 2 (64 and 128 ch,
-    i.e. 1 and 2 heads of 64), learned sigma, scale-shift, resblock up/down. Sides: multiples of 4."""
-    return ModelConfig(family="adm", model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1,
-                       attention_levels=(1, 2), out_channels=6, num_head_channels=64,
+    """ADM UNet: 32 ch, mult (1, 2, 2, 4), 1 res block, attention at levels 2 and 3 (64 and 128 ch,
+    i.e. 1 and 2 heads of 64; 64² and 32² tokens on a 256 window, so CPU runs stay fast), learned
+    sigma, scale-shift, resblock up/down. Sides: multiples of 8."""
+    return ModelConfig(family="adm", model_channels=32, channel_mult=(1, 2, 2, 4), num_res_blocks=1,
+                       attention_levels=(2, 3), out_channels=6, num_head_channels=64,
                        num_classes=10 if class_cond else None)
 
 
 def tiny_ddpm_config() -> ModelConfig:
-    """DDPM Model: 32 ch, mult (1, 2, 2), 1 res block, attention at level 1, conv resampling, ε only."""
-    return ModelConfig(family="ddpm", model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
-                       attention_levels=(1,), out_channels=3, num_head_channels=0,
+    """DDPM Model: 32 ch, mult (1, 2, 2, 2), 1 res block, attention at level 3, conv resampling, ε only."""
+    return ModelConfig(family="ddpm", model_channels=32, channel_mult=(1, 2, 2, 2), num_res_blocks=1,
+                       attention_levels=(3,), out_channels=3, num_head_channels=0,
                        use_scale_shift_norm=False, resblock_updown=False, conv_resample=True)
 
 

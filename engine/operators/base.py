@@ -113,3 +113,19 @@ class KnownPixels(Constraint):
 
     def residual(self, x) -> float:
         return self.inner.residual(x)
+
+
+def project_in_range(constraint: Constraint, x: torch.Tensor, iters: int = 40) -> torch.Tensor:
+    """A point of [-1, 1] that satisfies ``constraint`` (to float precision), near ``x``.
+
+    The sampler's last x̂0 satisfies A x = y exactly but may leave [-1, 1] (an untrained or weak
+    prior predicts out-of-range detail in the null space), and clipping it for display would break
+    the consistency. Alternating projections (POCS) between the box and the constraint set converge
+    to a point in both whenever one exists, which is the case for a real photo as y.
+    """
+    for _ in range(iters):
+        clipped = x.clamp(-1.0, 1.0)
+        x = constraint.project(clipped, 1.0)
+        if torch.equal(x, clipped):
+            break
+    return x.clamp(-1.0, 1.0)

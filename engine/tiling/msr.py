@@ -22,7 +22,7 @@ import torch
 from engine.errors import Cancelled, OutOfMemory
 from engine.events import Event, LogEvent, PlanEvent, ProgressEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
-from engine.operators.base import Constraint, KnownPixels, Observation, Operator
+from engine.operators.base import Constraint, KnownPixels, Observation, Operator, project_in_range
 from engine.request import Quirks
 from engine.samplers import per_sample_randn, sample
 from engine.samplers.noise import seeded_generators
@@ -192,8 +192,9 @@ class MsrStage:
             raise RuntimeError("the schedule made no denoiser call")
         if s.quirks.carry_state_across_windows:
             self._carried = step.x_t
+        result = step.x0_hat if s.sigma_y > 0 else project_in_range(constraint, step.x0_hat)
         for k, (i, box) in enumerate(zip(chunk, boxes)):
-            self.canvas.write(box, step.x0_hat[k])
+            self.canvas.write(box, result[k])
             self.finished.add(i)
             yield WindowFinished(i, box, self.canvas.region(box), self.stage, self.scale_to_output)
 

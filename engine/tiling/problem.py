@@ -151,7 +151,8 @@ class PhotoProblem:
         if factor < 1:
             raise ValueError("factor must be ≥ 1")
         if s % factor == 0:
-            return dataclasses.replace(self, tasks=dataclasses.replace(self.tasks, sr=s // factor))
+            tasks = dataclasses.replace(self.tasks, sr=s // factor)
+            return dataclasses.replace(self, tasks=tasks) if tasks.any() else None
         if factor % s:
             return None
         k = factor // s
