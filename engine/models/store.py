@@ -1,0 +1,304 @@
+"""Changing the model store: download, import, verify, repair, remove (Qt-free).
+
+Hashes follow each entry's ``hash_policy``: a pinned sha256 from the catalog is checked on
+download; with ``record-on-first-download`` the hash computed while downloading (or importing)
+is recorded in ``registry.json`` and every later Verify/Repair is checked against it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+
+from engine.errors import EngineError, ModelFileError
+from engine.models import catalog as cat
+from engine.models import download as dl
+
+PathLike = Union[str, Path, None]
+IMPORT_MODES = ("copy", "hardlink", "symlink")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    model_id: str
+    path: Path
+    architecture: str
+    matched_catalog: bool  # True: the file is a known catalog model; False: registered as custom
+    sha256: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    model_id: str
+    status: str  # "ok" | "recorded" (no hash known before: recorded now) | "mismatch" | "missing" | "partial"
+    detail: str = ""
+
+
+def _record_hash(directory: Path, file_name: str, sha256: str, size: int, source: str) -> None:
+    def change(data):
+        data["hashes"][file_name] = {"sha256": sha256, "size": size, "source": source,
+                                     "recorded": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        data["damaged"].pop(file_name, None)
+
+    cat.update_registry(directory, change)
+
+
+def reference_hash(entry: cat.ModelEntry, registry: dict) -> Optional[str]:
+    """The hash a file must have: pinned in the catalog, else the recorded one (or None)."""
+    if entry.sha256:
+        return entry.sha256
+    recorded = registry["hashes"].get(entry.file_name)
+    return recorded.get("sha256") if isinstance(recorded, dict) else None
+
+
+# --------------------------------------------------------------------------- download
+
+
+def download_model(model_id: str, *, models_dir: PathLike = None, mirror: Optional[str] = None,
+                   progress: Optional[dl.ProgressCallback] = None, cancel: Optional[threading.Event] = None,
+                   **download_options) -> Path:
+    """Download (or resume, or repair) one catalog model; returns its installed path.
+
+    ``download_options`` go to :func:`engine.models.download.download_file` (retries, stall_timeout...).
+    """
+    directory = cat.models_dir(models_dir)
+    entry = cat.get_entry(model_id, directory)
+    if entry.custom:
+        raise EngineError(f"{model_id!r} was imported by you; there is nothing to download — import the file again")
+    urls = dl.candidate_urls(entry.urls, entry.file_name, mirror)
+    if not urls:
+        where = "; ".join(entry.manual_sources) or "its authors' page"
+        raise dl.DownloadError(f"{entry.display_name} has no direct download address: get {entry.file_name} "
+                               f"from {where}, then import it (or set a mirror that has it)")
+    expected = reference_hash(entry, cat.read_registry(directory))
+    result = dl.download_file(urls, directory / entry.file_name, expected_sha256=expected,
+                              expected_size=entry.size_bytes, progress=progress, cancel=cancel,
+                              **download_options)
+    _record_hash(directory, entry.file_name, result.sha256, result.size, f"download {result.url}")
+    return result.path
+
+
+def with_companions(model_id: str, models_dir: PathLike = None) -> list[str]:
+    """The model followed by the models it needs (e.g. the classifier of the class-guided ADM)."""
+    entry = cat.get_entry(model_id, models_dir)
+    return [model_id] + [c for c in entry.companions if c != model_id]
+
+
+# --------------------------------------------------------------------------- import
+
+
+def inspect_checkpoint(path: Path):
+    """Load tensors safely (weights_only / safetensors), detect the architecture and check the
+    file builds that network exactly (on the meta device: no memory). Returns the ModelConfig."""
+    from engine.models.checkpoint import build_model, detect_config, load_state_dict
+
+    state_dict = load_state_dict(path)
+    config = detect_config(state_dict)
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    except Exception as exc:  # noqa: BLE001 - any build failure means the file is not usable
+        raise ModelFileError(f"{path.name}: the detected {config.family} network cannot be built ({exc})") from exc
+    actual = {k: tuple(v.shape) for k, v in state_dict.items()}
+    if expected != actual:
+        missing = sorted(set(expected) - set(actual))[:3]
+        odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
+        raise ModelFileError(f"{path.name} looks like a {config.family} model but its tensors do not fit it "
+                             f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
+    return config
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
+
+
+def _match_catalog(src: Path, size: int, family: str, sha256: str) -> Optional[cat.ModelEntry]:
+    for entry in cat.load_catalog().values():
+        if entry.architecture != family or (entry.sha256 and entry.sha256 != sha256):
+            continue
+        if entry.size_exact and entry.size_bytes == size:
+            return entry
+        plausible = entry.size_bytes is None or abs(size - entry.size_bytes) <= 0.05 * entry.size_bytes
+        if entry.file_name == src.name and plausible and not entry.size_exact:
+            return entry
+    return None
+
+
+def _place(src: Path, dest: Path, mode: str) -> None:
+    """Copy/link ``src`` to ``dest`` atomically (temp name + rename); never half a file at dest."""
+    tmp = dest.with_name(dest.name + ".importing")
+    tmp.unlink(missing_ok=True)
+    try:
+        if mode == "hardlink":
+            try:
+                os.link(src, tmp)
+            except OSError as exc:
+                raise EngineError(f"cannot hard-link {src} into {dest.parent} ({exc.strerror or exc}); "
+                                  "they may be on different disks — use copy or symlink") from exc
+        elif mode == "symlink":
+            os.symlink(src.resolve(), tmp)
+        else:
+            dl.check_free_space(dest.parent, src.stat().st_size)
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mode: str = "copy",
+                      model_id: Optional[str] = None, display_name: Optional[str] = None,
+                      purpose: str = "custom", description: str = "",
+                      progress: Optional[Callable[[int, int], None]] = None) -> ImportResult:
+    """Check a checkpoint the user has and add it to the store (copy, hard link or symlink).
+
+    The file is loaded safely and its architecture detected before anything is written; a
+    known catalog file (same architecture and file name or exact size) takes its catalog id,
+    anything else is registered as a custom model. Rejections raise ModelFileError/EngineError
+    and leave the models folder unchanged.
+    """
+    if mode not in IMPORT_MODES:
+        raise EngineError(f"import mode must be one of {', '.join(IMPORT_MODES)}, got {mode!r}")
+    src = Path(src).expanduser()
+    if not src.is_file():
+        raise ModelFileError(f"{src} is not a file")
+    config = inspect_checkpoint(src)
+    directory = cat.models_dir(models_dir)
+    size = src.stat().st_size
+    sha256 = dl.sha256_file(src, progress=progress)
+    entry = None if model_id else _match_catalog(src, size, config.family, sha256)
+    if entry is not None:
+        mid, dest = entry.id, directory / entry.file_name
+    else:
+        known = cat.all_entries(directory)
+        mid = _slug(model_id or src.stem)
+        if mid in known and not known[mid].custom:
+            mid = f"user-{mid}"
+        taken = {e.file_name for e in known.values() if e.id != mid} | {cat.REGISTRY_NAME}
+
+        def free(name: str) -> bool:
+            path = directory / name
+            occupied = (path.exists() or path.is_symlink()) and not _same_file(path, src)
+            return name not in taken and not (occupied and mid not in known)
+
+        candidates = (src.name, f"{mid}{src.suffix}", f"{mid}-{sha256[:8]}{src.suffix}")
+        file_name = next((n for n in candidates if free(n)), candidates[-1])
+        dest = directory / file_name
+    if not (dest.exists() and _same_file(dest, src)):
+        _place(src, dest, mode)
+    (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
+    _record_hash(directory, dest.name, sha256, size, f"import {src}")
+    if entry is None:
+        def add_custom(data):
+            data["custom"][mid] = {
+                "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,
+                "architecture": config.family, "size_bytes": size, "image_size": config.image_size,
+                "description": description or f"Imported from {src}", "imported_from": str(src),
+                "import_mode": mode,
+            }
+
+        cat.update_registry(directory, add_custom)
+    return ImportResult(mid, dest, config.family, entry is not None, sha256)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- verify / repair / remove
+
+
+def verify_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: PathLike = None,
+                  progress: Optional[Callable[[str, int, int], None]] = None,
+                  cancel: Optional[threading.Event] = None) -> list[VerifyResult]:
+    """Re-hash installed files against pinned/recorded hashes; marks mismatches as damaged.
+
+    Without ``model_ids``: every model whose file (or partial download) is present.
+    ``progress(model_id, bytes_done, bytes_total)`` while hashing.
+    """
+    directory = cat.models_dir(models_dir)
+    entries = cat.all_entries(directory)
+    ids = list(model_ids) if model_ids else [
+        e.id for e in entries.values()
+        if (directory / e.file_name).exists() or (directory / (e.file_name + cat.PART_SUFFIX)).exists()
+    ]
+    results = []
+    for mid in ids:
+        entry = cat.get_entry(mid, directory)
+        path = directory / entry.file_name
+        if not path.is_file():
+            partial = path.with_name(path.name + cat.PART_SUFFIX).is_file()
+            results.append(VerifyResult(mid, "partial" if partial else "missing",
+                                        "download not finished" if partial else "not installed"))
+            continue
+        digest = dl.sha256_file(path, (lambda d, t, m=mid: progress(m, d, t)) if progress else None, cancel)
+        expected = reference_hash(entry, cat.read_registry(directory))
+        if expected is None:
+            _record_hash(directory, entry.file_name, digest, path.stat().st_size, "verify (first hash)")
+            results.append(VerifyResult(mid, "recorded", f"sha256 {digest} recorded"))
+        elif digest == expected:
+            cat.update_registry(directory, lambda data, f=entry.file_name: data["damaged"].pop(f, None))
+            results.append(VerifyResult(mid, "ok", f"sha256 {digest}"))
+        else:
+            reason = f"sha256 {digest[:12]}… does not match {expected[:12]}…"
+            cat.update_registry(directory, lambda data, f=entry.file_name: data["damaged"].__setitem__(f, reason))
+            results.append(VerifyResult(mid, "mismatch", reason))
+    return results
+
+
+def repair_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: PathLike = None,
+                  mirror: Optional[str] = None, progress: Optional[dl.ProgressCallback] = None,
+                  cancel: Optional[threading.Event] = None, **download_options) -> list[VerifyResult]:
+    """Verify, then re-download damaged files and finish partial downloads (resuming them).
+
+    A damaged file is deleted first; the new download is checked against the pinned or
+    recorded hash. Imported (custom) models cannot be re-downloaded and stay marked damaged.
+    """
+    directory = cat.models_dir(models_dir)
+    results = verify_models(model_ids, models_dir=directory, cancel=cancel)
+    out = []
+    for res in results:
+        entry = cat.get_entry(res.model_id, directory)
+        if res.status not in ("mismatch", "partial") or entry.custom or not (entry.urls or mirror):
+            out.append(res)
+            continue
+        if res.status == "mismatch":
+            (directory / entry.file_name).unlink(missing_ok=True)
+        download_model(res.model_id, models_dir=directory, mirror=mirror, progress=progress, cancel=cancel,
+                       **download_options)
+        out.append(VerifyResult(res.model_id, "repaired", "downloaded again and verified"))
+    return out
+
+
+def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
+    """Delete a model's file, partial download, recorded hash and (if imported) its registration.
+
+    For a symlinked import only the link is removed, never the user's original file.
+    Returns the paths deleted.
+    """
+    directory = cat.models_dir(models_dir)
+    entry = cat.get_entry(model_id, directory)
+    removed = []
+    for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX)):
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(path)
+
+    def forget(data):
+        data["hashes"].pop(entry.file_name, None)
+        data["damaged"].pop(entry.file_name, None)
+        data["custom"].pop(model_id, None)
+
+    cat.update_registry(directory, forget)
+    return removed

@@ -1,0 +1,173 @@
+"""Models dialog and welcome dialog with pytest-qt, downloading from a local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import threading
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QPushButton  # noqa: E402
+
+from engine.models import catalog as cat  # noqa: E402
+from engine.models import download as dl  # noqa: E402
+
+PAYLOAD = os.urandom(400_000)
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD for /fake.pt in 20 kB pieces, 10 ms apart, with Range support."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path != "/fake.pt":
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD) - start))
+        self.end_headers()
+        try:
+            for i in range(start, len(PAYLOAD), 20_000):
+                self.wfile.write(PAYLOAD[i:i + 20_000])
+                self.wfile.flush()
+                time.sleep(0.01)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def fake_store(tmp_path, monkeypatch):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    catalog = tmp_path / "models.json"
+    catalog.write_text(json.dumps({"models": [
+        {"id": "fake", "display_name": "Fake general model", "purpose": "general photos", "file_name": "fake.pt",
+         "architecture": "adm", "size_bytes": len(PAYLOAD), "size_exact": True, "urls": [f"{url}/fake.pt"],
+         "sha256": hashlib.sha256(PAYLOAD).hexdigest(), "hash_policy": "pinned", "recommended": True},
+        {"id": "gone", "display_name": "Gone", "purpose": "faces", "file_name": "gone.pt", "architecture": "ddpm",
+         "urls": [f"{url}/gone.pt"], "sha256": None, "hash_policy": "record-on-first-download"},
+    ]}))
+    monkeypatch.setenv("RESTORER_MODEL_CATALOG", str(catalog))
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.delenv("RESTORER_MODEL_MIRROR", raising=False)
+    monkeypatch.setattr(dl, "PROGRESS_INTERVAL", 0.0)
+    cat.set_models_dir(None)
+    yield tmp_path / "models"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_shows_progress_and_installs(qtbot, fake_store):
+    from gui.models_dialog import ModelsDialog
+
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    assert dialog.status_of("fake") == "missing" and dialog.status_of("gone") == "missing"
+    assert dialog.selected_id() == "fake"  # the recommended model is preselected
+    seen = []
+    dialog.download_progress.connect(seen.append)
+    qtbot.mouseClick(dialog.download_button, Qt.LeftButton)
+    assert dialog.is_busy() and dialog.cancel_button.isEnabled() and not dialog.download_button.isEnabled()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert dialog.status_of("fake") == "installed", dialog.last_error
+    assert (fake_store / "fake.pt").read_bytes() == PAYLOAD
+    assert len(seen) >= 3 and seen[-1].done == seen[-1].total == len(PAYLOAD)
+    assert "installed" in dialog.message_label.text()
+    row = [dialog.table.item(r, 3).text() for r in range(dialog.table.rowCount())]
+    assert row[0] == "Installed"
+
+
+def test_cancel_leaves_partial_then_resume(qtbot, fake_store):
+    from gui.models_dialog import ModelsDialog
+
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    seen = []
+    dialog.download_progress.connect(seen.append)
+    dialog.download("fake")
+    qtbot.waitUntil(lambda: bool(seen) and seen[-1].done > 50_000, timeout=10_000)
+    dialog.cancel_job()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=10_000)
+    assert dialog.status_of("fake") == "partial" and "Cancelled" in dialog.message_label.text()
+    assert dialog.download_button.text() == "Resume download"
+    part = (fake_store / "fake.pt.part").stat().st_size
+    assert 0 < part < len(PAYLOAD)
+    dialog.download("fake")
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert dialog.status_of("fake") == "installed" and (fake_store / "fake.pt").read_bytes() == PAYLOAD
+
+
+def test_failed_download_shows_error_inline(qtbot, fake_store):
+    from gui.models_dialog import ModelsDialog
+
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    dialog.download("gone")
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=10_000)
+    assert "not found" in dialog.last_error and dialog.status_of("gone") == "missing"
+
+
+def test_import_verify_remove(qtbot, fake_store, tmp_path, monkeypatch):
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+    from gui.models_dialog import ModelsDialog
+
+    ckpt = tmp_path / "my_faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    changed = []
+    dialog.models_changed.connect(lambda: changed.append(1))
+    dialog.import_file(str(ckpt))
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert dialog.status_of("my_faces") == "installed", dialog.last_error
+    assert dialog.selected_id() == "my_faces" and changed
+    dialog.verify_selected()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=10_000)
+    assert "intact" in dialog.message_label.text()
+    dialog.import_file(str(tmp_path / "models.json"))  # not a checkpoint
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=10_000)
+    assert "models.json" in dialog.last_error
+    monkeypatch.setattr(dialog, "confirm", lambda text: True)
+    dialog.select("my_faces")
+    dialog.remove_selected()
+    assert dialog.status_of("my_faces") is None and not (fake_store / "my_faces.pt").exists()
+
+
+def test_welcome_dialog_offers_download_and_labels_test_model(qtbot, fake_store):
+    from gui.welcome import CONTINUE, WelcomeDialog, should_show_welcome
+
+    assert should_show_welcome()
+    welcome = WelcomeDialog()
+    qtbot.addWidget(welcome)
+    assert welcome.download_button.text() == "Download recommended model (0.4 MB)"
+    texts = " ".join(b.text() for b in welcome.findChildren(QPushButton))
+    assert "Import a model file…" in texts and "Open Models…" in texts and "Continue without" in texts
+    assert "for testing only" in welcome.continue_button.toolTip()
+    qtbot.mouseClick(welcome.download_button, Qt.LeftButton)
+    assert welcome.choice == "download" and welcome.result() == welcome.DialogCode.Accepted
+    models = welcome.models_dialog
+    qtbot.addWidget(models)
+    qtbot.waitUntil(lambda: not models.is_busy(), timeout=15_000)
+    assert models.status_of("fake") == "installed", models.last_error
+    assert not should_show_welcome()
+    other = WelcomeDialog()
+    qtbot.addWidget(other)
+    qtbot.mouseClick(other.continue_button, Qt.LeftButton)
+    assert other.choice == CONTINUE and other.result() == other.DialogCode.Rejected

@@ -1,0 +1,205 @@
+"""Import (safe loading + detection), verify, repair, remove and catalog downloads of the model store."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.errors import EngineError, ModelFileError
+from engine.models import catalog as cat
+from engine.models import store
+from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
+
+
+
+class QuietFileHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def tiny_state_dicts():
+    return {
+        "adm": build_tiny(tiny_adm_config()).state_dict(),
+        "ddpm": build_tiny(tiny_ddpm_config()).state_dict(),
+        "adm-classifier": build_tiny(tiny_classifier_config()).state_dict(),
+    }
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """Temp catalog: one entry whose exact size/name fit a tiny DDPM file, one ADM entry with a URL."""
+    catalog = tmp_path / "models.json"
+    monkeypatch.setenv("RESTORER_MODEL_CATALOG", str(catalog))
+    directory = tmp_path / "models"
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(directory))
+    cat.set_models_dir(None)
+    catalog.write_text(json.dumps({"models": [
+        {"id": "faces-tiny", "display_name": "Faces tiny", "purpose": "faces", "file_name": "faces.ckpt",
+         "architecture": "ddpm", "urls": [], "sha256": None, "hash_policy": "record-on-first-download"},
+    ]}))
+    return directory
+
+
+def snapshot(directory: Path) -> dict:
+    if not directory.exists():
+        return {}
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def save(sd: dict, path: Path, layout: str) -> Path:
+    if layout == "plain":
+        torch.save(sd, path)
+    elif layout == "wrapped":
+        torch.save({"state_dict": sd, "step": 3}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("family", ["adm", "ddpm", "adm-classifier"])
+@pytest.mark.parametrize("layout, suffix", [("plain", ".pt"), ("wrapped", ".ckpt"), ("safetensors", ".safetensors")])
+def test_import_accepts_each_official_layout(models_dir, tmp_path, tiny_state_dicts, family, layout, suffix):
+    src = save(tiny_state_dicts[family], tmp_path / f"trained_{family}{suffix}", layout)
+    result = store.import_model_file(src, display_name="My model")
+    assert result.architecture == family and not result.matched_catalog
+    assert result.path.parent == models_dir and result.path.read_bytes() == src.read_bytes()
+    assert result.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    states = {s.id: s for s in cat.installed_models()}
+    assert states[result.model_id].entry.custom and states[result.model_id].display_name == "My model"
+    assert states[result.model_id].entry.architecture == family
+    assert cat.resolve_model_file(result.model_id) == result.path
+
+
+def test_import_matches_catalog_entry_by_name_and_architecture(models_dir, tmp_path, tiny_state_dicts):
+    src = save(tiny_state_dicts["ddpm"], tmp_path / "faces.ckpt", "plain")
+    result = store.import_model_file(src)
+    assert result.matched_catalog and result.model_id == "faces-tiny"
+    assert cat.model_status("faces-tiny") == cat.INSTALLED
+    registry = cat.read_registry(models_dir)
+    assert registry["hashes"]["faces.ckpt"]["sha256"] == result.sha256 and registry["custom"] == {}
+    # same name, other architecture: not the catalog model, so registered as custom under its own name
+    (tmp_path / "sub").mkdir()
+    other = save(tiny_state_dicts["adm"], tmp_path / "sub" / "faces.ckpt", "plain")
+    result2 = store.import_model_file(other)
+    assert not result2.matched_catalog and result2.path.name != "faces.ckpt"
+    assert (models_dir / "faces.ckpt").read_bytes() == src.read_bytes()  # untouched
+
+
+def test_symlink_and_hardlink_imports(models_dir, tmp_path, tiny_state_dicts):
+    src = save(tiny_state_dicts["ddpm"], tmp_path / "linked.pt", "plain")
+    res = store.import_model_file(src, mode="symlink")
+    assert res.path.is_symlink() and res.path.resolve() == src.resolve()
+    store.remove_model(res.model_id)
+    assert src.exists() and not res.path.exists()  # removing the link keeps the user's file
+    res = store.import_model_file(src, mode="hardlink", model_id="hard")
+    assert res.model_id == "hard" and res.path.samefile(src)
+
+
+class RunsCode:
+    """A pickle payload that would create a marker file if it were ever unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_bad_files_are_rejected_and_nothing_changes(models_dir, tmp_path, tiny_state_dicts):
+    store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "ok.pt", "plain"))
+    before = snapshot(models_dir)
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n")
+    good = save(tiny_state_dicts["adm"], tmp_path / "full.pt", "plain")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"input_blocks.0.0.weight": RunsCode(marker)}))
+    foreign = tmp_path / "resnet.pt"
+    torch.save({"layer1.0.conv1.weight": torch.zeros(4, 3, 3, 3), "fc.weight": torch.zeros(10, 4)}, foreign)
+    sd = dict(tiny_state_dicts["adm"])
+    sd.pop(next(k for k in sd if k.startswith("output_blocks.0")))  # almost an ADM, but not quite
+    broken_adm = save(sd, tmp_path / "broken_adm.pt", "plain")
+    for bad in (text, truncated, evil, foreign, broken_adm):
+        with pytest.raises(ModelFileError) as info:
+            store.import_model_file(bad)
+        assert bad.name in str(info.value) or "not a supported" in str(info.value)
+        assert snapshot(models_dir) == before, bad.name
+    assert not marker.exists()  # the pickle's code never ran
+    with pytest.raises(ModelFileError, match="not a file"):
+        store.import_model_file(tmp_path / "absent.pt")
+
+
+def test_verify_records_then_detects_damage_and_remove_forgets(models_dir, tmp_path, tiny_state_dicts):
+    res = store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "m.pt", "plain"))
+    assert [r.status for r in store.verify_models([res.model_id])] == ["ok"]
+    data = bytearray(res.path.read_bytes())
+    data[100] ^= 0xFF  # same size, one flipped byte: only a re-hash finds it
+    res.path.write_bytes(bytes(data))
+    assert cat.model_status(res.model_id) == cat.INSTALLED
+    result = store.verify_models()
+    assert [(r.model_id, r.status) for r in result] == [(res.model_id, "mismatch")]
+    assert cat.model_status(res.model_id) == cat.CORRUPT
+    with pytest.raises(ModelFileError, match="damaged"):
+        cat.resolve_model_file(res.model_id)
+    removed = store.remove_model(res.model_id)
+    assert removed == [res.path] and not res.path.exists()
+    registry = cat.read_registry(models_dir)
+    assert registry["hashes"] == {} and registry["custom"] == {} and registry["damaged"] == {}
+    with pytest.raises(ModelFileError, match="unknown model"):
+        store.remove_model(res.model_id)
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(QuietFileHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_records_hash_and_repair_redownloads(models_dir, tmp_path, file_server, monkeypatch):
+    root, base = file_server
+    payload = bytes(range(256)) * 400
+    (root / "gen.pt").write_bytes(payload)
+    catalog = json.loads(Path(cat.catalog_path()).read_text())
+    catalog["models"].append({"id": "gen", "display_name": "Gen", "purpose": "general photos",
+                              "file_name": "gen.pt", "architecture": "adm", "urls": [f"{base}/gen.pt"],
+                              "sha256": None, "hash_policy": "record-on-first-download"})
+    Path(cat.catalog_path()).write_text(json.dumps(catalog))
+    path = store.download_model("gen")
+    recorded = cat.read_registry(models_dir)["hashes"]["gen.pt"]
+    assert recorded["sha256"] == hashlib.sha256(payload).hexdigest() and recorded["size"] == len(payload)
+    path.write_bytes(payload[:-1] + b"\0")  # damaged in place
+    results = store.repair_models(["gen"])
+    assert [(r.model_id, r.status) for r in results] == [("gen", "repaired")]
+    assert path.read_bytes() == payload and cat.model_status("gen") == cat.INSTALLED
+    # upstream now serves other bytes: the recorded hash protects the user
+    path.unlink()
+    (root / "gen.pt").write_bytes(payload[::-1])
+    with pytest.raises(EngineError, match="sha256"):
+        store.download_model("gen")
+    assert not path.exists()
+    # a model without a URL explains where to get it
+    with pytest.raises(EngineError, match="no direct download address"):
+        store.download_model("faces-tiny")
+    # ...unless a mirror has it
+    (root / "faces.ckpt").write_bytes(b"face bytes")
+    assert store.download_model("faces-tiny", mirror=base + "/").read_bytes() == b"face bytes"
