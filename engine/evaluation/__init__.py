@@ -1,0 +1,1 @@
+"""Measuring restorations: metrics (PSNR, SSIM, consistency), generated masks, the evaluation runner."""

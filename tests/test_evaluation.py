@@ -1,0 +1,165 @@
+"""Generated masks and the evaluation runner (oracle = exact, test-tiny = finite numbers + baselines)."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import InputError
+from engine.evaluation.masks import box_mask, make_mask, stroke_mask
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("RESTORER_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+KODAK = _shared_data() / "kodak"
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize("make", [box_mask, stroke_mask])
+def test_generated_masks_are_seeded_binary_and_partial(make):
+    a, b, c = make(64, 48, 3), make(64, 48, 3), make(64, 48, 4)
+    assert a.shape == (64, 48) and a.dtype == np.float32
+    assert set(np.unique(a)) <= {0.0, 1.0}
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert 0.01 < a.mean() < 0.8
+
+
+def test_make_mask_from_file_resizes_and_thresholds(tmp_path):
+    from PIL import Image
+
+    pix = np.zeros((10, 20), np.uint8)
+    pix[:, 10:] = 255
+    Image.fromarray(pix).save(tmp_path / "m.png")
+    mask = make_mask(str(tmp_path / "m.png"), 20, 40)
+    assert mask.shape == (20, 40)
+    assert mask[:, :20].max() == 0 and mask[:, 20:].min() == 1
+
+
+def test_make_mask_rejects_unknown_and_empty(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(InputError):
+        make_mask("no-such-thing", 8, 8)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")
+    with pytest.raises(InputError, match="no pixels"):
+        make_mask(str(tmp_path / "empty.png"), 8, 8)
+
+
+# ----------------------------------------------------------------------------- runner
+
+needs_kodak = pytest.mark.skipif(not (KODAK / "01.png").is_file(), reason="shared Kodak photos not available")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(**kw):
+    from engine.evaluation.evaluate import EvalConfig
+
+    base = dict(data=str(KODAK), tasks=("sr4",), model="oracle", limit=2, size=64, window=64, steps=4, device="cpu")
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+@needs_kodak
+def test_oracle_restores_noiseless_tasks_exactly():
+    """The oracle's x0 is the clean image at every step, so the result equals it up to the
+    pipeline's 16-bit canvas (an error of one 1/65535 step everywhere would still be 96 dB)."""
+    from engine.evaluation.evaluate import evaluate
+
+    results = list(evaluate(_config(tasks=("inpaint", "colorize", "sr4", "deblur", "old-photo"))))
+    assert len(results) == 10 and {r.image for r in results} == {"01.png", "02.png"}
+    for r in results:
+        assert r.psnr > 96.3 and r.ssim == pytest.approx(1.0, abs=1e-9), (r.task, r.psnr)
+        assert r.consistency < 1e-5
+        assert math.isfinite(r.baseline_psnr) and r.baseline_psnr < 40  # the degraded input is really degraded
+        assert (r.bicubic_psnr is not None) == (r.task in ("sr4", "old-photo"))
+    assert sum(r.psnr == math.inf for r in results) >= 5  # most are bit-identical
+
+
+@needs_kodak
+def test_test_tiny_gives_finite_numbers_with_bicubic_baseline(tmp_path):
+    from engine.evaluation.evaluate import evaluate, format_table, write_report
+
+    config = _config(model="test-tiny", tasks=("sr4",), steps=2)
+    results = list(evaluate(config))
+    assert len(results) == 2
+    for r in results:
+        values = [r.psnr, r.ssim, r.consistency, r.baseline_psnr, r.bicubic_psnr, r.bicubic_ssim]
+        assert all(v is not None and math.isfinite(v) for v in values)
+        assert r.seconds > 0 and r.report.get("is_random_model") is True
+        assert 15 < r.bicubic_psnr < 40  # a real upscale of a real photo, beside the restoration
+    doc = json.loads(write_report(tmp_path / "r.json", config, results).read_text())
+    assert len(doc["results"]) == 2 and doc["mean"]["sr4"]["images"] == 2
+    assert doc["mean"]["sr4"]["bicubic_psnr"] == pytest.approx(np.mean([r.bicubic_psnr for r in results]))
+    csv_text = write_report(tmp_path / "r.csv", config, results).read_text().splitlines()
+    assert csv_text[0].startswith("image,task,psnr,ssim") and len(csv_text) == 3
+    assert "sr4" in format_table(results)
+
+
+@needs_kodak
+def test_the_pipeline_gets_the_degraded_observation_as_the_photo():
+    """SR hands over the low-res image, colorize a gray one, inpainting the masked image + mask."""
+    from engine.evaluation.evaluate import evaluate
+
+    seen = {}
+
+    def fake_restore(request, clean):
+        seen[next(t for t in ("sr4", "colorize", "inpaint") if _matches(t, request.tasks))] = request
+        return clean, {}
+
+    list(evaluate(_config(tasks=("sr4", "colorize", "inpaint"), limit=1, mask="boxes"), restore_fn=fake_restore))
+    assert seen["sr4"].image.shape == (16, 16, 3) and seen["sr4"].tasks.sr == 4
+    gray = seen["colorize"].image
+    assert gray.shape == (64, 64, 3) and np.allclose(gray[..., 0], gray[..., 2])
+    inp = seen["inpaint"]
+    assert inp.mask.shape == (64, 64) and inp.mask.any()
+    assert np.allclose(inp.image[inp.mask], 0.5)  # masked pixels carry no information
+
+
+def _matches(task, tasks):
+    return {"sr4": tasks.sr == 4, "colorize": tasks.colorize, "inpaint": tasks.inpaint}[task]
+
+
+def test_unknown_task_and_denoise_without_noise_are_rejected():
+    from engine.evaluation.evaluate import task_spec
+
+    with pytest.raises(InputError):
+        task_spec("sharpen", 0.0, "gauss:3", "avgpool")
+    with pytest.raises(InputError, match="noise"):
+        task_spec("denoise", 0.0, "gauss:3", "avgpool")
+    assert task_spec("old-photo", 0.02, "gauss:3", "avgpool").sr == 2
+
+
+def test_cli_evaluate_writes_a_report(tmp_path, capsys):
+    from PIL import Image
+
+    from engine.cli import main
+
+    y, x = np.mgrid[0:80, 0:96]
+    rgb = np.stack([x * 2, y * 3, (x + y)], -1).clip(0, 255).astype(np.uint8)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "photos" / "a.png")
+    code = main(["evaluate", "--data", str(tmp_path / "photos"), "--task", "colorize", "--model", "oracle",
+                 "--size", "32", "--steps", "2", "--device", "cpu", "--report", str(tmp_path / "r.json")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "colorize" in out and "inf" in out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["results"][0]["psnr"] == "inf" and doc["config"]["model"] == "oracle"

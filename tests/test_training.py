@@ -1,0 +1,194 @@
+"""Training on CPU with the tiny ADM at 32 px: learning, exact resume, output files, errors."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.errors import InputError
+from engine.training import checkpoint_io
+from engine.training.data import ImageFolder
+from engine.training.trainer import TrainConfig, TrainFinished, Trainer, TrainProgress, train
+
+
+def _write_images(folder: Path, count: int = 4) -> Path:
+    """Smooth synthetic photos, including a grayscale and a smaller-than-crop one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:40, 0:48]
+    for i in range(count):
+        rgb = np.stack([128 + 100 * np.sin(x / (3 + i)), 128 + 100 * np.cos(y / (4 + i)), np.full_like(x, 60.0 * i)], -1)
+        Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(folder / f"photo{i}.png")
+    Image.fromarray((y * 5 % 256).astype(np.uint8), "L").save(folder / "gray.png")
+    Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(folder / "small.jpg")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The CPUs are shared; one thread keeps these tiny runs quick and steady."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return _write_images(tmp_path / "photos")
+
+
+def _config(data_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data_dir), out=str(out), arch="adm-tiny", size=32, steps=6, batch=4, lr=1e-3, warmup=2,
+                device="cpu", ema=0.999, sample_every=0, checkpoint_every=0, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _run(config: TrainConfig) -> list:
+    return list(train(config))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_folder_crops_are_seeded_sized_and_in_range(data_dir):
+    folder = ImageFolder(data_dir, 32)
+    assert len(folder) == 6
+    a = folder.sample_batch(5, torch.Generator().manual_seed(1))
+    b = folder.sample_batch(5, torch.Generator().manual_seed(1))
+    assert a.shape == (5, 3, 32, 32) and a.dtype == torch.float32
+    assert a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b)
+    small = folder.image(folder.files.index(data_dir / "small.jpg"))
+    assert min(small.shape[:2]) >= 32 and small.shape[2] == 3  # upscaled to fit the crop
+    gray = folder.image(folder.files.index(data_dir / "gray.png"))
+    assert gray.shape[2] == 3 and np.array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_empty_and_corrupt_folders_give_clear_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no training images"):
+        ImageFolder(tmp_path / "empty", 32)
+    bad = _write_images(tmp_path / "bad", count=1)
+    (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(InputError, match="broken.png"):
+        ImageFolder(bad, 32)
+    assert len(ImageFolder(bad, 32, skip_bad=True)) == 3
+    from engine.cli import main
+
+    code = main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt"), "--arch", "adm-tiny",
+                 "--size", "32", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no training images" in err[0]
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_training_lowers_loss_on_a_fixed_batch(data_dir, tmp_path):
+    trainer = Trainer(_config(data_dir, tmp_path / "m.pt", steps=30, batch=2))
+    gen = torch.Generator().manual_seed(123)
+    x0 = trainer.data.sample_batch(8, gen)
+    t = torch.randint(1000, (8,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    before = trainer.fixed_batch_loss(x0, t, noise)
+    for _ in range(30):
+        trainer.step()
+    after = trainer.fixed_batch_loss(x0, t, noise)
+    assert after < 0.5 * before, (before, after)
+    assert trainer.fixed_batch_loss(x0, t, noise, use_ema=True) < before
+
+
+def test_resume_reaches_the_same_state_as_an_uninterrupted_run(data_dir, tmp_path):
+    full = Trainer(_config(data_dir, tmp_path / "full.pt", steps=4, batch=2))
+    list(train(full.config, full))
+    first = _config(data_dir, tmp_path / "split.pt", steps=2, batch=2)
+    list(train(first))
+    resumed = Trainer(replace(first, steps=4, resume=True))
+    events = list(train(resumed.config, resumed))
+    assert any(getattr(e, "message", "") == "resumed at step 2" for e in events)
+    assert [e.step for e in events if isinstance(e, TrainProgress)] == [3, 4]
+    for name, p in full.model.state_dict().items():
+        assert torch.equal(p, resumed.model.state_dict()[name]), name
+    for name, p in full.ema_model.state_dict().items():
+        assert torch.equal(p, resumed.ema_model.state_dict()[name]), name
+    # and the optimizer moments agree too
+    sa, sb = full.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"]) for k in sa)
+
+
+# ----------------------------------------------------------------------------- output files
+
+
+def test_written_model_is_an_official_layout_state_dict_with_sidecar(data_dir, tmp_path):
+    from engine.models.checkpoint import detect_config, load_state_dict
+
+    out = tmp_path / "mine.pt"
+    events = _run(_config(data_dir, out, steps=2, sample_every=2, sample_steps=3, sample_count=4))
+    finished = events[-1]
+    assert isinstance(finished, TrainFinished)
+    sd = load_state_dict(out)
+    raw = torch.load(out, map_location="cpu", weights_only=True)
+    assert set(raw) == set(sd) and all(isinstance(v, torch.Tensor) for v in raw.values())
+    config = detect_config(sd)
+    assert (config.family, config.model_channels, config.channel_mult, config.out_channels) == ("adm", 32, (1, 2), 6)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["image_size"] == 32 and meta["steps"] == 2 and meta["weights"] == "ema"
+    assert meta["schedule"]["beta_end"] == 0.02 and meta["data"]["images"] == 6
+    grid = checkpoint_io.train_state_dir(out) / "samples" / "step_0000002.png"
+    assert Image.open(grid).size == (64, 64)  # 2×2 grid of 32 px samples
+
+
+def test_fine_tuning_from_a_checkpoint_continues_from_its_weights(data_dir, tmp_path):
+    from engine.models.checkpoint import load_state_dict
+
+    base = tmp_path / "base.pt"
+    _run(_config(data_dir, base, steps=3))
+    tuned = Trainer(_config(data_dir, tmp_path / "tuned.pt", steps=0, init=str(base), arch="ddpm"))
+    start = load_state_dict(base)
+    assert tuned.arch_info["family"] == "adm" and tuned.arch_info["init"] == str(base)
+    assert all(torch.equal(start[k], v) for k, v in tuned.model.state_dict().items())
+    tuned.step()
+    assert not torch.equal(start["out.2.weight"], tuned.model.state_dict()["out.2.weight"])
+
+
+def test_trained_model_loads_as_a_denoiser_and_restores(data_dir, tmp_path):
+    models = pytest.importorskip("engine.models")
+    if not hasattr(models, "load_denoiser"):
+        pytest.skip("engine.models.load_denoiser not available yet")
+    out = tmp_path / "mine.pt"
+    _run(_config(data_dir, out, steps=2))
+    denoiser = models.load_denoiser(str(out), device=torch.device("cpu"))
+    x = torch.randn(1, 3, 32, 32)
+    eps = denoiser(x, torch.tensor([500]))
+    assert eps.shape == (1, 3, 32, 32) and torch.isfinite(eps).all()
+    pipeline = pytest.importorskip("engine.pipeline")
+    from engine.events import FinishedEvent
+    from engine.request import RestoreRequest, Tasks
+
+    photo = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    request = RestoreRequest(image=photo, tasks=Tasks(colorize=True), model=str(out), steps=2, device="cpu",
+                             window=32, overlap=16, tiling="none")
+    last = list(pipeline.restore(request))[-1]
+    assert isinstance(last, FinishedEvent) and last.result.shape == (32, 32, 3)
+    assert np.isfinite(last.result).all()
+
+
+def test_cli_train_writes_and_registers_a_listable_model(data_dir, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    from engine.models import catalog, load_denoiser
+
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "store"))
+    out = tmp_path / "cli-model.pt"
+    code = main(["train", "--data", str(data_dir), "--out", str(out), "--arch", "adm-tiny", "--size", "32", "--steps", "2",
+                 "--batch", "2", "--device", "cpu", "--sample-every", "0", "--register", "--name", "My photos"])
+    assert code == 0 and out.is_file() and out.with_suffix(".json").is_file()
+    assert "registered as model 'cli-model'" in capsys.readouterr().out
+    listed = {m.id: m for m in catalog.list_models()}
+    assert listed["cli-model"].status == catalog.INSTALLED and listed["cli-model"].display_name == "My photos"
+    denoiser = load_denoiser("cli-model", device=torch.device("cpu"))
+    assert denoiser(torch.zeros(1, 3, 32, 32), torch.tensor([3])).shape == (1, 3, 32, 32)
