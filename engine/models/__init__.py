@@ -25,6 +25,8 @@ from engine.models.checkpoint import (
 )
 from engine.models.denoiser import Denoiser, Guidance
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
+from engine.models.cuda_graphs import GraphedDenoiser
+from engine.models.speed import prepare_network
 from engine.models.wrappers import ClassifierGuidance, EpsDenoiser
 
 __all__ = [
@@ -72,8 +74,11 @@ def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
     if config.family == "adm-classifier":
         raise ModelFileError(f"{model} is an ADM classifier, not a diffusion model; use it for guidance")
     image_size = TINY_IMAGE_SIZE if is_random else config.image_size
-    return EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
-                       image_size=image_size)
+    if device.type != "cpu":  # cast weights once for fp16/bf16 (no per-call autocast copies)
+        net = prepare_network(net, precision=precision)
+    denoiser = EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
+                           image_size=image_size)
+    return GraphedDenoiser(denoiser) if device.type == "cuda" else denoiser
 
 
 def load_guidance(model: str, *, class_label: Optional[int], scale: float, device: torch.device,

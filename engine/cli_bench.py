@@ -1,0 +1,58 @@
+"""``python -m engine bench``: UNet throughput and end-to-end MSR time, ours vs a reference-like baseline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engine.errors import InputError
+
+
+def _travel(text: str) -> tuple[int, int]:
+    try:
+        length, repeat = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected L,R like 10,3, got {text!r}") from None
+    return length, repeat
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="measure speed: ours vs a reference-like baseline, side by side",
+                              description=__doc__)
+    p.add_argument("--config", choices=("official", "tiny"), default="official",
+                   help="network: the ADM-256 architecture with random weights, or test-tiny")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="bf16")
+    p.add_argument("--batch", type=int, default=8, help="windows per denoiser call on the fast path")
+    p.add_argument("--size", type=int, default=1024, help="output side of the SR ×4 job (px)")
+    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--travel", type=_travel, default=(10, 3), help="time travel L,R of the second job")
+    p.add_argument("--unet-iters", type=int, default=10)
+    p.add_argument("--baseline-windows", type=int, default=None,
+                   help="time the baseline on this many windows and extrapolate (all windows cost the same)")
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast path (GPU)")
+    p.add_argument("--no-cuda-graphs", action="store_true", help="eager calls instead of CUDA graph replay")
+    p.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs on the fast path")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.benchmark import run_benchmark
+    from engine.device import pick_device
+
+    if args.size % 4 or args.size < args.window:
+        raise InputError(f"--size must be a multiple of 4 and at least the window ({args.window})")
+    device = pick_device(args.device)
+    results = run_benchmark(config=args.config, device=device, precision=args.precision, batch=args.batch,
+                            output_size=args.size, window=args.window, steps=args.steps, travel=args.travel,
+                            unet_iters=args.unet_iters, baseline_windows=args.baseline_windows,
+                            skip_baseline=args.skip_baseline, compile=args.compile,
+                            channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs, log=lambda line: print(line, file=sys.stdout, flush=True))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
