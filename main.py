@@ -16,12 +16,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("photo", nargs="?", help="a photo to open")
     parser.add_argument("--quit-after-start", action="store_true", help="open, show, and exit (start-up check)")
     parser.add_argument("--theme", choices=("dark", "light"), help="override the saved theme")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check the installation (imports, test-tiny model, a small restoration) and exit")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.self_test:
+        from gui.self_test import run_self_test
+
+        return run_self_test()
     from gui.app import apply_theme, create_application
     from gui.main_window import MainWindow
     from gui.settings import AppSettings

@@ -1,6 +1,6 @@
 """Entry point of the bundled app.
 
-- ``restorer --self-test`` (or ``restorer-cli --self-test``): run :func:`engine.self_test.run_self_test`.
+- ``restorer --self-test`` (or ``restorer-cli --self-test``): run :func:`gui.self_test.run_self_test`.
 - ``restorer-cli ...`` or ``restorer models|restore|train|evaluate|bench ...``: the engine CLI.
 - anything else: the desktop app (main.py).
 
@@ -19,7 +19,7 @@ CLI_COMMANDS = ("restore", "models", "train", "evaluate", "bench")
 def main() -> int:
     args = sys.argv[1:]
     if args[:1] == ["--self-test"]:
-        from engine.self_test import run_self_test
+        from gui.self_test import run_self_test
 
         return run_self_test()
     is_cli_exe = Path(sys.executable).stem.lower().endswith("-cli") if getattr(sys, "frozen", False) else False
