@@ -166,6 +166,7 @@ def test_trained_model_loads_as_a_denoiser_and_restores(data_dir, tmp_path):
     x = torch.randn(1, 3, 32, 32)
     eps = denoiser(x, torch.tensor([500]))
     assert eps.shape == (1, 3, 32, 32) and torch.isfinite(eps).all()
+    assert denoiser.image_size == 32  # the native size comes from the MODEL.json sidecar
     pipeline = pytest.importorskip("engine.pipeline")
     from engine.events import FinishedEvent
     from engine.request import RestoreRequest, Tasks
@@ -176,6 +177,12 @@ def test_trained_model_loads_as_a_denoiser_and_restores(data_dir, tmp_path):
     last = list(pipeline.restore(request))[-1]
     assert isinstance(last, FinishedEvent) and last.result.shape == (32, 32, 3)
     assert np.isfinite(last.result).all()
+    # with the default 256 px window the pipeline falls back to the model's own 32 px windows
+    photo = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
+    events = list(pipeline.restore(RestoreRequest(image=photo, tasks=Tasks(colorize=True), model=str(out), steps=1,
+                                                  device="cpu", hir=False)))
+    plans = [e for e in events if type(e).__name__ == "PlanEvent"]
+    assert plans and {(b.height, b.width) for b in plans[-1].boxes} == {(32, 32)}
 
 
 def test_cli_train_writes_and_registers_a_listable_model(data_dir, tmp_path, monkeypatch, capsys):

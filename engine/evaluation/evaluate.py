@@ -123,17 +123,11 @@ def bicubic_upscale(photo: np.ndarray, factor: int) -> np.ndarray:
 RestoreFn = Callable[[RestoreRequest, np.ndarray], tuple[np.ndarray, dict]]
 
 
-def pipeline_restore(request: RestoreRequest, clean: np.ndarray) -> tuple[np.ndarray, dict]:
+def pipeline_restore(request: RestoreRequest, clean: np.ndarray, denoiser: Any = None) -> tuple[np.ndarray, dict]:
     """Run ``engine.pipeline.restore`` and return (result (H, W, 3) [0, 1], report)."""
-    from engine.events import FinishedEvent
-    from engine.pipeline import restore
+    from engine.pipeline import run_to_completion
 
-    finished = None
-    for event in restore(request):
-        if isinstance(event, FinishedEvent):
-            finished = event
-    if finished is None:
-        raise RuntimeError("the pipeline ended without a result")
+    finished = run_to_completion(request, denoiser=denoiser)
     return finished.result, dict(finished.report)
 
 
@@ -187,25 +181,15 @@ def evaluate(config: EvalConfig, restore_fn: Optional[RestoreFn] = None) -> Iter
 def oracle_restore(request: RestoreRequest, clean: np.ndarray) -> tuple[np.ndarray, dict]:
     """Restore through the pipeline with an oracle denoiser returning the true ε of ``clean``.
 
-    The pipeline takes a model *spec*, not an object, so its module-level ``load_denoiser`` (the
-    hook it keeps for substituting models) is swapped for the duration of the call. The oracle
-    knows the whole image, so the request must be one window (``tiling="none"``).
+    The oracle knows the whole image, so the request must be one window (``tiling="none"``).
     """
-    from engine import pipeline
+    from engine.device import pick_device
     from engine.samplers import OracleDenoiser
 
     if request.tiling != "none":
         raise InputError("the oracle denoiser needs the whole image as one window (tiling none)")
-
-    def load_oracle(model: str, *, device: torch.device, **_: Any) -> OracleDenoiser:
-        return OracleDenoiser(to_tensor(clean, device))
-
-    original = pipeline.load_denoiser
-    pipeline.load_denoiser = load_oracle
-    try:
-        result, report = pipeline_restore(request, clean)
-    finally:
-        pipeline.load_denoiser = original
+    oracle = OracleDenoiser(to_tensor(clean, pick_device(request.device)))
+    result, report = pipeline_restore(request, clean, denoiser=oracle)
     report["model"] = "oracle"
     return result, report
 

@@ -7,6 +7,7 @@ a checkpoint path, or a catalog id (resolved by ``engine.models.catalog``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -55,13 +56,25 @@ def _resolve(model: str) -> Path:
     return Path(resolve_model_file(model))
 
 
+def sidecar_image_size(path: Path) -> Optional[int]:
+    """The native window of a model we trained (``MODEL.json`` beside ``MODEL.pt``), else None."""
+    side = Path(path).with_suffix(".json")
+    try:
+        size = int(json.loads(side.read_text(encoding="utf-8")).get("image_size", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return size if size > 0 else None
+
+
 def _load_network(model: str, device: torch.device) -> Tuple[nn.Module, ModelConfig, bool]:
     """(network, config, is_random) for any model spec."""
     if model in TINY_MODELS:
         config = TINY_MODELS[model]()
         return build_tiny(config, device=device), config, True
-    net, config = load_model(_resolve(model), device=device)
-    return net, config, False
+    path = _resolve(model)
+    net, config = load_model(path, device=device)
+    size = sidecar_image_size(path)
+    return net, (config.replace(image_size=size) if size else config), False
 
 
 def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
