@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from engine.device import describe_device
+from engine.device import describe_device, is_cuda
 from engine.events import FinishedEvent, WindowFinished
 from engine.models.attention import set_attention_backend
 from engine.models.checkpoint import ModelConfig, build_model
@@ -51,7 +51,7 @@ def official_adm_config() -> ModelConfig:
 
 
 def device_peak_tflops(device: torch.device) -> Optional[float]:
-    if device.type != "cuda":
+    if not is_cuda(device):
         return None
     name = torch.cuda.get_device_name(device)
     for fragment, peak in PEAK_BF16_TFLOPS.items():
@@ -121,7 +121,7 @@ def make_denoiser(net: torch.nn.Module, cfg: ModelConfig, path: Path_, image_siz
 
 
 def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+    if is_cuda(device):
         torch.cuda.synchronize(device)
 
 
@@ -228,7 +228,7 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
 
     results["unet"] = {}
     extras = "".join(f", {name}" for name, on in (("channels_last", channels_last), ("compiled", compile),
-                                                  ("CUDA graphs", cuda_graphs and device.type == "cuda")) if on)
+                                                  ("CUDA graphs", cuda_graphs and is_cuda(device))) if on)
     fast_label = f"ours ({precision}, sdpa{extras})"
     rate_fast = report_unet(fast_label, fast_den, batch, unet_iters)
     if base_den is not None:
@@ -255,7 +255,7 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
             note = f" (extrapolated from {r_base['windows_measured']} windows)" if r_base["extrapolated"] else ""
             log(f"    baseline {r_base['seconds']:.1f} s{note}  -> speed-up {entry['speedup']}×")
         results["end_to_end"][label] = entry
-    if device.type == "cuda":
+    if is_cuda(device):
         results["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         log(f"peak GPU memory: {results['peak_gpu_memory_gb']} GB")
     return results

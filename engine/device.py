@@ -9,6 +9,12 @@ import torch
 from engine.errors import InputError
 
 
+def is_cuda(device: torch.device) -> bool:
+    """NVIDIA GPUs: the one device type with CUDA graphs and free-memory queries.
+    (The only place in the engine that names the type; devices themselves come from the user.)"""
+    return device.type == "cuda"
+
+
 def pick_device(spec: str = "auto") -> torch.device:
     """``auto`` takes the first CUDA GPU, then Apple MPS, then the CPU; otherwise as named."""
     spec = (spec or "auto").strip().lower()
@@ -23,7 +29,7 @@ def pick_device(spec: str = "auto") -> torch.device:
         device = torch.device(spec)
     except RuntimeError as exc:
         raise InputError(f"unknown device {spec!r} (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda":
+    if is_cuda(device):
         if not torch.cuda.is_available():
             raise InputError(f"device {spec!r} was asked for, but no CUDA GPU is available to PyTorch")
         index = device.index or 0
@@ -34,7 +40,7 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 def describe_device(device: torch.device) -> str:
     """A human name: 'NVIDIA GeForce RTX 4090 (24.0 GB)' or 'CPU (16 threads)'."""
-    if device.type == "cuda":
+    if is_cuda(device):
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.1f} GB)"
     if device.type == "mps":

@@ -93,14 +93,14 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if denoiser is None:
         denoiser = load_denoiser(request.model, device=device, precision=request.precision,
                                  class_label=request.class_label)
+        native = int(getattr(denoiser, "image_size", 0) or request.window)
+        if native < request.window:  # a model trained on smaller crops: use its own window size
+            yield LogEvent("info", f"this model works on {native} px windows; using them instead of {request.window}")
+            request = request.replace(window=native, overlap=request.overlap * native // request.window)
     guidance = None
     if request.guidance_scale:
         guidance = load_guidance(request.model, class_label=request.class_label, scale=request.guidance_scale,
                                  device=device, precision=request.precision)
-    native = int(getattr(denoiser, "image_size", 0) or request.window)
-    if native < request.window:  # a model trained on smaller crops: use its own window size
-        yield LogEvent("info", f"this model works on {native} px windows; using them instead of {request.window}")
-        request = request.replace(window=native, overlap=request.overlap * native // request.window)
     is_random = bool(getattr(denoiser, "is_random", False))
     if is_random:
         yield LogEvent("warning", RANDOM_MODEL_WARNING.format(model=request.model))

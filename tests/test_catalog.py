@@ -162,7 +162,7 @@ def test_broken_symlink_is_corrupt_and_damaged_registry_is_reported(store, tmp_p
 def test_self_test_reports_failures(monkeypatch):
     import io
 
-    from engine import self_test
+    from gui import self_test
 
     monkeypatch.setattr(self_test, "CHECKS", (("catalog", self_test._check_catalog),
                                               ("broken", lambda: 1 / 0)))

@@ -19,16 +19,6 @@ from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_conf
 CONFIGS = {"adm": tiny_adm_config, "adm-cc": lambda: tiny_adm_config(class_cond=True),
            "ddpm": tiny_ddpm_config, "classifier": tiny_classifier_config}
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is shared: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 def _save(sd: dict, layout: str, folder: Path) -> Path:
     if layout == "safetensors":
         path = folder / "model.safetensors"

@@ -23,16 +23,6 @@ from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_conf
 
 CPU = torch.device("cpu")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is shared: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 def _x(batch=2, size=32, seed=0):
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
 

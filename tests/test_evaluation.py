@@ -59,16 +59,6 @@ def test_make_mask_rejects_unknown_and_empty(tmp_path):
 needs_kodak = pytest.mark.skipif(not (KODAK / "01.png").is_file(), reason="shared Kodak photos not available")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(**kw):
     from engine.evaluation.evaluate import EvalConfig
 

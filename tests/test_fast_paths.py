@@ -15,14 +15,6 @@ CPU = torch.device("cpu")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _inputs(device, batch=2, size=32):
     g = torch.Generator(device="cpu").manual_seed(3)
     x = torch.randn(batch, 3, size, size, generator=g).to(device)

@@ -17,7 +17,6 @@ from engine.tiling.problem import ObservedProblem, PhotoProblem
 from engine.tiling.window_plan import plan_windows
 from tests.test_msr import GlobalOracle, run, smooth_image
 
-torch.set_num_threads(1)
 CPU = torch.device("cpu")
 
 

@@ -18,15 +18,6 @@ from engine.models.ddpm_unet import ddpm_timestep_embedding
 
 OFFICIAL_JSON = Path(__file__).resolve().parent / "data" / "official_state_dicts.json"
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is shared: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 ADM_256 = dict(model_channels=256, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, attention_levels=(3, 4, 5),
                image_size=256, num_head_channels=64, use_scale_shift_norm=True, resblock_updown=True)
 OFFICIAL = {

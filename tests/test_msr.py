@@ -18,7 +18,6 @@ from engine.tiling.msr import MsrStage, Progress, SamplingSettings
 from engine.tiling.problem import ObservedProblem
 from engine.tiling.window_plan import plan_windows
 
-torch.set_num_threads(1)
 
 
 # ---------------------------------------------------------------------------- local test doubles

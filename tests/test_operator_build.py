@@ -11,7 +11,7 @@ from PIL import Image
 
 from engine.errors import InputError
 from engine.operators import (
-    AvgPoolSR, BlurOperator, ColorizeOperator, ComposedOperator, IdentityOperator, InpaintOperator,
+    AvgPoolSR, ColorizeOperator, ComposedOperator, IdentityOperator, InpaintOperator,
     build_operator, initial_estimate, parse_deblur, photo_to_observation,
 )
 from engine.operators.separable import SeparableProduct
@@ -37,14 +37,6 @@ def tasks_for(subset, sr_kernel="avgpool", deblur="gauss:1.5"):
 SUBSETS = [s for n in range(1, 5) for s in itertools.combinations(["mask", "gray", "pool", "blur"], n)]
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the maths on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def rel_err(a, b):
     return float((a - b).norm() / b.norm().clamp_min(1e-30))

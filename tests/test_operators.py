@@ -15,14 +15,6 @@ from engine.operators.blur import conv_matrix, gaussian_taps
 from engine.operators.downsample import bicubic_matrix, bicubic_taps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the maths on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 SIZES = [(48, 80), (36, 36)]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

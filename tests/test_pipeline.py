@@ -17,7 +17,6 @@ from engine.pipeline import restore, run_to_completion
 from engine.request import RestoreRequest, Tasks
 from tests.test_msr import GlobalOracle
 
-torch.set_num_threads(1)
 REPORT_KEYS = {"input_size", "output_size", "consistency", "denoiser_calls", "seconds", "device", "peak_rss_mb",
                "windows", "batches", "levels", "model", "is_random_model"}
 

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
 from engine.errors import Cancelled
 from engine.events import LogEvent, WindowFinished
@@ -18,7 +17,6 @@ from engine.tiling.resume import ResumeState, request_fingerprint
 from engine.tiling.window_plan import plan_windows
 from tests.test_msr import TinyDenoiser
 
-torch.set_num_threads(1)
 
 
 def make_request(tmp_path=None, **kw):

@@ -3,18 +3,9 @@
 
 import numpy as np
 import pytest
-import torch
 
 from engine.pipeline import run_to_completion
 from engine.request import RestoreRequest, Tasks
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _photo(h=48, w=80):

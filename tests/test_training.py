@@ -27,15 +27,6 @@ def _write_images(folder: Path, count: int = 4) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPUs are shared; one thread keeps these tiny runs quick and steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def data_dir(tmp_path):
     return _write_images(tmp_path / "photos")

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from engine.device import is_cuda
 from engine.errors import ModelFileError
 from engine.models.attention import set_attention_backend, set_default_attention_backend
 from engine.models.checkpoint import (
@@ -91,7 +92,7 @@ def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
         net = prepare_network(net, precision=precision)
     denoiser = EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
                            image_size=image_size)
-    return GraphedDenoiser(denoiser) if device.type == "cuda" else denoiser
+    return GraphedDenoiser(denoiser) if is_cuda(device) else denoiser
 
 
 def load_guidance(model: str, *, class_label: Optional[int], scale: float, device: torch.device,

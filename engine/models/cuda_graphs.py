@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from engine.device import is_cuda
+
 
 @dataclass
 class _Graph:
@@ -58,7 +60,7 @@ class GraphedDenoiser:
         return _Graph(graph, static_x, static_t, out)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x_t.device.type != "cuda" or torch.is_grad_enabled() and x_t.requires_grad:
+        if not is_cuda(x_t.device) or torch.is_grad_enabled() and x_t.requires_grad:
             return self.inner(x_t, t)
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0]).long()
         key = (tuple(x_t.shape), x_t.dtype, x_t.device)

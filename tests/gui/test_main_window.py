@@ -3,7 +3,6 @@ compare, save with metadata, settings that persist."""
 
 from __future__ import annotations
 
-import io
 import threading
 
 import numpy as np
@@ -263,9 +262,7 @@ def test_paste_opens_the_clipboard_image(make_window):
 
 def test_real_pipeline_with_test_tiny(window_with_photo, qtbot):
     pytest.importorskip("engine.pipeline")
-    import torch
 
-    torch.set_num_threads(1)
     window = window_with_photo(size=(64, 64))
     plans = []
     paint(qtbot, window, [(40, 40), (120, 60)])

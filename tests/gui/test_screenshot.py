@@ -8,8 +8,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPointF, Qt
 
 from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.tiling.window_plan import plan_windows

@@ -1,0 +1,9 @@
+"""Shared test setup.
+
+The engine tests use tiny tensors, so thread hand-offs cost more than the arithmetic: run torch
+single-threaded (it also keeps timings steady on the shared 2-core CI machine).
+"""
+
+import torch
+
+torch.set_num_threads(1)
