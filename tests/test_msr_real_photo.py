@@ -40,8 +40,9 @@ def test_oracle_msr_on_a_700x515_photo_returns_it(task):
     if task in ("colorize", "old-photo"):
         small = small.mean(1, keepdim=True)
     photo = to_rgb(small)
-    photo[fill] = 1.0  # the damage: what the photo shows under the mask carries no information
     tasks = Tasks(sr=sr, colorize=task in ("colorize", "old-photo"), inpaint=task in ("inpaint", "old-photo"))
+    if tasks.inpaint:
+        photo[fill] = 1.0  # the damage: what the photo shows under the mask carries no information
     req = RestoreRequest(image=photo, mask=fill if tasks.inpaint else None, tasks=tasks, steps=2, window=256,
                          overlap=128, hir=False, batch=8, device="cpu")
     fin = run_to_completion(req, denoiser=GlobalOracle(x))
