@@ -134,6 +134,8 @@ def register(subparsers: Any) -> None:
     tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"))
     tiling.add_argument("--hir", action=argparse.BooleanOptionalAction, default=None,
                         help="hierarchical restoration (default: where it helps)")
+    tiling.add_argument("--hir-start", type=_whole(1), metavar="T",
+                        help="HiR phase 2 starts from phase 1's result noised to timestep T (1..999)")
     tiling.add_argument("--window", type=_whole(8), metavar="N")
     tiling.add_argument("--overlap", type=_whole(0), metavar="N")
     tiling.add_argument("--batch", type=parse_batch, metavar="auto|N")
@@ -187,7 +189,7 @@ def build_request(args: argparse.Namespace, image: Any, mask: Any = None,
             tasks[name] = getattr(args, name)
     fields: dict[str, Any] = {}
     for name in ("model", "class_label", "guidance_scale", "steps", "eta", "sampler", "seed", "device",
-                 "precision", "tiling", "hir", "window", "overlap", "batch"):
+                 "precision", "tiling", "hir", "hir_start", "window", "overlap", "batch"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.travel is not None:

@@ -12,6 +12,7 @@ cropped back (see :mod:`engine.tiling.window_plan`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -126,8 +127,11 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
     sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
     settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
-    n_windows = len(plan_high.boxes) + (len(plan_low.boxes) if plan_low else 0)
-    progress = Progress(total=schedule.num_calls * n_windows)
+    warm_start_t = request.hir_start if plan_low is not None else None
+    high_settings = settings if warm_start_t is None else dataclasses.replace(
+        settings, schedule=make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=warm_start_t))
+    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes)
+                        + (schedule.num_calls * len(plan_low.boxes) if plan_low else 0))
     cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)
 
     resume = None
@@ -137,25 +141,26 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         if warning:
             yield LogEvent("warning", warning)
 
-    def make(problem: PhotoProblem, plan: WindowPlan, name: str, stage_id: int, scale: float) -> MsrStage:
-        stage = MsrStage(problem=problem, plan=plan, denoiser=denoiser, settings=settings, progress=progress,
+    def make(problem: PhotoProblem, plan: WindowPlan, name: str, stage_id: int, scale: float,
+             stage_settings: SamplingSettings) -> MsrStage:
+        stage = MsrStage(problem=problem, plan=plan, denoiser=denoiser, settings=stage_settings, progress=progress,
                          batch_cap=cap, stage=name, stage_id=stage_id, scale_to_output=scale, cancel=cancel)
         if resume is not None:
             stage.canvas, stage.finished = resume.load_stage(name, plan.padded_height, plan.padded_width, plan.boxes)
-            progress.done += len(stage.finished) * schedule.num_calls
+            progress.done += len(stage.finished) * stage_settings.schedule.num_calls
             stage.checkpoint = lambda st: resume.save_stage(st.stage, st.canvas, st.finished)
         return stage
 
-    high = make(problem_high, plan_high, "restore", 0, 1.0)
+    high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)
     if resume is not None and progress.done:
         progress.baseline = progress.done
     yield StageEvent("restoring", 2, 3)
     if plan_low is not None:
-        low = make(low_problem, plan_low, "hir-low", 1, float(factor))
+        low = make(low_problem, plan_low, "hir-low", 1, float(factor), settings)
         progress.baseline = progress.done
         if resume is not None and (low.finished or high.finished):
             yield LogEvent("info", f"resuming: {len(low.finished) + len(high.finished)} windows already finished")
-        canvas = yield from run_hir(HirPlan(low=low, high=high, factor=factor))
+        canvas = yield from run_hir(HirPlan(low=low, high=high, factor=factor, start_t=warm_start_t))
     else:
         if resume is not None and high.finished:
             yield LogEvent("info", f"resuming: {len(high.finished)} windows already finished")

@@ -64,6 +64,7 @@ class RestoreRequest:
     # tiling (MSR / HiR)
     tiling: Literal["auto", "none", "msr"] = "auto"
     hir: Optional[bool] = None  # None = on where it helps (large outputs)
+    hir_start: Optional[int] = None  # HiR phase 2 starts from phase 1's result noised to this t (None: from noise)
     window: int = 256
     overlap: int = 128
     batch: Union[int, Literal["auto"]] = "auto"
@@ -84,6 +85,8 @@ class RestoreRequest:
             raise InputError(f"eta must be in [0, 1], got {self.eta}")
         if t.noise < 0:
             raise InputError("noise level must be ≥ 0")
+        if self.hir_start is not None and not 0 < self.hir_start < 1000:
+            raise InputError(f"the HiR warm start must be a timestep in 1..999, got {self.hir_start}")
         if not 0 <= self.overlap < self.window:
             raise InputError(f"overlap must be in [0, window), got {self.overlap} for window {self.window}")
 

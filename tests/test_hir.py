@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -198,3 +200,33 @@ def test_photo_problem_downscale_rules():
     assert PhotoProblem(Tasks(sr=2), photo, None, CPU).downscaled(4) is None  # nothing left to solve
     padded = dataclasses.replace(p).padded(20, 30)
     assert padded.photo.shape[-2:] == (20, 30) and padded.mask.shape[-2:] == (20, 30)
+
+
+def test_pipeline_hir_warm_start_from_the_request():
+    """``hir_start`` makes phase 2 start from x_low noised to that t: phase 2 never sees a noisier
+    timestep, and the result keeps the same consistency with y."""
+    from engine.pipeline import run_to_completion
+    from engine.request import RestoreRequest, Tasks
+    from tests.test_pipeline import ZeroImage
+
+    class Recording(ZeroImage):
+        def __init__(self):
+            self.ts = []
+
+        def __call__(self, x, t):
+            self.ts.extend(int(v) for v in t)
+            return super().__call__(x, t)
+
+    img = np.random.default_rng(0).random((64, 96, 3)).astype(np.float32)
+    base = RestoreRequest(image=img, tasks=Tasks(colorize=True), steps=10, window=32, overlap=16, hir=True,
+                          device="cpu")
+    cold_den, warm_den = Recording(), Recording()
+    cold = run_to_completion(base, denoiser=cold_den)
+    warm = run_to_completion(base.replace(hir_start=300), denoiser=warm_den)
+    assert cold.report["hir_factor"] > 1 and warm.report["hir_factor"] == cold.report["hir_factor"]
+    noisy_cold = sum(t > 300 for t in cold_den.ts)
+    noisy_warm = sum(t > 300 for t in warm_den.ts)
+    assert 0 < noisy_warm < noisy_cold  # only phase 1 starts from pure noise
+    assert warm.report["consistency"] < 1e-3 and cold.report["consistency"] < 1e-3
+    with pytest.raises(Exception, match="warm start"):
+        base.replace(hir_start=1000)
