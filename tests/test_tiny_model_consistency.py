@@ -24,6 +24,8 @@ CASES = {
     "colorize": (Tasks(colorize=True), 32),
     "inpaint": (Tasks(inpaint=True), 32),
     "old-photo": (Tasks(inpaint=True, colorize=True, sr=2), 32),
+    "colorize-hir": (Tasks(colorize=True), 32),
+    "old-photo-hir": (Tasks(inpaint=True, colorize=True, sr=2), 32),
     "bicubic-sr2": (Tasks(sr=2, sr_kernel="bicubic"), None),
     "deblur": (Tasks(deblur="gauss:1.0"), None),
 }
@@ -40,8 +42,9 @@ def test_noiseless_tasks_end_consistent_and_deterministic(model, case):
                              device="cpu")
     else:
         req = RestoreRequest(image=_photo(), mask=MASK if tasks.inpaint else None, tasks=tasks, model=model, steps=2,
-                             window=window, overlap=16, tiling="msr", hir=False, device="cpu")
+                             window=window, overlap=16, tiling="msr", hir=case.endswith("-hir"), device="cpu")
     first = run_to_completion(req)
+    assert (first.report["hir_factor"] > 1) == case.endswith("-hir")
     assert first.report["consistency"] < 1e-3, first.report
     assert first.result.min() >= 0.0 and first.result.max() <= 1.0
     second = run_to_completion(req)

@@ -73,6 +73,11 @@ class Constraint(ABC):
         """Relative inconsistency ‖A x − y‖ / ‖y‖ (0 for a perfect result)."""
         return 0.0
 
+    def hard_part(self) -> "Constraint":
+        """The constraints the result must satisfy exactly (observations, known pixels), without
+        soft guides such as HiR's low-frequency prior."""
+        return self
+
 
 class Observation(Constraint):
     """``A x = y``: the DDNM range-null-space correction x̂0 = x0 − λ A†(A x0 − y)."""
@@ -114,6 +119,10 @@ class KnownPixels(Constraint):
     def residual(self, x) -> float:
         return self.inner.residual(x)
 
+    def hard_part(self) -> Constraint:
+        inner = self.inner.hard_part()
+        return self if inner is self.inner else KnownPixels(inner, self.mask, self.values)
+
 
 def project_in_range(constraint: Constraint, x: torch.Tensor, iters: int = 40) -> torch.Tensor:
     """A point of [-1, 1] that satisfies ``constraint`` (to float precision), near ``x``.
@@ -121,8 +130,10 @@ def project_in_range(constraint: Constraint, x: torch.Tensor, iters: int = 40) -
     The sampler's last x̂0 satisfies A x = y exactly but may leave [-1, 1] (an untrained or weak
     prior predicts out-of-range detail in the null space), and clipping it for display would break
     the consistency. Alternating projections (POCS) between the box and the constraint set converge
-    to a point in both whenever one exists, which is the case for a real photo as y.
+    to a point in both whenever one exists, which is the case for a real photo as y. Only the
+    constraint's hard part is used: soft guides (HiR's prior) have done their work during sampling.
     """
+    constraint = constraint.hard_part()
     for _ in range(iters):
         clipped = x.clamp(-1.0, 1.0)
         x = constraint.project(clipped, 1.0)

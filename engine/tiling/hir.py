@@ -56,6 +56,9 @@ class LowFrequencyPrior(Constraint):
     def residual(self, x) -> float:
         return self.inner.residual(x)
 
+    def hard_part(self) -> Constraint:
+        return self.inner.hard_part()
+
     def low_residual(self, x: torch.Tensor) -> float:
         """‖avgpool_f(x) − x_low‖ / ‖x_low‖."""
         diff = torch.linalg.vector_norm((F.avg_pool2d(x, self.factor) - self.x_low).double())
