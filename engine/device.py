@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from engine.errors import InputError
@@ -59,10 +57,3 @@ def available_devices() -> list[tuple[str, str]]:
         out.append(("mps", describe_device(torch.device("mps"))))
     out.append(("cpu", describe_device(torch.device("cpu"))))
     return out
-
-
-def use_all_cpu_cores() -> None:
-    """PyTorch on some builds uses half the cores; the CPU path should use them all."""
-    n = os.cpu_count() or 1
-    if torch.get_num_threads() < n:
-        torch.set_num_threads(n)
