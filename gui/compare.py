@@ -68,26 +68,24 @@ def draw_split_line(painter: QPainter, state: CompareState, rect: QRect, labels:
     font.setBold(True)
     painter.setFont(font)
     for text, left_side in ((labels[0], True), (labels[1], False)):
-        metrics = painter.fontMetrics()
-        tw = metrics.horizontalAdvance(text) + 12
-        bx = x - tw - 10 if left_side else x + 10
-        box = QRectF(bx, rect.top() + 10, tw, metrics.height() + 6)
-        painter.setPen(Qt.NoPen)
-        painter.setBrush(QColor(0, 0, 0, 150))
-        painter.drawRoundedRect(box, 4, 4)
-        painter.setPen(QColor(255, 255, 255))
-        painter.drawText(box, Qt.AlignCenter, text)
+        tw = painter.fontMetrics().horizontalAdvance(text) + 12
+        _badge(painter, x - tw - 10 if left_side else x + 10, rect.top() + 10, text, pad=6)
     painter.restore()
+
+
+def _badge(painter: QPainter, left: float, top: float, text: str, pad: int) -> None:
+    """White text on a rounded translucent black box whose top-left corner is (left, top)."""
+    metrics = painter.fontMetrics()
+    box = QRectF(left, top, metrics.horizontalAdvance(text) + 2 * pad, metrics.height() + pad)
+    painter.setPen(Qt.NoPen)
+    painter.setBrush(QColor(0, 0, 0, 160))
+    painter.drawRoundedRect(box, 4, 4)
+    painter.setPen(QColor(255, 255, 255))
+    painter.drawText(box, Qt.AlignCenter, text)
 
 
 def draw_holding_badge(painter: QPainter, rect: QRect, text: str) -> None:
     painter.save()
-    metrics = painter.fontMetrics()
-    tw = metrics.horizontalAdvance(text) + 16
-    box = QRectF(rect.center().x() - tw / 2, rect.top() + 10, tw, metrics.height() + 8)
-    painter.setPen(Qt.NoPen)
-    painter.setBrush(QColor(0, 0, 0, 170))
-    painter.drawRoundedRect(box, 5, 5)
-    painter.setPen(QColor(255, 255, 255))
-    painter.drawText(box, Qt.AlignCenter, text)
+    tw = painter.fontMetrics().horizontalAdvance(text) + 16
+    _badge(painter, rect.center().x() - tw / 2, rect.top() + 10, text, pad=8)
     painter.restore()
