@@ -314,8 +314,6 @@ def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path
     if not args.resume and state_dir.is_dir():
         shutil.rmtree(state_dir)  # our own state from an earlier, interrupted run: start fresh
     request = build_request(args, loaded.rgb, mask, resume_dir=str(state_dir))
-    if request.model == "test-tiny":
-        renderer.warn("model 'test-tiny' has RANDOM weights: the output is NOT a restoration (tests only)")
     finished = drain(request, renderer, cancel)
     notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
     for note in notes:

@@ -166,7 +166,7 @@ def test_single_run_saves_result_report_and_metadata(tmp_path, capsys, fake):
     assert data["output"] == str(out) and data["input"] == str(photo)
     assert data["output_size"] == [64, 48] and data["denoiser_calls"] == 3 and data["peak_rss_mb"] > 0
     err = capsys.readouterr().err
-    assert "WARNING" in err and "RANDOM weights" in err and "fake model with random weights" in err
+    assert "!!! WARNING: fake model with random weights !!!" in err
     assert fake.requests[0].resume_dir == str(out) + cli_restore.STATE_SUFFIX
     assert not Path(str(out) + cli_restore.STATE_SUFFIX).exists()
 
@@ -265,7 +265,8 @@ def test_end_to_end_generated_image_sr2(tmp_path, capsys):
         assert im.size == (96, 64) and im.info.get("icc_profile") == src.info["icc_profile"]
     data = _check_report(report, out, (48, 32), (96, 64))
     assert data["windows"] >= 2 and data["is_random_model"] is True
-    assert "RANDOM" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "random weights: its output is NOT a restoration" in err and err.count("random weights") == 1
 
 
 @needs_pipeline
