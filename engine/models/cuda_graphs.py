@@ -39,6 +39,8 @@ class GraphedDenoiser:
         self._pool = None
 
     def __getattr__(self, name: str):  # config, net, precision... of the wrapped denoiser
+        if name == "inner":  # not set yet (copy/unpickle): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def _capture(self, x: torch.Tensor, t: torch.Tensor) -> _Graph | None:
