@@ -67,6 +67,7 @@ class RunController(QObject):
         run.plan.connect(self._on_plan)
         run.window_started.connect(self._on_window_started)
         run.window_finished.connect(self._on_window_finished)
+        run.window_preview.connect(self._on_window_preview)
         run.progress.connect(self.panel.set_progress)
         run.log.connect(self.log.add)
         run.finished.connect(self._on_finished)
@@ -116,6 +117,10 @@ class RunController(QObject):
 
     def _on_window_started(self, index: int, box, stage: str) -> None:
         self.canvas.set_window_state(index, "running")
+
+    def _on_window_preview(self, index: int, box, pixels, scale_to_output: float) -> None:
+        """A running window's current estimate; its final pixels replace it when it finishes."""
+        self.document.paint_preview(box[0], box[1], pixels, scale_to_output)
 
     def _on_window_finished(self, index: int, box, pixels, scale_to_output: float, stage: str) -> None:
         top, left = box[0], box[1]

@@ -9,6 +9,7 @@ thread). Cancel sets a ``threading.Event`` the engine checks before each denoise
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from typing import Any, Callable, Iterator, Optional
 
@@ -49,6 +50,8 @@ class RestoreWorker(QObject):
     plan = Signal(object)  # dict(output_size, boxes, levels, stage, scale_to_output)
     window_started = Signal(int, object, str)  # index, box, stage
     window_finished = Signal(int, object, object, float, str)  # index, box, pixels, scale_to_output, stage
+    #: the current x̂0 of a running window (throttled): index, box, pixels, scale_to_output
+    window_preview = Signal(int, object, object, float)
     progress = Signal(int, int, float, object)  # done, total, elapsed s, eta s or None
     log = Signal(str, str)  # level, message
     finished = Signal(object, object)  # result (H, W, 3) float32, report dict
@@ -56,11 +59,19 @@ class RestoreWorker(QObject):
     cancelled = Signal()
     done = Signal()  # always the last signal of a run
 
-    def __init__(self, request: Any, cancel: threading.Event, restore: Optional[RestoreFunction] = None):
+    #: Seconds between in-step previews: each one copies the running windows to the host.
+    PREVIEW_INTERVAL = 1.0
+
+    def __init__(self, request: Any, cancel: threading.Event, restore: Optional[RestoreFunction] = None,
+                 preview_interval: Optional[float] = None):
         super().__init__()
         self.request = request
         self.cancel = cancel
         self._restore = restore
+        self.preview_interval = self.PREVIEW_INTERVAL if preview_interval is None else preview_interval
+        self._running: list[tuple[int, tuple]] = []  # (index, box) of the batch being solved
+        self._stage_scale = 1.0
+        self._last_preview = time.monotonic()
 
     @Slot()
     def run(self) -> None:
@@ -109,9 +120,13 @@ class RestoreWorker(QObject):
                     "scale_to_output": float(event.scale_to_output),
                 }
             )
+            self._stage_scale = float(event.scale_to_output)
         elif kind == "WindowStarted":
-            self.window_started.emit(int(event.index), tuple(int(v) for v in event.box), str(event.stage))
+            box = tuple(int(v) for v in event.box)
+            self._running.append((int(event.index), box))
+            self.window_started.emit(int(event.index), box, str(event.stage))
         elif kind == "WindowFinished":
+            self._running = [r for r in self._running if r[0] != int(event.index)]
             self.window_finished.emit(
                 int(event.index),
                 tuple(int(v) for v in event.box),
@@ -122,10 +137,21 @@ class RestoreWorker(QObject):
         elif kind == "ProgressEvent":
             eta = None if event.eta is None else float(event.eta)
             self.progress.emit(int(event.done), int(event.total), float(event.elapsed), eta)
+            self._maybe_preview(event)
         elif kind == "LogEvent":
             self.log.emit(str(event.level), str(event.message))
         elif kind == "FinishedEvent":
             self.finished.emit(event.result, dict(event.report or {}))
+
+
+    def _maybe_preview(self, event: Any) -> None:
+        """Show the running windows' current estimate now and then (never on every step)."""
+        now = time.monotonic()
+        if event.preview is None or not self._running or now - self._last_preview < self.preview_interval:
+            return
+        self._last_preview = now
+        for (index, box), pixels in zip(self._running, event.preview()):
+            self.window_preview.emit(index, box, pixels, self._stage_scale)
 
 
 class RestoreRun(QObject):
@@ -140,6 +166,7 @@ class RestoreRun(QObject):
     plan = Signal(object)
     window_started = Signal(int, object, str)
     window_finished = Signal(int, object, object, float, str)
+    window_preview = Signal(int, object, object, float)
     progress = Signal(int, int, float, object)
     log = Signal(str, str)
     finished = Signal(object, object)
@@ -157,7 +184,7 @@ class RestoreRun(QObject):
         self._outcome = ""
         self.thread.started.connect(self.worker.run)
         w = self.worker
-        for name in ("stage", "plan", "window_started", "window_finished", "progress", "log"):
+        for name in ("stage", "plan", "window_started", "window_finished", "window_preview", "progress", "log"):
             getattr(w, name).connect(self._forwarder(name))
         w.finished.connect(self._on_finished)
         w.failed.connect(self._on_failed)

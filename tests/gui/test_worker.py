@@ -141,3 +141,39 @@ def test_generator_ending_without_result_is_a_failure(qtbot):
     rec = Recorder(run)
     run_to_end(qtbot, run)
     assert rec.args("ended") == [("failed",)] and rec.args("failed")[0][0] == "internal"
+
+
+def test_running_windows_preview_is_throttled_and_matches_the_batch(qtbot):
+    """In-step previews: the running windows' current x̂0, at most once per interval, each
+    paired with its own box; nothing is copied while no preview is due."""
+    from gui.worker import RestoreWorker
+
+    boxes = (Box(0, 0, 8, 8), Box(0, 8, 8, 8))
+    calls = []
+
+    def preview():
+        calls.append(1)
+        return [np.full((8, 8, 3), 0.1 * (k + 1), np.float32) for k in range(len(boxes))]
+
+    def restore(request, cancel):
+        yield PlanEvent((8, 16), boxes, (0, 0), scale_to_output=2.0)
+        for i, b in enumerate(boxes):
+            yield WindowStarted(i, b)
+        for step in range(5):
+            yield ProgressEvent(step + 1, 5, 0.0, None, preview=preview)
+        for i, b in enumerate(boxes):
+            yield WindowFinished(i, b, np.zeros((8, 8, 3), np.float32))
+        yield ProgressEvent(6, 6, 0.0, None, preview=preview)  # nothing running: no preview
+        yield FinishedEvent(np.zeros((8, 16, 3), np.float32))
+
+    seen = []
+    worker = RestoreWorker(None, threading.Event(), restore, preview_interval=0.0)
+    worker.window_preview.connect(lambda i, box, px, scale: seen.append((i, box, float(px.mean()), scale)))
+    worker.run()
+    assert len(calls) == 5 and len(seen) == 10
+    assert seen[:2] == [(0, (0, 0, 8, 8), pytest.approx(0.1), 2.0), (1, (0, 8, 8, 8), pytest.approx(0.2), 2.0)]
+
+    calls.clear()
+    slow = RestoreWorker(None, threading.Event(), restore, preview_interval=3600.0)
+    slow.run()
+    assert calls == [], "no preview is due within the interval: nothing is copied"
