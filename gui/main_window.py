@@ -295,10 +295,11 @@ class MainWindow(FileCommands, QMainWindow):
     @staticmethod
     def installed_models() -> list[ModelChoice]:
         """Installed catalog and imported models (imports the engine's model package, i.e. torch)."""
-        from engine.models import catalog
+        from engine.models import CLASSIFIER_ID, catalog
 
-        return [ModelChoice(s.entry.id, s.entry.display_name, s.entry.purpose, int(s.entry.image_size))
-                for s in catalog.installed_models()]
+        return [ModelChoice(s.entry.id, s.entry.display_name, s.entry.purpose, int(s.entry.image_size),
+                            class_cond=CLASSIFIER_ID in s.entry.companions)
+                for s in catalog.installed_models() if s.entry.architecture != "adm-classifier"]
 
     def refresh_models(self, choices: Optional[list[ModelChoice]] = None) -> None:
         if choices is None:

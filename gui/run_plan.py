@@ -58,6 +58,8 @@ class TaskSettings:
     overlap: int = 128
     precision: str = "fp32"
     device: str = "auto"
+    class_label: int = -1  # ImageNet class for class-conditional models (-1: the model takes none)
+    guidance_scale: float = 0.0  # classifier guidance (class-conditional models only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,4 +260,6 @@ def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.n
         hir={"auto": None, "on": True, "off": False}.get(settings.hir),
         window=int(settings.window),
         overlap=int(settings.overlap),
+        class_label=None if settings.class_label < 0 else int(settings.class_label),
+        guidance_scale=float(settings.guidance_scale) if settings.class_label >= 0 else 0.0,
     )

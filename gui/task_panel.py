@@ -25,6 +25,7 @@ class ModelChoice(NamedTuple):
     label: str
     purpose: str
     window: int = 256
+    class_cond: bool = False  # needs an ImageNet class (and may use classifier guidance)
 
 
 TEST_TINY_CHOICE = ModelChoice(TEST_TINY, TEST_TINY_LABEL, "Checks that everything runs. Not a restorer.", 256)
@@ -146,6 +147,8 @@ class TaskPanel(QWidget):
         self.eta = spin(0.0, 1.0, 0.05, 2, "η: 0 = deterministic DDIM, 1 = DDPM-like")
         self.sigma_y = spin(0.0, 1.0, 0.01, 3, "Noise σ_y override for DDNM+ (0 = from Remove noise)")
         self.seed = spin(0, 2**31 - 1, tip="Same seed + same settings = same result")
+        self.class_label = spin(0, 999, tip="ImageNet class for a class-conditional model (e.g. 0-999)")
+        self.guidance = spin(0.0, 20.0, 0.5, 1, "Classifier guidance towards the class (0 = off; needs the classifier)")
         self.hir = QComboBox()
         for label, value in (("Auto", "auto"), ("On", "on"), ("Off", "off")):
             self.hir.addItem(label, value)
@@ -159,7 +162,8 @@ class TaskPanel(QWidget):
         for w in (self.hir, self.precision, self.device):
             w.currentIndexChanged.connect(self._on_edited)
         for label, w in (("Steps", self.steps), ("Travel L", self.travel_length), ("Travel r", self.travel_repeat),
-                         ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed), ("HiR", self.hir),
+                         ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed),
+                         ("Class", self.class_label), ("Guidance", self.guidance), ("HiR", self.hir),
                          ("Window", self.window), ("Overlap", self.overlap), ("Precision", self.precision),
                          ("Device", self.device)):
             form.addRow(label, w)
@@ -222,6 +226,7 @@ class TaskPanel(QWidget):
             eta=self.eta.value(), sigma_y=self.sigma_y.value(), seed=self.seed.value(),
             hir=self.hir.currentData() or "auto", window=self.window.value(), overlap=self.overlap.value(),
             precision=self.precision.currentData() or "fp32", device=self.device.currentData() or "auto",
+            class_label=self.class_label.value() if self._class_cond() else -1, guidance_scale=self.guidance.value(),
         )
         if s.model == CHOOSE_FILE:
             s.model = TEST_TINY
@@ -247,6 +252,8 @@ class TaskPanel(QWidget):
             self.eta.setValue(s.eta)
             self.sigma_y.setValue(s.sigma_y)
             self.seed.setValue(s.seed)
+            self.class_label.setValue(max(s.class_label, 0))
+            self.guidance.setValue(s.guidance_scale)
             self.hir.setCurrentIndex(max(0, self.hir.findData(s.hir)))
             self.window.setValue(s.window)
             self.overlap.setValue(s.overlap)
@@ -337,7 +344,12 @@ class TaskPanel(QWidget):
         self.model_purpose.setText(choice.purpose if choice else "")
         if choice is not None and not self._loading:
             self.window.setValue(choice.window)
+        for w in (self.class_label, self.guidance):
+            w.setEnabled(self._class_cond())
         self._on_edited()
+
+    def _class_cond(self) -> bool:
+        return any(m.class_cond for m in self._models if m.id == self.model.currentData())
 
     def _on_quality_changed(self, *_args) -> None:
         name = self.quality.currentData()

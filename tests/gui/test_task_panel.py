@@ -136,3 +136,38 @@ def test_running_state_toggles_buttons(panel):
     panel.set_running(False)
     panel.set_preview_ready(True)
     assert panel.restore_button.isEnabled() and panel.apply_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_class_conditional_models_get_a_class_and_guidance(panel):
+    cond = ModelChoice("adm-256-cond", "General photos, class-guided", "general photos", 256, class_cond=True)
+    plain = ModelChoice("adm-256-uncond", "General photos", "general photos", 256)
+    panel.set_models([cond, plain])
+    panel.model.setCurrentIndex(panel.model.findData("adm-256-cond"))
+    assert panel.class_label.isEnabled() and panel.guidance.isEnabled()
+    panel.class_label.setValue(294)
+    panel.guidance.setValue(2.5)
+    request = run_plan.build_request(panel.settings(), np.zeros((8, 8, 3), np.float32), None)
+    assert request.class_label == 294 and request.guidance_scale == 2.5
+
+    panel.model.setCurrentIndex(panel.model.findData("adm-256-uncond"))
+    assert not panel.class_label.isEnabled() and not panel.guidance.isEnabled()
+    request = run_plan.build_request(panel.settings(), np.zeros((8, 8, 3), np.float32), None)
+    assert request.class_label is None and request.guidance_scale == 0.0
+
+
+def test_installed_models_mark_class_conditional_and_hide_the_classifier(tmp_path, monkeypatch):
+    """Only diffusion models are offered: the classifier is a companion, not a restorer."""
+    from engine.models import catalog
+    from gui.main_window import MainWindow
+
+    def state(model_id, architecture, companions=()):
+        entry = catalog.ModelEntry(id=model_id, display_name=model_id, purpose="general photos", file_name="x.pt",
+                                   architecture=architecture, companions=tuple(companions))
+        return type("S", (), {"entry": entry})()
+
+    monkeypatch.setattr(catalog, "installed_models", lambda *a, **k: [
+        state("adm-256-cond", "adm", ["adm-256-classifier"]), state("adm-256-classifier", "adm-classifier"),
+        state("celeba-hq-ddpm", "ddpm")])
+    choices = {c.id: c for c in MainWindow.installed_models()}
+    assert set(choices) == {"adm-256-cond", "celeba-hq-ddpm"}
+    assert choices["adm-256-cond"].class_cond and not choices["celeba-hq-ddpm"].class_cond
