@@ -254,6 +254,9 @@ class MainWindow(FileCommands, QMainWindow):
         s.sync()
 
     def closeEvent(self, event) -> None:
+        if not self.confirm_discard("closing"):
+            event.ignore()
+            return
         self.runs.cancel()
         self.save_settings()
         self.runs.wait_idle(5000)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from gui import file_ops
 
@@ -14,6 +14,40 @@ from gui import file_ops
 class FileCommands:
     """Needs ``document``, ``settings``, ``runs``, ``log_panel``, ``recent_menu``, ``save_path`` and
     ``_error`` from the window it is mixed into."""
+
+    # ---- unsaved work -------------------------------------------------------------------
+    def _mark_saved(self) -> None:
+        d = self.document
+        self._saved_state = (id(d.image), id(d.preview) if d.preview is not None else None)
+
+    def has_unsaved_work(self) -> bool:
+        """A restoration running, a finished result not saved, or an applied result not saved.
+        (Mask strokes alone are not counted: Save writes the photo, not the mask.)"""
+        d = self.document
+        if not d.has_image:
+            return False
+        saved_image, saved_preview = getattr(self, "_saved_state", (None, None))
+        pending = d.preview is not None and d.preview_finished and id(d.preview) != saved_preview
+        return self.runs.running or pending or id(d.image) != saved_image
+
+    def ask_save_changes(self, action: str) -> str:
+        """"save" | "discard" | "cancel" (tests replace this)."""
+        text = ("A restoration is still running." if self.runs.running
+                else "The restored photo has not been saved.")
+        box = QMessageBox(QMessageBox.Warning, "Unsaved result", f"{text}\nSave it before {action}?",
+                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, self)
+        box.setDefaultButton(QMessageBox.Save)
+        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
+
+    def confirm_discard(self, action: str) -> bool:
+        """True when it is fine to go on: nothing unsaved, or the user saved or chose to discard."""
+        if not self.has_unsaved_work():
+            return True
+        answer = self.ask_save_changes(action)
+        if answer == "save":
+            self.save()
+            return not self.has_unsaved_work() or self.runs.running
+        return answer == "discard"
 
     # ---- files --------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -23,6 +57,8 @@ class FileCommands:
             self.open_path(path)
 
     def open_path(self, path: str) -> bool:
+        if not self.confirm_discard("opening another photo"):
+            return False
         if self.runs.running:
             self.runs.cancel()
         try:
@@ -30,6 +66,7 @@ class FileCommands:
         except Exception as exc:  # noqa: BLE001 - InputError: a readable message
             self._error(f"Cannot open {Path(path).name}: {exc}")
             return False
+        self._mark_saved()
         self.save_path = ""
         self.settings.set("last_dir", str(Path(path).parent))
         self.settings.add_recent_file(str(Path(path).resolve()))
@@ -42,7 +79,10 @@ class FileCommands:
         if mime is not None and mime.hasImage():
             image = QGuiApplication.clipboard().image()
             if not image.isNull():
+                if not self.confirm_discard("pasting another photo"):
+                    return
                 self.document.set_photo(file_ops.qimage_to_rgb(image), path="")
+                self._mark_saved()
                 self.save_path = ""
                 self.log_panel.add("info", f"Pasted a {image.width()}×{image.height()} image")
                 return
@@ -88,6 +128,7 @@ class FileCommands:
             self.log_panel.add("warning", note)
         self.save_path = path
         self.document.undo_stack.setClean()
+        self._mark_saved()
         self.log_panel.add("info", f"Saved {path}")
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
@@ -136,7 +177,8 @@ class FileCommands:
                 self.open_path(url.toLocalFile())
                 event.acceptProposedAction()
                 return
-        if mime.hasImage():
+        if mime.hasImage() and self.confirm_discard("opening another photo"):
             self.document.set_photo(file_ops.qimage_to_rgb(mime.imageData()))
+            self._mark_saved()
             event.acceptProposedAction()
 

@@ -27,6 +27,22 @@ def isolated_settings(tmp_path_factory, monkeypatch):
     yield folder
 
 
+@pytest.fixture(autouse=True)
+def save_prompt_answers(monkeypatch):
+    """The "save before closing?" question never blocks a test: it answers "discard" and records
+    the action it was asked about (tests append other answers to use them first)."""
+    from gui.window_files import FileCommands
+
+    record = {"asked": [], "answers": []}
+
+    def ask(self, action):
+        record["asked"].append(action)
+        return record["answers"].pop(0) if record["answers"] else "discard"
+
+    monkeypatch.setattr(FileCommands, "ask_save_changes", ask)
+    return record
+
+
 def make_photo(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     """A smooth colourful test photo (H, W, 3) float32 in [0, 1]."""
     rng = np.random.default_rng(seed)
