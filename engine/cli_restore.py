@@ -127,7 +127,10 @@ def register(subparsers: Any) -> None:
     model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"))
     model.add_argument("--seed", type=int, metavar="S")
     model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N")
-    model.add_argument("--precision", choices=_choices(RestoreRequest, "precision"))
+    model.add_argument("--precision", choices=_choices(RestoreRequest, "precision"),
+                       help="auto (default): bf16 on GPUs and on CPUs with native bf16, else fp32")
+    model.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the network: faster steps after a one-time compile (cached on disk)")
     model.add_argument("--quirk", action="append", default=[], choices=QUIRK_NAMES, metavar="NAME",
                        help="reference-code parity switch (repeatable): " + ", ".join(QUIRK_NAMES))
     tiling = p.add_argument_group("large photos")
@@ -189,7 +192,7 @@ def build_request(args: argparse.Namespace, image: Any, mask: Any = None,
             tasks[name] = getattr(args, name)
     fields: dict[str, Any] = {}
     for name in ("model", "class_label", "guidance_scale", "steps", "eta", "sampler", "seed", "device",
-                 "precision", "tiling", "hir", "hir_start", "window", "overlap", "batch"):
+                 "precision", "compile", "tiling", "hir", "hir_start", "window", "overlap", "batch"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.travel is not None:

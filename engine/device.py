@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from engine.errors import InputError
+from engine.request import PRECISION_CHOICES
 
 
 def is_cuda(device: torch.device) -> bool:
@@ -57,3 +58,33 @@ def available_devices() -> list[tuple[str, str]]:
         out.append(("mps", describe_device(torch.device("mps"))))
     out.append(("cpu", describe_device(torch.device("cpu"))))
     return out
+
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (x86 AMX or AVX512-BF16): there oneDNN runs the
+    network about 2-3× faster in bf16 than in fp32. Elsewhere bf16 is emulated and slower."""
+    try:
+        caps = torch._C._cpu._get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    """Resolve ``auto`` to the fastest precision this device runs well; other names pass through.
+
+    ``auto``: bf16 on CUDA GPUs that support it (fp16 on older ones), bf16 on CPUs with native
+    bf16, fp32 elsewhere (Apple MPS, older CPUs). Reduced precision keeps GroupNorm and all sampler
+    math in fp32; only the network's convolutions and attention run in 16 bits.
+    """
+    precision = (precision or "auto").strip().lower()
+    if precision not in PRECISION_CHOICES:
+        raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISION_CHOICES)}")
+    if precision != "auto":
+        return precision
+    if is_cuda(device):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
-from engine.device import describe_device, pick_device
+from engine.device import describe_device, pick_device, pick_precision
 from engine.errors import EngineError, InputError
 from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.operators.base import Observation
@@ -91,9 +91,13 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
 
     yield StageEvent("loading model", 1, 3)
     device = pick_device(request.device)
+    request = request.replace(precision=pick_precision(request.precision, device))
     if denoiser is None:
         denoiser = load_denoiser(request.model, device=device, precision=request.precision,
-                                 class_label=request.class_label)
+                                 class_label=request.class_label, compile=request.compile)
+        if request.compile:
+            yield LogEvent("info", "compiling the network for this device: the first steps of the first run "
+                                   "take a minute or two; later runs reuse the compiled kernels")
         native = int(getattr(denoiser, "image_size", 0) or request.window)
         if native < request.window:  # a model trained on smaller crops: use its own window size
             yield LogEvent("info", f"this model works on {native} px windows; using them instead of {request.window}")
@@ -167,8 +171,13 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         canvas = yield from high.run()
 
     result = canvas.to_float(H, W)
+    compile_failure = getattr(getattr(denoiser, "net", None), "fallback_reason", None)
+    if compile_failure:
+        yield LogEvent("warning", f"compiling the network failed, so it ran uncompiled: {compile_failure}")
     report = _report(request, base, result, (h_in, w_in), (H, W), progress, [p for p in (plan_low, plan_high) if p],
                      factor, device, is_random, time.perf_counter() - started)
+    if compile_failure:
+        report["compiled"] = False
     yield FinishedEvent(result, report)
 
 
@@ -192,6 +201,8 @@ def _report(request, base, result, input_hw, output_hw, progress, plans, factor,
         "denoiser_calls": progress.done - progress.baseline,
         "seconds": round(seconds, 3),
         "device": describe_device(device),
+        "precision": request.precision,
+        "compiled": request.compile,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "windows": sum(len(p.boxes) for p in plans),
         "batches": progress.batches,

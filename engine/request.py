@@ -6,11 +6,15 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import numpy as np
 
 from engine.errors import InputError
+
+#: Network precision: ``auto`` picks per device (engine.device.pick_precision).
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISION_CHOICES: tuple[str, ...] = get_args(Precision)
 
 #: A path to an image file, or pixels already in memory: (H, W) or (H, W, C) uint8/uint16/float.
 ImageSource = Union[str, np.ndarray]
@@ -60,7 +64,8 @@ class RestoreRequest:
     sampler: Literal["ddim", "ddpm"] = "ddim"  # DDIM/DDRM η form, or DDPM posterior (hq_demo) form
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    precision: Precision = "auto"  # auto: engine.device.pick_precision
+    compile: bool = False  # torch.compile the network (compiles once per machine, cached on disk)
     # tiling (MSR / HiR)
     tiling: Literal["auto", "none", "msr"] = "auto"
     hir: Optional[bool] = None  # None = on where it helps (large outputs)

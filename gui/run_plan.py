@@ -56,7 +56,8 @@ class TaskSettings:
     hir: str = "auto"  # auto | on | off
     window: int = 256
     overlap: int = 128
-    precision: str = "fp32"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (engine.device.pick_precision)
+    compile: bool = False  # torch.compile the network (one-time compile per machine, cached)
     device: str = "auto"
     class_label: int = -1  # ImageNet class for class-conditional models (-1: the model takes none)
     guidance_scale: float = 0.0  # classifier guidance (class-conditional models only)
@@ -164,8 +165,8 @@ def seconds_per_call(device: str, model: str, window: int, precision: str) -> fl
     if model.startswith("test-tiny"):
         return 0.02 * area
     on_cpu = device == "cpu" or device == "" or device.startswith("cpu")
-    if on_cpu:
-        return 8.0 * area
+    if on_cpu:  # explicit bf16 is for CPUs with native bf16, where it runs 2-3× faster ("auto" may be either)
+        return (4.0 if precision == "bf16" else 8.0) * area
     per_call = 0.09 if precision == "fp32" else 0.045
     return per_call * area
 
@@ -257,6 +258,7 @@ def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.n
         seed=int(settings.seed),
         device=settings.device or "auto",
         precision=settings.precision,  # type: ignore[arg-type]
+        compile=bool(settings.compile),
         hir={"auto": None, "on": True, "off": False}.get(settings.hir),
         window=int(settings.window),
         overlap=int(settings.overlap),

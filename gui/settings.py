@@ -13,14 +13,26 @@ from PySide6.QtCore import QByteArray, QSettings
 
 ORGANIZATION = "Restorer"
 APPLICATION = "Restorer"
-SETTINGS_VERSION = 2
+SETTINGS_VERSION = 3
 MAX_RECENT_FILES = 10
 
 #: version -> function upgrading a QSettings from that version to version + 1
 MIGRATIONS: dict[int, Callable[[QSettings], None]] = {
     # version 1 stored the theme as a bool "dark"; version 2 stores "theme" = "dark" | "light"
     1: lambda s: (s.setValue("theme", "dark" if _as_bool(s.value("dark", True)) else "light"), s.remove("dark")),
+    # version 2 defaulted precision to fp32; version 3 adds "auto" (bf16 where the device runs it well)
+    2: lambda s: _set_task_setting(s, "precision", "auto", only_if="fp32"),
 }
+
+
+def _set_task_setting(s: QSettings, key: str, value: Any, only_if: Any) -> None:
+    try:
+        task = json.loads(s.value("task_settings") or "{}")
+    except (TypeError, ValueError):
+        return
+    if isinstance(task, dict) and task.get(key) == only_if:
+        task[key] = value
+        s.setValue("task_settings", json.dumps(task))
 
 
 def _as_bool(value: Any) -> bool:

@@ -76,14 +76,14 @@ def test_every_flag_reaches_the_request():
                   "--guidance", "2.5", "--steps", "7", "--travel", "10,3", "--eta", "0.5", "--seed", "9",
                   "--device", "cpu", "--precision", "bf16", "--tiling", "msr", "--no-hir", "--window", "64",
                   "--overlap", "32", "--batch", "3", "--sampler", "ddpm", "--quirk", "clip_x0",
-                  "--quirk", "lambda_precedence")
+                  "--quirk", "lambda_precedence", "--compile")
     req = cli_restore.build_request(args, np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), "st")
     t = req.tasks
     assert (t.inpaint, t.colorize, t.sr, t.sr_kernel, t.deblur, t.noise) == (True, True, 4, "bicubic",
                                                                              "gauss:1.5", 0.05)
     assert (req.model, req.class_label, req.guidance_scale, req.steps) == ("test-tiny", 207, 2.5, 7)
     assert (req.travel_length, req.travel_repeat, req.eta, req.seed) == (10, 3, 0.5, 9)
-    assert (req.device, req.precision, req.tiling, req.hir) == ("cpu", "bf16", "msr", False)
+    assert (req.device, req.precision, req.tiling, req.hir, req.compile) == ("cpu", "bf16", "msr", False, True)
     assert (req.window, req.overlap, req.batch, req.sampler, req.resume_dir) == (64, 32, 3, "ddpm", "st")
     assert req.quirks.clip_x0 and req.quirks.lambda_precedence and not req.quirks.simplified_noise
 
@@ -91,7 +91,8 @@ def test_every_flag_reaches_the_request():
 def test_unset_flags_keep_request_defaults():
     req = cli_restore.build_request(_parse("--colorize"), np.zeros((4, 4, 3), np.float32))
     default = RestoreRequest(image="x")
-    for name in ("model", "steps", "eta", "seed", "device", "window", "overlap", "batch", "hir", "sampler"):
+    for name in ("model", "steps", "eta", "seed", "device", "window", "overlap", "batch", "hir", "sampler",
+                 "precision", "compile"):
         assert getattr(req, name) == getattr(default, name)
     assert req.tasks.sr == 1 and not req.tasks.inpaint
     assert _parse("--colorize", "--batch", "auto", "--hir").batch == "auto"

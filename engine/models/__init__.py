@@ -28,7 +28,7 @@ from engine.models.checkpoint import (
 from engine.models.denoiser import Denoiser, Guidance
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
 from engine.models.cuda_graphs import GraphedDenoiser
-from engine.models.speed import prepare_network
+from engine.models.speed import compile_network, prepare_network
 from engine.models.wrappers import ClassifierGuidance, EpsDenoiser
 
 __all__ = [
@@ -79,8 +79,12 @@ def _load_network(model: str, device: torch.device) -> Tuple[nn.Module, ModelCon
 
 
 def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
-                  class_label: Optional[int] = None) -> Denoiser:
+                  class_label: Optional[int] = None, compile: bool = False) -> Denoiser:
     """The ``Denoiser`` for a model spec: ``eps = d(x_t (B,3,H,W) float32, t (B,) int64 0..999)``.
+
+    ``precision`` is a resolved name (fp32/bf16/fp16, see ``engine.device.pick_precision``);
+    ``compile`` wraps the network in :class:`engine.models.speed.CompiledNetwork`. On CUDA the
+    denoiser replays CUDA graphs.
 
     Raises ModelFileError for unknown ids / unsupported files, InputError for a missing class
     label on a class-conditional model or a classifier file given as the model."""
@@ -88,8 +92,9 @@ def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
     if config.family == "adm-classifier":
         raise ModelFileError(f"{model} is an ADM classifier, not a diffusion model; use it for guidance")
     image_size = TINY_IMAGE_SIZE if is_random else config.image_size
-    if device.type != "cpu":  # cast weights once for fp16/bf16 (no per-call autocast copies)
-        net = prepare_network(net, precision=precision)
+    net = prepare_network(net, precision=precision)  # cast weights once (no per-call autocast copies)
+    if compile:
+        net = compile_network(net)
     denoiser = EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
                            image_size=image_size)
     return GraphedDenoiser(denoiser) if is_cuda(device) else denoiser

@@ -3,6 +3,7 @@ compare, save with metadata, settings that persist."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -223,6 +224,12 @@ def test_older_settings_versions_are_migrated_or_dropped():
     settings.qs.setValue("dark", "false")
     migrated = AppSettings(settings.qs)
     assert migrated.theme == "light" and migrated.qs.value("dark") is None
+    settings.qs.setValue("settings_version", 2)  # version 2's default fp32 becomes auto; other choices stay
+    settings.qs.setValue("task_settings", json.dumps({"precision": "fp32", "steps": 40}))
+    assert AppSettings(settings.qs).get_json("task_settings") == {"precision": "auto", "steps": 40}
+    settings.qs.setValue("settings_version", 2)
+    settings.qs.setValue("task_settings", json.dumps({"precision": "bf16"}))
+    assert AppSettings(settings.qs).get_json("task_settings") == {"precision": "bf16"}
     settings.qs.setValue("settings_version", 99)
     settings.qs.setValue("task_settings", "{broken")
     fresh = AppSettings(settings.qs)

@@ -116,13 +116,17 @@ def test_request_carries_the_panel_settings():
     assert req.steps == 7 and req.seed == 9 and req.hir is False and req.window == 64 and req.device == "cpu"
     assert req.mask is mask
     assert run_plan.build_request(TaskSettings(colorize=True), image, mask).mask is None
+    default = run_plan.build_request(TaskSettings(colorize=True), image, None)
+    assert default.precision == "auto" and default.compile is False
+    assert run_plan.build_request(TaskSettings(colorize=True, compile=True, precision="fp16"), image, None).compile
 
 
 def test_settings_round_trip_and_tolerate_junk(panel):
     s = TaskSettings(colorize=True, upscale=4, model=TEST_TINY, steps=33, eta=0.5, hir="on", precision="bf16",
-                     quality="Custom")
+                     quality="Custom", compile=True)
     panel.set_settings(s)
     assert panel.settings() == TaskSettings.from_dict(s.to_dict()) == s
+    assert panel.compile.isChecked() and panel.precision.currentData() == "bf16"
     junk = TaskSettings.from_dict({"upscale": 3, "steps": "many", "unknown": 1, "quality": "Ultra"})
     assert junk.upscale == 1 and junk.steps == TaskSettings().steps and junk.quality == "Balanced"
 
