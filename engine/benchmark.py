@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from engine.device import describe_device, is_cuda
+from engine.device import describe_device, is_cuda, pick_precision
 from engine.events import FinishedEvent, WindowFinished
 from engine.models.attention import set_attention_backend
 from engine.models.checkpoint import ModelConfig, build_model
@@ -152,6 +152,17 @@ def unet_throughput(denoiser: Callable, batch: int, size: int, device: torch.dev
     return batch * iters / (time.perf_counter() - start)
 
 
+def first_call_seconds(denoiser: Callable, batch: int, size: int, device: torch.device) -> float:
+    """Seconds of the very first call at ``batch`` (includes compiling and graph capture)."""
+    x = torch.zeros(batch, 3, size, size, device=device)
+    t = torch.full((batch,), 500, dtype=torch.long, device=device)
+    _sync(device)
+    start = time.perf_counter()
+    denoiser(x, t)
+    _sync(device)
+    return time.perf_counter() - start
+
+
 def bench_input(size: int) -> np.ndarray:
     """A deterministic photo-like test input (smooth gradients + texture), (size, size, 3) in [0, 1]."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
@@ -194,12 +205,17 @@ def end_to_end(request: RestoreRequest, denoiser: Callable, max_windows: Optiona
     }
 
 
-def run_benchmark(*, config: str = "official", device: torch.device, precision: str = "bf16", batch: int = 8,
+def run_benchmark(*, config: str = "official", device: torch.device, precision: str = "auto", batch: int = 8,
                   output_size: int = 1024, window: int = 256, steps: int = 100, travel: tuple[int, int] = (10, 3),
                   unet_iters: int = 10, baseline_windows: Optional[int] = None, skip_baseline: bool = False,
                   compile: bool = False, channels_last: bool = False, cuda_graphs: bool = True,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every measurement and return the figures (also printed line by line through ``log``)."""
+                  latency_batches: tuple[int, ...] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every measurement and return the figures (also printed line by line through ``log``).
+
+    ``precision`` ``auto`` resolves as the app does (:func:`engine.device.pick_precision`);
+    ``latency_batches`` adds milliseconds per call of our path at those batch sizes (MSR's
+    wavefront runs batches of 1-4 on small photos, so batch-1 latency bounds those jobs)."""
+    precision = pick_precision(precision, device)
     net, cfg = build_random_network(config, device)
     size = window
     results: dict[str, Any] = {"device": describe_device(device), "config": config, "precision": precision,
@@ -212,6 +228,10 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
 
     fast = fast_path(precision, batch, channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs)
     fast_den = make_denoiser(net, cfg, fast, size)
+    first = first_call_seconds(fast_den, batch, size, device)
+    results["first_call_s"] = round(first, 2)
+    setup = [name for name, on in (("CUDA graph capture", cuda_graphs and is_cuda(device)), ("compiling", compile)) if on]
+    log(f"first call of our path at batch {batch}{' (' + ', '.join(setup) + ')' if setup else ''}: {first:.1f} s")
     base_den = None if skip_baseline else make_denoiser(net, cfg, BASELINE, size)
     flops = count_flops(make_denoiser(net, cfg, fast_path("fp32", 1, cuda_graphs=False), size), size, device)
     results["tflop_per_window_step"] = round(flops / 1e12, 4)
@@ -231,6 +251,12 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
                                                   ("CUDA graphs", cuda_graphs and is_cuda(device))) if on)
     fast_label = f"ours ({precision}, sdpa{extras})"
     rate_fast = report_unet(fast_label, fast_den, batch, unet_iters)
+    if latency_batches:
+        results["ms_per_call"] = {}
+        for b in latency_batches:
+            ms = 1000 * b / unet_throughput(fast_den, b, size, device, max(2, unet_iters // 2))
+            results["ms_per_call"][b] = round(ms, 2)
+        log("ours, ms per call: " + "  ".join(f"batch {b}: {ms:.1f}" for b, ms in results["ms_per_call"].items()))
     if base_den is not None:
         rate_base = report_unet("baseline (fp32, eager, host copies)", base_den, 1, max(2, unet_iters // 2))
         results["unet"]["speedup"] = round(rate_fast / rate_base, 2)

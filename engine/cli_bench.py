@@ -7,6 +7,7 @@ import json
 import sys
 
 from engine.errors import InputError
+from engine.request import PRECISION_CHOICES
 
 
 def _travel(text: str) -> tuple[int, int]:
@@ -17,13 +18,24 @@ def _travel(text: str) -> tuple[int, int]:
     return length, repeat
 
 
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,2,4, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be ≥ 1, got {text!r}")
+    return values
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="measure speed: ours vs a reference-like baseline, side by side",
                               description=__doc__)
     p.add_argument("--config", choices=("official", "tiny"), default="official",
                    help="network: the ADM-256 architecture with random weights, or test-tiny")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="bf16")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32 (as the app)")
     p.add_argument("--batch", type=int, default=8, help="windows per denoiser call on the fast path")
     p.add_argument("--size", type=int, default=1024, help="output side of the SR ×4 job (px)")
     p.add_argument("--window", type=int, default=256)
@@ -36,6 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (GPU)")
     p.add_argument("--no-cuda-graphs", action="store_true", help="eager calls instead of CUDA graph replay")
     p.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs on the fast path")
+    p.add_argument("--latency", type=_batches, default=(), metavar="B,B,...",
+                   help="also print ms per call of our path at these batch sizes, e.g. 1,2,4,8,16")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=run)
 
@@ -51,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                             output_size=args.size, window=args.window, steps=args.steps, travel=args.travel,
                             unet_iters=args.unet_iters, baseline_windows=args.baseline_windows,
                             skip_baseline=args.skip_baseline, compile=args.compile,
-                            channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs, log=lambda line: print(line, file=sys.stdout, flush=True))
+                            channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs,
+                            latency_batches=args.latency, log=lambda line: print(line, file=sys.stdout, flush=True))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)
