@@ -157,3 +157,24 @@ def test_compiled_network_under_cuda_graphs_matches_eager_on_gpu(tmp_path):
         ref = eager(x, t)
         assert float((fast(x, t) - ref).norm() / ref.norm()) < 0.02
     assert fast.net.fallback_reason is None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_groupnorm_keeps_float32_statistics(dtype):
+    """A large mean with a small spread: statistics in 16 bits would lose the spread entirely; the
+    half path must equal normalising a float32 copy, up to rounding the output (and γ, β)."""
+    from engine.models.attention import GroupNorm32
+
+    torch.manual_seed(0)
+    norm = GroupNorm32(4, 8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = 300.0 + torch.randn(2, 8, 6, 6)
+    ref = torch.nn.functional.group_norm(x, 4, norm.weight, norm.bias, norm.eps)
+    x_half = x.to(dtype)
+    ref_half = torch.nn.functional.group_norm(x_half.float(), 4, norm.weight, norm.bias, norm.eps)
+    out = norm(x_half)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref_half, atol=0.05, rtol=0.02)
+    assert float((out.float() - ref).std()) < 0.7 * float(ref.std())  # the spread survived (x_half's own rounding aside)
