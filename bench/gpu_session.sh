@@ -19,9 +19,9 @@ case "$PART" in
 tests)
     timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tail -5 ;;
 graphs)
-    timeout 560 bench --size 1024 --batch 16 --latency 1,2,4,8,16 --baseline-windows 2 --json "$OUT/bench1024.json" ;;
+    timeout 560 bench --size 1024 --batch 16 --latency 1,2,4,8,16 --profile --baseline-windows 2 --json "$OUT/bench1024.json" ;;
 compiled)
-    timeout 420 bench --size 1024 --batch 16 --latency 1,2,4,8,16 --compile --skip-baseline --json "$OUT/bench1024_compiled.json"
+    timeout 420 bench --size 1024 --batch 16 --latency 1,2,4,8,16 --profile --compile --skip-baseline --json "$OUT/bench1024_compiled.json"
     timeout 150 bench --size 384 --batch 16 --compile --skip-baseline --unet-iters 4 --json "$OUT/bench384_compiled.json" ;;
 reference)
     timeout 200 bash bench/reference_run.sh 384

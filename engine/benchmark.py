@@ -13,6 +13,7 @@ windows cost the same), and its time is then extrapolated to the whole job and m
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -163,6 +164,52 @@ def first_call_seconds(denoiser: Callable, batch: int, size: int, device: torch.
     return time.perf_counter() - start
 
 
+#: Kernel/op name patterns for the profile summary, checked in order (first match wins).
+KERNEL_CATEGORIES = (
+    ("attention", r"flash|fmha|attention|softmax"),
+    ("convolution", r"conv|cudnn|xmma_fprop|implicit_gemm|fprop"),
+    ("matmul", r"gemm|addmm|bmm|matmul|cutlass|aten::mm|aten::linear"),
+    ("group norm", r"group_?norm|groupnorm|rowwisemoments|computefusedparams|welford"),
+    ("copies and layout", r"copy|cat|contiguous|transpose|permute|nchw|nhwc|to_copy|clone"),
+    ("elementwise", r"elementwise|vectorized|silu|add|mul|sigmoid|triton|interpolat|upsample|pool|fill"),
+)
+
+
+def kernel_profile(denoiser: Callable, batch: int, size: int, device: torch.device, calls: int = 3,
+                   top: int = 15) -> dict[str, Any]:
+    """Where one call's time goes: device kernels on a GPU, operators on the CPU, grouped by kind.
+
+    Returns ``{"ms_per_call": {category: ms}, "top": [(name, ms per call, launches per call)]}``.
+    Profile an uncaptured denoiser (no CUDA graphs) so that each kernel is seen."""
+    import re
+
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(batch, 3, size, size, device=device, generator=torch.Generator(device=device).manual_seed(0))
+    t = torch.full((batch,), 500, dtype=torch.long, device=device)
+    for _ in range(2):
+        denoiser(x, t)
+    _sync(device)
+    on_gpu = is_cuda(device)
+    activities = [ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            denoiser(x, t)
+        _sync(device)
+    rows = []
+    for event in prof.key_averages():
+        us = event.self_device_time_total if on_gpu else event.self_cpu_time_total
+        if us > 0 and (not on_gpu or "cuda" in str(getattr(event, "device_type", "")).lower()):
+            rows.append((event.key, us / 1000 / calls, event.count / calls))
+    rows.sort(key=lambda r: r[1], reverse=True)
+    totals: dict[str, float] = {}
+    for name, ms, _count in rows:
+        kind = next((k for k, pattern in KERNEL_CATEGORIES if re.search(pattern, name, re.IGNORECASE)), "other")
+        totals[kind] = totals.get(kind, 0.0) + ms
+    return {"ms_per_call": {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])},
+            "top": [(name[:90], round(ms, 3), round(count, 1)) for name, ms, count in rows[:top]]}
+
+
 def bench_input(size: int) -> np.ndarray:
     """A deterministic photo-like test input (smooth gradients + texture), (size, size, 3) in [0, 1]."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
@@ -209,12 +256,14 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
                   output_size: int = 1024, window: int = 256, steps: int = 100, travel: tuple[int, int] = (10, 3),
                   unet_iters: int = 10, baseline_windows: Optional[int] = None, skip_baseline: bool = False,
                   compile: bool = False, channels_last: bool = False, cuda_graphs: bool = True,
-                  latency_batches: tuple[int, ...] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+                  latency_batches: tuple[int, ...] = (), profile: bool = False,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every measurement and return the figures (also printed line by line through ``log``).
 
     ``precision`` ``auto`` resolves as the app does (:func:`engine.device.pick_precision`);
     ``latency_batches`` adds milliseconds per call of our path at those batch sizes (MSR's
-    wavefront runs batches of 1-4 on small photos, so batch-1 latency bounds those jobs)."""
+    wavefront runs batches of 1-4 on small photos, so batch-1 latency bounds those jobs);
+    ``profile`` adds where one call's time goes (:func:`kernel_profile`)."""
     precision = pick_precision(precision, device)
     net, cfg = build_random_network(config, device)
     size = window
@@ -257,6 +306,17 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
             ms = 1000 * b / unet_throughput(fast_den, b, size, device, max(2, unet_iters // 2))
             results["ms_per_call"][b] = round(ms, 2)
         log("ours, ms per call: " + "  ".join(f"batch {b}: {ms:.1f}" for b, ms in results["ms_per_call"].items()))
+    if profile:
+        plain = make_denoiser(net, cfg, dataclasses.replace(fast, cuda_graphs=False), size)
+        prof = kernel_profile(plain, batch, size, device)
+        results["profile"] = prof
+        total = sum(prof["ms_per_call"].values())
+        log(f"profile of one call at batch {batch} ({'GPU kernels' if is_cuda(device) else 'CPU operators'}, "
+            f"{total:.1f} ms):")
+        for kind, ms in prof["ms_per_call"].items():
+            log(f"    {kind:18s} {ms:9.2f} ms  {100 * ms / max(total, 1e-9):5.1f}%")
+        for name, ms, count in prof["top"]:
+            log(f"    {ms:9.3f} ms  ×{count:<6g} {name}")
     if base_den is not None:
         rate_base = report_unet("baseline (fp32, eager, host copies)", base_den, 1, max(2, unet_iters // 2))
         results["unet"]["speedup"] = round(rate_fast / rate_base, 2)

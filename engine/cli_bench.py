@@ -50,6 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs on the fast path")
     p.add_argument("--latency", type=_batches, default=(), metavar="B,B,...",
                    help="also print ms per call of our path at these batch sizes, e.g. 1,2,4,8,16")
+    p.add_argument("--profile", action="store_true",
+                   help="also print where one call's time goes (kernels by kind, the top kernels)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=run)
 
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                             unet_iters=args.unet_iters, baseline_windows=args.baseline_windows,
                             skip_baseline=args.skip_baseline, compile=args.compile,
                             channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs,
-                            latency_batches=args.latency, log=lambda line: print(line, file=sys.stdout, flush=True))
+                            latency_batches=args.latency, profile=args.profile, log=lambda line: print(line, file=sys.stdout, flush=True))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.benchmark import BASELINE, HostRoundTrip, fast_path, make_denoiser, run_benchmark
+from engine.benchmark import BASELINE, KERNEL_CATEGORIES, HostRoundTrip, fast_path, make_denoiser, run_benchmark
 from engine.models.speed import prepare_network
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_ddpm_config
 from engine.models.wrappers import EpsDenoiser
@@ -78,8 +78,13 @@ def test_fast_and_baseline_paths_give_the_same_restoration():
 def test_benchmark_runs_at_a_tiny_size_on_cpu():
     lines = []
     res = run_benchmark(config="tiny", device=CPU, precision="fp32", batch=2, output_size=128, window=64, steps=2,
-                        travel=(1, 2), unet_iters=1, baseline_windows=2, log=lines.append)
-    assert res["tflop_per_window_step"] > 0
+                        travel=(1, 2), unet_iters=1, baseline_windows=2, latency_batches=(1, 3), profile=True,
+                        log=lines.append)
+    assert res["tflop_per_window_step"] > 0 and res["first_call_s"] > 0
+    assert set(res["ms_per_call"]) == {1, 3} and all(ms > 0 for ms in res["ms_per_call"].values())
+    kinds = res["profile"]["ms_per_call"]
+    assert kinds["convolution"] > 0 and set(kinds) <= {k for k, _ in KERNEL_CATEGORIES} | {"other"}
+    assert res["profile"]["top"] and any("convolution" in line for line in lines)
     jobs = res["end_to_end"]
     assert len(jobs) == 2
     for entry in jobs.values():
