@@ -19,8 +19,9 @@ BYTES_PER_256_WINDOW_FP32 = 1.6 * 2**30
 MAX_AUTO_BATCH = 16
 #: Fraction of the free device memory the plan may use.
 BUDGET_FRACTION = 0.7
-#: On the CPU one window per call is fastest (ADM-256 at 256², 2 cores: 4.35 s per window-step at
-#: batch 1 vs 4.96 s at batch 2 in bf16, 8.1 vs 9.6 s in fp32), and each window's preview comes sooner.
+#: On the CPU one window per call is fastest or equal (ADM-256 at 256², 2 cores, docs/benchmarks.md:
+#: 4.15 s per window-step at batch 1 vs 5.27 s at batch 2 in bf16, about equal in fp32), and each
+#: window's preview comes sooner.
 CPU_AUTO_BATCH = 1
 
 _BYTES_PER_VALUE = {"fp32": 4, "fp16": 2, "bf16": 2}
