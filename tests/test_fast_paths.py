@@ -155,3 +155,35 @@ def test_graphed_denoiser_passes_through_on_cpu():
     den = EpsDenoiser(build_tiny(cfg), cfg)
     x, t = _inputs(CPU)
     assert torch.equal(GraphedDenoiser(den)(x, t), den(x, t))
+
+
+def test_prepare_casts_on_the_host_before_moving_to_the_accelerator():
+    """With ``device`` an accelerator (meta stands in here), fp16 weights are cast before the move,
+    in place when asked: the accelerator never receives float32 weights."""
+    cfg = tiny_adm_config()
+    net = build_tiny(cfg)
+    moved = prepare_network(net, precision="fp16", device=torch.device("meta"), inplace=True)
+    convs = [m for m in moved.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.weight.device.type == "meta" and m.weight.dtype == torch.float16 for m in convs)
+    cpu_net = build_tiny(cfg)
+    assert prepare_network(cpu_net, precision="bf16", inplace=True) is cpu_net
+    assert prepare_network(cpu_net, precision="fp16") is cpu_net  # the CPU keeps fp16 as plain autocast
+
+
+@CUDA
+@pytest.mark.gpu
+def test_bf16_model_never_holds_float32_weights_on_the_gpu(tmp_path):
+    from engine.models import load_denoiser
+    from engine.models.checkpoint import build_model
+
+    dev = torch.device("cuda", torch.cuda.current_device())
+    cfg = tiny_adm_config()
+    path = tmp_path / "tiny.pt"
+    torch.save(build_model(cfg).state_dict(), path)
+    fp32_bytes = sum(v.numel() * 4 for v in torch.load(path, weights_only=True).values())
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    before = torch.cuda.memory_allocated(dev)
+    den = load_denoiser(str(path), device=dev, precision="bf16")
+    assert next(den.net.parameters()).dtype == torch.bfloat16
+    assert torch.cuda.max_memory_allocated(dev) - before <= 0.55 * fp32_bytes

@@ -88,11 +88,12 @@ def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
 
     Raises ModelFileError for unknown ids / unsupported files, InputError for a missing class
     label on a class-conditional model or a classifier file given as the model."""
-    net, config, is_random = _load_network(model, device)
+    net, config, is_random = _load_network(model, torch.device("cpu"))
     if config.family == "adm-classifier":
         raise ModelFileError(f"{model} is an ADM classifier, not a diffusion model; use it for guidance")
     image_size = TINY_IMAGE_SIZE if is_random else config.image_size
-    net = prepare_network(net, precision=precision)  # cast weights once (no per-call autocast copies)
+    # cast once on the host, then move: no per-call autocast copies, no float32 weights on the GPU
+    net = prepare_network(net, precision=precision, device=device, inplace=True)
     if compile:
         net = compile_network(net)
     denoiser = EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
