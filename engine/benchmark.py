@@ -27,7 +27,7 @@ from engine.events import FinishedEvent, WindowFinished
 from engine.models.attention import set_attention_backend
 from engine.models.checkpoint import ModelConfig, build_model
 from engine.models.cuda_graphs import GraphedDenoiser
-from engine.models.speed import compile_network, prepare_network
+from engine.models.speed import channels_last_pays, compile_network, prepare_network
 from engine.models.tiny import build_tiny, tiny_adm_config
 from engine.models.wrappers import EpsDenoiser
 from engine.pipeline import restore
@@ -265,6 +265,7 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
     wavefront runs batches of 1-4 on small photos, so batch-1 latency bounds those jobs);
     ``profile`` adds where one call's time goes (:func:`kernel_profile`)."""
     precision = pick_precision(precision, device)
+    channels_last = channels_last or channels_last_pays(device, precision)  # as load_denoiser decides
     net, cfg = build_random_network(config, device)
     size = window
     results: dict[str, Any] = {"device": describe_device(device), "config": config, "precision": precision,

@@ -40,6 +40,14 @@ def test_auto_precision_on_cuda_prefers_bf16(monkeypatch, bf16_ok, expected):
     assert pick_precision("auto", torch.device("mps")) == "fp32"
 
 
+def test_channels_last_only_where_it_pays():
+    from engine.models.speed import channels_last_pays
+
+    assert channels_last_pays(CPU, "bf16")
+    assert not channels_last_pays(CPU, "fp32")
+    assert not channels_last_pays(torch.device("cuda", 0), "bf16")
+
+
 def test_unknown_precision_is_refused():
     with pytest.raises(InputError, match="precision"):
         pick_precision("int4", CPU)
@@ -52,6 +60,8 @@ def test_cpu_bf16_casts_weights_once_and_stays_close_to_fp32():
     norms = [m for m in low.net.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
     assert norms and all(m.weight.dtype == torch.bfloat16 for m in norms)  # cast once; statistics stay fp32
+    assert low.channels_last and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert not ref.channels_last  # fp32 on the CPU: NHWC gains nothing there
     x, t = _inputs(2)
     a, b = ref(x, t), low(x, t)
     assert b.dtype == torch.float32

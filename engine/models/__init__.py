@@ -28,7 +28,7 @@ from engine.models.checkpoint import (
 from engine.models.denoiser import Denoiser, Guidance
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
 from engine.models.cuda_graphs import GraphedDenoiser
-from engine.models.speed import compile_network, prepare_network
+from engine.models.speed import channels_last_pays, compile_network, prepare_network
 from engine.models.wrappers import ClassifierGuidance, EpsDenoiser
 
 __all__ = [
@@ -93,11 +93,12 @@ def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
         raise ModelFileError(f"{model} is an ADM classifier, not a diffusion model; use it for guidance")
     image_size = TINY_IMAGE_SIZE if is_random else config.image_size
     # cast once on the host, then move: no per-call autocast copies, no float32 weights on the GPU
-    net = prepare_network(net, precision=precision, device=device, inplace=True)
+    nhwc = channels_last_pays(device, precision)
+    net = prepare_network(net, precision=precision, channels_last=nhwc, device=device, inplace=True)
     if compile:
         net = compile_network(net)
     denoiser = EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
-                           image_size=image_size)
+                           image_size=image_size, channels_last=nhwc)
     return GraphedDenoiser(denoiser) if is_cuda(device) else denoiser
 
 
