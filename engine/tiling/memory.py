@@ -19,10 +19,10 @@ BYTES_PER_256_WINDOW_FP32 = 1.6 * 2**30
 MAX_AUTO_BATCH = 16
 #: Fraction of the free device memory the plan may use.
 BUDGET_FRACTION = 0.7
-#: On the CPU one window per call is fastest or equal (ADM-256 at 256², 2 cores, docs/benchmarks.md:
-#: 4.15 s per window-step at batch 1 vs 5.27 s at batch 2 in bf16, about equal in fp32), and each
-#: window's preview comes sooner.
-CPU_AUTO_BATCH = 1
+#: CPU batches stay small so that previews come often; two windows per call are a little faster per
+#: window than one (ADM-256 at 256², 2 AMX cores, bf16 NHWC, docs/benchmarks.md: 2.74 s at batch 1,
+#: 2.41 s per window at batch 2).
+CPU_AUTO_BATCH = 2
 
 _BYTES_PER_VALUE = {"fp32": 4, "fp16": 2, "bf16": 2}
 
