@@ -19,3 +19,7 @@ class Cancelled(Exception):
 
 class OutOfMemory(EngineError):
     """The device ran out of memory even after splitting the work as far as possible."""
+
+
+class NumericalError(EngineError):
+    """The network produced NaN or infinity (e.g. a model that overflows in fp16)."""

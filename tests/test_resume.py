@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from engine.errors import Cancelled
 from engine.events import LogEvent, WindowFinished
@@ -105,3 +106,31 @@ def test_state_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
     _, warning = ResumeState.open(tmp_path, "other")
     assert warning and "different request" in warning
+
+
+class OverflowingDenoiser(TinyDenoiser):
+    """Healthy for the first ``healthy_calls`` calls, then NaN (like a model overflowing in fp16)."""
+
+    def __init__(self, healthy_calls):
+        super().__init__()
+        self.healthy_calls = healthy_calls
+
+    def __call__(self, x, t):
+        eps = super().__call__(x, t)
+        return eps if self.calls <= self.healthy_calls else torch.full_like(eps, float("nan"))
+
+
+def test_nan_from_the_network_stops_with_a_clear_error_and_keeps_finished_windows(tmp_path):
+    from engine.errors import NumericalError
+
+    req = make_request(tmp_path, batch=1)
+    den = OverflowingDenoiser(healthy_calls=2 * req.steps)  # two windows finish, the third overflows
+    finished = []
+    with pytest.raises(NumericalError, match="bf16 or fp32"):
+        for event in restore(req, denoiser=den):
+            if isinstance(event, WindowFinished):
+                finished.append(event)
+                assert np.isfinite(event.pixels).all()
+    assert len(finished) == 2
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert sum(len(s["finished"]) for s in state["stages"].values()) >= 1  # saved level by level

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
-from engine.errors import Cancelled, OutOfMemory
+from engine.errors import Cancelled, NumericalError, OutOfMemory
 from engine.events import Event, LogEvent, PlanEvent, ProgressEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
 from engine.operators.base import Constraint, KnownPixels, Observation, Operator, project_in_range
@@ -193,6 +193,11 @@ class MsrStage:
         if s.quirks.carry_state_across_windows:
             self._carried = step.x_t
         result = step.x0_hat if s.sigma_y > 0 else project_in_range(constraint, step.x0_hat)
+        if not bool(torch.isfinite(result).all()):  # one check per batch, never inside the step loop
+            raise NumericalError(
+                "the network produced invalid values (NaN or infinity), so these windows were not written; "
+                "this happens when a model overflows in reduced precision: choose bf16 or fp32 precision "
+                "(windows already finished are kept)")
         for k, (i, box) in enumerate(zip(chunk, boxes)):
             self.canvas.write(box, result[k])
             self.finished.add(i)
