@@ -60,7 +60,6 @@ def available_devices() -> list[tuple[str, str]]:
     return out
 
 
-
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (x86 AMX or AVX512-BF16): there oneDNN runs the
     network about 2-3× faster in bf16 than in fp32. Elsewhere bf16 is emulated and slower."""
@@ -75,8 +74,8 @@ def pick_precision(precision: str, device: torch.device) -> str:
     """Resolve ``auto`` to the fastest precision this device runs well; other names pass through.
 
     ``auto``: bf16 on CUDA GPUs that support it (fp16 on older ones), bf16 on CPUs with native
-    bf16, fp32 elsewhere (Apple MPS, older CPUs). Reduced precision keeps GroupNorm and all sampler
-    math in fp32; only the network's convolutions and attention run in 16 bits.
+    bf16, fp32 elsewhere (Apple MPS, older CPUs). Reduced precision keeps GroupNorm's statistics and
+    all sampler math in fp32; the network's activations and weights are 16-bit.
     """
     precision = (precision or "auto").strip().lower()
     if precision not in PRECISION_CHOICES:
