@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from engine.errors import InputError
-from engine.request import PRECISION_CHOICES
+from engine.request import NATIVE_BF16_LABEL, PRECISION_CHOICES
 
 
 def is_cuda(device: torch.device) -> bool:
@@ -38,13 +38,14 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """A human name: 'NVIDIA GeForce RTX 4090 (24.0 GB)' or 'CPU (16 threads)'."""
+    """A human name: 'NVIDIA GeForce RTX 4090 (24.0 GB)', 'CPU (16 threads)' or 'CPU (8 threads, native bf16)'."""
     if is_cuda(device):
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.1f} GB)"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    bf16 = f", {NATIVE_BF16_LABEL}" if cpu_has_native_bf16() else ""
+    return f"CPU ({torch.get_num_threads()} threads{bf16})"
 
 
 def available_devices() -> list[tuple[str, str]]:

@@ -15,6 +15,9 @@ from engine.errors import InputError
 #: Network precision: ``auto`` picks per device (engine.device.pick_precision).
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISION_CHOICES: tuple[str, ...] = get_args(Precision)
+#: How a CPU's description says that it computes bf16 in hardware (where ``auto`` picks bf16); the
+#: app's time estimate reads it without importing torch.
+NATIVE_BF16_LABEL = "native bf16"
 
 #: A path to an image file, or pixels already in memory: (H, W) or (H, W, C) uint8/uint16/float.
 ImageSource = Union[str, np.ndarray]

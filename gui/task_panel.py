@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
+from engine.request import NATIVE_BF16_LABEL
 from gui import run_plan
 from gui.run_plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
 
@@ -47,6 +48,7 @@ class TaskPanel(QWidget):
         self._running = False
         self._preview_ready = False
         self._gpu_available = False
+        self._cpu_native_bf16 = False
         self._models: list[ModelChoice] = []
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
@@ -296,6 +298,7 @@ class TaskPanel(QWidget):
         """(spec, description) pairs from engine.device.available_devices(); "auto" comes first."""
         current = self.device.currentData()
         self._gpu_available = any(not spec.startswith("cpu") for spec, _ in devices)
+        self._cpu_native_bf16 = any(spec.startswith("cpu") and NATIVE_BF16_LABEL in desc for spec, desc in devices)
         best = next((desc for spec, desc in devices if not spec.startswith("cpu")), None)
         was_loading, self._loading = self._loading, True
         self.device.clear()
@@ -395,7 +398,7 @@ class TaskPanel(QWidget):
         self.note_label.setVisible(bool(notes) and not self.problems)
         if self._image_size and not self.problems:
             kind = s.device if s.device != "auto" else ("cuda" if self._gpu_available else "cpu")
-            est = run_plan.estimate_run(s, self._image_size, kind)
+            est = run_plan.estimate_run(s, self._image_size, kind, self._cpu_native_bf16)
             self.estimate_label.setText(
                 f"Estimated time: {run_plan.format_duration(est.seconds)} "
                 f"({est.windows} window{'s' * (est.windows != 1)}, {est.calls} denoiser calls, {kind.upper().split(':')[0]})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -76,6 +78,18 @@ def test_estimate_counts_windows_and_schedule(panel):
     big = run_plan.estimate_run(s, (640, 960), "cpu")
     assert big.windows > small.windows and big.seconds > small.seconds
     assert run_plan.estimate_run(s, (640, 960), "cuda").seconds < big.seconds
+    # precision auto: bf16 speed only on a CPU that computes bf16 natively
+    assert run_plan.estimate_run(s, (640, 960), "cpu", cpu_native_bf16=True).seconds < big.seconds
+    assert run_plan.estimate_run(replace(s, precision="fp32"), (640, 960), "cpu", True).seconds == big.seconds
+
+
+def test_estimate_follows_the_probed_cpu(panel):
+    panel.set_settings(TaskSettings(colorize=True, model="adm-256-uncond", device="cpu"))
+    panel.set_context((512, 512), False)
+    panel.set_devices([("cpu", "CPU (8 threads)")])
+    plain = panel.estimate_label.text()
+    panel.set_devices([("cpu", "CPU (8 threads, native bf16)")])
+    assert panel.estimate_label.text() != plain and "CPU" in panel.estimate_label.text()
 
 
 @pytest.mark.parametrize("height, width, window, overlap, align", [
