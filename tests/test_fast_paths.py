@@ -187,3 +187,19 @@ def test_bf16_model_never_holds_float32_weights_on_the_gpu(tmp_path):
     den = load_denoiser(str(path), device=dev, precision="bf16")
     assert next(den.net.parameters()).dtype == torch.bfloat16
     assert torch.cuda.max_memory_allocated(dev) - before <= 0.55 * fp32_bytes
+
+
+def test_sdpa_attention_reaches_the_fused_kernel():
+    """With only the fused flash kernel allowed, our attention must still run (3-D or strided inputs
+    would need PyTorch's slow unfused path and raise here)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from engine.models.attention import attend, legacy_qkv_attention
+
+    qkv = torch.randn(2, 3 * 2 * 64, 16 * 16)  # (B, 3·H·C, T) as the ADM's qkv convolution makes it
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        fused = legacy_qkv_attention(qkv, num_heads=2, backend="sdpa")
+    torch.testing.assert_close(fused, legacy_qkv_attention(qkv, num_heads=2, backend="eager"), atol=1e-5, rtol=1e-4)
+    q = torch.randn(4, 10, 64)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        assert attend(q, q, q, "sdpa").shape == (4, 10, 64)

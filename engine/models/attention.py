@@ -61,8 +61,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: Optional[
     float32.
     """
     backend = _check(backend or _default_backend)
-    if backend == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v)
+    if backend == "sdpa":  # as (1, N, T, C): the fused kernels (flash on the CPU, too) take 4-D inputs only
+        return F.scaled_dot_product_attention(q[None], k[None], v[None])[0]
     scale = 1.0 / math.sqrt(q.shape[-1])
     weights = torch.bmm(q * scale, k.transpose(1, 2))
     softmax_dtype = torch.promote_types(weights.dtype, torch.float32)  # at least float32
@@ -72,9 +72,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: Optional[
 
 def attend_channels_first(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           backend: Optional[str] = None) -> torch.Tensor:
-    """Like :func:`attend` for (N, C, T) tensors (the layout of the official 1-D convolutions)."""
-    out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), backend)
-    return out.transpose(1, 2)
+    """Like :func:`attend` for (N, C, T) tensors (the layout of the official 1-D convolutions).
+
+    q, k, v are made (N, T, C)-contiguous first: the fused SDPA kernels need unit stride over
+    channels, and strided inputs send PyTorch to its slow unfused path."""
+    q, k, v = (part.transpose(1, 2).contiguous() for part in (q, k, v))
+    return attend(q, k, v, backend).transpose(1, 2)
 
 
 def legacy_qkv_attention(qkv: torch.Tensor, num_heads: int, backend: Optional[str] = None) -> torch.Tensor:
