@@ -20,8 +20,8 @@ MAX_AUTO_BATCH = 16
 #: Fraction of the free device memory the plan may use.
 BUDGET_FRACTION = 0.7
 #: CPU batches stay small so that previews come often; two windows per call are a little faster per
-#: window than one (ADM-256 at 256², 2 AMX cores, bf16 NHWC, docs/benchmarks.md: 2.74 s at batch 1,
-#: 2.41 s per window at batch 2).
+#: window than one (ADM-256 at 256², 2 AMX cores, bf16 NHWC, docs/benchmarks.md: 2.33 s at batch 1,
+#: 2.22 s per window at batch 2).
 CPU_AUTO_BATCH = 2
 
 _BYTES_PER_VALUE = {"fp32": 4, "fp16": 2, "bf16": 2}
