@@ -113,7 +113,7 @@ class ResBlock(nn.Module):
         emb_out = self.emb_layers(emb).to(h.dtype)[:, :, None, None]
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
+            h = torch.addcmul(shift, self.out_layers[0](h), 1 + scale)  # norm(h)·(1+scale)+shift in one pass
             h = self.out_layers[1:](h)
         else:
             h = self.out_layers(h + emb_out)
