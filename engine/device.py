@@ -63,7 +63,7 @@ def available_devices() -> list[tuple[str, str]]:
 
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (x86 AMX or AVX512-BF16): there oneDNN runs the
-    network about 2-3× faster in bf16 than in fp32. Elsewhere bf16 is emulated and slower."""
+    network several times faster in bf16 than in fp32. Elsewhere bf16 is emulated and slower."""
     try:
         caps = torch._C._cpu._get_cpu_capability()
     except (AttributeError, RuntimeError):
@@ -74,7 +74,8 @@ def cpu_has_native_bf16() -> bool:
 def pick_precision(precision: str, device: torch.device) -> str:
     """Resolve ``auto`` to the fastest precision this device runs well; other names pass through.
 
-    ``auto``: bf16 on CUDA GPUs that support it (fp16 on older ones), bf16 on CPUs with native
+    ``auto``: bf16 on CUDA GPUs that support it (fp16 on older ones with tensor cores, fp32 on
+    those without), bf16 on CPUs with native
     bf16, fp32 elsewhere (Apple MPS, older CPUs). Reduced precision keeps GroupNorm's statistics and
     all sampler math in fp32; the network's activations and weights are 16-bit.
     """
@@ -84,7 +85,10 @@ def pick_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     if is_cuda(device):
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if torch.cuda.is_bf16_supported():
+            return "bf16"
+        # fp16 only with tensor cores (Volta and later); older GPUs compute half slower than fp32
+        return "fp16" if torch.cuda.get_device_capability(device) >= (7, 0) else "fp32"
     if device.type == "cpu" and cpu_has_native_bf16():
         return "bf16"
     return "fp32"

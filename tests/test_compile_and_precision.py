@@ -33,9 +33,11 @@ def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, native_bf16, exp
     assert pick_precision("fp16", CPU) == "fp16"
 
 
-@pytest.mark.parametrize("bf16_ok, expected", [(True, "bf16"), (False, "fp16")])
-def test_auto_precision_on_cuda_prefers_bf16(monkeypatch, bf16_ok, expected):
+@pytest.mark.parametrize("bf16_ok, capability, expected", [(True, (8, 0), "bf16"), (False, (7, 5), "fp16"),
+                                                            (False, (6, 1), "fp32")])
+def test_auto_precision_on_cuda_prefers_bf16(monkeypatch, bf16_ok, capability, expected):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_ok)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
     assert pick_precision("auto", torch.device("cuda", 0)) == expected
     assert pick_precision("auto", torch.device("mps")) == "fp32"
 
