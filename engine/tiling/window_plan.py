@@ -12,15 +12,23 @@ Conventions (all sizes in pixels of the canvas being restored):
   observation (symmetric reflection at input resolution, see ``engine.tiling.problem``), restores
   the padded canvas and crops the result back to ``height × width``. Canvases that are not a
   multiple of ``align`` are padded up to one the same way.
-* **Levels (wavefront).** level(w) = 1 + the highest level among raster-earlier windows whose box
-  intersects w's box (0 if none). Windows of one level never overlap, and every window a window
-  depends on has a lower level, so one batch per level reproduces raster order exactly.
+* **Levels (wavefront).** A window writes only the pixels no raster-earlier window covers (the
+  pixels it *owns*); everything else in its box is a known region, imposed from the canvas.
+  level(w) = 1 + the highest level among the windows that own a pixel of w's box (0 if none).
+  So every pixel a window reads is written by a lower level, and no pixel is written twice: one
+  batch per level reproduces raster order exactly. On a grid with stride ≤ window the owned part
+  of window (i, j) is a rectangle (its rows below row i−1 × its columns right of column j−1), so
+  (i, j) depends on (i, j−1) and (i−1, j) but not on (i−1, j+1), whose overlap with it was
+  written by (i−1, j): windows on one anti-diagonal run together, R + C − 1 levels for R × C
+  windows (2(R−1) + C if every overlap were a dependency).
 """
 
 from __future__ import annotations
 
 import math
 from typing import NamedTuple, Sequence, Union
+
+import numpy as np
 
 from engine.geometry import Box
 
@@ -126,22 +134,31 @@ def plan_windows(
     return WindowPlan(height, width, ph, pw, wh, ww, align, boxes, tuple(levels))
 
 
-def _intersecting(origins: Sequence[int], size: int) -> list[list[int]]:
-    """For each origin index, the indices of origins whose interval [o, o+size) meets it."""
-    out = []
-    for i, a in enumerate(origins):
-        out.append([j for j, b in enumerate(origins) if a < b + size and b < a + size])
+def _owned(origins: Sequence[int], size: int) -> list[tuple[int, int]]:
+    """For each (ascending) origin along one axis, the interval [start, end) no earlier one covers."""
+    out, covered = [], 0
+    for o in origins:
+        out.append((max(o, covered), o + size))
+        covered = max(covered, o + size)
     return out
+
+
+def _owner_hits(origins: Sequence[int], size: int) -> list[list[int]]:
+    """For each origin index i, the indices k whose owned interval meets [origins[i], origins[i] + size)."""
+    owned = _owned(origins, size)
+    return [[k for k, (start, end) in enumerate(owned) if start < a + size and a < end] for a in origins]
 
 
 def grid_levels(rows: Sequence[int], cols: Sequence[int], window_h: int, window_w: int) -> list[int]:
     """Wavefront levels of a grid of equal boxes (raster order), from the actual intervals.
 
-    Two boxes intersect iff their row intervals and their column intervals both intersect, so only
-    those neighbours are checked: O(windows · neighbours) instead of O(windows²).
+    On a grid with stride ≤ window the earlier windows cover whole rows above row i and the
+    left part of row i, so the pixels window (k, l) owns are owned-rows(k) × owned-columns(l);
+    it owns a pixel of (i, j) iff both intervals meet. Only those neighbours are checked:
+    O(windows · neighbours) instead of O(windows²).
     """
-    row_hits = _intersecting(rows, window_h)
-    col_hits = _intersecting(cols, window_w)
+    row_hits = _owner_hits(rows, window_h)
+    col_hits = _owner_hits(cols, window_w)
     n_cols = len(cols)
     levels = [0] * (len(rows) * n_cols)
     for i in range(len(rows)):
@@ -159,9 +176,15 @@ def grid_levels(rows: Sequence[int], cols: Sequence[int], window_h: int, window_
 
 
 def levels_from_boxes(boxes: Sequence[Box]) -> list[int]:
-    """Wavefront levels for ANY list of boxes in raster order (O(n²); the reference definition)."""
+    """Wavefront levels for ANY list of boxes in raster order, from a pixel owner map (the
+    reference definition; O(total box area))."""
+    if not boxes:
+        return []
+    owner = np.full((max(b.bottom for b in boxes), max(b.right for b in boxes)), -1, np.int64)
     levels: list[int] = []
     for k, box in enumerate(boxes):
-        earlier = [levels[m] for m in range(k) if boxes[m].intersects(box)]
-        levels.append(1 + max(earlier) if earlier else 0)
+        region = owner[box.slices()]
+        owners = np.unique(region[region >= 0])
+        levels.append(1 + max(levels[m] for m in owners) if owners.size else 0)
+        region[region < 0] = k
     return levels
