@@ -225,7 +225,7 @@ def end_to_end(request: RestoreRequest, denoiser: Callable, max_windows: Optiona
     cancel = threading.Event()
     done = 0
     total_windows = None
-    calls = 0
+    calls = levels = 0
     start = time.perf_counter()
     for event in restore(request, cancel, denoiser=denoiser):
         if total_windows is None and hasattr(event, "boxes"):
@@ -236,6 +236,7 @@ def end_to_end(request: RestoreRequest, denoiser: Callable, max_windows: Optiona
                 cancel.set()
         if isinstance(event, FinishedEvent):
             calls = event.report.get("denoiser_calls", 0)
+            levels = event.report.get("levels", 0)
             break
         if cancel.is_set():
             break
@@ -250,6 +251,7 @@ def end_to_end(request: RestoreRequest, denoiser: Callable, max_windows: Optiona
         "seconds": round(seconds if measured_all else per_window * total_windows, 3),
         "extrapolated": not measured_all,
         "denoiser_calls": calls,
+        "levels": levels,  # sequential wavefront batches (0 when stopped early)
     }
 
 
@@ -335,7 +337,7 @@ def run_benchmark(*, config: str = "official", device: torch.device, precision: 
         r_fast = end_to_end(req.replace(precision=precision, batch=batch), fast_den)
         entry: dict[str, Any] = {"fast": r_fast}
         log(f"{output_size}² SR×4 MSR, {label}: ours {r_fast['seconds']:.1f} s "
-            f"({r_fast['windows']} windows, {r_fast['denoiser_calls']} window-steps)")
+            f"({r_fast['windows']} windows in {r_fast['levels']} wavefront levels, {r_fast['denoiser_calls']} window-steps)")
         if base_den is not None:
             r_base = end_to_end(req.replace(precision="fp32", batch=1), base_den, baseline_windows)
             entry["baseline"] = r_base

@@ -89,6 +89,7 @@ def test_benchmark_runs_at_a_tiny_size_on_cpu():
     assert len(jobs) == 2
     for entry in jobs.values():
         assert entry["fast"]["windows"] == 9 and not entry["fast"]["extrapolated"]
+        assert entry["fast"]["levels"] == 3 + 3 - 1  # 3×3 windows: 5 anti-diagonals
         assert entry["baseline"]["windows_measured"] == 2 and entry["baseline"]["extrapolated"]
         assert entry["speedup"] > 0
     assert any("speed-up" in line for line in lines)
