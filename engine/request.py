@@ -23,6 +23,25 @@ NATIVE_BF16_LABEL = "native bf16"
 ImageSource = Union[str, np.ndarray]
 
 
+#: The smallest window the networks take (they downsample 5 times).
+MIN_WINDOW = 32
+
+
+def _whole(name: str, value: Any, low: int, high: Optional[int] = None) -> int:
+    """``value`` as a plain int; it must be a whole number (not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{name} must be {span}, got {value}")
+    return int(value)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
 @dataclass(frozen=True)
 class Quirks:
     """Parity switches that reproduce the reference code's behaviour. All off = the paper."""
@@ -80,19 +99,25 @@ class RestoreRequest:
     quirks: Quirks = field(default_factory=Quirks)
 
     def __post_init__(self) -> None:
-        t = self.tasks
-        if t.sr < 1:
-            raise InputError(f"upscale factor must be a whole number ≥ 1, got {t.sr}")
+        # whole numbers are stored as plain ints (numpy integers too: the request is JSON)
+        t = dataclasses.replace(self.tasks, sr=_whole("upscale factor", self.tasks.sr, 1))
+        object.__setattr__(self, "tasks", t)
+        _choice("upscale kernel", t.sr_kernel, ("avgpool", "bicubic"))
         if t.inpaint and self.mask is None:
             raise InputError("filling masked areas needs a mask")
-        if self.steps < 1 or self.steps > 1000:
-            raise InputError(f"steps must be between 1 and 1000, got {self.steps}")
-        if self.travel_length < 1 or self.travel_repeat < 1:
-            raise InputError("time travel length and repeat must be ≥ 1")
+        for name, label, low, high in (("steps", "steps", 1, 1000), ("travel_length", "time travel length", 1, None),
+                                       ("travel_repeat", "time travel repeat", 1, None), ("seed", "seed", 0, None),
+                                       ("window", "window", MIN_WINDOW, None), ("overlap", "overlap", 0, None)):
+            object.__setattr__(self, name, _whole(label, getattr(self, name), low, high))
+        if self.batch != "auto":
+            object.__setattr__(self, "batch", _whole("batch", self.batch, 1))
+        _choice("sampler", self.sampler, ("ddim", "ddpm"))
+        _choice("tiling", self.tiling, ("auto", "none", "msr"))
+        _choice("precision", self.precision, PRECISION_CHOICES)
         if not 0.0 <= self.eta <= 1.0:
             raise InputError(f"eta must be in [0, 1], got {self.eta}")
-        if t.noise < 0:
-            raise InputError("noise level must be ≥ 0")
+        if not 0.0 <= t.noise <= 1.0:
+            raise InputError(f"the noise level must be in [0, 1] (pixel units), got {t.noise}")
         if self.hir_start is not None and not 0 < self.hir_start < 1000:
             raise InputError(f"the HiR warm start must be a timestep in 1..999, got {self.hir_start}")
         if not 0 <= self.overlap < self.window:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 
@@ -81,6 +83,37 @@ def test_random_model_is_announced_loudly():
     assert "test-tiny has random weights: its output is NOT a restoration" in warnings
     fin = events[-1]
     assert fin.report["is_random_model"] is True and fin.result.shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"tasks": Tasks(sr=2.5)}, "upscale factor must be a whole number"),
+        ({"tasks": Tasks(sr=2, sr_kernel="lanczos")}, "unknown upscale kernel"),
+        ({"tasks": Tasks(noise=float("inf"))}, "noise level must be in [0, 1]"),
+        ({"tasks": Tasks(noise=5.0)}, "noise level must be in [0, 1]"),
+        ({"steps": 2.5}, "steps must be a whole number"),
+        ({"steps": True}, "steps must be a whole number"),
+        ({"window": 4, "overlap": 0}, "window must be at least 32"),
+        ({"batch": 0}, "batch must be at least 1"),
+        ({"batch": "x"}, "batch must be a whole number"),
+        ({"sampler": "foo"}, "unknown sampler 'foo'"),
+        ({"tiling": "foo"}, "unknown tiling 'foo'"),
+        ({"precision": "int8"}, "unknown precision 'int8'"),
+        ({"seed": -1}, "seed must be at least 0"),
+    ],
+)
+def test_bad_request_values_are_refused_with_a_message(changes, words):
+    with pytest.raises(InputError) as err:
+        RestoreRequest(image=gradient_image(8, 8), **{"tasks": Tasks(colorize=True), **changes})
+    assert words in str(err.value)
+
+
+def test_whole_numbers_from_numpy_are_accepted():
+    req = RestoreRequest(image=gradient_image(8, 8), tasks=Tasks(sr=np.int64(2)), steps=np.int32(3), batch=2)
+    assert req.steps == 3 and req.tasks.sr == 2
+    assert type(req.steps) is int and type(req.tasks.sr) is int
+    assert RestoreRequest.from_dict(json.loads(req.replace(image="x.png").to_json())) == req.replace(image="x.png")
 
 
 def test_mask_of_wrong_size_names_both_sizes():
