@@ -111,9 +111,10 @@ def test_state_round_trip(tmp_path):
 class OverflowingDenoiser(TinyDenoiser):
     """Healthy for the first ``healthy_calls`` calls, then NaN (like a model overflowing in fp16)."""
 
-    def __init__(self, healthy_calls):
+    def __init__(self, healthy_calls, precision="fp16"):
         super().__init__()
         self.healthy_calls = healthy_calls
+        self.precision = precision
 
     def __call__(self, x, t):
         eps = super().__call__(x, t)
@@ -134,3 +135,16 @@ def test_nan_from_the_network_stops_with_a_clear_error_and_keeps_finished_window
     assert len(finished) == 2
     state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert sum(len(s["finished"]) for s in state["stages"].values()) >= 1  # saved level by level
+
+
+@pytest.mark.parametrize("precision, advice, not_advice", [
+    ("bf16", "choose fp32", "bf16"), ("fp32", "model file may be damaged", "choose"),
+])
+def test_nan_advice_follows_the_precision_that_ran(tmp_path, precision, advice, not_advice):
+    from engine.errors import NumericalError
+
+    req = make_request(tmp_path, batch=1)
+    with pytest.raises(NumericalError) as err:
+        for _ in restore(req, denoiser=OverflowingDenoiser(healthy_calls=0, precision=precision)):
+            pass
+    assert advice in str(err.value) and not_advice not in str(err.value).split(";")[1]

@@ -77,6 +77,17 @@ def window_seed(seed: int, stage_id: int, index: int) -> int:
     return z & (2**63 - 1)
 
 
+def invalid_values_message(precision: Optional[str]) -> str:
+    """What to tell the user when the network produced NaN or infinity at ``precision``."""
+    advice = {
+        "fp16": "fp16 overflows with some models: choose bf16 or fp32 precision",
+        "bf16": "choose fp32 precision",
+        "auto": "choose fp32 precision",
+    }.get(precision or "", "the model file may be damaged: check it under Models (verify)")
+    return (f"the network produced invalid values (NaN or infinity), so these windows were not written; "
+            f"{advice} (windows already finished are kept)")
+
+
 def batch_operator(ops: Sequence[Operator]) -> Operator:
     """One operator acting on a batch whose sample i belongs to window i."""
     if len(ops) == 1:
@@ -194,10 +205,7 @@ class MsrStage:
             self._carried = step.x_t
         result = step.x0_hat if s.sigma_y > 0 else project_in_range(constraint, step.x0_hat)
         if not bool(torch.isfinite(result).all()):  # one check per batch, never inside the step loop
-            raise NumericalError(
-                "the network produced invalid values (NaN or infinity), so these windows were not written; "
-                "this happens when a model overflows in reduced precision: choose bf16 or fp32 precision "
-                "(windows already finished are kept)")
+            raise NumericalError(invalid_values_message(getattr(self.denoiser, "precision", None)))
         for k, (i, box) in enumerate(zip(chunk, boxes)):
             self.canvas.write(box, result[k])
             self.finished.add(i)
