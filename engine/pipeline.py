@@ -60,6 +60,21 @@ def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarr
     return rgb, mask
 
 
+#: A photo whose channels differ by at most this (in [0, 1]) at every pixel is black and white:
+#: gray scans saved as RGB and JPEG round trips stay within it; toned prints (sepia) and a colour
+#: date stamp do not.
+MONOCHROME_TOLERANCE = 3 / 255
+
+
+def looks_monochrome(rgb: np.ndarray) -> bool:
+    """Whether (h, w, 3) pixels in [0, 1] are a black-and-white photo (R ≈ G ≈ B everywhere)."""
+    for top in range(0, rgb.shape[0], 256):  # in row bands: no full-size temporary
+        band = rgb[top : top + 256]
+        if float((band.max(axis=2) - band.min(axis=2)).max()) > MONOCHROME_TOLERANCE:
+            return False
+    return True
+
+
 def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> WindowPlan:
     """Windows for a (height, width) canvas with the request's window/overlap, aligned to ``align``."""
     if request.tiling == "none":
@@ -112,7 +127,12 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
 
     photo = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0 - 1.0
     mask_t = None if fill is None else torch.from_numpy(fill.astype(np.float32))[None, None]
-    base = PhotoProblem(tasks, photo, mask_t, device, torch.float32, request.quirks)
+    monochrome = not tasks.colorize and looks_monochrome(rgb)
+    if monochrome:
+        yield LogEvent("info", "the photo is black and white, so the result stays black and white "
+                               "(tick Colorize to add colour)")
+        photo = photo.mean(dim=1, keepdim=True).expand_as(photo).contiguous()  # exactly gray y
+    base = PhotoProblem(tasks, photo, mask_t, device, torch.float32, request.quirks, monochrome)
 
     # geometry: HiR factor, alignment, plans, padding
     factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
@@ -208,6 +228,7 @@ def _report(request, base, result, input_hw, output_hw, progress, plans, factor,
         "batches": progress.batches,
         "levels": sum(p.num_levels for p in plans),
         "hir_factor": factor,
+        "monochrome": base.monochrome,
         "model": request.model,
         "is_random_model": is_random,
     }

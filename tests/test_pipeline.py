@@ -200,3 +200,60 @@ def test_pipeline_with_oracle_on_a_real_photo(task):
     fin = run_to_completion(req, denoiser=GlobalOracle(x))
     assert np.abs(fin.result - clean).max() < 1e-3
     assert fin.report["consistency"] < 1e-3
+
+
+def gray_photo(h, w):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.repeat((0.2 + 0.6 * (xx / w) * (0.5 + 0.5 * np.cos(yy / 7)))[..., None], 3, axis=2)
+
+
+def colourful_oracle(h, w):
+    """An oracle whose clean image is strongly coloured: whatever it fills in has colour."""
+    return GlobalOracle(torch.from_numpy(gradient_image(h, w)).permute(2, 0, 1)[None] * 2 - 1)
+
+
+def spread(result):
+    return float((result.max(axis=2) - result.min(axis=2)).max())
+
+
+@pytest.mark.parametrize("tasks", [Tasks(inpaint=True), Tasks(inpaint=True, sr=2), Tasks(sr=2, noise=0.05)])
+def test_black_and_white_photo_stays_black_and_white(tasks):
+    h, w = 32, 48
+    mask = np.zeros((h, w), bool)
+    mask[8:24, 10:30] = True
+    photo = gray_photo(h, w)
+    req = RestoreRequest(image=photo, mask=mask, tasks=tasks, steps=3, window=32, overlap=16, hir=False)
+    events = collect(req, denoiser=colourful_oracle(h * tasks.sr, w * tasks.sr))
+    fin = events[-1]
+    assert fin.report["monochrome"] is True
+    assert any(isinstance(e, LogEvent) and "stays black and white" in e.message for e in events)
+    assert spread(fin.result) == 0.0  # R = G = B exactly, in the fill and the new detail alike
+    if tasks.inpaint and tasks.sr == 1 and not tasks.noise:
+        np.testing.assert_allclose(fin.result[~mask], photo[~mask], atol=1e-4)  # known pixels kept
+        assert np.abs(fin.result[mask] - photo[mask]).max() > 0.05  # and the hole was really filled
+
+
+def test_colour_appears_when_asked_for_or_present():
+    h, w = 32, 48
+    mask = np.zeros((h, w), bool)
+    mask[8:24, 10:30] = True
+    oracle = colourful_oracle(h, w)
+    colorized = run_to_completion(RestoreRequest(image=gray_photo(h, w), mask=mask, tasks=Tasks(inpaint=True, colorize=True),
+                                                 steps=3, window=32, overlap=16, hir=False), denoiser=oracle)
+    assert colorized.report["monochrome"] is False and spread(colorized.result) > 0.2
+    stamped = gray_photo(h, w)
+    stamped[2:5, 40:45] = [0.8, 0.1, 0.1]  # a small red date stamp: the photo is not black and white
+    filled = run_to_completion(RestoreRequest(image=stamped, mask=mask, tasks=Tasks(inpaint=True), steps=3,
+                                              window=32, overlap=16, hir=False), denoiser=oracle)
+    assert filled.report["monochrome"] is False
+    np.testing.assert_allclose(filled.result[2:5, 40:45], stamped[2:5, 40:45], atol=1e-4)  # the stamp is kept
+
+
+def test_looks_monochrome_tolerates_rounding_not_tint():
+    from engine.pipeline import looks_monochrome
+
+    photo = gray_photo(300, 40)
+    noisy = photo + np.random.default_rng(0).integers(-1, 2, photo.shape) / 255.0  # ±1 level per channel
+    assert looks_monochrome(photo) and looks_monochrome(noisy.astype(np.float32))
+    sepia = photo * np.array([1.0, 0.85, 0.65], np.float32)
+    assert not looks_monochrome(sepia)

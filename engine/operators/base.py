@@ -124,6 +124,30 @@ class KnownPixels(Constraint):
         return self if inner is self.inner else KnownPixels(inner, self.mask, self.values)
 
 
+class Monochrome(Constraint):
+    """The result stays black and white: x̂0 = inner(gray(x0)), gray = the channel mean replicated.
+
+    For operators that treat the three channels alike (masks, pooling, blur, identity) and a gray
+    observation, ``inner`` maps gray images to gray images, so x̂0 satisfies both the inner
+    constraint and R = G = B exactly (the projection onto their intersection)."""
+
+    def __init__(self, inner: Constraint):
+        self.inner = inner
+
+    def project(self, x0, lam=1.0):
+        return self.inner.project(x0.mean(dim=1, keepdim=True).expand_as(x0), lam)
+
+    def noise_gain(self) -> float:
+        return self.inner.noise_gain()
+
+    def residual(self, x) -> float:
+        return self.inner.residual(x)
+
+    def hard_part(self) -> Constraint:
+        inner = self.inner.hard_part()
+        return self if inner is self.inner else Monochrome(inner)
+
+
 def project_in_range(constraint: Constraint, x: torch.Tensor, iters: int = 40) -> torch.Tensor:
     """A point of [-1, 1] that satisfies ``constraint`` (to float precision), near ``x``.
 

@@ -22,7 +22,7 @@ import torch
 from engine.errors import Cancelled, NumericalError, OutOfMemory
 from engine.events import Event, LogEvent, PlanEvent, ProgressEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
-from engine.operators.base import Constraint, KnownPixels, Observation, Operator, project_in_range
+from engine.operators.base import Constraint, KnownPixels, Monochrome, Observation, Operator, project_in_range
 from engine.request import Quirks
 from engine.samplers import per_sample_randn, sample
 from engine.samplers.noise import seeded_generators
@@ -178,6 +178,8 @@ class MsrStage:
         known_mask, known_values = self.canvas.known(boxes, device, dtype)
         if bool(known_mask.any()):
             constraint = KnownPixels(constraint, known_mask, known_values)
+        if problem.monochrome:
+            constraint = Monochrome(constraint)
         gens = seeded_generators([window_seed(self.settings.seed, self.stage_id, i) for i in chunk], device)
         shape = (len(chunk), 3, self.plan.window_h, self.plan.window_w)
         if self.start is not None:

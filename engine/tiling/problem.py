@@ -33,6 +33,7 @@ class WindowProblem(Protocol):
     scale: int  # output pixels per observed pixel (SR factor)
     device: torch.device
     dtype: torch.dtype
+    monochrome: bool  # the result must stay black and white (R = G = B)
 
     def operator(self, box: Box) -> Operator: ...
 
@@ -47,6 +48,7 @@ class ObservedProblem:
     y: torch.Tensor  # (1, C, h_obs, w_obs)
     height: int
     width: int
+    monochrome: bool = False
 
     @property
     def scale(self) -> int:
@@ -79,6 +81,7 @@ class PhotoProblem:
     device: torch.device
     dtype: torch.dtype = torch.float32
     quirks: Quirks = Quirks()
+    monochrome: bool = False  # a black-and-white photo restored without colorizing stays so
 
     @property
     def scale(self) -> int:
