@@ -142,7 +142,10 @@ def register(subparsers: Any) -> None:
     tiling.add_argument("--window", type=_whole(8), metavar="N")
     tiling.add_argument("--overlap", type=_whole(0), metavar="N")
     tiling.add_argument("--batch", type=parse_batch, metavar="auto|N")
-    tiling.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
+    saved = tiling.add_mutually_exclusive_group()
+    saved.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
+    saved.add_argument("--restart", action="store_true",
+                       help=f"discard the finished windows in OUTPUT{STATE_SUFFIX}/ and start over")
     out = p.add_argument_group("output")
     out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
     out.add_argument("--quality", type=_whole(1), default=95, metavar="Q", help="JPEG/WebP quality (95)")
@@ -304,6 +307,25 @@ def drain(request: RestoreRequest, renderer: EventRenderer, cancel: threading.Ev
 
 
 # ---------------------------------------------------------------------------------- runs
+def state_dir_for(target: Path) -> Path:
+    """Where the finished windows of an interrupted run for ``target`` are kept."""
+    return Path(str(target) + STATE_SUFFIX)
+
+
+def check_saved_progress(args: argparse.Namespace, targets: list[Path]) -> None:
+    """Finished windows of an interrupted run are never discarded silently: without --resume or
+    --restart, a target whose saved state holds any is refused before anything runs."""
+    if args.resume or args.restart:
+        return
+    from engine.tiling.resume import ResumeState
+
+    for target in targets:
+        saved = ResumeState.saved_windows(state_dir_for(target))
+        if saved:
+            raise InputError(f"{state_dir_for(target)} holds {saved} finished window(s) of an interrupted "
+                             "run: add --resume to continue it, or --restart to discard it and start over")
+
+
 def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path: Optional[Path],
                  renderer: EventRenderer, cancel: threading.Event) -> dict[str, Any]:
     """Restore one photo to ``target``; returns the report (with input/output paths and notes)."""
@@ -313,9 +335,9 @@ def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path
     mask = None
     if mask_path is not None:
         mask = load_mask(mask_path, loaded.size).astype(np.uint8) * 255
-    state_dir = Path(str(target) + STATE_SUFFIX)
-    if not args.resume and state_dir.is_dir():
-        shutil.rmtree(state_dir)  # our own state from an earlier, interrupted run: start fresh
+    state_dir = state_dir_for(target)
+    if not args.resume:  # check_saved_progress let it through: nothing finished there, or --restart
+        shutil.rmtree(state_dir, ignore_errors=True)
     request = build_request(args, loaded.rgb, mask, resume_dir=str(state_dir))
     finished = drain(request, renderer, cancel)
     notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
@@ -340,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
+        check_saved_progress(args, [Path(args.output)])
         report = restore_file(args, source, Path(args.output), Path(args.mask) if args.mask else None,
                               renderer, cancel)
     except (Cancelled, KeyboardInterrupt):
@@ -351,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _cancelled(renderer: EventRenderer, target: Path) -> int:
     renderer.close()
-    renderer.say(f"cancelled. Finished windows are kept in {target}{STATE_SUFFIX}; "
+    renderer.say(f"cancelled. Finished windows are kept in {state_dir_for(target)}; "
                  "run the same command with --resume to continue.")
     return 130
 
@@ -364,6 +387,11 @@ def _find_mask(mask_dir: Path, photo: Path) -> Path:
         if candidate.stem == photo.stem and candidate.suffix.lower() in IMAGE_EXTENSIONS:
             return candidate
     raise InputError(f"no mask named {photo.stem}.* in {mask_dir}")
+
+
+def _folder_target(out_dir: Path, photo: Path) -> Path:
+    """The output file of one photo of a folder run."""
+    return out_dir / photo.name
 
 
 def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
@@ -379,15 +407,16 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    check_saved_progress(args, [_folder_target(out_dir, photo) for photo in photos])
     reports: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     for number, photo in enumerate(photos, 1):
         renderer.say(f"[{number}/{len(photos)}] {photo.name}")
         try:
             mask_path = _find_mask(mask_dir, photo) if mask_dir is not None else None
-            reports.append(restore_file(args, photo, out_dir / photo.name, mask_path, renderer, cancel))
+            reports.append(restore_file(args, photo, _folder_target(out_dir, photo), mask_path, renderer, cancel))
         except (Cancelled, KeyboardInterrupt):
-            return _cancelled(renderer, out_dir / photo.name)
+            return _cancelled(renderer, _folder_target(out_dir, photo))
         except EngineError as exc:
             renderer.say(f"error: {photo.name}: {exc}")
             failed.append({"input": str(photo), "error": str(exc)})

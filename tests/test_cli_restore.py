@@ -37,9 +37,11 @@ class FakePipeline:
         self.sigint = sigint
         self.interrupt = interrupt
         self.cancel_seen = None
+        self.state_seen: list[bool] = []  # whether the resume state existed when each run started
 
     def __call__(self, request, cancel=None):
         self.requests.append(request)
+        self.state_seen.append(bool(request.resume_dir) and Path(request.resume_dir).exists())
         self.cancel_seen = cancel
         image = request.image
         yield StageEvent("restoring")
@@ -282,3 +284,52 @@ def test_end_to_end_real_photo_colorize_keeps_icc(tmp_path):
         assert im.size == src.size and im.mode == "RGB"
         assert im.info.get("icc_profile") == src.info["icc_profile"]
     _check_report(report, out, (220, 276), (220, 276))
+
+
+# ------------------------------------------------------------------- saved progress
+def _saved_state(target: Path, finished=(0, 1, 2)) -> Path:
+    """An interrupted run's state beside ``target`` with ``finished`` windows done."""
+    state = Path(str(target) + cli_restore.STATE_SUFFIX)
+    state.mkdir(parents=True)
+    stages = {"restore": {"finished": list(finished), "shape": [64, 64]}}
+    (state / "state.json").write_text(json.dumps({"version": 1, "fingerprint": "f", "stages": stages}))
+    return state
+
+
+def test_saved_progress_is_never_discarded_without_resume_or_restart(tmp_path, capsys, fake):
+    photo, out = _photo(tmp_path / "p.png"), tmp_path / "o.png"
+    state = _saved_state(out)
+    assert main(["restore", str(photo), "-o", str(out), "--colorize"]) == 2
+    err = capsys.readouterr().err
+    assert "3 finished window" in err and "--resume" in err and "--restart" in err
+    assert (state / "state.json").is_file() and not fake.requests
+
+
+def test_resume_keeps_and_restart_discards_saved_progress(tmp_path, fake):
+    photo, out = _photo(tmp_path / "p.png"), tmp_path / "o.png"
+    state = _saved_state(out)
+    assert main(["restore", str(photo), "-o", str(out), "--colorize", "--resume"]) == 0
+    _saved_state(out)
+    assert main(["restore", str(photo), "-o", str(out), "--colorize", "--restart"]) == 0
+    assert fake.state_seen == [True, False] and not state.exists()
+
+
+def test_state_without_finished_windows_is_replaced_quietly(tmp_path, fake):
+    photo, out = _photo(tmp_path / "p.png"), tmp_path / "o.png"
+    _saved_state(out, finished=())
+    assert main(["restore", str(photo), "-o", str(out), "--colorize"]) == 0 and out.is_file()
+
+
+def test_folder_mode_checks_saved_progress_before_any_photo(tmp_path, capsys, fake):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    _photo(src / "a.png"), _photo(src / "b.png")
+    _saved_state(dst / "b.png", finished=(4,))
+    assert main(["restore", str(src), "-o", str(dst), "--colorize"]) == 2
+    assert "1 finished window" in capsys.readouterr().err and not fake.requests
+
+
+def test_resume_and_restart_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["restore", "in.png", "-o", "out.png", "--colorize", "--resume", "--restart"])
+    assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err
