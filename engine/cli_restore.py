@@ -394,6 +394,11 @@ def _folder_target(out_dir: Path, photo: Path) -> Path:
     return out_dir / photo.name
 
 
+def _finished_earlier(target: Path) -> bool:
+    """An earlier run wrote ``target`` and no later run of it was interrupted."""
+    return target.is_file() and not state_dir_for(target).exists()
+
+
 def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
                 cancel: threading.Event) -> int:
     out_dir = Path(args.output)
@@ -410,17 +415,23 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     check_saved_progress(args, [_folder_target(out_dir, photo) for photo in photos])
     reports: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
+    skipped: list[str] = []
     for number, photo in enumerate(photos, 1):
+        target = _folder_target(out_dir, photo)
+        if args.resume and _finished_earlier(target):
+            renderer.say(f"[{number}/{len(photos)}] {photo.name}: already restored in {target}, skipped")
+            skipped.append(str(photo))
+            continue
         renderer.say(f"[{number}/{len(photos)}] {photo.name}")
         try:
             mask_path = _find_mask(mask_dir, photo) if mask_dir is not None else None
-            reports.append(restore_file(args, photo, _folder_target(out_dir, photo), mask_path, renderer, cancel))
+            reports.append(restore_file(args, photo, target, mask_path, renderer, cancel))
         except (Cancelled, KeyboardInterrupt):
-            return _cancelled(renderer, _folder_target(out_dir, photo))
+            return _cancelled(renderer, target)
         except EngineError as exc:
             renderer.say(f"error: {photo.name}: {exc}")
             failed.append({"input": str(photo), "error": str(exc)})
     if args.report:
-        write_report(args.report, {"files": reports, "failed": failed})
-    renderer.say(f"done: {len(reports)} restored, {len(failed)} failed")
+        write_report(args.report, {"files": reports, "failed": failed, "skipped": skipped})
+    renderer.say(f"done: {len(reports)} restored, {len(skipped)} skipped, {len(failed)} failed")
     return 1 if failed else 0

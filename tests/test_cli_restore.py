@@ -333,3 +333,20 @@ def test_resume_and_restart_exclude_each_other(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["restore", "in.png", "-o", "out.png", "--colorize", "--resume", "--restart"])
     assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_folder_resume_skips_finished_photos_and_continues_interrupted_ones(tmp_path, capsys, fake):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        _photo(src / name)
+    dst.mkdir()
+    _photo(dst / "a.png")  # finished by the earlier run
+    _photo(dst / "b.png")  # an older result, but a later run of b was interrupted
+    _saved_state(dst / "b.png")
+    report = tmp_path / "r.json"
+    assert main(["restore", str(src), "-o", str(dst), "--colorize", "--resume", "--report", str(report)]) == 0
+    assert [Path(r.resume_dir).name for r in fake.requests] == ["b.png.restorer-state", "c.png.restorer-state"]
+    err = capsys.readouterr().err
+    assert "a.png: already restored" in err and "skipped" in err and "2 restored, 1 skipped" in err
+    assert json.loads(report.read_text())["skipped"] == [str(src / "a.png")]
