@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from engine.cli_common import refuse_overwriting
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
@@ -362,9 +363,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
-        check_saved_progress(args, [Path(args.output)])
-        report = restore_file(args, source, Path(args.output), Path(args.mask) if args.mask else None,
-                              renderer, cancel)
+        target, mask_path = Path(args.output), Path(args.mask) if args.mask else None
+        refuse_overwriting({"the input photo": source, "the mask": mask_path},
+                           {"OUTPUT": target, "the report": Path(args.report) if args.report else None})
+        check_saved_progress(args, [target])
+        report = restore_file(args, source, target, mask_path, renderer, cancel)
     except (Cancelled, KeyboardInterrupt):
         return _cancelled(renderer, Path(args.output))
     if args.report:
@@ -404,9 +407,8 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"INPUT is a folder, so OUTPUT must be a folder too: {out_dir}")
-    if out_dir.resolve() == folder.resolve():
-        raise InputError("OUTPUT must be a different folder from INPUT (the originals are never overwritten)")
     mask_dir = Path(args.mask) if args.mask else None
+    refuse_overwriting({"the input folder": folder, "the mask folder": mask_dir}, {"OUTPUT": out_dir})
     if mask_dir is not None and not mask_dir.is_dir():
         raise InputError(f"in folder mode --mask must be a folder of masks: {mask_dir}")
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

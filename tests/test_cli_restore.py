@@ -350,3 +350,28 @@ def test_folder_resume_skips_finished_photos_and_continues_interrupted_ones(tmp_
     err = capsys.readouterr().err
     assert "a.png: already restored" in err and "skipped" in err and "2 restored, 1 skipped" in err
     assert json.loads(report.read_text())["skipped"] == [str(src / "a.png")]
+
+
+# ---------------------------------------------------------------- originals are kept
+@pytest.mark.parametrize("victim", ["photo", "mask", "photo via symlink", "photo via report"])
+def test_outputs_never_overwrite_the_photo_or_mask(tmp_path, capsys, monkeypatch, fake, victim):
+    photo = _photo(tmp_path / "p.png", (16, 20))
+    Image.new("L", (20, 16), 255).save(tmp_path / "m.png")
+    (tmp_path / "link.png").symlink_to(photo)
+    out, report = {"photo": ("./p.png", None), "mask": ("m.png", None), "photo via symlink": ("link.png", None),
+                   "photo via report": ("o.png", "p.png")}[victim]
+    before = {p.name: p.read_bytes() for p in (photo, tmp_path / "m.png")}
+    argv = ["restore", "p.png", "-o", out, "--mask", "m.png"] + (["--report", report] if report else [])
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert "never overwritten" in capsys.readouterr().err and not fake.requests
+    assert before == {p.name: p.read_bytes() for p in (photo, tmp_path / "m.png")}
+
+
+def test_folder_output_must_differ_from_the_mask_folder(tmp_path, capsys, fake):
+    src, masks = tmp_path / "in", tmp_path / "masks"
+    src.mkdir(), masks.mkdir()
+    _photo(src / "a.png", (16, 16))
+    Image.new("L", (16, 16), 255).save(masks / "a.png")
+    assert main(["restore", str(src), "-o", str(masks), "--mask", str(masks)]) == 2
+    assert "mask folder" in capsys.readouterr().err and not fake.requests
