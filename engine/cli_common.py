@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -26,3 +27,41 @@ def refuse_overwriting(inputs: dict[str, Optional[Path]], outputs: dict[str, Opt
             if out is not None and source is not None and same_file(out, source):
                 raise InputError(f"{out_name} {out} is {in_name}: choose another one "
                                  "(the originals are never overwritten)")
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """Refuse a file destination that cannot be written (a folder, under a file, in a read-only
+    place), before any work starts. ``what`` names it in the message (e.g. "OUTPUT", "the report")."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder: give a file name")
+    _check_can_create_in(path.parent, what, path)
+
+
+def check_writable_folder(path: Path, what: str) -> None:
+    """Refuse a folder destination that is a file or cannot be created or written, before any work."""
+    path = Path(path)
+    if os.path.exists(path) and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a folder")
+    _check_can_create_in(path, what, path)
+
+
+def write_failure(exc: OSError, path: Path) -> str:
+    """One sentence for a failed write, without a traceback."""
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def _check_can_create_in(folder: Path, what: str, path: Path) -> None:
+    """Files can be created in ``folder``, or in its nearest existing ancestor (missing folders are
+    made when the file is written): a real probe, since permissions alone do not tell (e.g. /proc)."""
+    existing = Path(os.path.abspath(folder))
+    while not os.path.exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write {what} {path}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".restorer-write-check-", dir=existing)
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {path}: {existing} is not writable ({exc.strerror or exc})") from None
+    os.close(handle)
+    os.unlink(probe)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from engine.cli_common import refuse_overwriting
+from engine.cli_common import check_writable_file, check_writable_folder, refuse_overwriting, write_failure
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
@@ -313,23 +313,29 @@ def state_dir_for(target: Path) -> Path:
     return Path(str(target) + STATE_SUFFIX)
 
 
+def _saved_windows(state_dir: Path) -> int:
+    from engine.tiling.resume import ResumeState
+
+    return ResumeState.saved_windows(state_dir)
+
+
 def check_saved_progress(args: argparse.Namespace, targets: list[Path]) -> None:
     """Finished windows of an interrupted run are never discarded silently: without --resume or
     --restart, a target whose saved state holds any is refused before anything runs."""
     if args.resume or args.restart:
         return
-    from engine.tiling.resume import ResumeState
-
     for target in targets:
-        saved = ResumeState.saved_windows(state_dir_for(target))
+        saved = _saved_windows(state_dir_for(target))
         if saved:
             raise InputError(f"{state_dir_for(target)} holds {saved} finished window(s) of an interrupted "
                              "run: add --resume to continue it, or --restart to discard it and start over")
 
 
 def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path: Optional[Path],
-                 renderer: EventRenderer, cancel: threading.Event) -> dict[str, Any]:
-    """Restore one photo to ``target``; returns the report (with input/output paths and notes)."""
+                 renderer: EventRenderer, cancel: threading.Event,
+                 report_path: Optional[Path] = None) -> dict[str, Any]:
+    """Restore one photo to ``target`` (and its report to ``report_path``); returns the report
+    (with input/output paths and notes). The job's saved state is removed once all is written."""
     if target.suffix.lower() not in SAVE_FORMATS:
         raise InputError(f"cannot write {target.name!r}: use .png, .jpg, .tif or .webp")
     loaded = load_image(source)
@@ -341,16 +347,37 @@ def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path
         shutil.rmtree(state_dir, ignore_errors=True)
     request = build_request(args, loaded.rgb, mask, resume_dir=str(state_dir))
     finished = drain(request, renderer, cancel)
-    notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
+    with _finished_work_kept(state_dir):
+        notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
+        report = dict(finished.report)
+        report.setdefault("peak_rss_mb", peak_rss_mb())
+        report.update(input=str(source), output=str(target), notes=notes)
+        if report_path is not None:
+            _write_report(report_path, report)
     for note in notes:
         renderer.say(f"note: {note}")
-    if state_dir.is_dir():
-        shutil.rmtree(state_dir, ignore_errors=True)  # the job is complete
-    report = dict(finished.report)
-    report.setdefault("peak_rss_mb", peak_rss_mb())
-    report.update(input=str(source), output=str(target), notes=notes)
+    shutil.rmtree(state_dir, ignore_errors=True)  # the job is complete
     renderer.say(f"saved {target}")
     return report
+
+
+@contextlib.contextmanager
+def _finished_work_kept(state_dir: Path) -> Iterator[None]:
+    """A result that cannot be written after the run says that its finished windows are kept."""
+    try:
+        yield
+    except EngineError as exc:
+        if not _saved_windows(state_dir):
+            raise
+        raise InputError(f"{exc}; the finished work is kept in {state_dir}, and the same command with "
+                         "--resume will write it") from None
+
+
+def _write_report(path: Path, report: dict[str, Any]) -> None:
+    try:
+        write_report(path, report)
+    except OSError as exc:
+        raise InputError(write_failure(exc, path)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -360,18 +387,20 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"input not found: {source}")
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        check_writable_file(report_path, "the report")
     try:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
         target, mask_path = Path(args.output), Path(args.mask) if args.mask else None
         refuse_overwriting({"the input photo": source, "the mask": mask_path},
-                           {"OUTPUT": target, "the report": Path(args.report) if args.report else None})
+                           {"OUTPUT": target, "the report": report_path})
+        check_writable_file(target, "OUTPUT")
         check_saved_progress(args, [target])
-        report = restore_file(args, source, target, mask_path, renderer, cancel)
+        restore_file(args, source, target, mask_path, renderer, cancel, report_path)
     except (Cancelled, KeyboardInterrupt):
         return _cancelled(renderer, Path(args.output))
-    if args.report:
-        write_report(args.report, report)
     return 0
 
 
@@ -405,8 +434,7 @@ def _finished_earlier(target: Path) -> bool:
 def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
                 cancel: threading.Event) -> int:
     out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"INPUT is a folder, so OUTPUT must be a folder too: {out_dir}")
+    check_writable_folder(out_dir, "OUTPUT")
     mask_dir = Path(args.mask) if args.mask else None
     refuse_overwriting({"the input folder": folder, "the mask folder": mask_dir}, {"OUTPUT": out_dir})
     if mask_dir is not None and not mask_dir.is_dir():
@@ -433,7 +461,7 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
         except EngineError as exc:
             renderer.say(f"error: {photo.name}: {exc}")
             failed.append({"input": str(photo), "error": str(exc)})
-    if args.report:
-        write_report(args.report, {"files": reports, "failed": failed, "skipped": skipped})
     renderer.say(f"done: {len(reports)} restored, {len(skipped)} skipped, {len(failed)} failed")
+    if args.report:
+        _write_report(Path(args.report), {"files": reports, "failed": failed, "skipped": skipped})
     return 1 if failed else 0

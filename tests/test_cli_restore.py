@@ -32,8 +32,9 @@ def _photo(path: Path, size=(24, 32), icc: bool = False, mode: str = "RGB") -> P
 class FakePipeline:
     """Stands in for engine.pipeline.restore: records requests, yields a few events, ×sr result."""
 
-    def __init__(self, interrupt: bool = False, sigint: bool = False):
+    def __init__(self, interrupt: bool = False, sigint: bool = False, checkpoint: bool = False):
         self.requests: list[RestoreRequest] = []
+        self.checkpoint = checkpoint  # save resume state with finished windows, as the pipeline does
         self.sigint = sigint
         self.interrupt = interrupt
         self.cancel_seen = None
@@ -54,6 +55,8 @@ class FakePipeline:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled by the user")
             yield ProgressEvent(done, 3, elapsed=0.01 * done)
+        if self.checkpoint:
+            _saved_state(Path(request.resume_dir[: -len(cli_restore.STATE_SUFFIX)]))
         s = request.tasks.sr
         result = np.repeat(np.repeat(image, s, 0), s, 1) * 0.5
         h, w = image.shape[:2]  # the report gives sizes as [width, height], as the real pipeline does
@@ -290,7 +293,7 @@ def test_end_to_end_real_photo_colorize_keeps_icc(tmp_path):
 def _saved_state(target: Path, finished=(0, 1, 2)) -> Path:
     """An interrupted run's state beside ``target`` with ``finished`` windows done."""
     state = Path(str(target) + cli_restore.STATE_SUFFIX)
-    state.mkdir(parents=True)
+    state.mkdir(parents=True, exist_ok=True)
     stages = {"restore": {"finished": list(finished), "shape": [64, 64]}}
     (state / "state.json").write_text(json.dumps({"version": 1, "fingerprint": "f", "stages": stages}))
     return state
@@ -375,3 +378,93 @@ def test_folder_output_must_differ_from_the_mask_folder(tmp_path, capsys, fake):
     Image.new("L", (16, 16), 255).save(masks / "a.png")
     assert main(["restore", str(src), "-o", str(masks), "--mask", str(masks)]) == 2
     assert "mask folder" in capsys.readouterr().err and not fake.requests
+
+
+# ------------------------------------------------------------------- destinations
+@pytest.mark.parametrize("output, report, words", [
+    ("blocker.png/o.png", None, "blocker.png is a file, not a folder"),
+    ("blocker.png/sub/o.png", None, "blocker.png is a file, not a folder"),
+    ("folder.png", None, "is a folder"),
+    ("o.png", "blocker.png/r.json", "cannot write the report"),
+    ("o.png", "folder.png", "is a folder"),
+    ("/proc/o.png", None, "not writable"),
+])
+def test_unwritable_destinations_are_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, fake,
+                                                                     output, report, words):
+    if output.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    monkeypatch.chdir(tmp_path)
+    photo = _photo(tmp_path / "p.png")
+    _photo(tmp_path / "blocker.png")
+    (tmp_path / "folder.png").mkdir()
+    argv = ["restore", str(photo), "-o", output, "--colorize"] + (["--report", report] if report else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and not fake.requests
+
+
+@pytest.mark.parametrize("output, report, words", [
+    ("blocker.png", None, "is a file, not a folder"),
+    ("blocker.png/out", None, "is a file, not a folder"),
+    ("out", "blocker.png/r.json", "cannot write the report"),
+])
+def test_unwritable_folder_destinations_are_refused_before_any_photo(tmp_path, capsys, monkeypatch, fake,
+                                                                      output, report, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    _photo(tmp_path / "in" / "a.png")
+    _photo(tmp_path / "blocker.png")
+    argv = ["restore", "in", "-o", output, "--colorize"] + (["--report", report] if report else [])
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err and not fake.requests
+
+
+def test_a_failed_save_keeps_the_finished_work_for_resume(tmp_path, capsys, monkeypatch):
+    pipeline = FakePipeline(checkpoint=True)
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
+    photo, out = _photo(tmp_path / "p.png"), tmp_path / "o.png"
+
+    def disk_full(path, *args, **kwargs):
+        raise cli_restore.InputError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(cli_restore, "save_image", disk_full)
+    assert main(["restore", str(photo), "-o", str(out), "--colorize"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left" in err and "kept in" in err and "--resume" in err
+    assert cli_restore.state_dir_for(out).is_dir()
+    monkeypatch.undo()
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
+    assert main(["restore", str(photo), "-o", str(out), "--colorize", "--resume"]) == 0
+    assert out.is_file() and not cli_restore.state_dir_for(out).exists()
+
+
+def test_a_failed_report_keeps_the_finished_work_for_resume(tmp_path, capsys, monkeypatch):
+    pipeline = FakePipeline(checkpoint=True)
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
+    photo, out, report = _photo(tmp_path / "p.png"), tmp_path / "o.png", tmp_path / "r.json"
+
+    def read_only(path, report):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli_restore, "write_report", read_only)
+    assert main(["restore", str(photo), "-o", str(out), "--colorize", "--report", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {report}: Permission denied" in err and "--resume" in err and "Traceback" not in err
+    assert cli_restore.state_dir_for(out).is_dir()
+
+
+@needs_pipeline
+@pytest.mark.slow
+def test_end_to_end_resume_writes_a_result_whose_save_failed_without_redoing_it(tmp_path, monkeypatch):
+    photo, out, report = _photo(tmp_path / "p.png", (32, 48)), tmp_path / "o.png", tmp_path / "r.json"
+    argv = ["restore", str(photo), "-o", str(out), "--sr", "2", "--steps", "1", "--overlap", "32", "--no-hir",
+            "--report", str(report), *FAST]
+
+    def disk_full(path, *args, **kwargs):
+        raise cli_restore.InputError(f"cannot write {path}: No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_restore, "save_image", disk_full)
+        assert main(argv) == 2
+    assert main([*argv, "--resume"]) == 0
+    assert out.is_file() and json.loads(report.read_text())["denoiser_calls"] == 0
