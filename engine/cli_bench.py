@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 
+from engine.cli_common import check_writable_file, writing
 from engine.errors import InputError
 from engine.request import PRECISION_CHOICES
 
@@ -59,9 +60,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.benchmark import run_benchmark
     from engine.device import pick_device
+    from engine.report import write_report
 
     if args.size % 4 or args.size < args.window:
         raise InputError(f"--size must be a multiple of 4 and at least the window ({args.window})")
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        check_writable_file(json_path, "--json")
     device = pick_device(args.device)
     results = run_benchmark(config=args.config, device=device, precision=args.precision, batch=args.batch,
                             output_size=args.size, window=args.window, steps=args.steps, travel=args.travel,
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                             skip_baseline=args.skip_baseline, compile=args.compile,
                             channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs,
                             latency_batches=args.latency, profile=args.profile, log=lambda line: print(line, file=sys.stdout, flush=True))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+    if json_path is not None:
+        with writing(json_path, kept="; the figures are printed above"):
+            write_report(json_path, results)
     return 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from engine.errors import InputError
 
@@ -46,9 +47,14 @@ def check_writable_folder(path: Path, what: str) -> None:
     _check_can_create_in(path, what, path)
 
 
-def write_failure(exc: OSError, path: Path) -> str:
-    """One sentence for a failed write, without a traceback."""
-    return f"cannot write {path}: {exc.strerror or exc}"
+@contextlib.contextmanager
+def writing(path: Path, kept: str = "") -> Iterator[None]:
+    """A write of ``path`` that fails says so in one sentence, plus ``kept`` (what is not lost),
+    instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}{kept}") from None
 
 
 def _check_can_create_in(folder: Path, what: str, path: Path) -> None:

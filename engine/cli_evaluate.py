@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from engine.cli_common import check_writable_file, writing
+from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
 
@@ -45,15 +48,18 @@ def run(args: argparse.Namespace) -> int:
         mask=args.mask, mask_seed=args.mask_seed, steps=args.steps, size=args.size, blur=args.blur,
         sr_kernel=args.sr_kernel, eta=args.eta, seed=args.seed, device=args.device, window=args.window,
     )
-    if args.report and not args.report.lower().endswith((".json", ".csv")):
-        print("error: --report must end in .json or .csv", file=sys.stderr)
-        return 2
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        if report_path.suffix.lower() not in (".json", ".csv"):
+            raise InputError("--report must end in .json or .csv")
+        check_writable_file(report_path, "the report")
     results = []
     for r in evaluate(config):
         results.append(r)
         print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
               f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)
     print(format_table(results))
-    if args.report:
-        print(f"report: {write_report(args.report, config, results)}")
+    if report_path is not None:
+        with writing(report_path, kept="; the results are printed above"):
+            print(f"report: {write_report(report_path, config, results)}")
     return 0

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from engine.cli_common import check_writable_file, check_writable_folder, refuse_overwriting, write_failure
+from engine.cli_common import check_writable_file, check_writable_folder, refuse_overwriting, writing
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
@@ -374,10 +374,8 @@ def _finished_work_kept(state_dir: Path) -> Iterator[None]:
 
 
 def _write_report(path: Path, report: dict[str, Any]) -> None:
-    try:
+    with writing(path):
         write_report(path, report)
-    except OSError as exc:
-        raise InputError(write_failure(exc, path)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
+from engine.cli_common import check_writable_file, writing
 from engine.events import LogEvent
 
 
@@ -41,10 +43,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from engine.training.trainer import TrainConfig, train
 
-    from engine.training.trainer import SampleGridSaved, TrainConfig, TrainFinished, TrainProgress, train
-
+    out = Path(args.out)
+    check_writable_file(out, "--out")
     config = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, size=args.size, init=args.init, steps=args.steps,
         batch=args.batch, lr=args.lr, warmup=args.warmup, device=args.device, precision=args.precision,
@@ -52,10 +54,26 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
         skip_bad_files=args.skip_bad_files,
     )
+    with writing(out):
+        finished = _follow(train(config))
+    if finished is None:
+        return 1
+    print(f"wrote {finished.model_path} ({finished.meta['steps']} steps, {finished.meta['image_size']} px)")
+    if args.register:
+        print(register_model(Path(finished.model_path), args.name))
+    return 0
+
+
+def _follow(events: Iterator[Any]) -> Any:
+    """Show training events on stderr (a tqdm bar over steps); returns the TrainFinished event, if any."""
+    from tqdm import tqdm
+
+    from engine.training.trainer import SampleGridSaved, TrainFinished, TrainProgress
+
     bar = None
     finished = None
     try:
-        for event in train(config):
+        for event in events:
             if isinstance(event, TrainProgress):
                 if bar is None:
                     bar = tqdm(total=event.total, initial=event.step - 1, unit="step", file=sys.stderr, dynamic_ncols=True)
@@ -70,12 +88,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if finished is None:
-        return 1
-    print(f"wrote {finished.model_path} ({finished.meta['steps']} steps, {finished.meta['image_size']} px)")
-    if args.register:
-        print(register_model(Path(finished.model_path), args.name))
-    return 0
+    return finished
 
 
 def _say(bar, message: str) -> None:

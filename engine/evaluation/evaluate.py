@@ -225,6 +225,7 @@ def _json_safe(value: Any) -> Any:
 def write_report(path: Union[str, Path], config: EvalConfig, results: list[ImageResult]) -> Path:
     """JSON (config, per-image rows, per-task means) or CSV (per-image rows), by extension."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{k: v for k, v in asdict(r).items() if k != "report"} for r in results]
     if path.suffix.lower() == ".csv":
         with path.open("w", newline="", encoding="utf-8") as f:
