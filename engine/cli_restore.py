@@ -419,9 +419,20 @@ def _find_mask(mask_dir: Path, photo: Path) -> Path:
     raise InputError(f"no mask named {photo.stem}.* in {mask_dir}")
 
 
-def _folder_target(out_dir: Path, photo: Path) -> Path:
-    """The output file of one photo of a folder run."""
-    return out_dir / photo.name
+def _folder_targets(out_dir: Path, photos: list[Path], renderer: EventRenderer) -> dict[Path, Path]:
+    """The output file of each photo of a folder run: the same name, or the same stem as PNG for a
+    format that cannot be written (e.g. BMP). Two photos that would share an output are refused."""
+    targets: dict[Path, Path] = {}
+    for photo in photos:
+        target = out_dir / (photo.name if photo.suffix.lower() in SAVE_FORMATS else photo.stem + ".png")
+        other = next((p for p, t in targets.items() if t == target), None)
+        if other is not None:
+            raise InputError(f"{other.name} and {photo.name} would both be written to {target}: rename one of them")
+        targets[photo] = target
+    converted = sorted({p.suffix.lower() for p in photos if p.suffix.lower() not in SAVE_FORMATS})
+    if converted:
+        renderer.say(f"note: {', '.join(converted)} photos are written as PNG (the same name with .png)")
+    return targets
 
 
 def _finished_earlier(target: Path) -> bool:
@@ -440,12 +451,13 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    check_saved_progress(args, [_folder_target(out_dir, photo) for photo in photos])
+    targets = _folder_targets(out_dir, photos, renderer)
+    check_saved_progress(args, list(targets.values()))
     reports: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     skipped: list[str] = []
     for number, photo in enumerate(photos, 1):
-        target = _folder_target(out_dir, photo)
+        target = targets[photo]
         if args.resume and _finished_earlier(target):
             renderer.say(f"[{number}/{len(photos)}] {photo.name}: already restored in {target}, skipped")
             skipped.append(str(photo))

@@ -468,3 +468,20 @@ def test_end_to_end_resume_writes_a_result_whose_save_failed_without_redoing_it(
         assert main(argv) == 2
     assert main([*argv, "--resume"]) == 0
     assert out.is_file() and json.loads(report.read_text())["denoiser_calls"] == 0
+
+
+def test_folder_mode_writes_unsaveable_formats_as_png(tmp_path, capsys, fake):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    _photo(src / "a.bmp"), _photo(src / "b.BMP"), _photo(src / "c.png")
+    assert main(["restore", str(src), "-o", str(dst), "--colorize"]) == 0
+    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert capsys.readouterr().err.count("written as PNG") == 1
+
+
+def test_folder_mode_refuses_two_photos_with_one_output(tmp_path, capsys, fake):
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(src / "a.bmp"), _photo(src / "a.png")
+    assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--colorize"]) == 2
+    assert "a.bmp and a.png would both be written" in capsys.readouterr().err and not fake.requests
