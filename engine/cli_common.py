@@ -1,16 +1,61 @@
-"""What the subcommands share: checks on the files a command will write, made before any work."""
+"""What the subcommands share: argument types, and checks on the files a command will write,
+made before any work."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from engine.errors import InputError
 
 
+# ------------------------------------------------------------------------ argument types
+def whole(minimum: int, maximum: Optional[int] = None, multiple_of: int = 1) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum] that is a multiple of ``multiple_of``."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be ≤ {maximum}, got {value}")
+        if value % multiple_of:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {multiple_of}, got {value}")
+        return value
+
+    return convert
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
+
+
+def parse_travel(text: str) -> tuple[int, int]:
+    """``"L,R"`` -> (travel_length, travel_repeat), both ≥ 1."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        length, repeat = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected L,R (two whole numbers, e.g. 10,3), got {text!r}") from None
+    if length < 1 or repeat < 1:
+        raise argparse.ArgumentTypeError(f"time travel length and repeat must be ≥ 1, got {text!r}")
+    return length, repeat
+
+
+# ---------------------------------------------------------------------------- destinations
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name the same file: through symlinks and hard links when both exist,
     else by their resolved paths."""

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from engine.cli_common import check_writable_file, check_writable_folder, refuse_overwriting, writing
+from engine.cli_common import (check_writable_file, check_writable_folder, non_negative, parse_travel,
+                               refuse_overwriting, whole, writing)
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
@@ -45,18 +46,6 @@ def _choices(cls: type, name: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------ argument types
-def parse_travel(text: str) -> tuple[int, int]:
-    """``"L,R"`` -> (travel_length, travel_repeat), both ≥ 1."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        length, repeat = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected L,R (two whole numbers, e.g. 10,3), got {text!r}") from None
-    if length < 1 or repeat < 1:
-        raise argparse.ArgumentTypeError(f"time travel length and repeat must be ≥ 1, got {text!r}")
-    return length, repeat
-
-
 def parse_deblur(text: str) -> str:
     """``gauss:SIGMA`` (SIGMA > 0), ``uniform:SIZE`` (whole SIZE ≥ 1) or ``kernel:FILE``."""
     kind, _, value = text.partition(":")
@@ -76,30 +65,7 @@ def parse_deblur(text: str) -> str:
 def parse_batch(text: str) -> Any:
     if text.strip().lower() == "auto":
         return "auto"
-    return _whole(1)(text)
-
-
-def _whole(minimum: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
-        return value
-
-    return convert
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
-    return value
+    return whole(1)(text)
 
 
 def register(subparsers: Any) -> None:
@@ -114,17 +80,17 @@ def register(subparsers: Any) -> None:
     task.add_argument("--mask", metavar="MASK", help="white = fill (a folder of same-named masks in folder mode)")
     task.add_argument("--inpaint", action="store_true", help="fill the masked areas (implied by --mask)")
     task.add_argument("--colorize", action="store_true")
-    task.add_argument("--sr", type=_whole(1), metavar="N", help="upscale N times")
+    task.add_argument("--sr", type=whole(1), metavar="N", help="upscale N times")
     task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"))
     task.add_argument("--deblur", type=parse_deblur, metavar="gauss:SIGMA|uniform:SIZE|kernel:FILE")
-    task.add_argument("--noise", type=_non_negative, metavar="SIGMA", help="noise level of the photo, 0..1")
+    task.add_argument("--noise", type=non_negative, metavar="SIGMA", help="noise level of the photo, 0..1")
     model = p.add_argument_group("model and sampler")
     model.add_argument("--model", metavar="ID|PATH|test-tiny", help="catalog id, checkpoint file, or test-tiny")
-    model.add_argument("--class", dest="class_label", type=_whole(0), metavar="N", help="ImageNet class")
-    model.add_argument("--guidance", dest="guidance_scale", type=_non_negative, metavar="SCALE")
-    model.add_argument("--steps", type=_whole(1), metavar="N")
+    model.add_argument("--class", dest="class_label", type=whole(0), metavar="N", help="ImageNet class")
+    model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE")
+    model.add_argument("--steps", type=whole(1), metavar="N")
     model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats")
-    model.add_argument("--eta", type=_non_negative, metavar="E")
+    model.add_argument("--eta", type=non_negative, metavar="E")
     model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"))
     model.add_argument("--seed", type=int, metavar="S")
     model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N")
@@ -138,10 +104,10 @@ def register(subparsers: Any) -> None:
     tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"))
     tiling.add_argument("--hir", action=argparse.BooleanOptionalAction, default=None,
                         help="hierarchical restoration (default: where it helps)")
-    tiling.add_argument("--hir-start", type=_whole(1), metavar="T",
+    tiling.add_argument("--hir-start", type=whole(1), metavar="T",
                         help="HiR phase 2 starts from phase 1's result noised to timestep T (1..999)")
-    tiling.add_argument("--window", type=_whole(8), metavar="N")
-    tiling.add_argument("--overlap", type=_whole(0), metavar="N")
+    tiling.add_argument("--window", type=whole(8), metavar="N")
+    tiling.add_argument("--overlap", type=whole(0), metavar="N")
     tiling.add_argument("--batch", type=parse_batch, metavar="auto|N")
     saved = tiling.add_mutually_exclusive_group()
     saved.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
@@ -149,7 +115,7 @@ def register(subparsers: Any) -> None:
                        help=f"discard the finished windows in OUTPUT{STATE_SUFFIX}/ and start over")
     out = p.add_argument_group("output")
     out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
-    out.add_argument("--quality", type=_whole(1), default=95, metavar="Q", help="JPEG/WebP quality (95)")
+    out.add_argument("--quality", type=whole(1), default=95, metavar="Q", help="JPEG/WebP quality (95)")
     out.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: as the input")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
