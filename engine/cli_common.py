@@ -43,6 +43,14 @@ def non_negative(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def parse_travel(text: str) -> tuple[int, int]:
     """``"L,R"`` -> (travel_length, travel_repeat), both ≥ 1."""
     parts = text.replace(" ", "").split(",")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from engine.cli_common import (check_writable_file, check_writable_folder, non_negative, parse_travel,
+from engine.cli_common import (check_writable_file, check_writable_folder, fraction, non_negative, parse_travel,
                                refuse_overwriting, whole, writing)
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
@@ -83,14 +83,14 @@ def register(subparsers: Any) -> None:
     task.add_argument("--sr", type=whole(1), metavar="N", help="upscale N times")
     task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"))
     task.add_argument("--deblur", type=parse_deblur, metavar="gauss:SIGMA|uniform:SIZE|kernel:FILE")
-    task.add_argument("--noise", type=non_negative, metavar="SIGMA", help="noise level of the photo, 0..1")
+    task.add_argument("--noise", type=fraction, metavar="SIGMA", help="noise level of the photo, 0..1")
     model = p.add_argument_group("model and sampler")
     model.add_argument("--model", metavar="ID|PATH|test-tiny", help="catalog id, checkpoint file, or test-tiny")
     model.add_argument("--class", dest="class_label", type=whole(0), metavar="N", help="ImageNet class")
     model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE")
     model.add_argument("--steps", type=whole(1), metavar="N")
     model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats")
-    model.add_argument("--eta", type=non_negative, metavar="E")
+    model.add_argument("--eta", type=fraction, metavar="E", help="0..1")
     model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"))
     model.add_argument("--seed", type=int, metavar="S")
     model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N")
@@ -115,7 +115,8 @@ def register(subparsers: Any) -> None:
                        help=f"discard the finished windows in OUTPUT{STATE_SUFFIX}/ and start over")
     out = p.add_argument_group("output")
     out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
-    out.add_argument("--quality", type=whole(1), default=95, metavar="Q", help="JPEG/WebP quality (95)")
+    out.add_argument("--quality", type=whole(1, 100), default=95, metavar="Q",
+                     help="JPEG/WebP quality, 1..100 (95; 100 is lossless WebP)")
     out.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: as the input")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -113,6 +113,9 @@ def test_deblur_parsing(text, expected):
     (["--travel", "x"], "L,R"), (["--travel", "0,2"], "≥ 1"), (["--deblur", "gauss:-1"], "gauss:SIGMA"),
     (["--deblur", "box:3"], "gauss:SIGMA"), (["--sr", "0"], "≥ 1"), (["--quirk", "nope"], "invalid choice"),
     (["--batch", "many"], "whole number"), (["--precision", "fp8"], "invalid choice"),
+    (["--noise", "5"], "between 0 and 1"), (["--noise", "inf"], "finite"), (["--noise", "nan"], "finite"),
+    (["--eta", "2"], "between 0 and 1"), (["--guidance", "inf"], "finite"), (["--quality", "200"], "≤ 100"),
+    (["--quality", "0"], "≥ 1"),
 ])
 def test_bad_arguments_exit_2_with_message(capsys, argv, words):
     with pytest.raises(SystemExit) as exit_info:
