@@ -32,7 +32,6 @@ from engine.request import Quirks, RestoreRequest, Tasks
 
 STATE_SUFFIX = ".restorer-state"
 QUIRK_NAMES = tuple(f.name for f in dataclasses.fields(Quirks))
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
 
 def _choices(cls: type, name: str) -> tuple[str, ...]:
@@ -136,15 +135,14 @@ def check_tasks(args: argparse.Namespace) -> None:
 
 
 def check_model_file(spec: str) -> None:
-    """Refuse a model *file* that cannot be a checkpoint (a missing file, a text file, ...)."""
+    """Refuse a model *file* that cannot be a checkpoint (missing, a folder, a text file, ...)."""
+    from engine.models.catalog import MODEL_SUFFIXES, resolve_model_file
+
     path = Path(spec)
-    looks_like_path = path.suffix.lower() in _CHECKPOINT_SUFFIXES or "/" in spec or "\\" in spec
-    if not path.exists():
-        if looks_like_path:
-            raise ModelFileError(f"model file not found: {spec}")
+    looks_like_path = path.suffix.lower() in MODEL_SUFFIXES or "/" in spec or "\\" in spec
+    if not (looks_like_path or path.exists()):
         return  # a catalog id
-    if path.is_dir():
-        return  # a diffusers-style model folder; the loader checks it
+    path = resolve_model_file(path)  # a missing file or a folder is refused there
     with open(path, "rb") as handle:
         head = handle.read(16)
     is_zip = head.startswith(b"PK\x03\x04")  # torch.save archive

@@ -148,6 +148,15 @@ def test_text_file_as_model_exits_2(tmp_path, capsys, fake):
     assert "not a model checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model", ["folder", "folder/"])
+def test_a_folder_as_model_is_named_a_folder(tmp_path, capsys, monkeypatch, fake, model):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    photo = _photo(tmp_path / "p.png")
+    assert main(["restore", str(photo), "-o", "o.png", "--colorize", "--model", model]) == 2
+    assert "is a folder, not a model file" in capsys.readouterr().err and not fake.requests
+
+
 @pytest.mark.parametrize("argv, words", [([], "nothing to do"), (["--inpaint"], "needs --mask"),
                                          (["--colorize", "-o", "out.gif"], "cannot write")])
 def test_task_errors_exit_2(tmp_path, capsys, fake, argv, words):
