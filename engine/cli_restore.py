@@ -44,6 +44,11 @@ def _choices(cls: type, name: str) -> tuple[str, ...]:
     raise TypeError(f"{cls.__name__}.{name} is not a Literal field")
 
 
+def _default(cls: type, name: str) -> Any:
+    """A dataclass field's default (defaults live there)."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
 # ------------------------------------------------------------------------ argument types
 def parse_deblur(text: str) -> str:
     """``gauss:SIGMA`` (SIGMA > 0), ``uniform:SIZE`` (whole SIZE ≥ 1) or ``kernel:FILE``."""
@@ -130,8 +135,19 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError("nothing to do: give --mask/--inpaint, --colorize, --sr N, --deblur or --noise")
     if Path(args.output).suffix.lower() not in SAVE_FORMATS and not Path(args.input).is_dir():
         raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
+    check_overlap(args)
     if args.model:
         check_model_file(args.model)
+
+
+def check_overlap(args: argparse.Namespace) -> None:
+    """The windows must overlap less than their size; the default overlap is named as such."""
+    window = args.window if args.window is not None else _default(RestoreRequest, "window")
+    overlap = args.overlap if args.overlap is not None else _default(RestoreRequest, "overlap")
+    if overlap >= window:
+        which = "" if args.overlap is not None else " (the default)"
+        raise InputError(f"the overlap {overlap}{which} must be smaller than the window {window}: "
+                         f"add --overlap N with N below {window}")
 
 
 def check_model_file(spec: str) -> None:

@@ -166,6 +166,17 @@ def test_task_errors_exit_2(tmp_path, capsys, fake, argv, words):
     assert words in capsys.readouterr().err and not fake.requests
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["--window", "64"], "the overlap 128 (the default) must be smaller than the window 64: add --overlap"),
+    (["--window", "64", "--overlap", "64"], "the overlap 64 must be smaller than the window 64"),
+    (["--overlap", "300"], "the overlap 300 must be smaller than the window 256"),
+])
+def test_overlap_not_below_the_window_is_refused_with_a_hint(tmp_path, capsys, fake, argv, words):
+    photo = _photo(tmp_path / "p.png")
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", *argv]) == 2
+    assert words in capsys.readouterr().err and not fake.requests
+
+
 def test_unreadable_image_exits_2(tmp_path, capsys, fake):
     (tmp_path / "p.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     assert main(["restore", str(tmp_path / "p.jpg"), "-o", str(tmp_path / "o.png"), "--colorize"]) == 2
