@@ -508,3 +508,31 @@ def test_folder_mode_refuses_two_photos_with_one_output(tmp_path, capsys, fake):
     _photo(src / "a.bmp"), _photo(src / "a.png")
     assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--colorize"]) == 2
     assert "a.bmp and a.png would both be written" in capsys.readouterr().err and not fake.requests
+
+
+def test_ctrl_c_while_the_subcommands_load_exits_130_quietly(monkeypatch, capsys):
+    import engine.cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.cli.importlib, "import_module", interrupted)
+    assert main(["restore", "in.png", "-o", "out.png", "--colorize"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_ctrl_c_while_python_imports_the_cli_exits_130_quietly(monkeypatch, capsys):
+    import runpy
+    import sys
+
+    class Interrupting:  # the user presses Ctrl-C while `python -m engine` imports engine.cli
+        def find_spec(self, name, path=None, target=None):
+            if name == "engine.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "engine.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("engine.__main__", run_name="__main__")
+    assert exit_info.value.code == 130 and capsys.readouterr().err == "interrupted\n"
