@@ -437,6 +437,7 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     reports: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     skipped: list[str] = []
+    cancelled: Optional[Path] = None
     for number, photo in enumerate(photos, 1):
         target = targets[photo]
         if args.resume and _finished_earlier(target):
@@ -448,11 +449,15 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
             mask_path = _find_mask(mask_dir, photo) if mask_dir is not None else None
             reports.append(restore_file(args, photo, target, mask_path, renderer, cancel))
         except (Cancelled, KeyboardInterrupt):
-            return _cancelled(renderer, target)
+            cancelled = photo
+            break
         except EngineError as exc:
             renderer.say(f"error: {photo.name}: {exc}")
             failed.append({"input": str(photo), "error": str(exc)})
+    if args.report:  # also for a cancelled run: the photos finished before it are reported
+        _write_report(Path(args.report), {"files": reports, "failed": failed, "skipped": skipped,
+                                          "cancelled": str(cancelled) if cancelled else None})
+    if cancelled is not None:
+        return _cancelled(renderer, targets[cancelled])
     renderer.say(f"done: {len(reports)} restored, {len(skipped)} skipped, {len(failed)} failed")
-    if args.report:
-        _write_report(Path(args.report), {"files": reports, "failed": failed, "skipped": skipped})
     return 1 if failed else 0

@@ -536,3 +536,17 @@ def test_ctrl_c_while_python_imports_the_cli_exits_130_quietly(monkeypatch, caps
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("engine.__main__", run_name="__main__")
     assert exit_info.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_cancelled_folder_run_reports_the_photos_finished_before_it(tmp_path, capsys, monkeypatch):
+    src, dst, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        _photo(src / name)
+    done, interrupting = FakePipeline(), FakePipeline(interrupt=True)
+    runs = iter([done, interrupting])
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: next(runs))
+    assert main(["restore", str(src), "-o", str(dst), "--colorize", "--report", str(report)]) == 130
+    data = json.loads(report.read_text())
+    assert [Path(f["output"]).name for f in data["files"]] == ["a.png"]
+    assert data["cancelled"] == str(src / "b.png") and "cancelled" in capsys.readouterr().err
