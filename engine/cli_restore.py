@@ -385,8 +385,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _cancelled(renderer: EventRenderer, target: Path) -> int:
     renderer.close()
-    renderer.say(f"cancelled. Finished windows are kept in {state_dir_for(target)}; "
-                 "run the same command with --resume to continue.")
+    saved = _saved_windows(state_dir_for(target))
+    if saved:
+        renderer.say(f"cancelled. {saved} finished window(s) are kept in {state_dir_for(target)}; "
+                     "run the same command with --resume to continue.")
+    else:
+        renderer.say("cancelled before any window was finished.")
     return 130
 
 

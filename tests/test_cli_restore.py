@@ -48,6 +48,8 @@ class FakePipeline:
         yield StageEvent("restoring")
         yield LogEvent("warning", "fake model with random weights")
         for done in range(1, 4):
+            if self.checkpoint and done == 2:  # the first window is finished
+                _saved_state(Path(request.resume_dir[: -len(cli_restore.STATE_SUFFIX)]), finished=(0,))
             if self.interrupt and done == 2:
                 raise KeyboardInterrupt
             if self.sigint and done == 2:
@@ -55,8 +57,6 @@ class FakePipeline:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled by the user")
             yield ProgressEvent(done, 3, elapsed=0.01 * done)
-        if self.checkpoint:
-            _saved_state(Path(request.resume_dir[: -len(cli_restore.STATE_SUFFIX)]))
         s = request.tasks.sr
         result = np.repeat(np.repeat(image, s, 0), s, 1) * 0.5
         h, w = image.shape[:2]  # the report gives sizes as [width, height], as the real pipeline does
@@ -212,17 +212,25 @@ def test_mask_implies_inpaint_and_reaches_pipeline_as_array(tmp_path, fake):
 
 
 def test_ctrl_c_cancels_and_exits_130(tmp_path, capsys, monkeypatch):
-    pipeline = FakePipeline(interrupt=True)
+    pipeline = FakePipeline(interrupt=True, checkpoint=True)
     monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
     photo = _photo(tmp_path / "p.png")
     out = tmp_path / "o.png"
     assert main(["restore", str(photo), "-o", str(out), "--colorize"]) == 130
     assert pipeline.cancel_seen is not None and pipeline.cancel_seen.is_set()
-    assert not out.exists() and "--resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert not out.exists() and "1 finished window" in err and "--resume" in err
+
+
+def test_ctrl_c_before_any_window_finished_does_not_promise_kept_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli_restore, "_load_restore", lambda: FakePipeline(interrupt=True))
+    assert main(["restore", str(_photo(tmp_path / "p.png")), "-o", str(tmp_path / "o.png"), "--colorize"]) == 130
+    err = capsys.readouterr().err
+    assert "before any window was finished" in err and "--resume" not in err
 
 
 def test_ctrl_c_signal_sets_cancel_token_and_exits_130(tmp_path, capsys, monkeypatch):
-    pipeline = FakePipeline(sigint=True)
+    pipeline = FakePipeline(sigint=True, checkpoint=True)
     monkeypatch.setattr(cli_restore, "_load_restore", lambda: pipeline)
     photo = _photo(tmp_path / "p.png")
     handler_before = signal.getsignal(signal.SIGINT)
