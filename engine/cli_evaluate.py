@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--report must end in .json or .csv")
         check_writable_file(report_path, "the report")
     results = []
-    for r in evaluate(config):
+    for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
         results.append(r)
         print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
               f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)

@@ -187,3 +187,25 @@ def test_cli_evaluate_refuses_a_bad_report_before_evaluating(tmp_path, capsys, m
     code = main(["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN,
                  "--report", str(tmp_path / where)])
     assert code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_evaluate_skips_an_unreadable_photo_with_a_warning(tmp_path, capsys):
+    from engine.cli import main
+
+    photos = _cli_photos(tmp_path / "photos")
+    (photos / "0_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    assert main(["evaluate", "--data", str(photos), *ORACLE_RUN, "--limit", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: skipped 0_broken.png" in captured.err and "a.png colorize" in captured.err
+    assert "colorize" in captured.out
+
+
+def test_cli_evaluate_missing_folders_and_unreadable_sets_are_named(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["evaluate", "--data", str(tmp_path / "nope"), *ORACLE_RUN]) == 2
+    assert "evaluation data folder" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"junk")
+    assert main(["evaluate", "--data", str(tmp_path / "bad"), *ORACLE_RUN]) == 2
+    assert "none of the images" in capsys.readouterr().err
