@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.cli_common import check_writable_file, writing
+from engine.cli_common import check_writable_file, whole, writing
+from engine.errors import InputError
 from engine.events import LogEvent
 
 
@@ -19,13 +20,13 @@ def register(subparsers) -> None:
         "Writes MODEL.pt (EMA weights, official layout) and MODEL.json (metadata).",
     )
     p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
-    p.add_argument("--out", required=True, help="output model file, e.g. my-model.pt")
+    p.add_argument("--out", required=True, help="output model file, e.g. my-model.pt or my-model.safetensors")
     p.add_argument("--init", help="checkpoint to fine-tune from (architecture detected from the file)")
     p.add_argument("--size", type=int, default=256, choices=(256, 128, 64, 32), help="crop size (default 256)")
     p.add_argument("--arch", default="adm-small", choices=("adm-small", "adm-256", "ddpm", "adm-tiny"),
                    help="network for training from scratch (ignored with --init)")
-    p.add_argument("--steps", type=int, default=10000, help="total optimizer steps (default 10000)")
-    p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    p.add_argument("--steps", type=whole(1), default=10000, help="total optimizer steps (default 10000)")
+    p.add_argument("--batch", type=whole(1), default=8, help="crops per step (default 8)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     p.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps (default 100)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -43,9 +44,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.training.checkpoint_io import MODEL_FORMATS
     from engine.training.trainer import TrainConfig, train
 
     out = Path(args.out)
+    if out.suffix.lower() not in MODEL_FORMATS:
+        raise InputError(f"--out must end in {' or '.join(MODEL_FORMATS)}, got {out.name}")
     check_writable_file(out, "--out")
     config = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, size=args.size, init=args.init, steps=args.steps,

@@ -216,3 +216,29 @@ def test_cli_train_says_in_one_line_when_a_checkpoint_cannot_be_written(data_dir
                  "--steps", "2", "--batch", "2", "--device", "cpu", "--sample-every", "0", "--checkpoint-every", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "No space left on device" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, words", [(["--steps", "0"], "≥ 1"), (["--batch", "0"], "≥ 1"),
+                                         (["--out", "model.png"], "--out must end in .pt or .safetensors")])
+def test_cli_train_refuses_bad_arguments_before_training(data_dir, tmp_path, capsys, monkeypatch, argv, words):
+    import engine.training.trainer as trainer
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained despite a bad argument"))
+    try:
+        code = main(["train", "--data", str(data_dir), "--out", "m.pt", "--arch", "adm-tiny", "--size", "32", *argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    assert code == 2 and words in capsys.readouterr().err and not (tmp_path / "model.png").exists()
+
+
+def test_cli_train_writes_a_loadable_safetensors_model(data_dir, tmp_path):
+    from engine.cli import main
+    from engine.models import checkpoint
+
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--data", str(data_dir), "--out", str(out), "--arch", "adm-tiny", "--size", "32",
+                 "--steps", "1", "--batch", "2", "--device", "cpu", "--sample-every", "0"]) == 0
+    state = checkpoint.load_state_dict(out)
+    assert checkpoint.detect_config(state).family == "adm" and (tmp_path / "m.json").is_file()
