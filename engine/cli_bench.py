@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 
+from engine.cli_common import check_writable_file, parse_travel, whole, writing
 from engine.errors import InputError
 from engine.request import PRECISION_CHOICES
 
-
-def _travel(text: str) -> tuple[int, int]:
-    try:
-        length, repeat = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected L,R like 10,3, got {text!r}") from None
-    return length, repeat
+#: The ADM-256 network halves the window five times.
+WINDOW_MULTIPLE = 32
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -36,13 +32,15 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32 (as the app)")
-    p.add_argument("--batch", type=int, default=8, help="windows per denoiser call on the fast path")
-    p.add_argument("--size", type=int, default=1024, help="output side of the SR ×4 job (px)")
-    p.add_argument("--window", type=int, default=256)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--travel", type=_travel, default=(10, 3), help="time travel L,R of the second job")
-    p.add_argument("--unet-iters", type=int, default=10)
-    p.add_argument("--baseline-windows", type=int, default=None,
+    p.add_argument("--batch", type=whole(1), default=8, help="windows per denoiser call on the fast path")
+    p.add_argument("--size", type=whole(4, multiple_of=4), default=1024,
+                   help="output side of the SR ×4 job (px, a multiple of 4, at least the window)")
+    p.add_argument("--window", type=whole(32, multiple_of=WINDOW_MULTIPLE), default=256,
+                   help=f"window side (px, a multiple of {WINDOW_MULTIPLE})")
+    p.add_argument("--steps", type=whole(1, 1000), default=100)
+    p.add_argument("--travel", type=parse_travel, default=(10, 3), help="time travel L,R of the second job")
+    p.add_argument("--unet-iters", type=whole(1), default=10)
+    p.add_argument("--baseline-windows", type=whole(1), default=None,
                    help="time the baseline on this many windows and extrapolate (all windows cost the same)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (GPU)")
@@ -59,9 +57,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.benchmark import run_benchmark
     from engine.device import pick_device
+    from engine.report import write_report
 
-    if args.size % 4 or args.size < args.window:
-        raise InputError(f"--size must be a multiple of 4 and at least the window ({args.window})")
+    if args.size < args.window:
+        raise InputError(f"--size must be at least the window ({args.window})")
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        check_writable_file(json_path, "--json")
     device = pick_device(args.device)
     results = run_benchmark(config=args.config, device=device, precision=args.precision, batch=args.batch,
                             output_size=args.size, window=args.window, steps=args.steps, travel=args.travel,
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                             skip_baseline=args.skip_baseline, compile=args.compile,
                             channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs,
                             latency_batches=args.latency, profile=args.profile, log=lambda line: print(line, file=sys.stdout, flush=True))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+    if json_path is not None:
+        with writing(json_path, kept="; the figures are printed above"):
+            write_report(json_path, results)
     return 0

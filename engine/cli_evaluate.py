@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from engine.cli_common import check_writable_file, fraction, writing
+from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
 
@@ -22,13 +25,13 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="adm-256-uncond",
                    help="catalog id, checkpoint path, test-tiny (random weights) or oracle (true noise; checks the algebra)")
     p.add_argument("--limit", type=int, help="use only the first N photos")
-    p.add_argument("--noise", type=float, default=0.0, help="σ of Gaussian noise added to the observation, in [0, 1] units")
+    p.add_argument("--noise", type=fraction, default=0.0, help="σ of Gaussian noise added to the observation, in [0, 1] units")
     p.add_argument("--mask", default="boxes", help="inpainting mask: boxes | strokes | a mask image (white = fill)")
     p.add_argument("--mask-seed", type=int, default=0, help="seed of generated masks (photo i uses seed + i)")
     p.add_argument("--blur", default="gauss:3", help="kernel of the deblur task (gauss:SIGMA | uniform:SIZE | kernel:PATH)")
     p.add_argument("--sr-kernel", default="avgpool", choices=("avgpool", "bicubic"), help="downscaling of the SR tasks")
     p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--eta", type=float, default=0.85)
+    p.add_argument("--eta", type=fraction, default=0.85)
     p.add_argument("--size", type=int, default=256, help="side of the square test images (default 256)")
     p.add_argument("--window", type=int, default=256, help="the pipeline's window (default 256)")
     p.add_argument("--seed", type=int, default=1234)
@@ -45,15 +48,18 @@ def run(args: argparse.Namespace) -> int:
         mask=args.mask, mask_seed=args.mask_seed, steps=args.steps, size=args.size, blur=args.blur,
         sr_kernel=args.sr_kernel, eta=args.eta, seed=args.seed, device=args.device, window=args.window,
     )
-    if args.report and not args.report.lower().endswith((".json", ".csv")):
-        print("error: --report must end in .json or .csv", file=sys.stderr)
-        return 2
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        if report_path.suffix.lower() not in (".json", ".csv"):
+            raise InputError("--report must end in .json or .csv")
+        check_writable_file(report_path, "the report")
     results = []
-    for r in evaluate(config):
+    for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
         results.append(r)
         print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
               f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)
     print(format_table(results))
-    if args.report:
-        print(f"report: {write_report(args.report, config, results)}")
+    if report_path is not None:
+        with writing(report_path, kept="; the results are printed above"):
+            print(f"report: {write_report(report_path, config, results)}")
     return 0

@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from engine.cli_common import (check_writable_file, check_writable_folder, fraction, non_negative, parse_travel,
+                               refuse_overwriting, whole, writing)
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
@@ -30,7 +32,6 @@ from engine.request import Quirks, RestoreRequest, Tasks
 
 STATE_SUFFIX = ".restorer-state"
 QUIRK_NAMES = tuple(f.name for f in dataclasses.fields(Quirks))
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
 
 def _choices(cls: type, name: str) -> tuple[str, ...]:
@@ -43,19 +44,12 @@ def _choices(cls: type, name: str) -> tuple[str, ...]:
     raise TypeError(f"{cls.__name__}.{name} is not a Literal field")
 
 
+def _default(cls: type, name: str) -> Any:
+    """A dataclass field's default (defaults live there)."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
 # ------------------------------------------------------------------------ argument types
-def parse_travel(text: str) -> tuple[int, int]:
-    """``"L,R"`` -> (travel_length, travel_repeat), both ≥ 1."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        length, repeat = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected L,R (two whole numbers, e.g. 10,3), got {text!r}") from None
-    if length < 1 or repeat < 1:
-        raise argparse.ArgumentTypeError(f"time travel length and repeat must be ≥ 1, got {text!r}")
-    return length, repeat
-
-
 def parse_deblur(text: str) -> str:
     """``gauss:SIGMA`` (SIGMA > 0), ``uniform:SIZE`` (whole SIZE ≥ 1) or ``kernel:FILE``."""
     kind, _, value = text.partition(":")
@@ -75,30 +69,7 @@ def parse_deblur(text: str) -> str:
 def parse_batch(text: str) -> Any:
     if text.strip().lower() == "auto":
         return "auto"
-    return _whole(1)(text)
-
-
-def _whole(minimum: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
-        return value
-
-    return convert
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
-    return value
+    return whole(1)(text)
 
 
 def register(subparsers: Any) -> None:
@@ -113,17 +84,17 @@ def register(subparsers: Any) -> None:
     task.add_argument("--mask", metavar="MASK", help="white = fill (a folder of same-named masks in folder mode)")
     task.add_argument("--inpaint", action="store_true", help="fill the masked areas (implied by --mask)")
     task.add_argument("--colorize", action="store_true")
-    task.add_argument("--sr", type=_whole(1), metavar="N", help="upscale N times")
+    task.add_argument("--sr", type=whole(1), metavar="N", help="upscale N times")
     task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"))
     task.add_argument("--deblur", type=parse_deblur, metavar="gauss:SIGMA|uniform:SIZE|kernel:FILE")
-    task.add_argument("--noise", type=_non_negative, metavar="SIGMA", help="noise level of the photo, 0..1")
+    task.add_argument("--noise", type=fraction, metavar="SIGMA", help="noise level of the photo, 0..1")
     model = p.add_argument_group("model and sampler")
     model.add_argument("--model", metavar="ID|PATH|test-tiny", help="catalog id, checkpoint file, or test-tiny")
-    model.add_argument("--class", dest="class_label", type=_whole(0), metavar="N", help="ImageNet class")
-    model.add_argument("--guidance", dest="guidance_scale", type=_non_negative, metavar="SCALE")
-    model.add_argument("--steps", type=_whole(1), metavar="N")
+    model.add_argument("--class", dest="class_label", type=whole(0), metavar="N", help="ImageNet class")
+    model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE")
+    model.add_argument("--steps", type=whole(1), metavar="N")
     model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats")
-    model.add_argument("--eta", type=_non_negative, metavar="E")
+    model.add_argument("--eta", type=fraction, metavar="E", help="0..1")
     model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"))
     model.add_argument("--seed", type=int, metavar="S")
     model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N")
@@ -137,15 +108,19 @@ def register(subparsers: Any) -> None:
     tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"))
     tiling.add_argument("--hir", action=argparse.BooleanOptionalAction, default=None,
                         help="hierarchical restoration (default: where it helps)")
-    tiling.add_argument("--hir-start", type=_whole(1), metavar="T",
+    tiling.add_argument("--hir-start", type=whole(1), metavar="T",
                         help="HiR phase 2 starts from phase 1's result noised to timestep T (1..999)")
-    tiling.add_argument("--window", type=_whole(8), metavar="N")
-    tiling.add_argument("--overlap", type=_whole(0), metavar="N")
+    tiling.add_argument("--window", type=whole(8), metavar="N")
+    tiling.add_argument("--overlap", type=whole(0), metavar="N")
     tiling.add_argument("--batch", type=parse_batch, metavar="auto|N")
-    tiling.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
+    saved = tiling.add_mutually_exclusive_group()
+    saved.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
+    saved.add_argument("--restart", action="store_true",
+                       help=f"discard the finished windows in OUTPUT{STATE_SUFFIX}/ and start over")
     out = p.add_argument_group("output")
     out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
-    out.add_argument("--quality", type=_whole(1), default=95, metavar="Q", help="JPEG/WebP quality (95)")
+    out.add_argument("--quality", type=whole(1, 100), default=95, metavar="Q",
+                     help="JPEG/WebP quality, 1..100 (95; 100 is lossless WebP)")
     out.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: as the input")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -160,20 +135,30 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError("nothing to do: give --mask/--inpaint, --colorize, --sr N, --deblur or --noise")
     if Path(args.output).suffix.lower() not in SAVE_FORMATS and not Path(args.input).is_dir():
         raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
+    check_overlap(args)
     if args.model:
         check_model_file(args.model)
 
 
+def check_overlap(args: argparse.Namespace) -> None:
+    """The windows must overlap less than their size; the default overlap is named as such."""
+    window = args.window if args.window is not None else _default(RestoreRequest, "window")
+    overlap = args.overlap if args.overlap is not None else _default(RestoreRequest, "overlap")
+    if overlap >= window:
+        which = "" if args.overlap is not None else " (the default)"
+        raise InputError(f"the overlap {overlap}{which} must be smaller than the window {window}: "
+                         f"add --overlap N with N below {window}")
+
+
 def check_model_file(spec: str) -> None:
-    """Refuse a model *file* that cannot be a checkpoint (a missing file, a text file, ...)."""
+    """Refuse a model *file* that cannot be a checkpoint (missing, a folder, a text file, ...)."""
+    from engine.models.catalog import MODEL_SUFFIXES, resolve_model_file
+
     path = Path(spec)
-    looks_like_path = path.suffix.lower() in _CHECKPOINT_SUFFIXES or "/" in spec or "\\" in spec
-    if not path.exists():
-        if looks_like_path:
-            raise ModelFileError(f"model file not found: {spec}")
+    looks_like_path = path.suffix.lower() in MODEL_SUFFIXES or "/" in spec or "\\" in spec
+    if not (looks_like_path or path.exists()):
         return  # a catalog id
-    if path.is_dir():
-        return  # a diffusers-style model folder; the loader checks it
+    path = resolve_model_file(path)  # a missing file or a folder is refused there
     with open(path, "rb") as handle:
         head = handle.read(16)
     is_zip = head.startswith(b"PK\x03\x04")  # torch.save archive
@@ -304,30 +289,74 @@ def drain(request: RestoreRequest, renderer: EventRenderer, cancel: threading.Ev
 
 
 # ---------------------------------------------------------------------------------- runs
+def state_dir_for(target: Path) -> Path:
+    """Where the finished windows of an interrupted run for ``target`` are kept."""
+    return Path(str(target) + STATE_SUFFIX)
+
+
+def _saved_windows(state_dir: Path) -> int:
+    from engine.tiling.resume import ResumeState
+
+    return ResumeState.saved_windows(state_dir)
+
+
+def check_saved_progress(args: argparse.Namespace, targets: list[Path]) -> None:
+    """Finished windows of an interrupted run are never discarded silently: without --resume or
+    --restart, a target whose saved state holds any is refused before anything runs."""
+    if args.resume or args.restart:
+        return
+    for target in targets:
+        saved = _saved_windows(state_dir_for(target))
+        if saved:
+            raise InputError(f"{state_dir_for(target)} holds {saved} finished window(s) of an interrupted "
+                             "run: add --resume to continue it, or --restart to discard it and start over")
+
+
 def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path: Optional[Path],
-                 renderer: EventRenderer, cancel: threading.Event) -> dict[str, Any]:
-    """Restore one photo to ``target``; returns the report (with input/output paths and notes)."""
+                 renderer: EventRenderer, cancel: threading.Event,
+                 report_path: Optional[Path] = None) -> dict[str, Any]:
+    """Restore one photo to ``target`` (and its report to ``report_path``); returns the report
+    (with input/output paths and notes). The job's saved state is removed once all is written."""
     if target.suffix.lower() not in SAVE_FORMATS:
         raise InputError(f"cannot write {target.name!r}: use .png, .jpg, .tif or .webp")
     loaded = load_image(source)
     mask = None
     if mask_path is not None:
         mask = load_mask(mask_path, loaded.size).astype(np.uint8) * 255
-    state_dir = Path(str(target) + STATE_SUFFIX)
-    if not args.resume and state_dir.is_dir():
-        shutil.rmtree(state_dir)  # our own state from an earlier, interrupted run: start fresh
+    state_dir = state_dir_for(target)
+    if not args.resume:  # check_saved_progress let it through: nothing finished there, or --restart
+        shutil.rmtree(state_dir, ignore_errors=True)
     request = build_request(args, loaded.rgb, mask, resume_dir=str(state_dir))
     finished = drain(request, renderer, cancel)
-    notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
+    with _finished_work_kept(state_dir):
+        notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
+        report = dict(finished.report)
+        report.setdefault("peak_rss_mb", peak_rss_mb())
+        report.update(input=str(source), output=str(target), notes=notes)
+        if report_path is not None:
+            _write_report(report_path, report)
     for note in notes:
         renderer.say(f"note: {note}")
-    if state_dir.is_dir():
-        shutil.rmtree(state_dir, ignore_errors=True)  # the job is complete
-    report = dict(finished.report)
-    report.setdefault("peak_rss_mb", peak_rss_mb())
-    report.update(input=str(source), output=str(target), notes=notes)
+    shutil.rmtree(state_dir, ignore_errors=True)  # the job is complete
     renderer.say(f"saved {target}")
     return report
+
+
+@contextlib.contextmanager
+def _finished_work_kept(state_dir: Path) -> Iterator[None]:
+    """A result that cannot be written after the run says that its finished windows are kept."""
+    try:
+        yield
+    except EngineError as exc:
+        if not _saved_windows(state_dir):
+            raise
+        raise InputError(f"{exc}; the finished work is kept in {state_dir}, and the same command with "
+                         "--resume will write it") from None
+
+
+def _write_report(path: Path, report: dict[str, Any]) -> None:
+    with writing(path):
+        write_report(path, report)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -337,22 +366,31 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"input not found: {source}")
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        check_writable_file(report_path, "the report")
     try:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
-        report = restore_file(args, source, Path(args.output), Path(args.mask) if args.mask else None,
-                              renderer, cancel)
+        target, mask_path = Path(args.output), Path(args.mask) if args.mask else None
+        refuse_overwriting({"the input photo": source, "the mask": mask_path},
+                           {"OUTPUT": target, "the report": report_path})
+        check_writable_file(target, "OUTPUT")
+        check_saved_progress(args, [target])
+        restore_file(args, source, target, mask_path, renderer, cancel, report_path)
     except (Cancelled, KeyboardInterrupt):
         return _cancelled(renderer, Path(args.output))
-    if args.report:
-        write_report(args.report, report)
     return 0
 
 
 def _cancelled(renderer: EventRenderer, target: Path) -> int:
     renderer.close()
-    renderer.say(f"cancelled. Finished windows are kept in {target}{STATE_SUFFIX}; "
-                 "run the same command with --resume to continue.")
+    saved = _saved_windows(state_dir_for(target))
+    if saved:
+        renderer.say(f"cancelled. {saved} finished window(s) are kept in {state_dir_for(target)}; "
+                     "run the same command with --resume to continue.")
+    else:
+        renderer.say("cancelled before any window was finished.")
     return 130
 
 
@@ -366,32 +404,64 @@ def _find_mask(mask_dir: Path, photo: Path) -> Path:
     raise InputError(f"no mask named {photo.stem}.* in {mask_dir}")
 
 
+def _folder_targets(out_dir: Path, photos: list[Path], renderer: EventRenderer) -> dict[Path, Path]:
+    """The output file of each photo of a folder run: the same name, or the same stem as PNG for a
+    format that cannot be written (e.g. BMP). Two photos that would share an output are refused."""
+    targets: dict[Path, Path] = {}
+    for photo in photos:
+        target = out_dir / (photo.name if photo.suffix.lower() in SAVE_FORMATS else photo.stem + ".png")
+        other = next((p for p, t in targets.items() if t == target), None)
+        if other is not None:
+            raise InputError(f"{other.name} and {photo.name} would both be written to {target}: rename one of them")
+        targets[photo] = target
+    converted = sorted({p.suffix.lower() for p in photos if p.suffix.lower() not in SAVE_FORMATS})
+    if converted:
+        renderer.say(f"note: {', '.join(converted)} photos are written as PNG (the same name with .png)")
+    return targets
+
+
+def _finished_earlier(target: Path) -> bool:
+    """An earlier run wrote ``target`` and no later run of it was interrupted."""
+    return target.is_file() and not state_dir_for(target).exists()
+
+
 def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
                 cancel: threading.Event) -> int:
     out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"INPUT is a folder, so OUTPUT must be a folder too: {out_dir}")
-    if out_dir.resolve() == folder.resolve():
-        raise InputError("OUTPUT must be a different folder from INPUT (the originals are never overwritten)")
+    check_writable_folder(out_dir, "OUTPUT")
     mask_dir = Path(args.mask) if args.mask else None
+    refuse_overwriting({"the input folder": folder, "the mask folder": mask_dir}, {"OUTPUT": out_dir})
     if mask_dir is not None and not mask_dir.is_dir():
         raise InputError(f"in folder mode --mask must be a folder of masks: {mask_dir}")
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    targets = _folder_targets(out_dir, photos, renderer)
+    check_saved_progress(args, list(targets.values()))
     reports: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
+    skipped: list[str] = []
+    cancelled: Optional[Path] = None
     for number, photo in enumerate(photos, 1):
+        target = targets[photo]
+        if args.resume and _finished_earlier(target):
+            renderer.say(f"[{number}/{len(photos)}] {photo.name}: already restored in {target}, skipped")
+            skipped.append(str(photo))
+            continue
         renderer.say(f"[{number}/{len(photos)}] {photo.name}")
         try:
             mask_path = _find_mask(mask_dir, photo) if mask_dir is not None else None
-            reports.append(restore_file(args, photo, out_dir / photo.name, mask_path, renderer, cancel))
+            reports.append(restore_file(args, photo, target, mask_path, renderer, cancel))
         except (Cancelled, KeyboardInterrupt):
-            return _cancelled(renderer, out_dir / photo.name)
+            cancelled = photo
+            break
         except EngineError as exc:
             renderer.say(f"error: {photo.name}: {exc}")
             failed.append({"input": str(photo), "error": str(exc)})
-    if args.report:
-        write_report(args.report, {"files": reports, "failed": failed})
-    renderer.say(f"done: {len(reports)} restored, {len(failed)} failed")
+    if args.report:  # also for a cancelled run: the photos finished before it are reported
+        _write_report(Path(args.report), {"files": reports, "failed": failed, "skipped": skipped,
+                                          "cancelled": str(cancelled) if cancelled else None})
+    if cancelled is not None:
+        return _cancelled(renderer, targets[cancelled])
+    renderer.say(f"done: {len(reports)} restored, {len(skipped)} skipped, {len(failed)} failed")
     return 1 if failed else 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
+from engine.cli_common import check_writable_file, whole, writing
+from engine.errors import InputError
 from engine.events import LogEvent
 
 
@@ -17,13 +20,13 @@ def register(subparsers) -> None:
         "Writes MODEL.pt (EMA weights, official layout) and MODEL.json (metadata).",
     )
     p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
-    p.add_argument("--out", required=True, help="output model file, e.g. my-model.pt")
+    p.add_argument("--out", required=True, help="output model file, e.g. my-model.pt or my-model.safetensors")
     p.add_argument("--init", help="checkpoint to fine-tune from (architecture detected from the file)")
     p.add_argument("--size", type=int, default=256, choices=(256, 128, 64, 32), help="crop size (default 256)")
     p.add_argument("--arch", default="adm-small", choices=("adm-small", "adm-256", "ddpm", "adm-tiny"),
                    help="network for training from scratch (ignored with --init)")
-    p.add_argument("--steps", type=int, default=10000, help="total optimizer steps (default 10000)")
-    p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    p.add_argument("--steps", type=whole(1), default=10000, help="total optimizer steps (default 10000)")
+    p.add_argument("--batch", type=whole(1), default=8, help="crops per step (default 8)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     p.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps (default 100)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -41,10 +44,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from engine.training.checkpoint_io import MODEL_FORMATS
+    from engine.training.trainer import TrainConfig, train
 
-    from engine.training.trainer import SampleGridSaved, TrainConfig, TrainFinished, TrainProgress, train
-
+    out = Path(args.out)
+    if out.suffix.lower() not in MODEL_FORMATS:
+        raise InputError(f"--out must end in {' or '.join(MODEL_FORMATS)}, got {out.name}")
+    check_writable_file(out, "--out")
     config = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, size=args.size, init=args.init, steps=args.steps,
         batch=args.batch, lr=args.lr, warmup=args.warmup, device=args.device, precision=args.precision,
@@ -52,10 +58,26 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
         skip_bad_files=args.skip_bad_files,
     )
+    with writing(out):
+        finished = _follow(train(config))
+    if finished is None:
+        return 1
+    print(f"wrote {finished.model_path} ({finished.meta['steps']} steps, {finished.meta['image_size']} px)")
+    if args.register:
+        print(register_model(Path(finished.model_path), args.name))
+    return 0
+
+
+def _follow(events: Iterator[Any]) -> Any:
+    """Show training events on stderr (a tqdm bar over steps); returns the TrainFinished event, if any."""
+    from tqdm import tqdm
+
+    from engine.training.trainer import SampleGridSaved, TrainFinished, TrainProgress
+
     bar = None
     finished = None
     try:
-        for event in train(config):
+        for event in events:
             if isinstance(event, TrainProgress):
                 if bar is None:
                     bar = tqdm(total=event.total, initial=event.step - 1, unit="step", file=sys.stderr, dynamic_ncols=True)
@@ -70,12 +92,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if finished is None:
-        return 1
-    print(f"wrote {finished.model_path} ({finished.meta['steps']} steps, {finished.meta['image_size']} px)")
-    if args.register:
-        print(register_model(Path(finished.model_path), args.name))
-    return 0
+    return finished
 
 
 def _say(bar, message: str) -> None:

@@ -137,6 +137,8 @@ def test_resolve_model_file_messages(store, tmp_path):
     assert cat.resolve_model_file(str(own)) == own
     with pytest.raises(ModelFileError, match="does not exist"):
         cat.resolve_model_file(str(tmp_path / "nope.pt"))
+    with pytest.raises(ModelFileError, match="is a folder, not a model file"):
+        cat.resolve_model_file(str(tmp_path))
 
 
 def test_custom_models_from_registry_are_listed(store):

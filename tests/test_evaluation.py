@@ -153,3 +153,59 @@ def test_cli_evaluate_writes_a_report(tmp_path, capsys):
     assert "colorize" in out and "inf" in out
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["results"][0]["psnr"] == "inf" and doc["config"]["model"] == "oracle"
+
+
+def _cli_photos(folder):
+    from PIL import Image
+
+    y, x = np.mgrid[0:80, 0:96]
+    folder.mkdir()
+    Image.fromarray(np.stack([x * 2, y * 3, (x + y)], -1).clip(0, 255).astype(np.uint8)).save(folder / "a.png")
+    return folder
+
+
+ORACLE_RUN = ["--task", "colorize", "--model", "oracle", "--size", "32", "--steps", "2", "--device", "cpu"]
+
+
+def test_cli_evaluate_report_goes_to_a_new_folder(tmp_path):
+    from engine.cli import main
+
+    report = tmp_path / "new" / "r.csv"
+    assert main(["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN, "--report", str(report)]) == 0
+    assert report.read_text().startswith("image,task")
+
+
+@pytest.mark.parametrize("where, words", [("blocker.png/r.json", "is a file, not a folder"),
+                                          ("a_folder.json", "is a folder"), ("r.txt", ".json or .csv")])
+def test_cli_evaluate_refuses_a_bad_report_before_evaluating(tmp_path, capsys, monkeypatch, where, words):
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    (tmp_path / "blocker.png").write_bytes(b"x")
+    (tmp_path / "a_folder.json").mkdir()
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking --report"))
+    code = main(["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN,
+                 "--report", str(tmp_path / where)])
+    assert code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_evaluate_skips_an_unreadable_photo_with_a_warning(tmp_path, capsys):
+    from engine.cli import main
+
+    photos = _cli_photos(tmp_path / "photos")
+    (photos / "0_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    assert main(["evaluate", "--data", str(photos), *ORACLE_RUN, "--limit", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: skipped 0_broken.png" in captured.err and "a.png colorize" in captured.err
+    assert "colorize" in captured.out
+
+
+def test_cli_evaluate_missing_folders_and_unreadable_sets_are_named(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["evaluate", "--data", str(tmp_path / "nope"), *ORACLE_RUN]) == 2
+    assert "evaluation data folder" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"junk")
+    assert main(["evaluate", "--data", str(tmp_path / "bad"), *ORACLE_RUN]) == 2
+    assert "none of the images" in capsys.readouterr().err

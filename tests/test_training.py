@@ -190,3 +190,55 @@ def test_cli_train_writes_and_registers_a_listable_model(data_dir, tmp_path, mon
     assert listed["cli-model"].status == catalog.INSTALLED and listed["cli-model"].display_name == "My photos"
     denoiser = load_denoiser("cli-model", device=torch.device("cpu"))
     assert denoiser(torch.zeros(1, 3, 32, 32), torch.tensor([3])).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("out, words", [("blocker.png/m.pt", "is a file, not a folder"), ("a_folder.pt", "is a folder")])
+def test_cli_train_refuses_an_unwritable_out_before_training(data_dir, tmp_path, capsys, monkeypatch, out, words):
+    import engine.training.trainer as trainer
+    from engine.cli import main
+
+    (tmp_path / "blocker.png").write_bytes(b"x")
+    (tmp_path / "a_folder.pt").mkdir()
+    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained before checking --out"))
+    code = main(["train", "--data", str(data_dir), "--out", str(tmp_path / out), "--arch", "adm-tiny", "--size", "32",
+                 "--device", "cpu"])
+    assert code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_train_says_in_one_line_when_a_checkpoint_cannot_be_written(data_dir, tmp_path, capsys, monkeypatch):
+    from engine.cli import main
+
+    def disk_full(obj, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint_io, "_atomic_save", disk_full)
+    code = main(["train", "--data", str(data_dir), "--out", str(tmp_path / "m.pt"), "--arch", "adm-tiny", "--size", "32",
+                 "--steps", "2", "--batch", "2", "--device", "cpu", "--sample-every", "0", "--checkpoint-every", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, words", [(["--steps", "0"], "≥ 1"), (["--batch", "0"], "≥ 1"),
+                                         (["--out", "model.png"], "--out must end in .pt or .safetensors")])
+def test_cli_train_refuses_bad_arguments_before_training(data_dir, tmp_path, capsys, monkeypatch, argv, words):
+    import engine.training.trainer as trainer
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained despite a bad argument"))
+    try:
+        code = main(["train", "--data", str(data_dir), "--out", "m.pt", "--arch", "adm-tiny", "--size", "32", *argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    assert code == 2 and words in capsys.readouterr().err and not (tmp_path / "model.png").exists()
+
+
+def test_cli_train_writes_a_loadable_safetensors_model(data_dir, tmp_path):
+    from engine.cli import main
+    from engine.models import checkpoint
+
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--data", str(data_dir), "--out", str(out), "--arch", "adm-tiny", "--size", "32",
+                 "--steps", "1", "--batch", "2", "--device", "cpu", "--sample-every", "0"]) == 0
+    state = checkpoint.load_state_dict(out)
+    assert checkpoint.detect_config(state).family == "adm" and (tmp_path / "m.json").is_file()

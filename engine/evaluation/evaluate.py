@@ -80,16 +80,30 @@ def task_spec(task: str, noise: float, blur: str, sr_kernel: str) -> Tasks:
     return table[task]
 
 
-def clean_images(folder: Union[str, Path], size: int, limit: Optional[int]) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, (size, size, 3) float32 in [0, 1]) for each image: centre square crop, then resize."""
+def _ignore(message: str) -> None:
+    pass
+
+
+def clean_images(folder: Union[str, Path], size: int, limit: Optional[int],
+                 warn: Callable[[str], None] = _ignore) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, (size, size, 3) float32 in [0, 1]) for each image: centre square crop, then resize.
+    An unreadable file is skipped with a ``warn`` message; ``limit`` counts the readable ones."""
     from engine.image_io import load_image
     from engine.training.data import find_images
 
-    files = [p for p in find_images(folder) if "mask" not in p.stem.lower()]
+    files = [p for p in find_images(folder, what="evaluation data folder") if "mask" not in p.stem.lower()]
     if not files:
         raise InputError(f"no images to evaluate in {folder}")
-    for path in files[: limit or None]:
-        rgb = load_image(path).rgb
+    used = 0
+    for path in files:
+        if limit and used >= limit:
+            return
+        try:
+            rgb = load_image(path).rgb
+        except InputError as exc:
+            warn(f"skipped {path.name}: {exc}")
+            continue
+        used += 1
         h, w = rgb.shape[:2]
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
@@ -98,6 +112,8 @@ def clean_images(folder: Union[str, Path], size: int, limit: Optional[int]) -> I
             pil = Image.fromarray(np.round(square * 255).astype(np.uint8))
             square = np.asarray(pil.resize((size, size), Image.BICUBIC if side < size else Image.LANCZOS), np.float32) / 255
         yield path.name, np.ascontiguousarray(square, dtype=np.float32)
+    if not used:
+        raise InputError(f"none of the images in {folder} could be read")
 
 
 def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -131,8 +147,10 @@ def pipeline_restore(request: RestoreRequest, clean: np.ndarray, denoiser: Any =
     return finished.result, dict(finished.report)
 
 
-def evaluate(config: EvalConfig, restore_fn: Optional[RestoreFn] = None) -> Iterator[ImageResult]:
-    """Yield one :class:`ImageResult` per (image, task), in image-major order."""
+def evaluate(config: EvalConfig, restore_fn: Optional[RestoreFn] = None,
+             warn: Callable[[str], None] = _ignore) -> Iterator[ImageResult]:
+    """Yield one :class:`ImageResult` per (image, task), in image-major order; unreadable photos
+    are skipped with a ``warn`` message."""
     from engine.device import pick_device
     from engine.operators import build_operator, photo_to_observation
 
@@ -142,7 +160,7 @@ def evaluate(config: EvalConfig, restore_fn: Optional[RestoreFn] = None) -> Iter
         raise InputError(f"with the oracle denoiser --size must be a multiple of 32, got {config.size}")
     device = pick_device(config.device)
     specs = {task: task_spec(task, config.noise, config.blur, config.sr_kernel) for task in config.tasks}
-    for index, (name, clean) in enumerate(clean_images(config.data, config.size, config.limit)):
+    for index, (name, clean) in enumerate(clean_images(config.data, config.size, config.limit, warn)):
         x = to_tensor(clean, device)
         for task, tasks in specs.items():
             if config.size % tasks.sr:
@@ -225,6 +243,7 @@ def _json_safe(value: Any) -> Any:
 def write_report(path: Union[str, Path], config: EvalConfig, results: list[ImageResult]) -> Path:
     """JSON (config, per-image rows, per-task means) or CSV (per-image rows), by extension."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{k: v for k, v in asdict(r).items() if k != "report"} for r in results]
     if path.suffix.lower() == ".csv":
         with path.open("w", newline="", encoding="utf-8") as f:

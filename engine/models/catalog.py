@@ -338,6 +338,9 @@ def resolve_model_file(model: Union[str, Path], models_dir_override: Union[str, 
         path = Path(spec).expanduser()
         if path.is_file():
             return path
+        if path.is_dir():
+            raise ModelFileError(f"{spec} is a folder, not a model file: give a checkpoint "
+                                 f"({', '.join(MODEL_SUFFIXES)}) or a model id")
         raise ModelFileError(f"model file {spec} does not exist")
     directory = models_dir(models_dir_override)
     state = state_of(get_entry(spec, directory), directory)

@@ -95,6 +95,16 @@ class ResumeState:
             )
         return cls(directory, fingerprint, dict(data.get("stages", {}))), None
 
+    @classmethod
+    def saved_windows(cls, directory: str | os.PathLike) -> int:
+        """How many finished windows the state in ``directory`` holds, whatever request it belongs
+        to (0 when there is no readable state). Reads only; creates nothing."""
+        try:
+            data = json.loads((Path(directory) / STATE_FILE).read_text(encoding="utf-8"))
+            return cls(directory, "", dict(data.get("stages", {}))).resumed_windows
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0
+
     @property
     def resumed_windows(self) -> int:
         return sum(len(s.get("finished", [])) for s in self.stages.values())

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from engine.models.checkpoint import ModelConfig
 
 STATE_FILE = "state.pt"
+#: Suffixes of the output model file; the suffix picks the format.
+MODEL_FORMATS = (".pt", ".safetensors")
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -36,9 +38,15 @@ def train_state_dir(model_path: str | Path) -> Path:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
+    """torch.save, or safetensors for a ``.safetensors`` path (a dict of tensors), via a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(obj, str(tmp))
+    else:
+        torch.save(obj, tmp)
     os.replace(tmp, path)
 
 

@@ -22,11 +22,12 @@ from engine.errors import InputError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def find_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted, skipping hidden files and folders."""
+def find_images(folder: str | Path, what: str = "training data folder") -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted, skipping hidden files and folders.
+    ``what`` names the folder in the error when it is missing."""
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(f"training data folder {root} does not exist or is not a folder")
+        raise InputError(f"{what} {root} does not exist or is not a folder")
     files = [
         p
         for p in root.rglob("*")

@@ -1,0 +1,126 @@
+"""What the subcommands share: argument types, and checks on the files a command will write,
+made before any work."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from engine.errors import InputError
+
+
+# ------------------------------------------------------------------------ argument types
+def whole(minimum: int, maximum: Optional[int] = None, multiple_of: int = 1) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum] that is a multiple of ``multiple_of``."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be ≤ {maximum}, got {value}")
+        if value % multiple_of:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {multiple_of}, got {value}")
+        return value
+
+    return convert
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def parse_travel(text: str) -> tuple[int, int]:
+    """``"L,R"`` -> (travel_length, travel_repeat), both ≥ 1."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        length, repeat = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected L,R (two whole numbers, e.g. 10,3), got {text!r}") from None
+    if length < 1 or repeat < 1:
+        raise argparse.ArgumentTypeError(f"time travel length and repeat must be ≥ 1, got {text!r}")
+    return length, repeat
+
+
+# ---------------------------------------------------------------------------- destinations
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file: through symlinks and hard links when both exist,
+    else by their resolved paths."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_overwriting(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> None:
+    """Refuse an output that names one of the inputs: the originals are never overwritten.
+    Keys are how the message names each path (e.g. "OUTPUT", "the mask")."""
+    for out_name, out in outputs.items():
+        for in_name, source in inputs.items():
+            if out is not None and source is not None and same_file(out, source):
+                raise InputError(f"{out_name} {out} is {in_name}: choose another one "
+                                 "(the originals are never overwritten)")
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """Refuse a file destination that cannot be written (a folder, under a file, in a read-only
+    place), before any work starts. ``what`` names it in the message (e.g. "OUTPUT", "the report")."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder: give a file name")
+    _check_can_create_in(path.parent, what, path)
+
+
+def check_writable_folder(path: Path, what: str) -> None:
+    """Refuse a folder destination that is a file or cannot be created or written, before any work."""
+    path = Path(path)
+    if os.path.exists(path) and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a folder")
+    _check_can_create_in(path, what, path)
+
+
+@contextlib.contextmanager
+def writing(path: Path, kept: str = "") -> Iterator[None]:
+    """A write of ``path`` that fails says so in one sentence, plus ``kept`` (what is not lost),
+    instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}{kept}") from None
+
+
+def _check_can_create_in(folder: Path, what: str, path: Path) -> None:
+    """Files can be created in ``folder``, or in its nearest existing ancestor (missing folders are
+    made when the file is written): a real probe, since permissions alone do not tell (e.g. /proc)."""
+    existing = Path(os.path.abspath(folder))
+    while not os.path.exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write {what} {path}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".restorer-write-check-", dir=existing)
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {path}: {existing} is not writable ({exc.strerror or exc})") from None
+    os.close(handle)
+    os.unlink(probe)

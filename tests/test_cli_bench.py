@@ -1,0 +1,76 @@
+"""``python -m engine bench``: arguments and destinations are checked before anything is measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import engine.benchmark
+from engine.cli import main
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """Stands in for run_benchmark: records its arguments, returns a few figures."""
+    calls = []
+
+    def fake_run_benchmark(**kwargs):
+        calls.append(kwargs)
+        return {"device": "cpu", "unet": {"ours, batch 2": {"window_steps_per_s": 1.5}}, "ms_per_call": {1: 2.0}}
+
+    monkeypatch.setattr(engine.benchmark, "run_benchmark", fake_run_benchmark)
+    return calls
+
+
+BASE = ["bench", "--config", "tiny", "--device", "cpu", "--size", "256"]
+
+
+def test_json_goes_to_a_new_folder(tmp_path, measured):
+    out = tmp_path / "new" / "b.json"
+    assert main([*BASE, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["unet"]["ours, batch 2"]["window_steps_per_s"] == 1.5
+
+
+@pytest.mark.parametrize("where", ["blocker.txt/b.json", "a_folder"])
+def test_unwritable_json_is_refused_before_measuring(tmp_path, capsys, measured, where):
+    (tmp_path / "blocker.txt").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    assert main([*BASE, "--json", str(tmp_path / where)]) == 2
+    assert "--json" in capsys.readouterr().err and not measured
+
+
+def test_a_json_write_that_fails_at_the_end_says_so_in_one_line(tmp_path, capsys, measured, monkeypatch):
+    import engine.report
+
+    def read_only(path, report):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(engine.report, "write_report", read_only)
+    assert main([*BASE, "--json", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "printed above" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--batch", "0"], "≥ 1"), (["--unet-iters", "0"], "≥ 1"), (["--window", "0"], "≥ 32"),
+    (["--window", "48"], "multiple of 32"), (["--steps", "0"], "≥ 1"), (["--steps", "1001"], "≤ 1000"),
+    (["--travel", "0,0"], "≥ 1"), (["--baseline-windows", "0"], "≥ 1"), (["--size", "258"], "multiple of 4"),
+    (["--batch", "two"], "whole number"),
+])
+def test_bad_arguments_are_refused_before_measuring(capsys, measured, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*BASE, *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and words in err and "Traceback" not in err and not measured
+
+
+def test_size_smaller_than_the_window_is_refused_before_measuring(capsys, measured):
+    assert main([*BASE, "--size", "128", "--window", "256"]) == 2
+    assert "at least the window" in capsys.readouterr().err and not measured
+
+
+def test_good_arguments_reach_the_benchmark(measured):
+    assert main([*BASE, "--batch", "3", "--window", "64", "--steps", "2", "--travel", "2,1", "--unet-iters", "2"]) == 0
+    run = measured[0]
+    assert (run["batch"], run["window"], run["steps"], run["travel"], run["unet_iters"]) == (3, 64, 2, (2, 1), 2)
