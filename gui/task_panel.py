@@ -155,7 +155,7 @@ class TaskPanel(QWidget):
         for label, value in (("Auto", "auto"), ("On", "on"), ("Off", "off")):
             self.hir.addItem(label, value)
         self.hir.setToolTip("Hierarchical restoration: a low-resolution pass first, for global sense")
-        self.window = spin(32, 1024, 32, tip="Window size the model restores at once")
+        self.window_size = spin(32, 1024, 32, tip="Window size the model restores at once")
         self.overlap = spin(0, 1000, 16, tip="Overlap between neighbouring windows")
         self.precision = QComboBox()
         for label, p in (("Auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")):
@@ -171,7 +171,7 @@ class TaskPanel(QWidget):
         for label, w in (("Steps", self.steps), ("Travel L", self.travel_length), ("Travel r", self.travel_repeat),
                          ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed),
                          ("Class", self.class_label), ("Guidance", self.guidance), ("HiR", self.hir),
-                         ("Window", self.window), ("Overlap", self.overlap), ("Precision", self.precision),
+                         ("Window", self.window_size), ("Overlap", self.overlap), ("Precision", self.precision),
                          ("Speed", self.compile), ("Device", self.device)):
             form.addRow(label, w)
         self.advanced.setVisible(False)
@@ -231,7 +231,7 @@ class TaskPanel(QWidget):
             quality=self.quality.currentData() or CUSTOM, steps=self.steps.value(),
             travel_length=self.travel_length.value(), travel_repeat=self.travel_repeat.value(),
             eta=self.eta.value(), sigma_y=self.sigma_y.value(), seed=self.seed.value(),
-            hir=self.hir.currentData() or "auto", window=self.window.value(), overlap=self.overlap.value(),
+            hir=self.hir.currentData() or "auto", window=self.window_size.value(), overlap=self.overlap.value(),
             precision=self.precision.currentData() or "auto", compile=self.compile.isChecked(),
             device=self.device.currentData() or "auto",
             class_label=self.class_label.value() if self._class_cond() else -1, guidance_scale=self.guidance.value(),
@@ -263,7 +263,7 @@ class TaskPanel(QWidget):
             self.class_label.setValue(max(s.class_label, 0))
             self.guidance.setValue(s.guidance_scale)
             self.hir.setCurrentIndex(max(0, self.hir.findData(s.hir)))
-            self.window.setValue(s.window)
+            self.window_size.setValue(s.window)
             self.overlap.setValue(s.overlap)
             self.precision.setCurrentIndex(max(0, self.precision.findData(s.precision)))
             self.compile.setChecked(s.compile)
@@ -353,7 +353,7 @@ class TaskPanel(QWidget):
         choice = next((m for m in self._models if m.id == self.model.currentData()), None)
         self.model_purpose.setText(choice.purpose if choice else "")
         if choice is not None and not self._loading:
-            self.window.setValue(choice.window)
+            self.window_size.setValue(choice.window)
         for w in (self.class_label, self.guidance):
             w.setEnabled(self._class_cond())
         self._on_edited()

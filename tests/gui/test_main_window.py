@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QImage
+from PySide6.QtWidgets import QMessageBox
 
-from engine.errors import InputError, OutOfMemory
+from engine.errors import InputError, ModelFileError, OutOfMemory
 from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
 from gui.main_window import MainWindow
@@ -164,6 +165,32 @@ def test_errors_reach_the_user(window_with_photo, qtbot, error, kind):
     from gui.dialogs import oom_advice
 
     assert "fp16" in oom_advice("x") and "CPU" in oom_advice("x")
+
+
+def open_dialogs(window) -> list[tuple[str, str]]:
+    """(title, text) of the message boxes the window has opened (show_error opens them non-blocking)."""
+    return [(box.windowTitle(), box.text()) for box in window.findChildren(QMessageBox) if box.isVisible()]
+
+
+@pytest.mark.parametrize("error, title", [(ModelFileError("bad.pt is not a supported model"), "Cannot restore"),
+                                          (OutOfMemory("out of memory at batch 1"), "Out of memory")])
+def test_run_errors_open_a_dialog(window_with_photo, qtbot, error, title):
+    window = window_with_photo(fake_restore(error=error))
+    window.runs.show_dialogs = True  # as in the app: the path interactive=False skips
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=3000)
+    [(shown_title, text)] = open_dialogs(window)
+    assert shown_title == title and str(error) in text
+
+
+def test_restore_shortcut_without_a_task_explains_why(window_with_photo):
+    window = window_with_photo(fake_restore())
+    window.runs.show_dialogs = True
+    window.panel.set_settings(TaskSettings())
+    window.act_restore.trigger()
+    assert not window.runs.running
+    [(title, text)] = open_dialogs(window)
+    assert title == "Cannot restore" and "Tick at least one task" in text
 
 
 def test_compare_split_and_hold_key_show_before_and_after(window_with_photo, qtbot):
