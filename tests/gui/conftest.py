@@ -60,3 +60,35 @@ def photo() -> np.ndarray:
 @pytest.fixture(name="make_photo")
 def make_photo_fixture():
     return make_photo
+
+
+@pytest.fixture
+def make_window(qtbot):
+    """A main window (no device probe, no modal dialogs) with an optional scripted restore function."""
+    from gui.main_window import MainWindow
+    from gui.settings import AppSettings
+
+    def make(restore=None, settings=None):
+        window = MainWindow(settings or AppSettings(), restore=restore, probe_devices=False, interactive=False)
+        qtbot.addWidget(window)
+        window.resize(1000, 700)
+        window.show()
+        qtbot.waitExposed(window)
+        return window
+
+    return make
+
+
+@pytest.fixture
+def window_with_photo(make_window, tmp_path):
+    """A main window with ``tmp_path/photo.png`` (EXIF + ICC) open."""
+    from window_helpers import write_photo
+
+    def make(restore=None, size=(64, 64)):
+        window = make_window(restore)
+        path = tmp_path / "photo.png"
+        write_photo(path, make_photo(*size))
+        assert window.open_path(str(path))
+        return window
+
+    return make

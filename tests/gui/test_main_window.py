@@ -4,96 +4,18 @@ compare, save with metadata, settings that persist."""
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QImage
-from PySide6.QtWidgets import QMessageBox
 
 from engine.errors import InputError, ModelFileError, OutOfMemory
-from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
-from gui.main_window import MainWindow
 from gui.run_plan import TaskSettings
 from gui.settings import SETTINGS_VERSION, AppSettings
-
-BOXES = (Box(0, 0, 32, 32), Box(0, 32, 32, 32), Box(32, 0, 32, 32), Box(32, 32, 32, 32))
-
-
-def fake_restore(delay: float = 0.0, boxes=BOXES, size=(64, 64), error: Exception | None = None):
-    def restore(request, cancel: threading.Event):
-        yield StageEvent("restoring", 0, 1)
-        if error is not None:
-            raise error
-        yield PlanEvent(size, tuple(boxes), tuple(range(len(boxes))))
-        for i, box in enumerate(boxes):
-            yield WindowStarted(i, box)
-            if delay and cancel.wait(delay if i else 0.01):
-                return
-            yield WindowFinished(i, box, np.full((box.height, box.width, 3), 0.25 * (i + 1), np.float32))
-            yield ProgressEvent(i + 1, len(boxes), 0.01, 0.01)
-        yield FinishedEvent(np.full(size + (3,), 0.9, np.float32), {"seconds": 0.05})
-
-    return restore
-
-
-def write_photo(path, pixels: np.ndarray, fmt="PNG") -> tuple[bytes, bytes]:
-    """Save with an EXIF block and an ICC profile; return them for comparison."""
-    from PIL import ImageCms
-
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    exif = Image.Exif()
-    exif[0x010F] = "TestCamera"  # Make
-    exif[0x0110] = "Model X"
-    im = Image.fromarray((pixels * 255).astype(np.uint8))
-    im.save(path, fmt, exif=exif.tobytes(), icc_profile=icc)
-    return exif.tobytes(), icc
-
-
-@pytest.fixture
-def make_window(qtbot):
-    def make(restore=None, settings=None):
-        window = MainWindow(settings or AppSettings(), restore=restore, probe_devices=False, interactive=False)
-        qtbot.addWidget(window)
-        window.resize(1000, 700)
-        window.show()
-        qtbot.waitExposed(window)
-        return window
-
-    return make
-
-
-@pytest.fixture
-def window_with_photo(make_window, make_photo, tmp_path):
-    def make(restore=None, size=(64, 64)):
-        window = make_window(restore)
-        path = tmp_path / "photo.png"
-        write_photo(path, make_photo(*size))
-        assert window.open_path(str(path))
-        return window
-
-    return make
-
-
-def paint(qtbot, window, points):
-    canvas = window.canvas
-    canvas.set_zoom(4.0)
-    canvas.offset = QPointF(0, 0)
-    canvas.set_brush_radius(3)
-    qtbot.mousePress(canvas, Qt.LeftButton, pos=QPoint(*points[0]))
-    for p in points[1:]:
-        qtbot.mouseMove(canvas, QPoint(*p))
-    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=QPoint(*points[-1]))
-
-
-def start_run(qtbot, window, settings: TaskSettings) -> None:
-    window.panel.set_settings(settings)
-    assert window.panel.restore_button.isEnabled(), window.panel.problems
-    with qtbot.waitSignal(window.runs.state_changed, timeout=2000):
-        window.panel.restore_button.click()
+from window_helpers import BOXES, fake_restore, open_dialogs, paint, start_run, write_photo
 
 
 def test_open_paint_and_status(window_with_photo, qtbot):
@@ -165,11 +87,6 @@ def test_errors_reach_the_user(window_with_photo, qtbot, error, kind):
     from gui.dialogs import oom_advice
 
     assert "fp16" in oom_advice("x") and "CPU" in oom_advice("x")
-
-
-def open_dialogs(window) -> list[tuple[str, str]]:
-    """(title, text) of the message boxes the window has opened (show_error opens them non-blocking)."""
-    return [(box.windowTitle(), box.text()) for box in window.findChildren(QMessageBox) if box.isVisible()]
 
 
 @pytest.mark.parametrize("error, title", [(ModelFileError("bad.pt is not a supported model"), "Cannot restore"),
