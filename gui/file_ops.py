@@ -39,10 +39,9 @@ def open_photo(document: Document, path: str) -> None:
 
 
 def result_pixels(document: Document) -> np.ndarray:
-    """What Save writes: a finished result preview if there is one, else the current photo."""
-    if document.preview is not None and document.preview_finished:
-        return document.preview
-    return document.image
+    """What Save writes is what the canvas shows: the result preview if there is one (finished,
+    or the windows kept after Cancel, at the output size), else the current photo."""
+    return document.preview if document.preview is not None else document.image
 
 
 def save_photo(document: Document, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> list[str]:

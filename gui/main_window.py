@@ -396,6 +396,8 @@ class MainWindow(FileCommands, QMainWindow):
     def _on_run_state(self, state: str) -> None:
         running = state == "running"
         self.act_restore.setEnabled(not running)
+        self.act_save.setEnabled(not running)  # what a run paints is not a result yet
+        self.act_save_as.setEnabled(not running)
         self.act_cancel.setEnabled(True)
         self.act_apply.setEnabled(state == "preview")
         self.act_discard.setEnabled(state == "preview")

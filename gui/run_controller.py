@@ -166,7 +166,7 @@ class RunController(QObject):
         doc = self.document
         if doc.preview is None or self.running:
             return
-        doc.undo_stack.push(ApplyResultCommand(doc, doc.preview.copy()))
+        doc.undo_stack.push(ApplyResultCommand(doc, doc.preview))  # the same array: a saved preview stays saved
         self.canvas.clear_plan()
         self.panel.set_preview_ready(False)
         self.state_changed.emit("ready")

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
+import numpy as np
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from gui import file_ops
+
+
+class SaveQuestion(NamedTuple):
+    """The question asked before unsaved work would be lost, with its button texts ("" = no such button)."""
+
+    text: str
+    save: str
+    discard: str
+    cancel: str
 
 
 class FileCommands:
@@ -16,38 +27,68 @@ class FileCommands:
     ``_error`` from the window it is mixed into."""
 
     # ---- unsaved work -------------------------------------------------------------------
-    def _mark_saved(self) -> None:
-        d = self.document
-        self._saved_state = (id(d.image), id(d.preview) if d.preview is not None else None)
+    def _mark_saved(self, written: Optional[np.ndarray] = None) -> None:
+        """Remember what is safe on disk: the photo as opened (``written`` None: a photo was just
+        opened) or the pixels just written. Weak references: nothing is kept alive for this."""
+        image = self.document.image
+        if written is None:
+            self._opened_pixels = weakref.ref(image) if image is not None else None
+        self._saved_pixels = weakref.ref(written) if written is not None else None
 
-    def has_unsaved_work(self) -> bool:
-        """A restoration running, a finished result not saved, or an applied result not saved.
-        (Mask strokes alone are not counted: Save writes the photo, not the mask.)"""
+    def _on_disk(self, pixels: Optional[np.ndarray]) -> bool:
+        refs = (getattr(self, "_opened_pixels", None), getattr(self, "_saved_pixels", None))
+        return any(ref is not None and ref() is pixels for ref in refs)
+
+    def result_unsaved(self) -> bool:
+        """Whether what Save writes (the result preview, else the photo) is neither the photo as
+        opened nor the last file saved. During a run: whether stopping it leaves such a result."""
         d = self.document
         if not d.has_image:
             return False
-        saved_image, saved_preview = getattr(self, "_saved_state", (None, None))
-        pending = d.preview is not None and d.preview_finished and id(d.preview) != saved_preview
-        return self.runs.running or pending or id(d.image) != saved_image
+        if self.runs.running and not self.runs.windows_finished:
+            return not self._on_disk(d.image)  # stopping now drops the empty preview
+        return not self._on_disk(file_ops.result_pixels(d))
+
+    def has_unsaved_work(self) -> bool:
+        """A restoration running, or a result (finished, kept after Cancel, or applied) not saved."""
+        return self.runs.running or self.result_unsaved()
+
+    def save_question(self, action: str) -> SaveQuestion:
+        """What to ask before ``action`` would lose the unsaved work."""
+        if self.runs.running:
+            done = self.runs.windows_finished
+            if not self.result_unsaved():
+                return SaveQuestion(f"A restoration is running; no window has finished yet.\n"
+                                    f"Stop it before {action}?", "", "Stop", "Keep running")
+            so_far = f"{done} window{'s' * (done != 1)} finished so far" if done else "no window has finished yet"
+            return SaveQuestion(f"A restoration is running ({so_far}).\nStop it and save the result so far "
+                                f"before {action}?", "Stop and save", "Stop and discard", "Keep running")
+        return SaveQuestion(f"The restored photo has not been saved.\nSave it before {action}?",
+                            "Save", "Discard", "Cancel")
 
     def ask_save_changes(self, action: str) -> str:
         """"save" | "discard" | "cancel" (tests replace this)."""
-        text = ("A restoration is still running." if self.runs.running
-                else "The restored photo has not been saved.")
-        box = QMessageBox(QMessageBox.Warning, "Unsaved result", f"{text}\nSave it before {action}?",
-                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, self)
-        box.setDefaultButton(QMessageBox.Save)
+        question = self.save_question(action)
+        box = QMessageBox(QMessageBox.Warning, "Unsaved work", question.text, QMessageBox.NoButton, self)
+        for button, text in ((QMessageBox.Save, question.save), (QMessageBox.Discard, question.discard),
+                             (QMessageBox.Cancel, question.cancel)):
+            if text:
+                box.addButton(button).setText(text)
+        box.setDefaultButton(QMessageBox.Save if question.save else QMessageBox.Cancel)
         return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
 
     def confirm_discard(self, action: str) -> bool:
-        """True when it is fine to go on: nothing unsaved, or the user saved or chose to discard."""
+        """True when it is fine to go on: nothing unsaved, or the user saved or chose to discard.
+        Going on stops a running restoration; its finished windows stay as the result to save."""
         if not self.has_unsaved_work():
             return True
         answer = self.ask_save_changes(action)
-        if answer == "save":
-            self.save()
-            return not self.has_unsaved_work() or self.runs.running
-        return answer == "discard"
+        if answer == "cancel":
+            return False
+        self.runs.cancel()
+        if answer == "save" and self.result_unsaved():
+            return self.save()
+        return True
 
     # ---- files --------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -93,20 +134,28 @@ class FileCommands:
                     return
         self.statusBar().showMessage("The clipboard holds no image", 4000)
 
-    def save(self) -> None:
-        if not self.save_path:
-            self.save_as()
-        else:
-            self.save_to(self.save_path)
+    def _can_save(self) -> bool:
+        if self.runs.running:
+            self.statusBar().showMessage("Wait for the restoration to finish, or cancel it, before saving", 5000)
+            return False
+        return self.document.has_image
 
-    def save_as(self) -> None:
-        if not self.document.has_image:
-            return
+    def save(self) -> bool:
+        """Save to the last path (Save as the first time); True if the file was written."""
+        if not self._can_save():
+            return False
+        if not self.save_path:
+            return self.save_as()
+        return self.save_to(self.save_path)
+
+    def save_as(self) -> bool:
+        if not self._can_save():
+            return False
         filters = ";;".join(file_ops.SAVE_FILTERS)
         path, chosen = QFileDialog.getSaveFileName(self, "Save result", file_ops.suggested_save_path(self.document),
                                                    filters)
         if not path:
-            return
+            return False
         ext, depth = file_ops.SAVE_FILTERS.get(chosen, (".png", None))
         if not Path(path).suffix:
             path += ext
@@ -114,11 +163,12 @@ class FileCommands:
         if Path(path).suffix.lower() in (".jpg", ".jpeg", ".webp"):
             quality, ok = QInputDialog.getInt(self, "Quality", "JPEG/WebP quality (1–100):", quality, 1, 100)
             if not ok:
-                return
+                return False
             self.settings.set("jpeg_quality", quality)
-        self.save_to(path, quality, depth)
+        return self.save_to(path, quality, depth)
 
     def save_to(self, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> bool:
+        pixels = file_ops.result_pixels(self.document)
         try:
             notes = file_ops.save_photo(self.document, path, quality, bit_depth)
         except Exception as exc:  # noqa: BLE001
@@ -128,7 +178,7 @@ class FileCommands:
             self.log_panel.add("warning", note)
         self.save_path = path
         self.document.undo_stack.setClean()
-        self._mark_saved()
+        self._mark_saved(pixels)
         self.log_panel.add("info", f"Saved {path}")
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True

@@ -92,3 +92,24 @@ def window_with_photo(make_window, tmp_path):
         return window
 
     return make
+
+
+@pytest.fixture
+def file_dialogs(monkeypatch):
+    """QFileDialog's open/save questions and QInputDialog.getInt answer from queues; each call is
+    recorded as (kind, caption, suggested path). Empty queue: the dialog is cancelled."""
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    record = {"calls": [], "open": [], "save": [], "int": []}
+
+    def answer(kind, caption, start, empty):
+        record["calls"].append((kind, caption, start))
+        return record[kind].pop(0) if record[kind] else empty
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(
+        lambda parent, caption="", start="", *a, **k: answer("open", caption, start, ("", ""))))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(
+        lambda parent, caption="", start="", *a, **k: answer("save", caption, start, ("", ""))))
+    monkeypatch.setattr(QInputDialog, "getInt", staticmethod(
+        lambda parent, title, label, value=0, *a, **k: answer("int", title, value, (value, False))))
+    return record

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QImage
+from PySide6.QtGui import QGuiApplication, QImage
 
 from engine.errors import InputError, ModelFileError, OutOfMemory
 from engine.geometry import Box
@@ -252,35 +252,3 @@ def test_apply_an_upscaled_result_and_undo_restores_photo_and_mask(window_with_p
     assert not window.canvas.grab().toImage().isNull()  # original (64 px) drawn stretched over 128 px
     doc.undo_stack.undo()
     assert np.array_equal(doc.image, image) and np.array_equal(doc.mask, mask)
-
-
-def test_unsaved_result_is_never_lost_silently(window_with_photo, qtbot, tmp_path, save_prompt_answers):
-    window = window_with_photo(fake_restore())
-    paint(qtbot, window, [(20, 20), (60, 20)])
-    assert not window.has_unsaved_work(), "mask strokes alone are not a result to save"
-
-    start_run(qtbot, window, TaskSettings(colorize=True, model="test-tiny"))
-    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
-    assert window.has_unsaved_work(), "a finished, unsaved result"
-
-    save_prompt_answers["answers"].append("cancel")
-    other = tmp_path / "other.png"
-    write_photo(other, np.zeros((16, 16, 3), np.float32))
-    assert not window.open_path(str(other)), "Cancel keeps the current photo and its result"
-    assert window.document.preview is not None and window.document.size == (64, 64)
-
-    save_prompt_answers["answers"].append("cancel")
-    event = QCloseEvent()
-    window.closeEvent(event)
-    assert not event.isAccepted() and save_prompt_answers["asked"] == ["opening another photo", "closing"]
-
-    assert window.save_to(str(tmp_path / "restored.png"))
-    assert not window.has_unsaved_work()
-    window.panel.apply_button.click()  # the applied image is the saved preview's pixels, but a new state
-    assert window.has_unsaved_work()
-    window.document.undo_stack.undo()
-    assert not window.has_unsaved_work(), "undoing back to the saved state"
-
-    asked = len(save_prompt_answers["asked"])
-    assert window.open_path(str(other)) and window.document.size == (16, 16)
-    assert len(save_prompt_answers["asked"]) == asked, "nothing unsaved: no question"
