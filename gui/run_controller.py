@@ -38,6 +38,7 @@ class RunController(QObject):
         panel.cancel_requested.connect(self.cancel)
         panel.apply_requested.connect(self.apply)
         panel.discard_requested.connect(self.discard)
+        document.preview_changed.connect(self._on_preview_changed)
 
     @property
     def running(self) -> bool:
@@ -143,18 +144,26 @@ class RunController(QObject):
         self.canvas.update()
         self.panel.set_running(False)
         has_preview = self.document.preview is not None and (outcome == "finished" or self.windows_finished > 0)
+        if not has_preview and self.document.preview is not None:
+            self.document.discard_preview()  # back to ready (_on_preview_changed); the stage below stays
         if outcome == "cancelled":
             self.log.add("warning", f"Cancelled; {self.windows_finished} finished window(s) kept on the preview")
-            self.panel.set_stage("Cancelled — finished windows kept")
+            self.panel.set_stage("Cancelled — finished windows kept" if has_preview else "Cancelled")
         elif outcome == "finished":
             self.panel.set_stage("Done — Apply to keep the result, Discard to drop it")
         else:
             self.panel.set_stage("Stopped by an error")
-        if not has_preview and self.document.preview is not None:
-            self.document.discard_preview()
         self.panel.set_preview_ready(has_preview)
         self.state_changed.emit("preview" if has_preview else "ready")
         self.message.emit({"finished": "Restoration finished", "cancelled": "Cancelled"}.get(outcome, "Failed"))
+
+    def _on_preview_changed(self, region) -> None:
+        """The preview is gone (applied, discarded, or a new photo): nothing is left to report."""
+        if region is None and self.document.preview is None and not self.running:
+            self.canvas.clear_plan()
+            self.panel.set_preview_ready(False)
+            self.panel.clear_run_status()
+            self.state_changed.emit("ready")
 
     def _error(self, kind: str, message: str) -> None:
         self.last_error = (kind, message)
@@ -167,17 +176,10 @@ class RunController(QObject):
         if doc.preview is None or self.running:
             return
         doc.undo_stack.push(ApplyResultCommand(doc, doc.preview))  # the same array: a saved preview stays saved
-        self.canvas.clear_plan()
-        self.panel.set_preview_ready(False)
-        self.state_changed.emit("ready")
 
     def discard(self) -> None:
-        if self.running:
-            return
-        self.document.discard_preview()
-        self.canvas.clear_plan()
-        self.panel.set_preview_ready(False)
-        self.state_changed.emit("ready")
+        if not self.running:
+            self.document.discard_preview()
 
 
 def _describe(s: run_plan.TaskSettings) -> str:

@@ -325,6 +325,12 @@ class TaskPanel(QWidget):
             self.progress.setFormat("%p%")
         self._refresh()
 
+    def clear_run_status(self) -> None:
+        """No run to report on: a new photo, or the result applied or discarded."""
+        self.stage_label.setText("")
+        self.progress.reset()
+        self.progress.setVisible(False)
+
     def set_stage(self, text: str) -> None:
         self.stage_label.setText(text)
 

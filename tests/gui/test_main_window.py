@@ -252,3 +252,21 @@ def test_apply_an_upscaled_result_and_undo_restores_photo_and_mask(window_with_p
     assert not window.canvas.grab().toImage().isNull()  # original (64 px) drawn stretched over 128 px
     doc.undo_stack.undo()
     assert np.array_equal(doc.image, image) and np.array_equal(doc.mask, mask)
+
+
+@pytest.mark.parametrize("end", ["apply", "discard", "open"])
+def test_run_status_is_cleared_when_the_result_is_applied_discarded_or_a_photo_opened(
+        window_with_photo, qtbot, tmp_path, end):
+    window = window_with_photo(fake_restore())
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
+    panel = window.panel
+    assert panel.stage_label.text().startswith("Done") and panel.progress.isVisible()
+    if end == "open":
+        write_photo(tmp_path / "next.png", np.zeros((16, 16, 3), np.float32))
+        assert window.open_path(str(tmp_path / "next.png"))
+    else:
+        getattr(panel, f"{end}_button").click()
+    assert panel.stage_label.text() == "" and not panel.progress.isVisible()
+    assert not panel.apply_button.isEnabled() and not window.act_apply.isEnabled()
+    assert not window.canvas._plan and window.act_restore.isEnabled()
