@@ -70,13 +70,6 @@ class Document(QObject):
         self.path_changed.emit(path)
         self._set_modified(False)
 
-    def open_file(self, path: str) -> None:
-        """Load a photo with the engine's image I/O (keeps EXIF, ICC and bit depth for saving)."""
-        from engine import image_io
-
-        loaded = image_io.load_image(path)
-        self.set_photo(loaded_pixels(loaded), path=str(path), loaded=loaded)
-
     def replace_image(self, pixels: np.ndarray, mask: Optional[np.ndarray] = None) -> None:
         """Swap in another photo (used by undoable Apply); the mask must match its size."""
         self.image = np.ascontiguousarray(pixels, dtype=np.float32)

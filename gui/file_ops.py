@@ -6,12 +6,12 @@ Everything goes through ``engine.image_io`` so the GUI and the CLI read and writ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtGui import QImage
 
-from gui.document import Document, to_float_rgb
+from gui.document import Document, loaded_pixels, to_float_rgb
 from gui.mask_tools import mask_from_image
 
 OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp);;All files (*)"
@@ -33,9 +33,13 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     return to_float_rgb(data[:, : w * 3].reshape(h, w, 3).copy())
 
 
-def open_photo(document: Document, path: str) -> None:
-    """Raises engine.errors.InputError with a user-facing message when the file cannot be read."""
-    document.open_file(path)
+def load_photo(path: str) -> tuple[np.ndarray, Any]:
+    """(pixels, engine.image_io.LoadedImage) of a photo file; the LoadedImage keeps EXIF, ICC and
+    bit depth for saving. Raises engine.errors.InputError with a user-facing message."""
+    from engine import image_io
+
+    loaded = image_io.load_image(path)
+    return loaded_pixels(loaded), loaded
 
 
 def result_pixels(document: Document) -> np.ndarray:

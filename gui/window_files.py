@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from PySide6.QtGui import QGuiApplication
@@ -97,18 +97,25 @@ class FileCommands:
         if path:
             self.open_path(path)
 
-    def open_path(self, path: str) -> bool:
-        if not self.confirm_discard("opening another photo"):
+    def replace_photo(self, pixels: np.ndarray, action: str, path: str = "", loaded: Any = None) -> bool:
+        """The one way a new photo comes in (open, paste, drop): ask about unsaved work (going on
+        stops a running restoration, so its result never lands on the new photo), then start
+        afresh with the new photo."""
+        if not self.confirm_discard(action):
             return False
-        if self.runs.running:
-            self.runs.cancel()
+        self.document.set_photo(pixels, path=path, loaded=loaded)
+        self._mark_saved()
+        self.save_path = ""
+        return True
+
+    def open_path(self, path: str) -> bool:
         try:
-            file_ops.open_photo(self.document, path)
+            pixels, loaded = file_ops.load_photo(path)
         except Exception as exc:  # noqa: BLE001 - InputError: a readable message
             self._error(f"Cannot open {Path(path).name}: {exc}")
             return False
-        self._mark_saved()
-        self.save_path = ""
+        if not self.replace_photo(pixels, "opening another photo", str(path), loaded):
+            return False
         self.settings.set("last_dir", str(Path(path).parent))
         self.settings.add_recent_file(str(Path(path).resolve()))
         self._update_recent_menu()
@@ -120,12 +127,8 @@ class FileCommands:
         if mime is not None and mime.hasImage():
             image = QGuiApplication.clipboard().image()
             if not image.isNull():
-                if not self.confirm_discard("pasting another photo"):
-                    return
-                self.document.set_photo(file_ops.qimage_to_rgb(image), path="")
-                self._mark_saved()
-                self.save_path = ""
-                self.log_panel.add("info", f"Pasted a {image.width()}×{image.height()} image")
+                if self.replace_photo(file_ops.qimage_to_rgb(image), "pasting another photo"):
+                    self.log_panel.add("info", f"Pasted a {image.width()}×{image.height()} image")
                 return
         if mime is not None and mime.hasUrls():
             for url in mime.urls():
@@ -227,8 +230,7 @@ class FileCommands:
                 self.open_path(url.toLocalFile())
                 event.acceptProposedAction()
                 return
-        if mime.hasImage() and self.confirm_discard("opening another photo"):
-            self.document.set_photo(file_ops.qimage_to_rgb(mime.imageData()))
-            self._mark_saved()
+        if mime.hasImage() and self.replace_photo(file_ops.qimage_to_rgb(mime.imageData()),
+                                                  "opening another photo"):
             event.acceptProposedAction()
 

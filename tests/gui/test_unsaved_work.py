@@ -5,8 +5,10 @@ stopped to close the window or open another photo."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QMimeData, QPointF, Qt
+from PySide6.QtGui import QCloseEvent, QDropEvent, QGuiApplication, QImage
 
 from engine.geometry import Box
 from gui.run_plan import TaskSettings
@@ -101,3 +103,30 @@ def test_save_after_cancel_writes_the_kept_windows(window_with_photo, qtbot, tmp
     assert not window.has_unsaved_work()
     assert window.runs.wait_idle(3000)
 
+
+
+def paste_image(window, image: QImage) -> None:
+    QGuiApplication.clipboard().setImage(image)
+    window.paste()
+
+
+def drop_image(window, image: QImage) -> None:
+    mime = QMimeData()
+    mime.setImageData(image)
+    window.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+
+
+@pytest.mark.parametrize("bring_in", [paste_image, drop_image])
+def test_a_pasted_or_dropped_photo_stops_the_run(window_with_photo, qtbot, save_prompt_answers, bring_in):
+    window = window_with_photo(fake_restore(delay=2.0))
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: window.runs.windows_finished == 1, timeout=3000)
+    image = QImage(30, 20, QImage.Format_RGB32)
+    image.fill(0xFF336699)
+    bring_in(window, image)
+    assert save_prompt_answers["asked"] == ["pasting another photo" if bring_in is paste_image
+                                            else "opening another photo"]
+    assert not window.runs.running and window.runs.wait_idle(3000)
+    qtbot.wait(50)  # late events of the stopped run would arrive now
+    doc = window.document
+    assert doc.size == (20, 30) and doc.preview is None and not window.panel.apply_button.isEnabled()
