@@ -254,12 +254,12 @@ class MainWindow(FileCommands, QMainWindow):
         s.sync()
 
     def closeEvent(self, event) -> None:
+        """Closes at once. A run is stopped by confirm_discard; its worker thread may still be in a
+        model call, and gui.worker keeps it alive (and waits for it at exit) instead of blocking here."""
         if not self.confirm_discard("closing"):
             event.ignore()
             return
-        self.runs.cancel()
         self.save_settings()
-        self.runs.wait_idle(5000)
         super().closeEvent(event)
 
     # ---- edits --------------------------------------------------------------------------

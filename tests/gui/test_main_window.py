@@ -4,6 +4,7 @@ compare, save with metadata, settings that persist."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from engine.errors import InputError, ModelFileError, OutOfMemory
 from engine.geometry import Box
 from gui.run_plan import TaskSettings
 from gui.settings import SETTINGS_VERSION, AppSettings
-from window_helpers import BOXES, fake_restore, open_dialogs, paint, start_run, write_photo
+from gui.worker import live_threads
+from window_helpers import BOXES, StuckRestore, fake_restore, open_dialogs, paint, start_run, write_photo
 
 
 def test_open_paint_and_status(window_with_photo, qtbot):
@@ -270,3 +272,16 @@ def test_run_status_is_cleared_when_the_result_is_applied_discarded_or_a_photo_o
     assert panel.stage_label.text() == "" and not panel.progress.isVisible()
     assert not panel.apply_button.isEnabled() and not window.act_apply.isEnabled()
     assert not window.canvas._plan and window.act_restore.isEnabled()
+
+
+def test_closing_during_a_long_model_call_closes_at_once(window_with_photo, qtbot):
+    stuck = StuckRestore()
+    window = window_with_photo(stuck)
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    assert stuck.entered.wait(3)
+    started = time.perf_counter()
+    assert window.close() and time.perf_counter() - started < 1.0, "no 5-second freeze"
+    [thread] = [t for t in live_threads() if t.isRunning()]
+    assert window.runs.run.cancel_event.is_set(), "the run was told to stop"
+    stuck.release.set()
+    qtbot.waitUntil(lambda: not live_threads(), timeout=3000)

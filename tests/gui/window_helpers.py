@@ -11,6 +11,7 @@ from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QMessageBox
 
+from engine.errors import Cancelled
 from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
 from gui.run_plan import TaskSettings
@@ -69,3 +70,18 @@ def start_run(qtbot, window, settings: TaskSettings) -> None:
 def open_dialogs(window) -> list[tuple[str, str]]:
     """(title, text) of the message boxes the window has opened (show_error opens them non-blocking)."""
     return [(box.windowTitle(), box.text()) for box in window.findChildren(QMessageBox) if box.isVisible()]
+
+
+class StuckRestore:
+    """A restore function inside one long model call that cannot be interrupted: cancel is only
+    seen after :attr:`release` is set. :attr:`entered` is set once the call has begun."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, request, cancel: threading.Event):
+        self.entered.set()
+        self.release.wait(10)
+        if cancel.is_set():
+            raise Cancelled()
+        yield from ()
