@@ -29,11 +29,18 @@ class FileCommands:
     # ---- unsaved work -------------------------------------------------------------------
     def _mark_saved(self, written: Optional[np.ndarray] = None) -> None:
         """Remember what is safe on disk: the photo as opened (``written`` None: a photo was just
-        opened) or the pixels just written. Weak references: nothing is kept alive for this."""
+        opened) or the pixels just written. Weak references: nothing is kept alive for this.
+        The mask as it is counts as kept too: saving the result it was painted for ends its work."""
         image = self.document.image
         if written is None:
             self._opened_pixels = weakref.ref(image) if image is not None else None
         self._saved_pixels = weakref.ref(written) if written is not None else None
+        self._mark_mask_kept()
+
+    def _mark_mask_kept(self) -> None:
+        """The mask as it is now is in a file (imported, exported) or done with (a result saved)."""
+        mask = self.document.mask
+        self._kept_mask = mask.copy() if mask is not None else None
 
     def _on_disk(self, pixels: Optional[np.ndarray]) -> bool:
         refs = (getattr(self, "_opened_pixels", None), getattr(self, "_saved_pixels", None))
@@ -49,22 +56,36 @@ class FileCommands:
             return not self._on_disk(d.image)  # stopping now drops the empty preview
         return not self._on_disk(file_ops.result_pixels(d))
 
+    def mask_unsaved(self) -> bool:
+        """A painted mask that closing or replacing the photo would lose: not empty, and changed
+        since it was imported, exported, or a result was saved (Save writes the photo only)."""
+        mask, kept = self.document.mask, getattr(self, "_kept_mask", None)
+        if mask is None or not mask.any():
+            return False
+        return kept is None or not np.array_equal(mask, kept)
+
     def has_unsaved_work(self) -> bool:
-        """A restoration running, or a result (finished, kept after Cancel, or applied) not saved."""
-        return self.runs.running or self.result_unsaved()
+        """A restoration running, a result (finished, kept after Cancel, or applied) not saved, or
+        a painted mask that would be lost."""
+        return self.runs.running or self.result_unsaved() or self.mask_unsaved()
 
     def save_question(self, action: str) -> SaveQuestion:
-        """What to ask before ``action`` would lose the unsaved work."""
+        """What to ask before ``action`` would lose the unsaved work. Its Save keeps the result if
+        there is one to keep, else the mask (Export mask)."""
+        mask_too = "\nThe mask you painted would be lost too." if self.mask_unsaved() else ""
         if self.runs.running:
             done = self.runs.windows_finished
             if not self.result_unsaved():
-                return SaveQuestion(f"A restoration is running; no window has finished yet.\n"
+                return SaveQuestion(f"A restoration is running; no window has finished yet.{mask_too}\n"
                                     f"Stop it before {action}?", "", "Stop", "Keep running")
             so_far = f"{done} window{'s' * (done != 1)} finished so far" if done else "no window has finished yet"
-            return SaveQuestion(f"A restoration is running ({so_far}).\nStop it and save the result so far "
-                                f"before {action}?", "Stop and save", "Stop and discard", "Keep running")
-        return SaveQuestion(f"The restored photo has not been saved.\nSave it before {action}?",
-                            "Save", "Discard", "Cancel")
+            return SaveQuestion(f"A restoration is running ({so_far}).{mask_too}\nStop it and save the result "
+                                f"so far before {action}?", "Stop and save", "Stop and discard", "Keep running")
+        if self.result_unsaved():
+            return SaveQuestion(f"The restored photo has not been saved.{mask_too}\nSave it before {action}?",
+                                "Save", "Discard", "Cancel")
+        return SaveQuestion(f"The mask you painted would be lost (Save writes the photo, not the mask).\n"
+                            f"Export the mask before {action}?", "Export mask…", "Discard", "Cancel")
 
     def ask_save_changes(self, action: str) -> str:
         """"save" | "discard" | "cancel" (tests replace this)."""
@@ -86,9 +107,11 @@ class FileCommands:
         if answer == "cancel":
             return False
         self.runs.cancel()
-        if answer == "save" and self.result_unsaved():
+        if answer != "save":
+            return True
+        if self.result_unsaved():
             return self.save()
-        return True
+        return not self.mask_unsaved() or self.export_mask()
 
     # ---- files --------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -198,15 +221,26 @@ class FileCommands:
                 self._error(f"Cannot import the mask: {exc}")
                 return
             self.mask_op(lambda _m: mask, "Import mask")
+            self._mark_mask_kept()
 
-    def export_mask(self) -> None:
+    def export_mask(self) -> bool:
+        """Write the mask to a PNG the user picks; True if it was written."""
         if not self.document.has_image:
-            return
+            return False
         default = str(Path(file_ops.suggested_save_path(self.document)).with_name(
             f"{Path(self.document.path or 'photo').stem}_mask.png"))
         path, _ = QFileDialog.getSaveFileName(self, "Export mask", default, "PNG (*.png)")
-        if path:
-            file_ops.save_mask_file(self.document.mask, path if path.lower().endswith(".png") else path + ".png")
+        if not path:
+            return False
+        path = path if path.lower().endswith(".png") else path + ".png"
+        try:
+            file_ops.save_mask_file(self.document.mask, path)
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"Cannot export the mask to {Path(path).name}: {exc}")
+            return False
+        self._mark_mask_kept()
+        self.log_panel.add("info", f"Exported the mask to {path}")
+        return True
 
     def _update_recent_menu(self) -> None:
         self.recent_menu.clear()

@@ -12,7 +12,7 @@ from PySide6.QtGui import QCloseEvent, QDropEvent, QGuiApplication, QImage
 
 from engine.geometry import Box
 from gui.run_plan import TaskSettings
-from window_helpers import fake_restore, start_run, write_photo
+from window_helpers import fake_restore, paint, start_run, write_photo
 
 BIG_BOXES = (Box(0, 0, 64, 64), Box(0, 64, 64, 64), Box(64, 0, 64, 64), Box(64, 64, 64, 64))
 
@@ -130,3 +130,38 @@ def test_a_pasted_or_dropped_photo_stops_the_run(window_with_photo, qtbot, save_
     qtbot.wait(50)  # late events of the stopped run would arrive now
     doc = window.document
     assert doc.size == (20, 30) and doc.preview is None and not window.panel.apply_button.isEnabled()
+
+
+def test_a_painted_mask_is_not_lost_without_a_question(window_with_photo, qtbot, tmp_path,
+                                                       save_prompt_answers, file_dialogs):
+    window = window_with_photo(fake_restore())
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    assert window.has_unsaved_work() and not window.result_unsaved()
+    question = window.save_question("closing")
+    assert "mask you painted would be lost" in question.text and question.save == "Export mask…"
+
+    other = tmp_path / "other.png"
+    write_photo(other, np.zeros((16, 16, 3), np.float32))
+    save_prompt_answers["answers"].append("cancel")
+    assert not window.open_path(str(other)) and window.document.mask.any()
+
+    exported = tmp_path / "scratches.png"
+    save_prompt_answers["answers"].append("save")
+    file_dialogs["save"].append((str(exported), "PNG (*.png)"))
+    assert window.close(), "Export mask… keeps the mask, then the window closes"
+    with Image.open(exported) as im:
+        assert np.array_equal(np.asarray(im.convert("L")) > 127, window.document.mask > 127)
+    assert not window.has_unsaved_work(), "exported: nothing to lose"
+    assert save_prompt_answers["asked"] == ["opening another photo", "closing"]
+
+
+def test_saving_a_result_keeps_the_mask_question_quiet(window_with_photo, qtbot, tmp_path):
+    window = window_with_photo(fake_restore())
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
+    assert "mask you painted would be lost too" in window.save_question("closing").text
+    assert window.save_to(str(tmp_path / "restored.png"))
+    assert not window.has_unsaved_work()
+    paint(qtbot, window, [(20, 100), (60, 100)])
+    assert window.mask_unsaved(), "a new stroke after saving"
