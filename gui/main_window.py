@@ -131,7 +131,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.act_pan = a("&Hand (pan)", lambda on: on and c.set_tool("pan"), "H", "hand", checkable=True)
         for act in (self.act_brush, self.act_eraser, self.act_pan):
             self.tool_group.addAction(act)
-        self.act_restore = a("&Restore", self.runs.start, "Ctrl+R", "restore")
+        self.act_restore = a("&Restore", self.restore, "Ctrl+R", "restore")
         self.act_cancel = a("&Cancel", self.cancel_or_abort, "Esc", "cancel")
         self.act_apply = a("&Apply result", self.runs.apply, "Ctrl+Return")
         self.act_discard = a("&Discard result", self.runs.discard)
@@ -219,6 +219,7 @@ class MainWindow(FileCommands, QMainWindow):
         d.path_changed.connect(lambda _p: self._update_title())
         d.modified_changed.connect(lambda _m: self._update_title())
         self.panel.choose_model_file.connect(self.choose_model_file)
+        self.panel.restore_requested.connect(self.restore)
         self.runs.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.runs.state_changed.connect(self._on_run_state)
         self._on_run_state("ready")

@@ -34,7 +34,6 @@ class RunController(QObject):
         self.windows_finished = 0
         self.last_error: Optional[tuple[str, str]] = None
         self.show_dialogs = True
-        panel.restore_requested.connect(self.start)
         panel.cancel_requested.connect(self.cancel)
         panel.apply_requested.connect(self.apply)
         panel.discard_requested.connect(self.discard)

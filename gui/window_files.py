@@ -1,4 +1,5 @@
-"""File commands of the main window (a mixin): open, paste, drag and drop, save, masks, recent files."""
+"""File commands of the main window (a mixin): open, paste, drag and drop, save, masks, recent
+files, and the questions that keep unsaved work (a result, a painted mask) from being lost."""
 
 from __future__ import annotations
 
@@ -97,6 +98,27 @@ class FileCommands:
                 box.addButton(button).setText(text)
         box.setDefaultButton(QMessageBox.Save if question.save else QMessageBox.Cancel)
         return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
+
+    def ask_pending_result(self) -> str:
+        """"apply" | "discard" | "cancel" before a new run replaces an unsaved result (tests replace this)."""
+        box = QMessageBox(QMessageBox.Question, "Unsaved result",
+                          "The last result has not been applied or saved.\nApply it, so the new restoration "
+                          "starts from it, or discard it?", QMessageBox.NoButton, self)
+        box.addButton(QMessageBox.Apply).setText("Apply and restore")
+        box.addButton(QMessageBox.Discard).setText("Discard and restore")
+        box.addButton(QMessageBox.Cancel)
+        box.setDefaultButton(QMessageBox.Apply)
+        return {QMessageBox.Apply: "apply", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
+
+    def restore(self) -> bool:
+        """Start a restoration (Restore button, Run ▸ Restore). An unsaved result on the canvas
+        is applied or discarded first, as the user chooses: a new run never drops it silently."""
+        if self.document.preview is not None and not self.runs.running and self.result_unsaved():
+            answer = self.ask_pending_result()
+            if answer == "cancel":
+                return False
+            (self.runs.apply if answer == "apply" else self.runs.discard)()
+        return self.runs.start()
 
     def confirm_discard(self, action: str) -> bool:
         """True when it is fine to go on: nothing unsaved, or the user saved or chose to discard.

@@ -30,16 +30,22 @@ def isolated_settings(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def save_prompt_answers(monkeypatch):
     """The "save before closing?" question never blocks a test: it answers "discard" and records
-    the action it was asked about (tests append other answers to use them first)."""
+    the action it was asked about (tests append other answers to use them first). The question
+    before a new run replaces an unsaved result answers from ``pending`` ("discard" when empty)."""
     from gui.window_files import FileCommands
 
-    record = {"asked": [], "answers": []}
+    record = {"asked": [], "answers": [], "pending": []}
 
     def ask(self, action):
         record["asked"].append(action)
         return record["answers"].pop(0) if record["answers"] else "discard"
 
+    def ask_pending(self):
+        record["asked"].append("restore")
+        return record["pending"].pop(0) if record["pending"] else "discard"
+
     monkeypatch.setattr(FileCommands, "ask_save_changes", ask)
+    monkeypatch.setattr(FileCommands, "ask_pending_result", ask_pending)
     return record
 
 

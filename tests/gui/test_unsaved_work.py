@@ -165,3 +165,42 @@ def test_saving_a_result_keeps_the_mask_question_quiet(window_with_photo, qtbot,
     assert not window.has_unsaved_work()
     paint(qtbot, window, [(20, 100), (60, 100)])
     assert window.mask_unsaved(), "a new stroke after saving"
+
+
+def recording(restore, requests: list):
+    def run(request, cancel):
+        requests.append(request)
+        return restore(request, cancel)
+
+    return run
+
+
+@pytest.mark.parametrize("answer", ["apply", "discard", "cancel"])
+def test_restore_again_asks_about_the_unsaved_result(window_with_photo, qtbot, save_prompt_answers, answer):
+    requests = []
+    window = window_with_photo(recording(fake_restore(), requests))
+    photo = window.document.image
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
+    first = window.document.preview
+    save_prompt_answers["pending"].append(answer)
+    window.act_restore.trigger()
+    assert save_prompt_answers["asked"] == ["restore"]
+    if answer == "cancel":
+        assert not window.runs.running and window.document.preview is first and len(requests) == 1
+        return
+    qtbot.waitUntil(lambda: len(requests) == 2 and not window.runs.running, timeout=5000)
+    start = first if answer == "apply" else photo
+    assert np.array_equal(requests[1].image, start), "Apply: the new run starts from the result"
+    window.document.undo_stack.undo()
+    assert window.document.image is photo, "the applied result is one undo step"
+
+
+def test_restore_again_after_saving_the_result_asks_nothing(window_with_photo, qtbot, tmp_path, save_prompt_answers):
+    window = window_with_photo(fake_restore())
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
+    assert window.save_to(str(tmp_path / "first.png"))
+    window.act_restore.trigger()
+    assert window.runs.running and save_prompt_answers["asked"] == []
+    assert window.runs.wait_idle(3000)
