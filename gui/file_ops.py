@@ -6,7 +6,7 @@ Everything goes through ``engine.image_io`` so the GUI and the CLI read and writ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from PySide6.QtGui import QImage
@@ -23,6 +23,14 @@ SAVE_FILTERS: dict[str, tuple[str, Optional[int]]] = {
     "TIFF 8-bit (*.tif *.tiff)": (".tif", 8),
     "WebP (*.webp)": (".webp", 8),
 }
+
+
+class SaveTarget(NamedTuple):
+    """Where Save writes, with the options chosen in Save as (Ctrl+S reuses all of them)."""
+
+    path: str
+    quality: int = 95  # JPEG / WebP
+    bit_depth: Optional[int] = None  # None: as the input
 
 
 def qimage_to_rgb(image: QImage) -> np.ndarray:

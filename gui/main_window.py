@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QScrollArea, QSlider, QToolBar,
 )
 
-from gui import mask_tools
+from gui import file_ops, mask_tools
 from gui.app import apply_theme, icon
 from gui.canvas import Canvas
 from gui.window_files import FileCommands
@@ -45,7 +45,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.log_panel = LogPanel()
         self.runs = RunController(self.document, self.canvas, self.panel, self.log_panel, restore, self)
         self.runs.show_dialogs = interactive
-        self.save_path = ""
+        self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
         self.setWindowTitle("Restorer")
         self.setCentralWidget(self.canvas)

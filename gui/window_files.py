@@ -24,7 +24,7 @@ class SaveQuestion(NamedTuple):
 
 
 class FileCommands:
-    """Needs ``document``, ``settings``, ``runs``, ``log_panel``, ``recent_menu``, ``save_path`` and
+    """Needs ``document``, ``settings``, ``runs``, ``log_panel``, ``recent_menu``, ``save_target`` and
     ``_error`` from the window it is mixed into."""
 
     # ---- unsaved work -------------------------------------------------------------------
@@ -150,7 +150,7 @@ class FileCommands:
             return False
         self.document.set_photo(pixels, path=path, loaded=loaded)
         self._mark_saved()
-        self.save_path = ""
+        self.save_target = None
         return True
 
     def open_path(self, path: str) -> bool:
@@ -192,9 +192,9 @@ class FileCommands:
         """Save to the last path (Save as the first time); True if the file was written."""
         if not self._can_save():
             return False
-        if not self.save_path:
+        if self.save_target is None:
             return self.save_as()
-        return self.save_to(self.save_path)
+        return self.save_to(*self.save_target)
 
     def save_as(self) -> bool:
         if not self._can_save():
@@ -224,7 +224,7 @@ class FileCommands:
             return False
         for note in notes:
             self.log_panel.add("warning", note)
-        self.save_path = path
+        self.save_target = file_ops.SaveTarget(path, quality, bit_depth)
         self.document.undo_stack.setClean()
         self._mark_saved(pixels)
         self.log_panel.add("info", f"Saved {path}")

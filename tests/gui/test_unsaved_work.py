@@ -204,3 +204,20 @@ def test_restore_again_after_saving_the_result_asks_nothing(window_with_photo, q
     window.act_restore.trigger()
     assert window.runs.running and save_prompt_answers["asked"] == []
     assert window.runs.wait_idle(3000)
+
+
+def test_save_reuses_the_format_options_chosen_in_save_as(window_with_photo, qtbot, tmp_path, file_dialogs,
+                                                          monkeypatch):
+    from gui import file_ops
+
+    calls = []
+    real = file_ops.save_photo
+    monkeypatch.setattr(file_ops, "save_photo", lambda doc, path, quality=95, bit_depth=None: (
+        calls.append((path, quality, bit_depth)), real(doc, path, quality, bit_depth))[1])
+    window = window_with_photo(fake_restore())
+    jpeg, tiff = str(tmp_path / "out.jpg"), str(tmp_path / "out.tif")
+    file_dialogs["save"] += [(jpeg, "JPEG (*.jpg *.jpeg)"), (tiff, "TIFF 16-bit (*.tif *.tiff)")]
+    file_dialogs["int"].append((60, True))
+    for action in (window.act_save_as, window.act_save, window.act_save_as, window.act_save):
+        action.trigger()
+    assert calls == [(jpeg, 60, 8), (jpeg, 60, 8), (tiff, 60, 16), (tiff, 60, 16)]
