@@ -328,7 +328,7 @@ class MainWindow(FileCommands, QMainWindow):
         try:
             from gui.models_dialog import ModelsDialog
         except ImportError as exc:
-            self._error(f"The model manager is not available: {exc}")
+            self._error("Models unavailable", f"The model manager is not available: {exc}")
             return
         dialog = ModelsDialog(self)
         dialog.models_changed.connect(self.refresh_models)
@@ -403,9 +403,10 @@ class MainWindow(FileCommands, QMainWindow):
         self.act_apply.setEnabled(state == "preview")
         self.act_discard.setEnabled(state == "preview")
 
-    def _error(self, message: str) -> None:
+    def _error(self, title: str, message: str) -> None:
+        """Log ``message`` and show it in a dialog titled ``title`` (e.g. "Cannot save")."""
         self.log_panel.add("error", message)
         if self.interactive:
-            show_error(self, "error", message)
+            show_error(self, "error", message, title)
         else:
             self.last_error = message

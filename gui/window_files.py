@@ -157,7 +157,7 @@ class FileCommands:
         try:
             pixels, loaded = file_ops.load_photo(path)
         except Exception as exc:  # noqa: BLE001 - InputError: a readable message
-            self._error(f"Cannot open {Path(path).name}: {exc}")
+            self._error("Cannot open the photo", f"Cannot open {Path(path).name}: {exc}")
             return False
         if not self.replace_photo(pixels, "opening another photo", str(path), loaded):
             return False
@@ -220,7 +220,7 @@ class FileCommands:
         try:
             notes = file_ops.save_photo(self.document, path, quality, bit_depth)
         except Exception as exc:  # noqa: BLE001
-            self._error(f"Cannot save {Path(path).name}: {exc}")
+            self._error("Cannot save", f"Cannot save {Path(path).name}: {exc}")
             return False
         for note in notes:
             self.log_panel.add("warning", note)
@@ -240,7 +240,7 @@ class FileCommands:
             try:
                 mask = file_ops.load_mask_file(path, self.document.size)
             except Exception as exc:  # noqa: BLE001
-                self._error(f"Cannot import the mask: {exc}")
+                self._error("Cannot import the mask", f"Cannot import the mask: {exc}")
                 return
             self.mask_op(lambda _m: mask, "Import mask")
             self._mark_mask_kept()
@@ -258,7 +258,7 @@ class FileCommands:
         try:
             file_ops.save_mask_file(self.document.mask, path)
         except Exception as exc:  # noqa: BLE001
-            self._error(f"Cannot export the mask to {Path(path).name}: {exc}")
+            self._error("Cannot export the mask", f"Cannot export the mask to {Path(path).name}: {exc}")
             return False
         self._mark_mask_kept()
         self.log_panel.add("info", f"Exported the mask to {path}")

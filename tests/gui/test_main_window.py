@@ -285,3 +285,17 @@ def test_closing_during_a_long_model_call_closes_at_once(window_with_photo, qtbo
     assert window.runs.run.cancel_event.is_set(), "the run was told to stop"
     stuck.release.set()
     qtbot.waitUntil(lambda: not live_threads(), timeout=3000)
+
+
+def test_file_errors_have_fitting_titles(window_with_photo, tmp_path, file_dialogs):
+    window = window_with_photo()
+    window.interactive = True  # dialogs as in the app (show_error opens them without blocking)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert not window.open_path(str(bad))
+    (tmp_path / "a folder.png").mkdir()
+    assert not window.save_to(str(tmp_path / "a folder.png"))
+    file_dialogs["open"].append((str(bad), ""))
+    window.act_import_mask.trigger()
+    titles = [title for title, _text in open_dialogs(window)]
+    assert titles == ["Cannot open the photo", "Cannot save", "Cannot import the mask"]
