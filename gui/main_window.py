@@ -315,14 +315,40 @@ class MainWindow(FileCommands, QMainWindow):
         first_models = choices and not self.installed_model_count
         self.panel.set_models(choices)
         if first_models and self.panel.settings().model == TEST_TINY:
-            self.panel.add_model(choices[0])  # a real model beats the random one as the default
+            self.panel.select_model(choices[0].id)  # a real model beats the random one as the default
         self.installed_model_count = len(choices)
+
+    @staticmethod
+    def model_file_choice(path: str) -> ModelChoice:
+        """A checkpoint file checked as Models ▸ Import checks it: its tensors must build a
+        supported diffusion network. Raises engine.errors.EngineError saying why not."""
+        from engine.errors import ModelFileError
+        from engine.models import sidecar_image_size
+        from engine.models.store import inspect_checkpoint
+
+        file = Path(path)
+        config = inspect_checkpoint(file)
+        if config.family == "adm-classifier":
+            raise ModelFileError(f"{file.name} is an ADM classifier (for guidance), not a diffusion model")
+        window = sidecar_image_size(file) or config.image_size
+        return ModelChoice(str(file), file.name, f"Checkpoint file ({config.family}, {window} px window): {file}",
+                           window, class_cond=config.class_cond)
 
     def choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a model checkpoint", "",
                                               "Checkpoints (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*)")
-        if path:
-            self.panel.add_model(ModelChoice(path, Path(path).name, f"Checkpoint file {path}"))
+        if not path:
+            return
+        QApplication.setOverrideCursor(Qt.WaitCursor)  # reading a large checkpoint takes a moment
+        try:
+            choice = self.model_file_choice(path)
+        except Exception as exc:  # noqa: BLE001 - EngineError (not a model) or an unreadable file
+            self._error("Cannot use this model file", str(exc))
+            return
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.panel.add_model_file(choice)
+        self.log_panel.add("info", f"Model file {path}: {choice.purpose}")
 
     def open_models_dialog(self) -> None:
         try:

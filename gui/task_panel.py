@@ -6,6 +6,7 @@ how long it should take and the engine request come from :mod:`gui.run_plan`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple, Optional
 
 from PySide6.QtCore import Qt, Signal
@@ -50,6 +51,8 @@ class TaskPanel(QWidget):
         self._gpu_available = False
         self._cpu_native_bf16 = False
         self._models: list[ModelChoice] = []
+        self._model_files: list[ModelChoice] = []  # chosen with Choose file…: kept when set_models runs
+        self._last_model = TEST_TINY  # the model selected before "Choose file…"
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_tasks())
@@ -250,8 +253,7 @@ class TaskPanel(QWidget):
             self.denoise_strength.setValue(s.denoise_strength)
             self.deblur.setChecked(s.deblur)
             self.deblur_sigma.setValue(s.deblur_sigma)
-            if self.model.findData(s.model) < 0 and s.model not in (TEST_TINY, CHOOSE_FILE):
-                self.add_model(ModelChoice(s.model, s.model, "Checkpoint file"), select=False)
+            self._list_saved_model(s)
             self.model.setCurrentIndex(max(0, self.model.findData(s.model)))
             self.quality.setCurrentIndex(max(0, self.quality.findData(s.quality)))
             self.steps.setValue(s.steps)
@@ -273,26 +275,51 @@ class TaskPanel(QWidget):
         self._on_edited()
 
     def set_models(self, models: list[ModelChoice]) -> None:
-        """Installed models (test-tiny is always added, last, clearly labelled)."""
-        current = self.model.currentData()
-        self._models = [m for m in models if m.id != TEST_TINY] + [TEST_TINY_CHOICE]
-        self._loading = True
+        """Installed models, then the checkpoint files chosen with Choose file… (they stay listed),
+        then test-tiny (always, last, clearly labelled)."""
+        installed = [m for m in models if m.id != TEST_TINY]
+        files = [f for f in self._model_files if f.id not in {m.id for m in installed}]
+        self._models = installed + files + [TEST_TINY_CHOICE]
+        self._list_models(select=self.model.currentData())
+
+    def add_model_file(self, choice: ModelChoice, select: bool = True) -> None:
+        """A checkpoint file (the caller has checked it): listed before test-tiny from now on."""
+        self._model_files = [f for f in self._model_files if f.id != choice.id] + [choice]
+        self._models = [m for m in self._models if m.id != choice.id]
+        self._models.insert(len(self._models) - 1, choice)
+        self._list_models(select=choice.id if select else self.model.currentData())
+
+    def select_model(self, model_id: str) -> None:
+        index = self.model.findData(model_id)
+        if index >= 0:
+            self.model.setCurrentIndex(index)
+
+    def _list_saved_model(self, s: TaskSettings) -> None:
+        """Make the saved model selectable. A checkpoint file that still exists is listed for
+        good; an installed model's id is listed until the installed models arrive (set_models
+        drops it if it is not installed any more); a file that is gone is not listed."""
+        if self.model.findData(s.model) >= 0 or s.model in (TEST_TINY, CHOOSE_FILE):
+            return
+        path = Path(s.model)
+        if path.is_file():
+            self.add_model_file(ModelChoice(s.model, path.name, f"Checkpoint file {s.model}", s.window,
+                                            class_cond=s.class_label >= 0), select=False)
+        elif not path.is_absolute():
+            self._models.insert(0, ModelChoice(s.model, s.model, ""))
+            self._list_models(select=self.model.currentData())
+
+    def _list_models(self, select: Optional[str]) -> None:
+        """Fill the model box from ``_models`` and select ``select`` (else the first model)."""
+        was_loading, self._loading = self._loading, True
         self.model.clear()
         for m in self._models:
             self.model.addItem(m.label, m.id)
             self.model.setItemData(self.model.count() - 1, m.purpose, Qt.ToolTipRole)
         self.model.addItem("Choose file…", CHOOSE_FILE)
-        self.model.setCurrentIndex(max(0, self.model.findData(current)))
-        self._loading = False
-        self._on_model_changed()
-
-    def add_model(self, choice: ModelChoice, select: bool = True) -> None:
-        if self.model.findData(choice.id) < 0:
-            self._models.insert(0, choice)
-            self.model.insertItem(0, choice.label, choice.id)
-            self.model.setItemData(0, choice.purpose, Qt.ToolTipRole)
-        if select:
-            self.model.setCurrentIndex(self.model.findData(choice.id))
+        self.model.setCurrentIndex(max(0, self.model.findData(select)))
+        self._loading = was_loading
+        if not was_loading:
+            self._on_model_changed()
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         """(spec, description) pairs from engine.device.available_devices(); "auto" comes first."""
@@ -352,10 +379,12 @@ class TaskPanel(QWidget):
 
     def _on_model_activated(self, index: int) -> None:
         if self.model.itemData(index) == CHOOSE_FILE:
-            self.model.setCurrentIndex(0)
+            self.select_model(self._last_model)  # until a file is chosen (and checked)
             self.choose_model_file.emit()
 
     def _on_model_changed(self, *_args) -> None:
+        if self.model.currentData() not in (None, CHOOSE_FILE):
+            self._last_model = self.model.currentData()
         choice = next((m for m in self._models if m.id == self.model.currentData()), None)
         self.model_purpose.setText(choice.purpose if choice else "")
         if choice is not None and not self._loading:
