@@ -58,7 +58,7 @@ class RunController(QObject):
         except Exception as exc:  # noqa: BLE001 - InputError and friends: show, do not crash
             self._error("error", str(exc))
             return False
-        doc.begin_preview(settings.upscale)
+        doc.begin_preview(settings.upscale, fills_mask=settings.inpaint)
         self.windows_finished = 0
         self.last_error = None
         self.log.add("info", f"Restore: {_describe(settings)} on {doc.size[1]}×{doc.size[0]}")

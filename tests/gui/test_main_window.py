@@ -329,3 +329,21 @@ def test_a_chosen_model_file_is_checked_and_kept_across_restarts(make_window, tm
     good.unlink()
     gone = make_window()
     assert gone.panel.settings().model == "test-tiny" and gone.panel.model.findData(str(good)) < 0
+
+
+@pytest.mark.parametrize("tasks, kept", [(dict(colorize=True), True), (dict(inpaint=True), False)])
+def test_apply_keeps_the_mask_unless_the_run_filled_it(window_with_photo, qtbot, tasks, kept):
+    window = window_with_photo(fake_restore())
+    doc = window.document
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    painted = doc.mask.copy()
+    start_run(qtbot, window, TaskSettings(**tasks))
+    qtbot.waitUntil(lambda: doc.preview_finished, timeout=5000)
+    window.act_apply.trigger()
+    assert np.array_equal(doc.mask, painted) == kept and doc.mask.any() == kept
+    paint(qtbot, window, [(20, 100), (60, 100)])  # painted into the document's mask in place
+    doc.undo_stack.undo()
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.mask, painted), "undo brings back the mask as it was before Apply"
+    doc.undo_stack.redo()
+    assert np.array_equal(doc.mask, painted) == kept
