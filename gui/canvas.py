@@ -58,7 +58,7 @@ class Canvas(QWidget):
         self._pan_from: Optional[QPointF] = None
         self._space_held = False
         self._cursor: Optional[QPointF] = None
-        self._fit_pending = True
+        self._fit_view = True  # the view follows the widget: fitted again on resize, until zoom or pan
         document.image_changed.connect(self._on_image_changed)
         document.mask_changed.connect(self._on_mask_changed)
         document.preview_changed.connect(self._on_preview_changed)
@@ -82,7 +82,7 @@ class Canvas(QWidget):
         fixed = self.to_scene(anchor)
         self.zoom = zoom
         self.offset = QPointF(anchor.x() - fixed.x() * zoom, anchor.y() - fixed.y() * zoom)
-        self._fit_pending = False
+        self._fit_view = False
         self.update()
         self.zoom_changed.emit(self.zoom)
 
@@ -96,7 +96,7 @@ class Canvas(QWidget):
         zoom = min(self.width() / w, self.height() / h) * 0.97
         self.zoom = min(MAX_ZOOM, max(MIN_ZOOM, zoom))
         self.offset = QPointF((self.width() - w * self.zoom) / 2, (self.height() - h * self.zoom) / 2)
-        self._fit_pending = False
+        self._fit_view = True
         self.update()
         self.zoom_changed.emit(self.zoom)
 
@@ -141,9 +141,9 @@ class Canvas(QWidget):
         self._base = RgbLayer(doc.image) if doc.image is not None else None
         if doc.original is not self._original_source:
             self._original_source = doc.original
-            self._fit_pending = True
+            self._fit_view = True
         self._original = None  # rebuilt on demand, scaled to the current photo
-        if self._base is not None and (self._fit_pending or old_size != doc.size):
+        if self._base is not None and (self._fit_view or old_size != doc.size):
             self.fit()
         self.update()
 
@@ -321,6 +321,7 @@ class Canvas(QWidget):
         if self._pan_from is not None:
             self.offset += pos - self._pan_from
             self._pan_from = pos
+            self._fit_view = False
             self.update()
         elif self.compare.dragging:
             self.compare.drag_to(pos.x(), self.width())
@@ -403,6 +404,6 @@ class Canvas(QWidget):
             super().keyReleaseEvent(event)
 
     def resizeEvent(self, event) -> None:
-        if self._fit_pending and self._base is not None:
+        if self._fit_view and self._base is not None:
             self.fit()
         super().resizeEvent(event)

@@ -159,3 +159,18 @@ def test_plan_overlay_draws_only_the_visible_boxes(canvas, monkeypatch):
     canvas.grab()
     assert len(drawn) == 4 * 3, "columns x = 0, 8, 16, 24 and rows y = 0, 8, 16 of the 64 boxes"
     assert list(canvas.plan_indices_in(QRect(0, 0, 16, 16))) == [0]
+
+
+def test_a_fitted_view_stays_fitted_when_the_canvas_is_resized(canvas, qtbot):
+    h, w = canvas.document.size
+    canvas.fit()
+    canvas.resize(800, 500)
+    qtbot.waitUntil(lambda: canvas.width() == 800)
+    assert canvas.zoom == pytest.approx(min(800 / w, 500 / h) * 0.97)
+    centre = canvas.to_widget(QPointF(w / 2, h / 2))
+    assert (centre.x(), centre.y()) == pytest.approx((400, 250), abs=1)
+    canvas.zoom_by(2.0)
+    zoom = canvas.zoom
+    canvas.resize(600, 400)
+    qtbot.waitUntil(lambda: canvas.width() == 600)
+    assert canvas.zoom == zoom, "a zoom the user chose is kept"
