@@ -11,7 +11,7 @@ from typing import Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QScrollArea, QSlider, QToolBar,
+    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QSlider, QToolBar,
 )
 
 from gui import file_ops, mask_tools
@@ -66,13 +66,9 @@ class MainWindow(FileCommands, QMainWindow):
 
     # ---- layout -------------------------------------------------------------------------
     def _build_docks(self) -> None:
-        scroll = QScrollArea()
-        scroll.setWidget(self.panel)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.panel_dock = QDockWidget("Restore", self)
         self.panel_dock.setObjectName("panel_dock")
-        self.panel_dock.setWidget(scroll)
+        self.panel_dock.setWidget(self.panel)  # the panel scrolls its settings, not its run buttons
         self.panel_dock.setMinimumWidth(300)
         self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
         self.log_dock = QDockWidget("Log", self)

@@ -11,8 +11,8 @@ from typing import NamedTuple, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
-    QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
+    QPushButton, QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from engine.request import NATIVE_BF16_LABEL
@@ -55,16 +55,30 @@ class TaskPanel(QWidget):
         self._last_model = TEST_TINY  # the model selected before "Choose file…"
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
-        layout.addWidget(self._build_tasks())
-        layout.addWidget(self._build_model())
-        layout.addWidget(self._build_advanced())
-        layout.addStretch(1)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._build_settings_area(), 1)
         layout.addWidget(self._build_run_box())
         self.set_models([])
         self.set_devices([("cpu", "CPU")])
         self.set_settings(TaskSettings())
 
     # ---- construction -----------------------------------------------------------------
+    def _build_settings_area(self) -> QScrollArea:
+        """Tasks, model and Advanced scroll; the run box below them (Restore, Apply, Discard,
+        progress) stays in view however short the window is."""
+        settings = QWidget()
+        layout = QVBoxLayout(settings)
+        layout.addWidget(self._build_tasks())
+        layout.addWidget(self._build_model())
+        layout.addWidget(self._build_advanced())
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(settings)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        return scroll
+
     def _build_tasks(self) -> QGroupBox:
         box = QGroupBox("What to do")
         form = QVBoxLayout(box)
@@ -186,7 +200,6 @@ class TaskPanel(QWidget):
     def _build_run_box(self) -> QWidget:
         box = QWidget()
         v = QVBoxLayout(box)
-        v.setContentsMargins(0, 0, 0, 0)
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setObjectName("problem")

@@ -347,3 +347,14 @@ def test_apply_keeps_the_mask_unless_the_run_filled_it(window_with_photo, qtbot,
     assert np.array_equal(doc.mask, painted), "undo brings back the mask as it was before Apply"
     doc.undo_stack.redo()
     assert np.array_equal(doc.mask, painted) == kept
+
+
+def test_run_buttons_stay_in_view_in_a_short_window(make_window, qtbot):
+    window = make_window()
+    window.resize(1000, 560)
+    window.panel.advanced_toggle.setChecked(True)  # the longest panel
+    qtbot.waitUntil(lambda: window.height() == 560)
+    panel = window.panel
+    for button in (panel.restore_button, panel.cancel_button, panel.apply_button, panel.discard_button):
+        shown = button.visibleRegion().boundingRect()
+        assert shown.size() == button.size(), f"{button.text()} is cut off or scrolled away"
