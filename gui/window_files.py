@@ -3,6 +3,7 @@ files, and the questions that keep unsaved work (a result, a painted mask) from 
 
 from __future__ import annotations
 
+import os
 import weakref
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -154,15 +155,16 @@ class FileCommands:
         return True
 
     def open_path(self, path: str) -> bool:
+        path = os.path.abspath(path)  # the document path, last folder, recent list and save suggestion
         try:
             pixels, loaded = file_ops.load_photo(path)
         except Exception as exc:  # noqa: BLE001 - InputError: a readable message
             self._error("Cannot open the photo", f"Cannot open {Path(path).name}: {exc}")
             return False
-        if not self.replace_photo(pixels, "opening another photo", str(path), loaded):
+        if not self.replace_photo(pixels, "opening another photo", path, loaded):
             return False
         self.settings.set("last_dir", str(Path(path).parent))
-        self.settings.add_recent_file(str(Path(path).resolve()))
+        self.settings.add_recent_file(path)
         self._update_recent_menu()
         self.log_panel.add("info", f"Opened {path}")
         return True

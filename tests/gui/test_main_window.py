@@ -358,3 +358,18 @@ def test_run_buttons_stay_in_view_in_a_short_window(make_window, qtbot):
     for button in (panel.restore_button, panel.cancel_button, panel.apply_button, panel.discard_button):
         shown = button.visibleRegion().boundingRect()
         assert shown.size() == button.size(), f"{button.text()} is cut off or scrolled away"
+
+
+def test_a_photo_opened_by_a_relative_path_is_remembered_by_its_absolute_path(make_window, make_photo, tmp_path,
+                                                                              monkeypatch, file_dialogs):
+    (tmp_path / "scans").mkdir()
+    write_photo(tmp_path / "scans" / "old.png", make_photo(16, 16))
+    monkeypatch.chdir(tmp_path)
+    window = make_window()
+    assert window.open_path("scans/old.png")
+    folder = str(tmp_path / "scans")
+    assert window.document.path == str(tmp_path / "scans" / "old.png")
+    assert window.settings.get("last_dir", "", str) == folder
+    assert window.settings.recent_files()[0] == window.document.path
+    window.save_as()
+    assert file_dialogs["calls"][-1] == ("save", "Save result", str(tmp_path / "scans" / "old_restored.png"))
