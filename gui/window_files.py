@@ -159,6 +159,9 @@ class FileCommands:
         try:
             pixels, loaded = file_ops.load_photo(path)
         except Exception as exc:  # noqa: BLE001 - InputError: a readable message
+            if not Path(path).exists():  # e.g. a recent file moved or deleted since
+                self.settings.remove_recent_file(path)
+                self._update_recent_menu()
             self._error("Cannot open the photo", f"Cannot open {Path(path).name}: {exc}")
             return False
         if not self.replace_photo(pixels, "opening another photo", path, loaded):

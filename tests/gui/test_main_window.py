@@ -373,3 +373,17 @@ def test_a_photo_opened_by_a_relative_path_is_remembered_by_its_absolute_path(ma
     assert window.settings.recent_files()[0] == window.document.path
     window.save_as()
     assert file_dialogs["calls"][-1] == ("save", "Save result", str(tmp_path / "scans" / "old_restored.png"))
+
+
+def test_a_recent_file_that_is_gone_leaves_the_recent_menu(make_window, make_photo, tmp_path):
+    window = make_window()
+    kept, gone = tmp_path / "kept.png", tmp_path / "gone.png"
+    for path in (kept, gone):
+        write_photo(path, make_photo(16, 16))
+        assert window.open_path(str(path))
+    gone.unlink()
+    [entry] = [a for a in window.recent_menu.actions() if a.text() == "gone.png"]
+    entry.trigger()
+    assert "gone.png" in window.last_error
+    assert window.settings.recent_files() == [str(kept)]
+    assert [a.text() for a in window.recent_menu.actions()][0] == "kept.png"
