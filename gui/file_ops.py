@@ -73,13 +73,31 @@ def suggested_save_path(document: Document, extension: str = ".png") -> str:
     return str(Path.home() / f"restored{extension}")
 
 
-def load_mask_file(path: str, shape: tuple[int, int]) -> np.ndarray:
-    """A mask image (white = fill, or a transparent stroke layer) -> (H, W) uint8 of ``shape``."""
+class ImportedMask(NamedTuple):
+    mask: np.ndarray  # (H, W) uint8 of the photo's size
+    file_size: tuple[int, int]  # (height, width) of the file: scaled to the photo when it differs
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether (height, width) ``a`` scaled to the width of ``b`` has its height to within a pixel."""
+    (ah, aw), (bh, bw) = a, b
+    return abs(ah * bw - bh * aw) <= max(aw, bw)
+
+
+def load_mask_file(path: str, shape: tuple[int, int]) -> ImportedMask:
+    """A mask image (white = fill, or a transparent stroke layer) for a photo of ``shape`` (H, W).
+    A mask of another size is scaled if it has the photo's aspect ratio; otherwise InputError
+    names both sizes (stretching it would put the marks in the wrong places)."""
     from engine import image_io
+    from engine.errors import InputError
 
     loaded = image_io.load_image(path)
     pixels = loaded.rgb if loaded.alpha is None else np.dstack([loaded.rgb, loaded.alpha])
-    return mask_from_image(pixels, shape)
+    size = tuple(pixels.shape[:2])
+    if not same_aspect(size, shape):
+        raise InputError(f"the mask is {size[1]}×{size[0]} pixels and the photo {shape[1]}×{shape[0]}: a mask "
+                         "must have the photo's size, or its aspect ratio to be scaled")
+    return ImportedMask(mask_from_image(pixels, shape), size)
 
 
 def save_mask_file(mask: np.ndarray, path: str) -> None:

@@ -243,12 +243,15 @@ class FileCommands:
                                               file_ops.OPEN_FILTER)
         if path:
             try:
-                mask = file_ops.load_mask_file(path, self.document.size)
+                imported = file_ops.load_mask_file(path, self.document.size)
             except Exception as exc:  # noqa: BLE001
                 self._error("Cannot import the mask", f"Cannot import the mask: {exc}")
                 return
-            self.mask_op(lambda _m: mask, "Import mask")
+            self.mask_op(lambda _m: imported.mask, "Import mask")
             self._mark_mask_kept()
+            (h, w), (ph, pw) = imported.file_size, self.document.size
+            if (h, w) != (ph, pw):
+                self.statusBar().showMessage(f"The mask was scaled from {w}×{h} to the photo's {pw}×{ph}", 8000)
 
     def export_mask(self) -> bool:
         """Write the mask to a PNG the user picks; True if it was written."""

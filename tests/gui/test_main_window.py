@@ -387,3 +387,21 @@ def test_a_recent_file_that_is_gone_leaves_the_recent_menu(make_window, make_pho
     assert "gone.png" in window.last_error
     assert window.settings.recent_files() == [str(kept)]
     assert [a.text() for a in window.recent_menu.actions()][0] == "kept.png"
+
+
+@pytest.mark.parametrize("size, outcome", [((32, 32), "same"), ((16, 16), "scaled"), ((32, 16), "refused")])
+def test_importing_a_mask_of_another_size(window_with_photo, tmp_path, file_dialogs, size, outcome):
+    from gui import file_ops
+
+    window = window_with_photo(size=(32, 32))
+    mask = np.zeros(size, np.uint8)
+    mask[: size[0] // 2] = 255  # the top half
+    file_ops.save_mask_file(mask, str(tmp_path / "mask.png"))
+    file_dialogs["open"].append((str(tmp_path / "mask.png"), ""))
+    window.act_import_mask.trigger()
+    doc, status = window.document, window.statusBar().currentMessage()
+    if outcome == "refused":
+        assert not doc.mask.any() and "the mask is 16×32 pixels and the photo 32×32" in window.last_error
+        return
+    assert doc.mask[:16].all() and not doc.mask[16:].any()
+    assert ("scaled from 16×16 to the photo's 32×32" in status) == (outcome == "scaled")
