@@ -352,7 +352,7 @@ class MainWindow(FileCommands, QMainWindow):
         except ImportError as exc:
             self._error("Models unavailable", f"The model manager is not available: {exc}")
             return
-        dialog = ModelsDialog(self)
+        dialog = ModelsDialog(self, settings=self.settings)
         dialog.models_changed.connect(self.refresh_models)
         dialog.exec()
         self.refresh_models()
