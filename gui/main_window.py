@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QSlider, QToolBar,
 )
 
-from gui import file_ops, mask_tools
+from gui import file_ops, mask_tools, run_plan
 from gui.app import apply_theme, icon
 from gui.canvas import Canvas
 from gui.window_files import FileCommands
@@ -40,6 +40,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.settings = settings or AppSettings()
         self.interactive = interactive  # False in tests: no modal dialogs
         self.document = Document(self)
+        self._photo_has_colours = False  # checked once per photo (the panel's Colorize hint)
         self.canvas = Canvas(self.document)
         self.panel = TaskPanel()
         self.log_panel = LogPanel()
@@ -395,6 +396,7 @@ class MainWindow(FileCommands, QMainWindow):
 
     # ---- status -------------------------------------------------------------------------
     def _on_image_changed(self) -> None:
+        self._photo_has_colours = self.document.has_image and run_plan.has_colours(self.document.image)
         h, w = self.document.size
         self.status_size.setText(f"{w} × {h} px" if w else "")
         self._update_panel_context()
@@ -402,7 +404,8 @@ class MainWindow(FileCommands, QMainWindow):
 
     def _update_panel_context(self) -> None:
         doc = self.document
-        self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask())
+        self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask(),
+                               self._photo_has_colours)
 
     def _update_title(self) -> None:
         name = Path(self.document.path).name if self.document.path else ("Pasted image" if self.document.has_image else "")

@@ -46,6 +46,7 @@ class TaskPanel(QWidget):
         self._loading = False
         self._image_size: Optional[tuple[int, int]] = None
         self._has_mask = False
+        self._colours = False
         self._running = False
         self._preview_ready = False
         self._gpu_available = False
@@ -349,8 +350,10 @@ class TaskPanel(QWidget):
         self._loading = was_loading
         self._refresh()
 
-    def set_context(self, image_size: Optional[tuple[int, int]], has_mask: bool) -> None:
-        self._image_size, self._has_mask = image_size, has_mask
+    def set_context(self, image_size: Optional[tuple[int, int]], has_mask: bool, colours: bool = False) -> None:
+        """The photo the panel plans for: its (height, width), whether it has a mask, and whether it
+        has colours of its own (run_plan.has_colours)."""
+        self._image_size, self._has_mask, self._colours = image_size, has_mask, colours
         self._refresh()
 
     # ---- run state --------------------------------------------------------------------
@@ -439,7 +442,7 @@ class TaskPanel(QWidget):
     def _refresh(self) -> None:
         s = self.settings()
         self.problems = run_plan.find_problems(s, self._image_size, self._has_mask)
-        notes = run_plan.find_notes(s, self._image_size)
+        notes = run_plan.find_notes(s, self._image_size, self._colours)
         self.problem_label.setText("\n".join(f"• {p}" for p in self.problems))
         self.problem_label.setVisible(bool(self.problems))
         self.note_label.setText("\n".join(notes))
