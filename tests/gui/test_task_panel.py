@@ -213,3 +213,11 @@ def test_the_window_tells_the_panel_whether_the_photo_has_colours(make_window, m
     assert "Colorize replaces" in window.panel.note_label.text()
     window.document.set_photo(np.full((32, 32, 3), 0.4, np.float32))
     assert "Colorize replaces" not in window.panel.note_label.text()
+
+
+def test_test_tiny_estimate_follows_the_measured_cpu_speed(panel):
+    s = TaskSettings(colorize=True, model=TEST_TINY, steps=4, hir="off")
+    estimate = run_plan.estimate_run(s, (256, 256), "cpu")
+    assert estimate.calls == 4 and estimate.seconds == pytest.approx(4 * run_plan.TEST_TINY_CPU_SECONDS)
+    assert 0.2 <= run_plan.TEST_TINY_CPU_SECONDS <= 1.0, "measured about 0.3 to 0.5 s per 256² call"
+    assert run_plan.estimate_run(s, (256, 256), "cuda").seconds < estimate.seconds
