@@ -40,6 +40,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.settings = settings or AppSettings()
         self.interactive = interactive  # False in tests: no modal dialogs
         self.document = Document(self)
+        self._mark_saved()  # nothing to save yet
         self._photo_has_colours = False  # checked once per photo (the panel's Colorize hint)
         self.canvas = Canvas(self.document)
         self.panel = TaskPanel()

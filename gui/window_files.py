@@ -26,7 +26,7 @@ class SaveQuestion(NamedTuple):
 
 class FileCommands:
     """Needs ``document``, ``settings``, ``runs``, ``log_panel``, ``recent_menu``, ``save_target`` and
-    ``_error`` from the window it is mixed into."""
+    ``_error`` from the window it is mixed into, which calls :meth:`_mark_saved` once it has a document."""
 
     # ---- unsaved work -------------------------------------------------------------------
     def _mark_saved(self, written: Optional[np.ndarray] = None) -> None:
@@ -45,8 +45,7 @@ class FileCommands:
         self._kept_mask = mask.copy() if mask is not None else None
 
     def _on_disk(self, pixels: Optional[np.ndarray]) -> bool:
-        refs = (getattr(self, "_opened_pixels", None), getattr(self, "_saved_pixels", None))
-        return any(ref is not None and ref() is pixels for ref in refs)
+        return any(ref is not None and ref() is pixels for ref in (self._opened_pixels, self._saved_pixels))
 
     def result_unsaved(self) -> bool:
         """Whether what Save writes (the result preview, else the photo) is neither the photo as
@@ -61,7 +60,7 @@ class FileCommands:
     def mask_unsaved(self) -> bool:
         """A painted mask that closing or replacing the photo would lose: not empty, and changed
         since it was imported, exported, or a result was saved (Save writes the photo only)."""
-        mask, kept = self.document.mask, getattr(self, "_kept_mask", None)
+        mask, kept = self.document.mask, self._kept_mask
         if mask is None or not mask.any():
             return False
         return kept is None or not np.array_equal(mask, kept)
