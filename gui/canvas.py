@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+import numpy as np
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QCursor, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
@@ -51,12 +52,13 @@ class Canvas(QWidget):
         self._original_source = None
         self._mask: Optional[MaskLayer] = None
         self._plan: list[QRectF] = []
+        self._plan_edges = np.zeros((0, 4))  # left, top, right, bottom of each plan box (scene)
         self._window_state: dict[int, str] = {}  # index -> running | finished
         self._stroke: Optional[StrokeRecorder] = None
         self._pan_from: Optional[QPointF] = None
         self._space_held = False
         self._cursor: Optional[QPointF] = None
-        self._fit_pending = True
+        self._fit_view = True  # the view follows the widget: fitted again on resize, until zoom or pan
         document.image_changed.connect(self._on_image_changed)
         document.mask_changed.connect(self._on_mask_changed)
         document.preview_changed.connect(self._on_preview_changed)
@@ -80,7 +82,7 @@ class Canvas(QWidget):
         fixed = self.to_scene(anchor)
         self.zoom = zoom
         self.offset = QPointF(anchor.x() - fixed.x() * zoom, anchor.y() - fixed.y() * zoom)
-        self._fit_pending = False
+        self._fit_view = False
         self.update()
         self.zoom_changed.emit(self.zoom)
 
@@ -94,7 +96,7 @@ class Canvas(QWidget):
         zoom = min(self.width() / w, self.height() / h) * 0.97
         self.zoom = min(MAX_ZOOM, max(MIN_ZOOM, zoom))
         self.offset = QPointF((self.width() - w * self.zoom) / 2, (self.height() - h * self.zoom) / 2)
-        self._fit_pending = False
+        self._fit_view = True
         self.update()
         self.zoom_changed.emit(self.zoom)
 
@@ -114,6 +116,7 @@ class Canvas(QWidget):
     def set_plan(self, boxes: Sequence[QRectF]) -> None:
         """Window boxes of the coming stage, in scene (photo pixel) coordinates."""
         self._plan = list(boxes)
+        self._plan_edges = np.array([[b.left(), b.top(), b.right(), b.bottom()] for b in self._plan]).reshape(-1, 4)
         self._window_state = {}
         self.update()
 
@@ -123,8 +126,13 @@ class Canvas(QWidget):
             self.update(self.scene_rect_to_widget(self._plan[index]))
 
     def clear_plan(self) -> None:
-        self._plan, self._window_state = [], {}
-        self.update()
+        self.set_plan([])
+
+    def plan_indices_in(self, area: QRect) -> np.ndarray:
+        """Indices of the plan boxes that intersect ``area`` (widget coordinates)."""
+        tl, br = self.to_scene(QPointF(area.topLeft())), self.to_scene(QPointF(area.bottomRight() + QPoint(1, 1)))
+        left, top, right, bottom = self._plan_edges.T
+        return np.flatnonzero((left < br.x()) & (right > tl.x()) & (top < br.y()) & (bottom > tl.y()))
 
     # ---- document signals -------------------------------------------------------------
     def _on_image_changed(self) -> None:
@@ -133,9 +141,9 @@ class Canvas(QWidget):
         self._base = RgbLayer(doc.image) if doc.image is not None else None
         if doc.original is not self._original_source:
             self._original_source = doc.original
-            self._fit_pending = True
+            self._fit_view = True
         self._original = None  # rebuilt on demand, scaled to the current photo
-        if self._base is not None and (self._fit_pending or old_size != doc.size):
+        if self._base is not None and (self._fit_view or old_size != doc.size):
             self.fit()
         self.update()
 
@@ -204,7 +212,7 @@ class Canvas(QWidget):
         if self._mask is not None and self.mask_visible and not self.compare.holding_original:
             self._mask.draw_with_opacity(painter, zoom, off, exposed, self.mask_opacity)
         if self.busy and self._plan:
-            self._draw_plan(painter)
+            self._draw_plan(painter, exposed)
         if zoom >= GRID_ZOOM:
             self._draw_grid(painter, exposed)
         painter.setClipping(False)
@@ -213,14 +221,16 @@ class Canvas(QWidget):
         draw_split_line(painter, self.compare, self.rect(), self.compare_labels)
         self._draw_brush_outline(painter)
 
-    def _draw_plan(self, painter: QPainter) -> None:
+    def _draw_plan(self, painter: QPainter, exposed: QRect) -> None:
+        """The boxes that intersect the exposed area (a large photo has hundreds of windows)."""
         painter.save()
         painter.setRenderHint(QPainter.Antialiasing, False)
         pending = QPen(QColor(255, 255, 255, 90), 1, Qt.DashLine)
         finished = QPen(QColor(80, 220, 120, 200), 1.5)
         running = QPen(QColor(255, 200, 40), 2.5)
-        for i, box in enumerate(self._plan):
-            state = self._window_state.get(i)
+        for i in self.plan_indices_in(exposed.adjusted(-3, -3, 3, 3)):  # pens reach past the box
+            box = self._plan[i]
+            state = self._window_state.get(int(i))
             r = QRectF(self.to_widget(box.topLeft()), self.to_widget(box.bottomRight()))
             if state == "running":
                 painter.setBrush(QColor(255, 200, 40, 40))
@@ -311,6 +321,7 @@ class Canvas(QWidget):
         if self._pan_from is not None:
             self.offset += pos - self._pan_from
             self._pan_from = pos
+            self._fit_view = False
             self.update()
         elif self.compare.dragging:
             self.compare.drag_to(pos.x(), self.width())
@@ -393,6 +404,6 @@ class Canvas(QWidget):
             super().keyReleaseEvent(event)
 
     def resizeEvent(self, event) -> None:
-        if self._fit_pending and self._base is not None:
+        if self._fit_view and self._base is not None:
             self.fit()
         super().resizeEvent(event)

@@ -90,8 +90,9 @@ def oom_advice(message: str) -> str:
     )
 
 
-def show_error(parent: Optional[QWidget], kind: str, message: str) -> QMessageBox:
-    """An error dialog: engine errors as they are, OOM with advice, internal errors with details."""
+def show_error(parent: Optional[QWidget], kind: str, message: str, title: str = "Cannot restore") -> QMessageBox:
+    """An error dialog: engine errors as they are (titled ``title``), OOM with advice, internal
+    errors with details."""
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Warning if kind != "internal" else QMessageBox.Critical)
     if kind == "oom":
@@ -103,7 +104,7 @@ def show_error(parent: Optional[QWidget], kind: str, message: str) -> QMessageBo
         box.setText(f"Something went wrong inside the app: {head}\nThe log has the details.")
         box.setDetailedText(details)
     else:
-        box.setWindowTitle("Cannot restore")
+        box.setWindowTitle(title)
         box.setText(message)
     box.setTextInteractionFlags(Qt.TextSelectableByMouse)
     box.setStandardButtons(QMessageBox.Ok)

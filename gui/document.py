@@ -36,6 +36,7 @@ class Document(QObject):
         self.preview: Optional[np.ndarray] = None
         self.preview_scale: int = 1
         self.preview_finished = False  # True once the run that made the preview completed
+        self.preview_fills_mask = False  # the run that makes the preview fills the masked areas
         self.preview_report: dict[str, Any] = {}
         self.loaded: Any = None  # engine.image_io.LoadedImage of the file (EXIF, ICC, bit depth)
         self.path: str = ""
@@ -70,19 +71,14 @@ class Document(QObject):
         self.path_changed.emit(path)
         self._set_modified(False)
 
-    def open_file(self, path: str) -> None:
-        """Load a photo with the engine's image I/O (keeps EXIF, ICC and bit depth for saving)."""
-        from engine import image_io
-
-        loaded = image_io.load_image(path)
-        self.set_photo(loaded_pixels(loaded), path=str(path), loaded=loaded)
-
     def replace_image(self, pixels: np.ndarray, mask: Optional[np.ndarray] = None) -> None:
-        """Swap in another photo (used by undoable Apply); the mask must match its size."""
+        """Swap in another photo (used by undoable Apply) with a copy of ``mask`` (strokes paint
+        into the document's mask in place; the undo command keeps its own), or an empty mask if
+        ``mask`` is None or not of the photo's size."""
         self.image = np.ascontiguousarray(pixels, dtype=np.float32)
         if mask is None or mask.shape != self.image.shape[:2]:
             mask = np.zeros(self.image.shape[:2], np.uint8)
-        self.mask = mask
+        self.mask = np.array(mask, np.uint8)
         self.image_changed.emit()
         self.mask_changed.emit(None)
 
@@ -106,11 +102,13 @@ class Document(QObject):
         return np.where(self.mask > 127, np.uint8(255), np.uint8(0))
 
     # ---- result preview ---------------------------------------------------------------
-    def begin_preview(self, scale: int) -> None:
-        """Start an empty result layer for a run with upscale factor ``scale`` (the photo, upscaled)."""
+    def begin_preview(self, scale: int, fills_mask: bool = False) -> None:
+        """Start an empty result layer for a run with upscale factor ``scale`` (the photo, upscaled)
+        that fills the masked areas or not."""
         h, w = self.size
         self.preview_scale = int(scale)
         self.preview_finished = False
+        self.preview_fills_mask = fills_mask
         self.preview_report = {}
         if scale == 1:
             self.preview = self.image.copy()

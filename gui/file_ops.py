@@ -6,12 +6,12 @@ Everything goes through ``engine.image_io`` so the GUI and the CLI read and writ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from PySide6.QtGui import QImage
 
-from gui.document import Document, to_float_rgb
+from gui.document import Document, loaded_pixels, to_float_rgb
 from gui.mask_tools import mask_from_image
 
 OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp);;All files (*)"
@@ -25,6 +25,14 @@ SAVE_FILTERS: dict[str, tuple[str, Optional[int]]] = {
 }
 
 
+class SaveTarget(NamedTuple):
+    """Where Save writes, with the options chosen in Save as (Ctrl+S reuses all of them)."""
+
+    path: str
+    quality: int = 95  # JPEG / WebP
+    bit_depth: Optional[int] = None  # None: as the input
+
+
 def qimage_to_rgb(image: QImage) -> np.ndarray:
     """A QImage (any format) -> (H, W, 3) float32 [0, 1]. GUI thread only."""
     rgb = image.convertToFormat(QImage.Format_RGB888)
@@ -33,16 +41,19 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     return to_float_rgb(data[:, : w * 3].reshape(h, w, 3).copy())
 
 
-def open_photo(document: Document, path: str) -> None:
-    """Raises engine.errors.InputError with a user-facing message when the file cannot be read."""
-    document.open_file(path)
+def load_photo(path: str) -> tuple[np.ndarray, Any]:
+    """(pixels, engine.image_io.LoadedImage) of a photo file; the LoadedImage keeps EXIF, ICC and
+    bit depth for saving. Raises engine.errors.InputError with a user-facing message."""
+    from engine import image_io
+
+    loaded = image_io.load_image(path)
+    return loaded_pixels(loaded), loaded
 
 
 def result_pixels(document: Document) -> np.ndarray:
-    """What Save writes: a finished result preview if there is one, else the current photo."""
-    if document.preview is not None and document.preview_finished:
-        return document.preview
-    return document.image
+    """What Save writes is what the canvas shows: the result preview if there is one (finished,
+    or the windows kept after Cancel, at the output size), else the current photo."""
+    return document.preview if document.preview is not None else document.image
 
 
 def save_photo(document: Document, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> list[str]:
@@ -62,13 +73,31 @@ def suggested_save_path(document: Document, extension: str = ".png") -> str:
     return str(Path.home() / f"restored{extension}")
 
 
-def load_mask_file(path: str, shape: tuple[int, int]) -> np.ndarray:
-    """A mask image (white = fill, or a transparent stroke layer) -> (H, W) uint8 of ``shape``."""
+class ImportedMask(NamedTuple):
+    mask: np.ndarray  # (H, W) uint8 of the photo's size
+    file_size: tuple[int, int]  # (height, width) of the file: scaled to the photo when it differs
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether (height, width) ``a`` scaled to the width of ``b`` has its height to within a pixel."""
+    (ah, aw), (bh, bw) = a, b
+    return abs(ah * bw - bh * aw) <= max(aw, bw)
+
+
+def load_mask_file(path: str, shape: tuple[int, int]) -> ImportedMask:
+    """A mask image (white = fill, or a transparent stroke layer) for a photo of ``shape`` (H, W).
+    A mask of another size is scaled if it has the photo's aspect ratio; otherwise InputError
+    names both sizes (stretching it would put the marks in the wrong places)."""
     from engine import image_io
+    from engine.errors import InputError
 
     loaded = image_io.load_image(path)
     pixels = loaded.rgb if loaded.alpha is None else np.dstack([loaded.rgb, loaded.alpha])
-    return mask_from_image(pixels, shape)
+    size = tuple(pixels.shape[:2])
+    if not same_aspect(size, shape):
+        raise InputError(f"the mask is {size[1]}×{size[0]} pixels and the photo {shape[1]}×{shape[0]}: a mask "
+                         "must have the photo's size, or its aspect ratio to be scaled")
+    return ImportedMask(mask_from_image(pixels, shape), size)
 
 
 def save_mask_file(mask: np.ndarray, path: str) -> None:

@@ -11,10 +11,10 @@ from typing import Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QScrollArea, QSlider, QToolBar,
+    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QSlider, QToolBar,
 )
 
-from gui import mask_tools
+from gui import file_ops, mask_tools, run_plan
 from gui.app import apply_theme, icon
 from gui.canvas import Canvas
 from gui.window_files import FileCommands
@@ -40,12 +40,14 @@ class MainWindow(FileCommands, QMainWindow):
         self.settings = settings or AppSettings()
         self.interactive = interactive  # False in tests: no modal dialogs
         self.document = Document(self)
+        self._mark_saved()  # nothing to save yet
+        self._photo_has_colours = False  # checked once per photo (the panel's Colorize hint)
         self.canvas = Canvas(self.document)
         self.panel = TaskPanel()
         self.log_panel = LogPanel()
         self.runs = RunController(self.document, self.canvas, self.panel, self.log_panel, restore, self)
         self.runs.show_dialogs = interactive
-        self.save_path = ""
+        self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
         self.setWindowTitle("Restorer")
         self.setCentralWidget(self.canvas)
@@ -66,13 +68,9 @@ class MainWindow(FileCommands, QMainWindow):
 
     # ---- layout -------------------------------------------------------------------------
     def _build_docks(self) -> None:
-        scroll = QScrollArea()
-        scroll.setWidget(self.panel)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.panel_dock = QDockWidget("Restore", self)
         self.panel_dock.setObjectName("panel_dock")
-        self.panel_dock.setWidget(scroll)
+        self.panel_dock.setWidget(self.panel)  # the panel scrolls its settings, not its run buttons
         self.panel_dock.setMinimumWidth(300)
         self.addDockWidget(Qt.RightDockWidgetArea, self.panel_dock)
         self.log_dock = QDockWidget("Log", self)
@@ -131,7 +129,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.act_pan = a("&Hand (pan)", lambda on: on and c.set_tool("pan"), "H", "hand", checkable=True)
         for act in (self.act_brush, self.act_eraser, self.act_pan):
             self.tool_group.addAction(act)
-        self.act_restore = a("&Restore", self.runs.start, "Ctrl+R", "restore")
+        self.act_restore = a("&Restore", self.restore, "Ctrl+R", "restore")
         self.act_cancel = a("&Cancel", self.cancel_or_abort, "Esc", "cancel")
         self.act_apply = a("&Apply result", self.runs.apply, "Ctrl+Return")
         self.act_discard = a("&Discard result", self.runs.discard)
@@ -219,6 +217,7 @@ class MainWindow(FileCommands, QMainWindow):
         d.path_changed.connect(lambda _p: self._update_title())
         d.modified_changed.connect(lambda _m: self._update_title())
         self.panel.choose_model_file.connect(self.choose_model_file)
+        self.panel.restore_requested.connect(self.restore)
         self.runs.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.runs.state_changed.connect(self._on_run_state)
         self._on_run_state("ready")
@@ -254,12 +253,12 @@ class MainWindow(FileCommands, QMainWindow):
         s.sync()
 
     def closeEvent(self, event) -> None:
+        """Closes at once. A run is stopped by confirm_discard; its worker thread may still be in a
+        model call, and gui.worker keeps it alive (and waits for it at exit) instead of blocking here."""
         if not self.confirm_discard("closing"):
             event.ignore()
             return
-        self.runs.cancel()
         self.save_settings()
-        self.runs.wait_idle(5000)
         super().closeEvent(event)
 
     # ---- edits --------------------------------------------------------------------------
@@ -314,22 +313,48 @@ class MainWindow(FileCommands, QMainWindow):
         first_models = choices and not self.installed_model_count
         self.panel.set_models(choices)
         if first_models and self.panel.settings().model == TEST_TINY:
-            self.panel.add_model(choices[0])  # a real model beats the random one as the default
+            self.panel.select_model(choices[0].id)  # a real model beats the random one as the default
         self.installed_model_count = len(choices)
+
+    @staticmethod
+    def model_file_choice(path: str) -> ModelChoice:
+        """A checkpoint file checked as Models ▸ Import checks it: its tensors must build a
+        supported diffusion network. Raises engine.errors.EngineError saying why not."""
+        from engine.errors import ModelFileError
+        from engine.models import sidecar_image_size
+        from engine.models.store import inspect_checkpoint
+
+        file = Path(path)
+        config = inspect_checkpoint(file)
+        if config.family == "adm-classifier":
+            raise ModelFileError(f"{file.name} is an ADM classifier (for guidance), not a diffusion model")
+        window = sidecar_image_size(file) or config.image_size
+        return ModelChoice(str(file), file.name, f"Checkpoint file ({config.family}, {window} px window): {file}",
+                           window, class_cond=config.class_cond)
 
     def choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a model checkpoint", "",
                                               "Checkpoints (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*)")
-        if path:
-            self.panel.add_model(ModelChoice(path, Path(path).name, f"Checkpoint file {path}"))
+        if not path:
+            return
+        QApplication.setOverrideCursor(Qt.WaitCursor)  # reading a large checkpoint takes a moment
+        try:
+            choice = self.model_file_choice(path)
+        except Exception as exc:  # noqa: BLE001 - EngineError (not a model) or an unreadable file
+            self._error("Cannot use this model file", str(exc))
+            return
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.panel.add_model_file(choice)
+        self.log_panel.add("info", f"Model file {path}: {choice.purpose}")
 
     def open_models_dialog(self) -> None:
         try:
             from gui.models_dialog import ModelsDialog
         except ImportError as exc:
-            self._error(f"The model manager is not available: {exc}")
+            self._error("Models unavailable", f"The model manager is not available: {exc}")
             return
-        dialog = ModelsDialog(self)
+        dialog = ModelsDialog(self, settings=self.settings)
         dialog.models_changed.connect(self.refresh_models)
         dialog.exec()
         self.refresh_models()
@@ -372,6 +397,7 @@ class MainWindow(FileCommands, QMainWindow):
 
     # ---- status -------------------------------------------------------------------------
     def _on_image_changed(self) -> None:
+        self._photo_has_colours = self.document.has_image and run_plan.has_colours(self.document.image)
         h, w = self.document.size
         self.status_size.setText(f"{w} × {h} px" if w else "")
         self._update_panel_context()
@@ -379,7 +405,8 @@ class MainWindow(FileCommands, QMainWindow):
 
     def _update_panel_context(self) -> None:
         doc = self.document
-        self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask())
+        self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask(),
+                               self._photo_has_colours)
 
     def _update_title(self) -> None:
         name = Path(self.document.path).name if self.document.path else ("Pasted image" if self.document.has_image else "")
@@ -396,13 +423,16 @@ class MainWindow(FileCommands, QMainWindow):
     def _on_run_state(self, state: str) -> None:
         running = state == "running"
         self.act_restore.setEnabled(not running)
+        self.act_save.setEnabled(not running)  # what a run paints is not a result yet
+        self.act_save_as.setEnabled(not running)
         self.act_cancel.setEnabled(True)
         self.act_apply.setEnabled(state == "preview")
         self.act_discard.setEnabled(state == "preview")
 
-    def _error(self, message: str) -> None:
+    def _error(self, title: str, message: str) -> None:
+        """Log ``message`` and show it in a dialog titled ``title`` (e.g. "Cannot save")."""
         self.log_panel.add("error", message)
         if self.interactive:
-            show_error(self, "error", message)
+            show_error(self, "error", message, title)
         else:
             self.last_error = message

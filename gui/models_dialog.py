@@ -8,11 +8,13 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject, QSettings, Qt, QThread, QUrl, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QHBoxLayout, QHeaderView,
                                QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout)
+
+from gui.settings import AppSettings
 
 STATUS_TEXT = {"installed": "Installed", "missing": "Not installed", "corrupt": "Damaged — verify or repair",
                "partial": "Download unfinished"}
@@ -69,12 +71,13 @@ class ModelsDialog(QDialog):
     models_changed = Signal()  # something was installed or removed (the main window refreshes its list)
     download_progress = Signal(object)  # re-emitted DownloadProgress, for anyone who wants to show it
 
-    def __init__(self, parent=None, *, models_dir: Optional[str] = None, mirror: Optional[str] = None):
+    def __init__(self, parent=None, *, models_dir: Optional[str] = None, mirror: Optional[str] = None,
+                 settings: Optional[AppSettings] = None):
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.resize(820, 460)
         self.models_dir = models_dir
-        self._settings = QSettings()
+        self._settings = settings or AppSettings()  # the app's one store (Restorer.ini)
         self._thread: Optional[QThread] = None
         self._job: Optional[ModelJob] = None
         self.last_error = ""
@@ -93,7 +96,7 @@ class ModelsDialog(QDialog):
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
-        self.mirror_edit = QLineEdit(mirror if mirror is not None else str(self._settings.value("models/mirror", "")))
+        self.mirror_edit = QLineEdit(mirror if mirror is not None else self._settings.get("models/mirror", "", str))
         self.mirror_edit.setPlaceholderText("optional: a mirror address, e.g. https://mirror.example/models/")
         self.link_box = QCheckBox("Import by linking to the file (saves disk space; keep the original where it is)")
 
@@ -286,7 +289,7 @@ class ModelsDialog(QDialog):
         from engine.models import store
 
         mirror = self.mirror_edit.text().strip()
-        self._settings.setValue("models/mirror", mirror)
+        self._settings.set("models/mirror", mirror)
         directory = self.models_dir
 
         def work(progress, cancel):

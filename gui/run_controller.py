@@ -34,10 +34,10 @@ class RunController(QObject):
         self.windows_finished = 0
         self.last_error: Optional[tuple[str, str]] = None
         self.show_dialogs = True
-        panel.restore_requested.connect(self.start)
         panel.cancel_requested.connect(self.cancel)
         panel.apply_requested.connect(self.apply)
         panel.discard_requested.connect(self.discard)
+        document.preview_changed.connect(self._on_preview_changed)
 
     @property
     def running(self) -> bool:
@@ -58,7 +58,7 @@ class RunController(QObject):
         except Exception as exc:  # noqa: BLE001 - InputError and friends: show, do not crash
             self._error("error", str(exc))
             return False
-        doc.begin_preview(settings.upscale)
+        doc.begin_preview(settings.upscale, fills_mask=settings.inpaint)
         self.windows_finished = 0
         self.last_error = None
         self.log.add("info", f"Restore: {_describe(settings)} on {doc.size[1]}×{doc.size[0]}")
@@ -143,18 +143,26 @@ class RunController(QObject):
         self.canvas.update()
         self.panel.set_running(False)
         has_preview = self.document.preview is not None and (outcome == "finished" or self.windows_finished > 0)
+        if not has_preview and self.document.preview is not None:
+            self.document.discard_preview()  # back to ready (_on_preview_changed); the stage below stays
         if outcome == "cancelled":
             self.log.add("warning", f"Cancelled; {self.windows_finished} finished window(s) kept on the preview")
-            self.panel.set_stage("Cancelled — finished windows kept")
+            self.panel.set_stage("Cancelled — finished windows kept" if has_preview else "Cancelled")
         elif outcome == "finished":
             self.panel.set_stage("Done — Apply to keep the result, Discard to drop it")
         else:
             self.panel.set_stage("Stopped by an error")
-        if not has_preview and self.document.preview is not None:
-            self.document.discard_preview()
         self.panel.set_preview_ready(has_preview)
         self.state_changed.emit("preview" if has_preview else "ready")
         self.message.emit({"finished": "Restoration finished", "cancelled": "Cancelled"}.get(outcome, "Failed"))
+
+    def _on_preview_changed(self, region) -> None:
+        """The preview is gone (applied, discarded, or a new photo): nothing is left to report."""
+        if region is None and self.document.preview is None and not self.running:
+            self.canvas.clear_plan()
+            self.panel.set_preview_ready(False)
+            self.panel.clear_run_status()
+            self.state_changed.emit("ready")
 
     def _error(self, kind: str, message: str) -> None:
         self.last_error = (kind, message)
@@ -166,18 +174,11 @@ class RunController(QObject):
         doc = self.document
         if doc.preview is None or self.running:
             return
-        doc.undo_stack.push(ApplyResultCommand(doc, doc.preview.copy()))
-        self.canvas.clear_plan()
-        self.panel.set_preview_ready(False)
-        self.state_changed.emit("ready")
+        doc.undo_stack.push(ApplyResultCommand(doc, doc.preview))  # the same array: a saved preview stays saved
 
     def discard(self) -> None:
-        if self.running:
-            return
-        self.document.discard_preview()
-        self.canvas.clear_plan()
-        self.panel.set_preview_ready(False)
-        self.state_changed.emit("ready")
+        if not self.running:
+            self.document.discard_preview()
 
 
 def _describe(s: run_plan.TaskSettings) -> str:

@@ -113,6 +113,9 @@ class AppSettings:
         self.set_json("recent_files", files)
         return files
 
+    def remove_recent_file(self, path: str) -> None:
+        self.set_json("recent_files", [f for f in self.recent_files() if f != path])
+
     def clear_recent_files(self) -> None:
         self.set_json("recent_files", [])
 

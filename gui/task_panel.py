@@ -6,12 +6,13 @@ how long it should take and the engine request come from :mod:`gui.run_plan`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
-    QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
+    QPushButton, QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from engine.request import NATIVE_BF16_LABEL
@@ -45,23 +46,40 @@ class TaskPanel(QWidget):
         self._loading = False
         self._image_size: Optional[tuple[int, int]] = None
         self._has_mask = False
+        self._colours = False
         self._running = False
         self._preview_ready = False
         self._gpu_available = False
         self._cpu_native_bf16 = False
         self._models: list[ModelChoice] = []
+        self._model_files: list[ModelChoice] = []  # chosen with Choose file…: kept when set_models runs
+        self._last_model = TEST_TINY  # the model selected before "Choose file…"
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
-        layout.addWidget(self._build_tasks())
-        layout.addWidget(self._build_model())
-        layout.addWidget(self._build_advanced())
-        layout.addStretch(1)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._build_settings_area(), 1)
         layout.addWidget(self._build_run_box())
         self.set_models([])
         self.set_devices([("cpu", "CPU")])
         self.set_settings(TaskSettings())
 
     # ---- construction -----------------------------------------------------------------
+    def _build_settings_area(self) -> QScrollArea:
+        """Tasks, model and Advanced scroll; the run box below them (Restore, Apply, Discard,
+        progress) stays in view however short the window is."""
+        settings = QWidget()
+        layout = QVBoxLayout(settings)
+        layout.addWidget(self._build_tasks())
+        layout.addWidget(self._build_model())
+        layout.addWidget(self._build_advanced())
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(settings)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        return scroll
+
     def _build_tasks(self) -> QGroupBox:
         box = QGroupBox("What to do")
         form = QVBoxLayout(box)
@@ -155,7 +173,7 @@ class TaskPanel(QWidget):
         for label, value in (("Auto", "auto"), ("On", "on"), ("Off", "off")):
             self.hir.addItem(label, value)
         self.hir.setToolTip("Hierarchical restoration: a low-resolution pass first, for global sense")
-        self.window = spin(32, 1024, 32, tip="Window size the model restores at once")
+        self.window_size = spin(32, 1024, 32, tip="Window size the model restores at once")
         self.overlap = spin(0, 1000, 16, tip="Overlap between neighbouring windows")
         self.precision = QComboBox()
         for label, p in (("Auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")):
@@ -171,7 +189,7 @@ class TaskPanel(QWidget):
         for label, w in (("Steps", self.steps), ("Travel L", self.travel_length), ("Travel r", self.travel_repeat),
                          ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed),
                          ("Class", self.class_label), ("Guidance", self.guidance), ("HiR", self.hir),
-                         ("Window", self.window), ("Overlap", self.overlap), ("Precision", self.precision),
+                         ("Window", self.window_size), ("Overlap", self.overlap), ("Precision", self.precision),
                          ("Speed", self.compile), ("Device", self.device)):
             form.addRow(label, w)
         self.advanced.setVisible(False)
@@ -183,7 +201,6 @@ class TaskPanel(QWidget):
     def _build_run_box(self) -> QWidget:
         box = QWidget()
         v = QVBoxLayout(box)
-        v.setContentsMargins(0, 0, 0, 0)
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setObjectName("problem")
@@ -231,7 +248,7 @@ class TaskPanel(QWidget):
             quality=self.quality.currentData() or CUSTOM, steps=self.steps.value(),
             travel_length=self.travel_length.value(), travel_repeat=self.travel_repeat.value(),
             eta=self.eta.value(), sigma_y=self.sigma_y.value(), seed=self.seed.value(),
-            hir=self.hir.currentData() or "auto", window=self.window.value(), overlap=self.overlap.value(),
+            hir=self.hir.currentData() or "auto", window=self.window_size.value(), overlap=self.overlap.value(),
             precision=self.precision.currentData() or "auto", compile=self.compile.isChecked(),
             device=self.device.currentData() or "auto",
             class_label=self.class_label.value() if self._class_cond() else -1, guidance_scale=self.guidance.value(),
@@ -250,8 +267,7 @@ class TaskPanel(QWidget):
             self.denoise_strength.setValue(s.denoise_strength)
             self.deblur.setChecked(s.deblur)
             self.deblur_sigma.setValue(s.deblur_sigma)
-            if self.model.findData(s.model) < 0 and s.model not in (TEST_TINY, CHOOSE_FILE):
-                self.add_model(ModelChoice(s.model, s.model, "Checkpoint file"), select=False)
+            self._list_saved_model(s)
             self.model.setCurrentIndex(max(0, self.model.findData(s.model)))
             self.quality.setCurrentIndex(max(0, self.quality.findData(s.quality)))
             self.steps.setValue(s.steps)
@@ -263,7 +279,7 @@ class TaskPanel(QWidget):
             self.class_label.setValue(max(s.class_label, 0))
             self.guidance.setValue(s.guidance_scale)
             self.hir.setCurrentIndex(max(0, self.hir.findData(s.hir)))
-            self.window.setValue(s.window)
+            self.window_size.setValue(s.window)
             self.overlap.setValue(s.overlap)
             self.precision.setCurrentIndex(max(0, self.precision.findData(s.precision)))
             self.compile.setChecked(s.compile)
@@ -273,26 +289,51 @@ class TaskPanel(QWidget):
         self._on_edited()
 
     def set_models(self, models: list[ModelChoice]) -> None:
-        """Installed models (test-tiny is always added, last, clearly labelled)."""
-        current = self.model.currentData()
-        self._models = [m for m in models if m.id != TEST_TINY] + [TEST_TINY_CHOICE]
-        self._loading = True
+        """Installed models, then the checkpoint files chosen with Choose file… (they stay listed),
+        then test-tiny (always, last, clearly labelled)."""
+        installed = [m for m in models if m.id != TEST_TINY]
+        files = [f for f in self._model_files if f.id not in {m.id for m in installed}]
+        self._models = installed + files + [TEST_TINY_CHOICE]
+        self._list_models(select=self.model.currentData())
+
+    def add_model_file(self, choice: ModelChoice, select: bool = True) -> None:
+        """A checkpoint file (the caller has checked it): listed before test-tiny from now on."""
+        self._model_files = [f for f in self._model_files if f.id != choice.id] + [choice]
+        self._models = [m for m in self._models if m.id != choice.id]
+        self._models.insert(len(self._models) - 1, choice)
+        self._list_models(select=choice.id if select else self.model.currentData())
+
+    def select_model(self, model_id: str) -> None:
+        index = self.model.findData(model_id)
+        if index >= 0:
+            self.model.setCurrentIndex(index)
+
+    def _list_saved_model(self, s: TaskSettings) -> None:
+        """Make the saved model selectable. A checkpoint file that still exists is listed for
+        good; an installed model's id is listed until the installed models arrive (set_models
+        drops it if it is not installed any more); a file that is gone is not listed."""
+        if self.model.findData(s.model) >= 0 or s.model in (TEST_TINY, CHOOSE_FILE):
+            return
+        path = Path(s.model)
+        if path.is_file():
+            self.add_model_file(ModelChoice(s.model, path.name, f"Checkpoint file {s.model}", s.window,
+                                            class_cond=s.class_label >= 0), select=False)
+        elif not path.is_absolute():
+            self._models.insert(0, ModelChoice(s.model, s.model, ""))
+            self._list_models(select=self.model.currentData())
+
+    def _list_models(self, select: Optional[str]) -> None:
+        """Fill the model box from ``_models`` and select ``select`` (else the first model)."""
+        was_loading, self._loading = self._loading, True
         self.model.clear()
         for m in self._models:
             self.model.addItem(m.label, m.id)
             self.model.setItemData(self.model.count() - 1, m.purpose, Qt.ToolTipRole)
         self.model.addItem("Choose file…", CHOOSE_FILE)
-        self.model.setCurrentIndex(max(0, self.model.findData(current)))
-        self._loading = False
-        self._on_model_changed()
-
-    def add_model(self, choice: ModelChoice, select: bool = True) -> None:
-        if self.model.findData(choice.id) < 0:
-            self._models.insert(0, choice)
-            self.model.insertItem(0, choice.label, choice.id)
-            self.model.setItemData(0, choice.purpose, Qt.ToolTipRole)
-        if select:
-            self.model.setCurrentIndex(self.model.findData(choice.id))
+        self.model.setCurrentIndex(max(0, self.model.findData(select)))
+        self._loading = was_loading
+        if not was_loading:
+            self._on_model_changed()
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         """(spec, description) pairs from engine.device.available_devices(); "auto" comes first."""
@@ -309,8 +350,10 @@ class TaskPanel(QWidget):
         self._loading = was_loading
         self._refresh()
 
-    def set_context(self, image_size: Optional[tuple[int, int]], has_mask: bool) -> None:
-        self._image_size, self._has_mask = image_size, has_mask
+    def set_context(self, image_size: Optional[tuple[int, int]], has_mask: bool, colours: bool = False) -> None:
+        """The photo the panel plans for: its (height, width), whether it has a mask, and whether it
+        has colours of its own (run_plan.has_colours)."""
+        self._image_size, self._has_mask, self._colours = image_size, has_mask, colours
         self._refresh()
 
     # ---- run state --------------------------------------------------------------------
@@ -324,6 +367,12 @@ class TaskPanel(QWidget):
         else:
             self.progress.setFormat("%p%")
         self._refresh()
+
+    def clear_run_status(self) -> None:
+        """No run to report on: a new photo, or the result applied or discarded."""
+        self.stage_label.setText("")
+        self.progress.reset()
+        self.progress.setVisible(False)
 
     def set_stage(self, text: str) -> None:
         self.stage_label.setText(text)
@@ -346,14 +395,16 @@ class TaskPanel(QWidget):
 
     def _on_model_activated(self, index: int) -> None:
         if self.model.itemData(index) == CHOOSE_FILE:
-            self.model.setCurrentIndex(0)
+            self.select_model(self._last_model)  # until a file is chosen (and checked)
             self.choose_model_file.emit()
 
     def _on_model_changed(self, *_args) -> None:
+        if self.model.currentData() not in (None, CHOOSE_FILE):
+            self._last_model = self.model.currentData()
         choice = next((m for m in self._models if m.id == self.model.currentData()), None)
         self.model_purpose.setText(choice.purpose if choice else "")
         if choice is not None and not self._loading:
-            self.window.setValue(choice.window)
+            self.window_size.setValue(choice.window)
         for w in (self.class_label, self.guidance):
             w.setEnabled(self._class_cond())
         self._on_edited()
@@ -391,7 +442,7 @@ class TaskPanel(QWidget):
     def _refresh(self) -> None:
         s = self.settings()
         self.problems = run_plan.find_problems(s, self._image_size, self._has_mask)
-        notes = run_plan.find_notes(s, self._image_size)
+        notes = run_plan.find_notes(s, self._image_size, self._colours)
         self.problem_label.setText("\n".join(f"• {p}" for p in self.problems))
         self.problem_label.setVisible(bool(self.problems))
         self.note_label.setText("\n".join(notes))

@@ -53,7 +53,9 @@ def mask_replace_command(document: Document, new_mask: np.ndarray, text: str) ->
 
 
 class ApplyResultCommand(QUndoCommand):
-    """Make the run's result the current photo (the preview is consumed); undo restores the photo and mask."""
+    """Make the run's result the current photo (the preview is consumed); undo restores the photo
+    and mask. The mask stays when the run did not fill it and the size is unchanged: a mask used
+    by Fill is done with, and a mask cannot follow an upscale."""
 
     def __init__(self, document: Document, result: np.ndarray, text: str = "Apply restoration"):
         super().__init__(text)
@@ -61,9 +63,10 @@ class ApplyResultCommand(QUndoCommand):
         self.old_image = document.image
         self.old_mask = document.mask.copy()
         self.new_image = result
+        self.new_mask = None if document.preview_fills_mask else self.old_mask
 
     def redo(self) -> None:
-        self.document.replace_image(self.new_image)
+        self.document.replace_image(self.new_image, self.new_mask)
         self.document.discard_preview()
 
     def undo(self) -> None:

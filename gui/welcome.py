@@ -104,7 +104,8 @@ class WelcomeDialog(QDialog):
 
     def open_models(self, *, download: bool = False, import_path: Optional[str] = None) -> ModelsDialog:
         """Open the Models dialog (window-modal, non-blocking) and start the chosen action in it."""
-        dialog = ModelsDialog(self.parent(), models_dir=self.models_dir)
+        dialog = ModelsDialog(self.parent(), models_dir=self.models_dir,
+                              settings=getattr(self.parent(), "settings", None))  # the main window's
         self.models_dialog = dialog
         refresh = getattr(self.parent(), "refresh_models", None)
         if callable(refresh):  # the main window updates its model list when a download/import lands

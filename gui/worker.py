@@ -4,19 +4,57 @@ The worker iterates the generator in its own thread and emits one signal per eve
 plain Python / numpy payloads (never QImage, QPixmap or widgets: those are made in the GUI
 thread). Cancel sets a ``threading.Event`` the engine checks before each denoiser call; the
 :class:`RestoreRun` reports "cancelled" to the GUI at once and lets the thread wind down.
+
+A denoiser call cannot be interrupted and may take many seconds on a CPU, so a worker thread can
+outlive its run, its window, even the event loop. A QThread object destroyed while its thread
+runs aborts the process; :func:`keep_alive` keeps the thread and worker objects referenced until
+the thread has finished, and at interpreter exit :func:`stop_live_threads` waits for them.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import threading
 import time
 import traceback
+import weakref
 from typing import Any, Callable, Iterator, Optional
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 #: restore(request, cancel) -> iterator of engine events
 RestoreFunction = Callable[[Any, threading.Event], Iterator[Any]]
+
+
+#: Worker threads still running -> (their worker object, cancel token).
+_LIVE: dict[QThread, tuple[QObject, threading.Event]] = {}
+
+
+def keep_alive(thread: QThread, worker: QObject, cancel: threading.Event) -> None:
+    """Keep ``thread`` and ``worker`` referenced until the thread has finished (call before start)."""
+    _LIVE[thread] = (worker, cancel)
+    thread.finished.connect(functools.partial(_release, weakref.ref(thread)))
+
+
+def _release(ref: "weakref.ref[QThread]") -> None:
+    thread = ref()
+    if thread is not None:
+        thread.wait()  # finished is emitted just before the thread ends
+        _LIVE.pop(thread, None)
+
+
+def live_threads() -> list[QThread]:
+    return list(_LIVE)
+
+
+@atexit.register
+def stop_live_threads() -> None:
+    """Cancel every worker still running and wait for it: at most one denoiser call each."""
+    for thread, (_worker, cancel) in list(_LIVE.items()):
+        cancel.set()
+        thread.wait()
+    _LIVE.clear()
 
 
 def _default_restore() -> RestoreFunction:
@@ -203,6 +241,7 @@ class RestoreRun(QObject):
 
     def start(self) -> None:
         self.active = True
+        keep_alive(self.thread, self.worker, self.cancel_event)
         self.thread.start()
 
     def cancel(self) -> None:

@@ -30,16 +30,22 @@ def isolated_settings(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def save_prompt_answers(monkeypatch):
     """The "save before closing?" question never blocks a test: it answers "discard" and records
-    the action it was asked about (tests append other answers to use them first)."""
+    the action it was asked about (tests append other answers to use them first). The question
+    before a new run replaces an unsaved result answers from ``pending`` ("discard" when empty)."""
     from gui.window_files import FileCommands
 
-    record = {"asked": [], "answers": []}
+    record = {"asked": [], "answers": [], "pending": []}
 
     def ask(self, action):
         record["asked"].append(action)
         return record["answers"].pop(0) if record["answers"] else "discard"
 
+    def ask_pending(self):
+        record["asked"].append("restore")
+        return record["pending"].pop(0) if record["pending"] else "discard"
+
     monkeypatch.setattr(FileCommands, "ask_save_changes", ask)
+    monkeypatch.setattr(FileCommands, "ask_pending_result", ask_pending)
     return record
 
 
@@ -60,3 +66,56 @@ def photo() -> np.ndarray:
 @pytest.fixture(name="make_photo")
 def make_photo_fixture():
     return make_photo
+
+
+@pytest.fixture
+def make_window(qtbot):
+    """A main window (no device probe, no modal dialogs) with an optional scripted restore function."""
+    from gui.main_window import MainWindow
+    from gui.settings import AppSettings
+
+    def make(restore=None, settings=None):
+        window = MainWindow(settings or AppSettings(), restore=restore, probe_devices=False, interactive=False)
+        qtbot.addWidget(window)
+        window.resize(1000, 700)
+        window.show()
+        qtbot.waitExposed(window)
+        return window
+
+    return make
+
+
+@pytest.fixture
+def window_with_photo(make_window, tmp_path):
+    """A main window with ``tmp_path/photo.png`` (EXIF + ICC) open."""
+    from window_helpers import write_photo
+
+    def make(restore=None, size=(64, 64)):
+        window = make_window(restore)
+        path = tmp_path / "photo.png"
+        write_photo(path, make_photo(*size))
+        assert window.open_path(str(path))
+        return window
+
+    return make
+
+
+@pytest.fixture
+def file_dialogs(monkeypatch):
+    """QFileDialog's open/save questions and QInputDialog.getInt answer from queues; each call is
+    recorded as (kind, caption, suggested path). Empty queue: the dialog is cancelled."""
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    record = {"calls": [], "open": [], "save": [], "int": []}
+
+    def answer(kind, caption, start, empty):
+        record["calls"].append((kind, caption, start))
+        return record[kind].pop(0) if record[kind] else empty
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(
+        lambda parent, caption="", start="", *a, **k: answer("open", caption, start, ("", ""))))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(
+        lambda parent, caption="", start="", *a, **k: answer("save", caption, start, ("", ""))))
+    monkeypatch.setattr(QInputDialog, "getInt", staticmethod(
+        lambda parent, title, label, value=0, *a, **k: answer("int", title, value, (value, False))))
+    return record

@@ -145,3 +145,32 @@ def test_plan_overlay_highlights_running_window_and_grid_shows_at_high_zoom(canv
     canvas.zoom = 2.0
     image = canvas.grab().toImage()
     assert image.pixelColor(16, 5) == image.pixelColor(17, 5), "no grid when zoomed out"
+
+
+def test_plan_overlay_draws_only_the_visible_boxes(canvas, monkeypatch):
+    from PySide6.QtCore import QRectF
+
+    canvas.document.set_photo(np.full((64, 64, 3), 0.2, np.float32))
+    canvas.busy = True
+    canvas.set_plan([QRectF(x, y, 8, 8) for y in range(0, 64, 8) for x in range(0, 64, 8)])
+    canvas.zoom, canvas.offset = 16.0, QPointF(0, 0)  # 400×300 widget: scene [0, 25) × [0, 18.75)
+    drawn = []
+    monkeypatch.setattr(QPainter, "drawRect", lambda painter, rect: drawn.append(rect))
+    canvas.grab()
+    assert len(drawn) == 4 * 3, "columns x = 0, 8, 16, 24 and rows y = 0, 8, 16 of the 64 boxes"
+    assert list(canvas.plan_indices_in(QRect(0, 0, 16, 16))) == [0]
+
+
+def test_a_fitted_view_stays_fitted_when_the_canvas_is_resized(canvas, qtbot):
+    h, w = canvas.document.size
+    canvas.fit()
+    canvas.resize(800, 500)
+    qtbot.waitUntil(lambda: canvas.width() == 800)
+    assert canvas.zoom == pytest.approx(min(800 / w, 500 / h) * 0.97)
+    centre = canvas.to_widget(QPointF(w / 2, h / 2))
+    assert (centre.x(), centre.y()) == pytest.approx((400, 250), abs=1)
+    canvas.zoom_by(2.0)
+    zoom = canvas.zoom
+    canvas.resize(600, 400)
+    qtbot.waitUntil(lambda: canvas.width() == 600)
+    assert canvas.zoom == zoom, "a zoom the user chose is kept"

@@ -4,95 +4,20 @@ compare, save with metadata, settings that persist."""
 from __future__ import annotations
 
 import json
-import threading
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QImage
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QGuiApplication, QImage
 
-from engine.errors import InputError, OutOfMemory
-from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
+from engine.errors import InputError, ModelFileError, OutOfMemory
 from engine.geometry import Box
-from gui.main_window import MainWindow
 from gui.run_plan import TaskSettings
 from gui.settings import SETTINGS_VERSION, AppSettings
-
-BOXES = (Box(0, 0, 32, 32), Box(0, 32, 32, 32), Box(32, 0, 32, 32), Box(32, 32, 32, 32))
-
-
-def fake_restore(delay: float = 0.0, boxes=BOXES, size=(64, 64), error: Exception | None = None):
-    def restore(request, cancel: threading.Event):
-        yield StageEvent("restoring", 0, 1)
-        if error is not None:
-            raise error
-        yield PlanEvent(size, tuple(boxes), tuple(range(len(boxes))))
-        for i, box in enumerate(boxes):
-            yield WindowStarted(i, box)
-            if delay and cancel.wait(delay if i else 0.01):
-                return
-            yield WindowFinished(i, box, np.full((box.height, box.width, 3), 0.25 * (i + 1), np.float32))
-            yield ProgressEvent(i + 1, len(boxes), 0.01, 0.01)
-        yield FinishedEvent(np.full(size + (3,), 0.9, np.float32), {"seconds": 0.05})
-
-    return restore
-
-
-def write_photo(path, pixels: np.ndarray, fmt="PNG") -> tuple[bytes, bytes]:
-    """Save with an EXIF block and an ICC profile; return them for comparison."""
-    from PIL import ImageCms
-
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    exif = Image.Exif()
-    exif[0x010F] = "TestCamera"  # Make
-    exif[0x0110] = "Model X"
-    im = Image.fromarray((pixels * 255).astype(np.uint8))
-    im.save(path, fmt, exif=exif.tobytes(), icc_profile=icc)
-    return exif.tobytes(), icc
-
-
-@pytest.fixture
-def make_window(qtbot):
-    def make(restore=None, settings=None):
-        window = MainWindow(settings or AppSettings(), restore=restore, probe_devices=False, interactive=False)
-        qtbot.addWidget(window)
-        window.resize(1000, 700)
-        window.show()
-        qtbot.waitExposed(window)
-        return window
-
-    return make
-
-
-@pytest.fixture
-def window_with_photo(make_window, make_photo, tmp_path):
-    def make(restore=None, size=(64, 64)):
-        window = make_window(restore)
-        path = tmp_path / "photo.png"
-        write_photo(path, make_photo(*size))
-        assert window.open_path(str(path))
-        return window
-
-    return make
-
-
-def paint(qtbot, window, points):
-    canvas = window.canvas
-    canvas.set_zoom(4.0)
-    canvas.offset = QPointF(0, 0)
-    canvas.set_brush_radius(3)
-    qtbot.mousePress(canvas, Qt.LeftButton, pos=QPoint(*points[0]))
-    for p in points[1:]:
-        qtbot.mouseMove(canvas, QPoint(*p))
-    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=QPoint(*points[-1]))
-
-
-def start_run(qtbot, window, settings: TaskSettings) -> None:
-    window.panel.set_settings(settings)
-    assert window.panel.restore_button.isEnabled(), window.panel.problems
-    with qtbot.waitSignal(window.runs.state_changed, timeout=2000):
-        window.panel.restore_button.click()
+from gui.worker import live_threads
+from window_helpers import BOXES, StuckRestore, fake_restore, open_dialogs, paint, start_run, write_photo
 
 
 def test_open_paint_and_status(window_with_photo, qtbot):
@@ -164,6 +89,27 @@ def test_errors_reach_the_user(window_with_photo, qtbot, error, kind):
     from gui.dialogs import oom_advice
 
     assert "fp16" in oom_advice("x") and "CPU" in oom_advice("x")
+
+
+@pytest.mark.parametrize("error, title", [(ModelFileError("bad.pt is not a supported model"), "Cannot restore"),
+                                          (OutOfMemory("out of memory at batch 1"), "Out of memory")])
+def test_run_errors_open_a_dialog(window_with_photo, qtbot, error, title):
+    window = window_with_photo(fake_restore(error=error))
+    window.runs.show_dialogs = True  # as in the app: the path interactive=False skips
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=3000)
+    [(shown_title, text)] = open_dialogs(window)
+    assert shown_title == title and str(error) in text
+
+
+def test_restore_shortcut_without_a_task_explains_why(window_with_photo):
+    window = window_with_photo(fake_restore())
+    window.runs.show_dialogs = True
+    window.panel.set_settings(TaskSettings())
+    window.act_restore.trigger()
+    assert not window.runs.running
+    [(title, text)] = open_dialogs(window)
+    assert title == "Cannot restore" and "Tick at least one task" in text
 
 
 def test_compare_split_and_hold_key_show_before_and_after(window_with_photo, qtbot):
@@ -310,33 +256,152 @@ def test_apply_an_upscaled_result_and_undo_restores_photo_and_mask(window_with_p
     assert np.array_equal(doc.image, image) and np.array_equal(doc.mask, mask)
 
 
-def test_unsaved_result_is_never_lost_silently(window_with_photo, qtbot, tmp_path, save_prompt_answers):
+@pytest.mark.parametrize("end", ["apply", "discard", "open"])
+def test_run_status_is_cleared_when_the_result_is_applied_discarded_or_a_photo_opened(
+        window_with_photo, qtbot, tmp_path, end):
     window = window_with_photo(fake_restore())
-    paint(qtbot, window, [(20, 20), (60, 20)])
-    assert not window.has_unsaved_work(), "mask strokes alone are not a result to save"
-
-    start_run(qtbot, window, TaskSettings(colorize=True, model="test-tiny"))
+    start_run(qtbot, window, TaskSettings(colorize=True))
     qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
-    assert window.has_unsaved_work(), "a finished, unsaved result"
+    panel = window.panel
+    assert panel.stage_label.text().startswith("Done") and panel.progress.isVisible()
+    if end == "open":
+        write_photo(tmp_path / "next.png", np.zeros((16, 16, 3), np.float32))
+        assert window.open_path(str(tmp_path / "next.png"))
+    else:
+        getattr(panel, f"{end}_button").click()
+    assert panel.stage_label.text() == "" and not panel.progress.isVisible()
+    assert not panel.apply_button.isEnabled() and not window.act_apply.isEnabled()
+    assert not window.canvas._plan and window.act_restore.isEnabled()
 
-    save_prompt_answers["answers"].append("cancel")
-    other = tmp_path / "other.png"
-    write_photo(other, np.zeros((16, 16, 3), np.float32))
-    assert not window.open_path(str(other)), "Cancel keeps the current photo and its result"
-    assert window.document.preview is not None and window.document.size == (64, 64)
 
-    save_prompt_answers["answers"].append("cancel")
-    event = QCloseEvent()
-    window.closeEvent(event)
-    assert not event.isAccepted() and save_prompt_answers["asked"] == ["opening another photo", "closing"]
+def test_closing_during_a_long_model_call_closes_at_once(window_with_photo, qtbot):
+    stuck = StuckRestore()
+    window = window_with_photo(stuck)
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    assert stuck.entered.wait(3)
+    started = time.perf_counter()
+    assert window.close() and time.perf_counter() - started < 1.0, "no 5-second freeze"
+    [thread] = [t for t in live_threads() if t.isRunning()]
+    assert window.runs.run.cancel_event.is_set(), "the run was told to stop"
+    stuck.release.set()
+    qtbot.waitUntil(lambda: not live_threads(), timeout=3000)
 
-    assert window.save_to(str(tmp_path / "restored.png"))
-    assert not window.has_unsaved_work()
-    window.panel.apply_button.click()  # the applied image is the saved preview's pixels, but a new state
-    assert window.has_unsaved_work()
-    window.document.undo_stack.undo()
-    assert not window.has_unsaved_work(), "undoing back to the saved state"
 
-    asked = len(save_prompt_answers["asked"])
-    assert window.open_path(str(other)) and window.document.size == (16, 16)
-    assert len(save_prompt_answers["asked"]) == asked, "nothing unsaved: no question"
+def test_file_errors_have_fitting_titles(window_with_photo, tmp_path, file_dialogs):
+    window = window_with_photo()
+    window.interactive = True  # dialogs as in the app (show_error opens them without blocking)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert not window.open_path(str(bad))
+    (tmp_path / "a folder.png").mkdir()
+    assert not window.save_to(str(tmp_path / "a folder.png"))
+    file_dialogs["open"].append((str(bad), ""))
+    window.act_import_mask.trigger()
+    titles = [title for title, _text in open_dialogs(window)]
+    assert titles == ["Cannot open the photo", "Cannot save", "Cannot import the mask"]
+
+
+def test_a_chosen_model_file_is_checked_and_kept_across_restarts(make_window, tmp_path, file_dialogs):
+    import torch
+
+    from engine.models.tiny import build_tiny, tiny_adm_config
+
+    good, bogus = tmp_path / "mine.pt", tmp_path / "bogus.pt"
+    torch.save(build_tiny(tiny_adm_config()).state_dict(), good)
+    bogus.write_bytes(b"garbage" * 10)
+    window = make_window()
+    window.interactive = True
+    file_dialogs["open"] += [(str(bogus), ""), (str(good), "")]
+    window.choose_model_file()
+    [(title, text)] = open_dialogs(window)
+    assert title == "Cannot use this model file" and "bogus.pt" in text
+    assert window.panel.settings().model == "test-tiny" and window.panel.model.findData(str(bogus)) < 0
+    window.choose_model_file()
+    assert window.panel.settings().model == str(good) and "adm" in window.panel.model_purpose.text()
+    window.close()
+
+    again = make_window()
+    assert again.panel.settings().model == str(good), "still chosen after the model list is refreshed"
+    again.refresh_models([])
+    assert again.panel.settings().model == str(good)
+    again.close()
+
+    good.unlink()
+    gone = make_window()
+    assert gone.panel.settings().model == "test-tiny" and gone.panel.model.findData(str(good)) < 0
+
+
+@pytest.mark.parametrize("tasks, kept", [(dict(colorize=True), True), (dict(inpaint=True), False)])
+def test_apply_keeps_the_mask_unless_the_run_filled_it(window_with_photo, qtbot, tasks, kept):
+    window = window_with_photo(fake_restore())
+    doc = window.document
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    painted = doc.mask.copy()
+    start_run(qtbot, window, TaskSettings(**tasks))
+    qtbot.waitUntil(lambda: doc.preview_finished, timeout=5000)
+    window.act_apply.trigger()
+    assert np.array_equal(doc.mask, painted) == kept and doc.mask.any() == kept
+    paint(qtbot, window, [(20, 100), (60, 100)])  # painted into the document's mask in place
+    doc.undo_stack.undo()
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.mask, painted), "undo brings back the mask as it was before Apply"
+    doc.undo_stack.redo()
+    assert np.array_equal(doc.mask, painted) == kept
+
+
+def test_run_buttons_stay_in_view_in_a_short_window(make_window, qtbot):
+    window = make_window()
+    window.resize(1000, 560)
+    window.panel.advanced_toggle.setChecked(True)  # the longest panel
+    qtbot.waitUntil(lambda: window.height() == 560)
+    panel = window.panel
+    for button in (panel.restore_button, panel.cancel_button, panel.apply_button, panel.discard_button):
+        shown = button.visibleRegion().boundingRect()
+        assert shown.size() == button.size(), f"{button.text()} is cut off or scrolled away"
+
+
+def test_a_photo_opened_by_a_relative_path_is_remembered_by_its_absolute_path(make_window, make_photo, tmp_path,
+                                                                              monkeypatch, file_dialogs):
+    (tmp_path / "scans").mkdir()
+    write_photo(tmp_path / "scans" / "old.png", make_photo(16, 16))
+    monkeypatch.chdir(tmp_path)
+    window = make_window()
+    assert window.open_path("scans/old.png")
+    folder = str(tmp_path / "scans")
+    assert window.document.path == str(tmp_path / "scans" / "old.png")
+    assert window.settings.get("last_dir", "", str) == folder
+    assert window.settings.recent_files()[0] == window.document.path
+    window.save_as()
+    assert file_dialogs["calls"][-1] == ("save", "Save result", str(tmp_path / "scans" / "old_restored.png"))
+
+
+def test_a_recent_file_that_is_gone_leaves_the_recent_menu(make_window, make_photo, tmp_path):
+    window = make_window()
+    kept, gone = tmp_path / "kept.png", tmp_path / "gone.png"
+    for path in (kept, gone):
+        write_photo(path, make_photo(16, 16))
+        assert window.open_path(str(path))
+    gone.unlink()
+    [entry] = [a for a in window.recent_menu.actions() if a.text() == "gone.png"]
+    entry.trigger()
+    assert "gone.png" in window.last_error
+    assert window.settings.recent_files() == [str(kept)]
+    assert [a.text() for a in window.recent_menu.actions()][0] == "kept.png"
+
+
+@pytest.mark.parametrize("size, outcome", [((32, 32), "same"), ((16, 16), "scaled"), ((32, 16), "refused")])
+def test_importing_a_mask_of_another_size(window_with_photo, tmp_path, file_dialogs, size, outcome):
+    from gui import file_ops
+
+    window = window_with_photo(size=(32, 32))
+    mask = np.zeros(size, np.uint8)
+    mask[: size[0] // 2] = 255  # the top half
+    file_ops.save_mask_file(mask, str(tmp_path / "mask.png"))
+    file_dialogs["open"].append((str(tmp_path / "mask.png"), ""))
+    window.act_import_mask.trigger()
+    doc, status = window.document, window.statusBar().currentMessage()
+    if outcome == "refused":
+        assert not doc.mask.any() and "the mask is 16×32 pixels and the photo 32×32" in window.last_error
+        return
+    assert doc.mask[:16].all() and not doc.mask[16:].any()
+    assert ("scaled from 16×16 to the photo's 32×32" in status) == (outcome == "scaled")

@@ -136,7 +136,7 @@ def test_mask_file_round_trip(tmp_path):
     mask[5:10, 3:20] = 255
     path = tmp_path / "mask.png"
     file_ops.save_mask_file(mask, str(path))
-    assert np.array_equal(file_ops.load_mask_file(str(path), (24, 32)), mask)
+    assert np.array_equal(file_ops.load_mask_file(str(path), (24, 32)).mask, mask)
 
 
 def test_engine_mask_is_thresholded_at_127():

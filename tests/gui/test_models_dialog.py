@@ -171,3 +171,18 @@ def test_welcome_dialog_offers_download_and_labels_test_model(qtbot, fake_store)
     qtbot.addWidget(other)
     qtbot.mouseClick(other.continue_button, Qt.LeftButton)
     assert other.choice == CONTINUE and other.result() == other.DialogCode.Rejected
+
+
+def test_the_mirror_is_kept_in_the_app_settings(qtbot, fake_store, monkeypatch):
+    from gui.models_dialog import ModelsDialog
+    from gui.settings import AppSettings
+
+    dialog = ModelsDialog()
+    qtbot.addWidget(dialog)
+    monkeypatch.setattr(dialog, "_start", lambda *args: None)  # no download: only the setting matters
+    dialog.mirror_edit.setText("https://mirror.example/models/")
+    dialog.download("fake")
+    assert AppSettings().get("models/mirror") == "https://mirror.example/models/"
+    again = ModelsDialog()
+    qtbot.addWidget(again)
+    assert again.mirror_edit.text() == "https://mirror.example/models/"

@@ -189,3 +189,35 @@ def test_installed_models_mark_class_conditional_and_hide_the_classifier(tmp_pat
     choices = {c.id: c for c in MainWindow.installed_models()}
     assert set(choices) == {"adm-256-cond", "celeba-hq-ddpm"}
     assert choices["adm-256-cond"].class_cond and not choices["celeba-hq-ddpm"].class_cond
+
+
+def test_colorize_on_a_colour_photo_says_its_colours_are_replaced(panel, make_photo):
+    panel.colorize.setChecked(True)
+    assert "Colorize replaces" not in panel.note_label.text()
+    panel.set_context((64, 96), has_mask=False, colours=True)
+    assert "This looks like a colour photo: Colorize replaces its colours." in panel.note_label.text()
+    assert not panel.note_label.isHidden()
+
+
+def test_black_and_white_and_toned_photos_have_no_colours_of_their_own(make_photo):
+    gray = np.repeat(make_photo(64, 96)[..., :1], 3, axis=2)
+    sepia = gray * np.array([1.0, 0.85, 0.6], np.float32)  # one hue, strength following the tones
+    assert not run_plan.has_colours(gray) and not run_plan.has_colours(sepia)
+    assert run_plan.has_colours(make_photo(64, 96))
+
+
+def test_the_window_tells_the_panel_whether_the_photo_has_colours(make_window, make_photo):
+    window = make_window()
+    window.panel.set_settings(TaskSettings(colorize=True))
+    window.document.set_photo(make_photo(32, 32))
+    assert "Colorize replaces" in window.panel.note_label.text()
+    window.document.set_photo(np.full((32, 32, 3), 0.4, np.float32))
+    assert "Colorize replaces" not in window.panel.note_label.text()
+
+
+def test_test_tiny_estimate_follows_the_measured_cpu_speed(panel):
+    s = TaskSettings(colorize=True, model=TEST_TINY, steps=4, hir="off")
+    estimate = run_plan.estimate_run(s, (256, 256), "cpu")
+    assert estimate.calls == 4 and estimate.seconds == pytest.approx(4 * run_plan.TEST_TINY_CPU_SECONDS)
+    assert 0.2 <= run_plan.TEST_TINY_CPU_SECONDS <= 1.0, "measured about 0.3 to 0.5 s per 256² call"
+    assert run_plan.estimate_run(s, (256, 256), "cuda").seconds < estimate.seconds

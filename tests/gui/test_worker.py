@@ -3,11 +3,14 @@ cancel answers at once, errors become the right kind of failure."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
+import shiboken6
 from PySide6.QtCore import QObject, QThread
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
@@ -15,7 +18,8 @@ from PySide6.QtWidgets import QApplication, QWidget
 from engine.errors import EngineError, InputError, OutOfMemory
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
-from gui.worker import RestoreRun
+from gui.worker import RestoreRun, live_threads, stop_live_threads
+from window_helpers import StuckRestore
 
 SIGNALS = ("stage", "plan", "window_started", "window_finished", "progress", "log", "finished", "failed", "ended")
 BOXES = (Box(0, 0, 32, 32), Box(0, 16, 32, 32), Box(16, 0, 32, 32))
@@ -177,3 +181,30 @@ def test_running_windows_preview_is_throttled_and_matches_the_batch(qtbot):
     slow = RestoreWorker(None, threading.Event(), restore, preview_interval=3600.0)
     slow.run()
     assert calls == [], "no preview is due within the interval: nothing is copied"
+
+
+
+def test_a_worker_thread_outlives_its_deleted_run_until_it_finishes(qtbot):
+    stuck, owner = StuckRestore(), QObject()
+    run = RestoreRun(request=object(), restore=stuck, parent=owner)
+    run.start()
+    assert stuck.entered.wait(3)
+    run.cancel()
+    thread = weakref.ref(run.thread)
+    del run
+    shiboken6.delete(owner)  # the window and its run controller are gone
+    gc.collect()
+    assert thread() is not None and thread().isRunning(), "not destroyed while running (that aborts)"
+    assert thread() in live_threads()
+    stuck.release.set()
+    qtbot.waitUntil(lambda: not live_threads(), timeout=3000)
+
+
+def test_stop_live_threads_cancels_and_waits_at_exit():
+    stuck = StuckRestore()
+    run = RestoreRun(request=object(), restore=stuck)
+    run.start()
+    assert stuck.entered.wait(3)
+    threading.Timer(0.2, stuck.release.set).start()
+    stop_live_threads()
+    assert run.cancel_event.is_set() and run.thread.isFinished() and not live_threads()
