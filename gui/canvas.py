@@ -1,8 +1,9 @@
 """The photo canvas: a QWidget that paints only the exposed part of each layer.
 
-Layers (bottom to top): the photo or the run's result preview, the "before" side of a compare
-split, the mask overlay, the window-plan overlay, the pixel grid (zoom ≥ 8×) and the brush
-outline. Scene coordinates are photo pixels; widget = scene · zoom + offset.
+Layers (bottom to top): the photo or the run's result preview, the running windows' current
+estimates (transient: never part of the document, so a cancelled run leaves only finished windows),
+the "before" side of a compare split, the mask overlay, the window-plan overlay, the pixel grid
+(zoom ≥ 8×) and the brush outline. Scene coordinates are photo pixels; widget = scene · zoom + offset.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QCursor, QPainter, QPen
+from PySide6.QtGui import QColor, QCursor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
 from gui.compare import CompareState, draw_holding_badge, draw_split_line
@@ -54,6 +55,7 @@ class Canvas(QWidget):
         self._plan: list[QRectF] = []
         self._plan_edges = np.zeros((0, 4))  # left, top, right, bottom of each plan box (scene)
         self._window_state: dict[int, str] = {}  # index -> running | finished
+        self._estimates: dict[int, QImage] = {}  # index -> a running window's current estimate
         self._stroke: Optional[StrokeRecorder] = None
         self._pan_from: Optional[QPointF] = None
         self._space_held = False
@@ -118,12 +120,30 @@ class Canvas(QWidget):
         self._plan = list(boxes)
         self._plan_edges = np.array([[b.left(), b.top(), b.right(), b.bottom()] for b in self._plan]).reshape(-1, 4)
         self._window_state = {}
+        self._estimates = {}
         self.update()
 
     def set_window_state(self, index: int, state: str) -> None:
         self._window_state[index] = state
+        if state != "running":
+            self._estimates.pop(index, None)
         if 0 <= index < len(self._plan):
             self.update(self.scene_rect_to_widget(self._plan[index]))
+
+    def show_estimate(self, index: int, pixels: np.ndarray) -> None:
+        """Show running window ``index``'s current estimate ((h, w, 3) float in [0, 1]) over its plan
+        box until it finishes or the run ends; the document is not touched."""
+        if not 0 <= index < len(self._plan):
+            return
+        rgb = np.ascontiguousarray((np.clip(pixels[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
+        h, w = rgb.shape[:2]
+        self._estimates[index] = QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+        self.update(self.scene_rect_to_widget(self._plan[index]))
+
+    def clear_estimates(self) -> None:
+        if self._estimates:
+            self._estimates = {}
+            self.update()
 
     def clear_plan(self) -> None:
         self.set_plan([])
@@ -203,6 +223,7 @@ class Canvas(QWidget):
         zoom, off = self.zoom, (self.offset.x(), self.offset.y())
         before, after = self._before_after()
         after.draw(painter, zoom, off, exposed)
+        self._draw_estimates(painter)
         before_area = self.compare.before_clip(self.rect()).intersected(exposed)
         if before is not None and not before_area.isEmpty():
             painter.save()
@@ -220,6 +241,11 @@ class Canvas(QWidget):
             draw_holding_badge(painter, self.rect(), self.compare_labels[0])
         draw_split_line(painter, self.compare, self.rect(), self.compare_labels)
         self._draw_brush_outline(painter)
+
+    def _draw_estimates(self, painter: QPainter) -> None:
+        for index, image in self._estimates.items():
+            box = self._plan[index]
+            painter.drawImage(QRectF(self.to_widget(box.topLeft()), self.to_widget(box.bottomRight())), image)
 
     def _draw_plan(self, painter: QPainter, exposed: QRect) -> None:
         """The boxes that intersect the exposed area (a large photo has hundreds of windows)."""

@@ -119,8 +119,9 @@ class RunController(QObject):
         self.canvas.set_window_state(index, "running")
 
     def _on_window_preview(self, index: int, box, pixels, scale_to_output: float) -> None:
-        """A running window's current estimate; its final pixels replace it when it finishes."""
-        self.document.paint_preview(box[0], box[1], pixels, scale_to_output)
+        """A running window's current estimate: shown on the canvas only, never written into the
+        result, so what a cancelled run keeps (and Save writes) is finished windows alone."""
+        self.canvas.show_estimate(index, pixels)
 
     def _on_window_finished(self, index: int, box, pixels, scale_to_output: float, stage: str) -> None:
         top, left = box[0], box[1]
@@ -140,6 +141,7 @@ class RunController(QObject):
 
     def _on_ended(self, outcome: str) -> None:
         self.canvas.busy = False
+        self.canvas.clear_estimates()
         self.canvas.update()
         self.panel.set_running(False)
         has_preview = self.document.preview is not None and (outcome == "finished" or self.windows_finished > 0)

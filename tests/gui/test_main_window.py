@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtGui import QColor, QGuiApplication, QImage
 
 from engine.errors import InputError, ModelFileError, OutOfMemory
+from engine.events import PlanEvent, ProgressEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
 from gui.run_plan import TaskSettings
 from gui.settings import SETTINGS_VERSION, AppSettings
@@ -57,6 +58,42 @@ def test_window_previews_arrive_while_running(window_with_photo, qtbot):
     assert window.runs.running, "the first window shows before the run ends"
     assert (0, 0, 32, 32) in seen and np.allclose(window.document.preview[:32, :32], 0.25)
     window.runs.cancel()
+    assert window.runs.wait_idle(3000)
+
+
+def estimating_restore(estimate: float = 0.7):
+    """Window 0 finishes (0.25); window 1 shows an in-progress estimate, then waits for cancel."""
+    def restore(request, cancel):
+        yield PlanEvent((64, 64), BOXES, (0, 1, 1, 2))
+        yield WindowStarted(0, BOXES[0])
+        yield WindowFinished(0, BOXES[0], np.full((32, 32, 3), 0.25, np.float32))
+        yield WindowStarted(1, BOXES[1])
+        yield ProgressEvent(1, 4, 0.01, 0.01, lambda: [np.full((32, 32, 3), estimate, np.float32)])
+        cancel.wait(5)
+
+    return restore
+
+
+def test_running_estimates_show_on_the_canvas_but_never_enter_the_result(window_with_photo, qtbot, monkeypatch):
+    from gui.worker import RestoreWorker
+
+    monkeypatch.setattr(RestoreWorker, "PREVIEW_INTERVAL", 0.0)
+    window = window_with_photo(estimating_restore())
+    before = window.document.image.copy()
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: 1 in window.canvas._estimates, timeout=3000)
+    canvas = window.canvas
+    canvas.busy = False  # without the plan overlay's tint on running windows
+    shot = canvas.grab().toImage()
+    canvas.busy = True
+    centre = canvas.to_widget(QPointF(48, 16)).toPoint()
+    assert abs(QColor(shot.pixel(centre)).red() - round(0.7 * 255)) <= 2, "the estimate is drawn"
+    preview = window.document.preview
+    assert np.allclose(preview[:32, 32:], before[:32, 32:]), "but the result holds only finished windows"
+    window.act_cancel.trigger()
+    assert not canvas._estimates, "cancelled: the estimate is gone"
+    assert np.allclose(window.document.preview[:32, :32], 0.25)
+    assert np.allclose(window.document.preview[:32, 32:], before[:32, 32:])
     assert window.runs.wait_idle(3000)
 
 
