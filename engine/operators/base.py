@@ -7,6 +7,7 @@ e.g. for super-resolution, or have identical channels, e.g. for colorization).
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 
 import torch
@@ -98,7 +99,29 @@ class Observation(Constraint):
         return float(diff / ref)
 
 
-class KnownPixels(Constraint):
+class Stacked(Constraint):
+    """A constraint stacked on ``inner``: noise and residual are the inner constraint's, and it
+    stays in the hard part (subclasses that are soft guides return ``inner.hard_part()``)."""
+
+    def __init__(self, inner: Constraint):
+        self.inner = inner
+
+    def noise_gain(self) -> float:
+        return self.inner.noise_gain()
+
+    def residual(self, x) -> float:
+        return self.inner.residual(x)
+
+    def hard_part(self) -> Constraint:
+        inner = self.inner.hard_part()
+        if inner is self.inner:
+            return self
+        out = copy.copy(self)
+        out.inner = inner
+        return out
+
+
+class KnownPixels(Stacked):
     """Pixels already fixed (MSR overlap with finished windows): x̂0 = M·values + (1−M)·inner(x0).
 
     ``mask`` is (B or 1, 1, H, W) with 1 where ``values`` are known. Known pixels carry no noise,
@@ -106,46 +129,23 @@ class KnownPixels(Constraint):
     """
 
     def __init__(self, inner: Constraint, mask: torch.Tensor, values: torch.Tensor):
-        self.inner = inner
+        super().__init__(inner)
         self.mask = mask
         self.values = values
 
     def project(self, x0, lam=1.0):
         return torch.lerp(self.inner.project(x0, lam), self.values, self.mask)
 
-    def noise_gain(self) -> float:
-        return self.inner.noise_gain()
 
-    def residual(self, x) -> float:
-        return self.inner.residual(x)
-
-    def hard_part(self) -> Constraint:
-        inner = self.inner.hard_part()
-        return self if inner is self.inner else KnownPixels(inner, self.mask, self.values)
-
-
-class Monochrome(Constraint):
+class Monochrome(Stacked):
     """The result stays black and white: x̂0 = inner(gray(x0)), gray = the channel mean replicated.
 
     For operators that treat the three channels alike (masks, pooling, blur, identity) and a gray
     observation, ``inner`` maps gray images to gray images, so x̂0 satisfies both the inner
     constraint and R = G = B exactly (the projection onto their intersection)."""
 
-    def __init__(self, inner: Constraint):
-        self.inner = inner
-
     def project(self, x0, lam=1.0):
         return self.inner.project(x0.mean(dim=1, keepdim=True).expand_as(x0), lam)
-
-    def noise_gain(self) -> float:
-        return self.inner.noise_gain()
-
-    def residual(self, x) -> float:
-        return self.inner.residual(x)
-
-    def hard_part(self) -> Constraint:
-        inner = self.inner.hard_part()
-        return self if inner is self.inner else Monochrome(inner)
 
 
 def project_in_range(constraint: Constraint, x: torch.Tensor, iters: int = 40) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from engine.events import Event, StageEvent
 from engine.geometry import Box
-from engine.operators.base import Constraint
+from engine.operators.base import Constraint, Stacked
 from engine.samplers import per_sample_randn
 from engine.samplers.schedule import Schedule
 from engine.tiling.msr import ConstraintWrapper, MsrStage, StartFn
@@ -33,7 +33,7 @@ def upsample_blocks(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
 
 
-class LowFrequencyPrior(Constraint):
+class LowFrequencyPrior(Stacked):
     """Pins avgpool_f(x) to ``x_low`` (B or 1, 3, H/f, W/f), then applies ``inner`` (y-consistency).
 
     The prior is imposed fully at every step (x_low carries no observation noise); ``lam`` is
@@ -41,7 +41,7 @@ class LowFrequencyPrior(Constraint):
     """
 
     def __init__(self, inner: Constraint, x_low: torch.Tensor, factor: int):
-        self.inner = inner
+        super().__init__(inner)
         self.x_low = x_low
         self.factor = int(factor)
 
@@ -50,13 +50,7 @@ class LowFrequencyPrior(Constraint):
         correction = upsample_blocks(F.avg_pool2d(x0, f) - self.x_low, f)
         return self.inner.project(x0 - correction, lam)
 
-    def noise_gain(self) -> float:
-        return self.inner.noise_gain()
-
-    def residual(self, x) -> float:
-        return self.inner.residual(x)
-
-    def hard_part(self) -> Constraint:
+    def hard_part(self) -> Constraint:  # a soft guide: not part of what the result must satisfy
         return self.inner.hard_part()
 
     def low_residual(self, x: torch.Tensor) -> float:
