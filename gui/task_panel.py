@@ -11,12 +11,13 @@ from typing import NamedTuple, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
-    QPushButton, QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+    QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from engine.request import NATIVE_BF16_LABEL
 from gui import run_plan
+from gui.run_box import RunBox
 from gui.run_plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
 
 CHOOSE_FILE = "__choose_file__"
@@ -199,39 +200,9 @@ class TaskPanel(QWidget):
         return wrapper
 
     def _build_run_box(self) -> QWidget:
-        box = QWidget()
-        v = QVBoxLayout(box)
-        self.problem_label = QLabel()
-        self.problem_label.setWordWrap(True)
-        self.problem_label.setObjectName("problem")
-        self.problem_label.setStyleSheet("color: #ff8a65;")
-        self.note_label = QLabel()
-        self.note_label.setWordWrap(True)
-        self.note_label.setStyleSheet("color: #c0a060;")
-        self.estimate_label = QLabel()
-        self.estimate_label.setWordWrap(True)
-        self.stage_label = QLabel()
-        self.stage_label.setWordWrap(True)
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.progress.setVisible(False)
-        self.restore_button = QPushButton("Restore")
-        self.restore_button.setDefault(True)
-        self.restore_button.setMinimumHeight(32)
-        self.cancel_button = QPushButton("Cancel")
-        self.apply_button = QPushButton("Apply")
-        self.apply_button.setToolTip("Make the result the current photo (undoable)")
-        self.discard_button = QPushButton("Discard")
-        for w in (self.problem_label, self.note_label, self.estimate_label, self.stage_label, self.progress):
-            v.addWidget(w)
-        row = QHBoxLayout()
-        row.addWidget(self.restore_button, 2)
-        row.addWidget(self.cancel_button, 1)
-        v.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.apply_button)
-        row.addWidget(self.discard_button)
-        v.addLayout(row)
+        box = RunBox()
+        for name in RunBox.WIDGETS:  # the panel's own names for them (the window and tests use these)
+            setattr(self, name, getattr(box, name))
         self.restore_button.clicked.connect(self.restore_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.apply_button.clicked.connect(self.apply_requested)
