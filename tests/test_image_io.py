@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -247,12 +248,10 @@ def test_save_is_atomic_and_rejects_unknown_extension(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="extension"):
         save_image(tmp_path / "x.gif2", _ramp())
 
-    import engine.image_io as image_io
-
     def power_cut(*args):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(image_io.os, "replace", power_cut)
+    monkeypatch.setattr(os, "replace", power_cut)
     with pytest.raises(RuntimeError, match="power cut"):
         save_image(target, _ramp())
     monkeypatch.undo()

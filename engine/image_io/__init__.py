@@ -16,9 +16,7 @@ are refused with an :class:`InputError`; pass ``max_pixels`` to change the limit
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from engine.atomic_file import atomic_write
 from engine.errors import InputError
 from engine.image_io.codecs import decode_pixels, decode_tiff, encode_png16, encode_tiff, scale_to_unit, to_uint
 
@@ -316,23 +315,12 @@ def _encode(pixels: np.ndarray, fmt: str, depth: int, icc: Optional[bytes], exif
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over ``path`` only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` to ``path`` so that a crash never leaves a half-written file there."""
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(path) as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 # ------------------------------------------------------------------------- model tensors

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
+from engine.atomic_file import atomic_write
 from engine.errors import InputError, ModelFileError
 
 if TYPE_CHECKING:
@@ -36,10 +36,8 @@ def train_state_dir(model_path: str | Path) -> Path:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        torch.save(obj, handle)
 
 
 def write_model(model_path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -51,9 +49,8 @@ def write_model(model_path: str | Path, state_dict: dict[str, torch.Tensor], met
     plain = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone() for k, v in state_dict.items()}
     _atomic_save(plain, path)
     side = sidecar_path(path)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, side)
+    with atomic_write(side) as handle:
+        handle.write(json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
     return side
 
 
