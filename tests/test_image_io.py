@@ -312,3 +312,26 @@ def test_noisy_image_saves_as_high_quality_jpeg(tmp_path):
     noise = np.random.default_rng(7).random((120, 100, 3), dtype=np.float32)  # worst case for the encoder
     save_image(tmp_path / "n.jpg", noise, quality=95)
     assert load_image(tmp_path / "n.jpg").size == (120, 100)
+
+
+@pytest.mark.parametrize("decoder", ["default", "pillow"])
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_adobe_deflate"])
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_tiff_orientation_is_applied_exactly_once(tmp_path, monkeypatch, decoder, compression, orientation):
+    """Pillow turns TIFFs upright itself (libtiff for LZW/deflate, which tifffile cannot read
+    without imagecodecs); tifffile does not. Either way the photo must come out upright once."""
+    import engine.image_io.codecs as codecs
+
+    if decoder == "pillow":  # as when tifffile cannot decode the compression
+        monkeypatch.setattr(codecs, "decode_tiff", lambda data, check_size=None: None)
+    stored = (np.random.default_rng(orientation).random((10, 16, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "scan.tif"
+    Image.fromarray(stored).save(path, exif=exif, **({"compression": compression} if compression else {}))
+    loaded = load_image(path)
+    assert np.array_equal(np.round(loaded.rgb * 255).astype(np.uint8), apply_orientation(stored, orientation))
+    if loaded.exif is not None:
+        again = Image.Exif()
+        again.load(loaded.exif)
+        assert again.get(0x0112, 1) == 1

@@ -27,7 +27,15 @@ import numpy as np
 
 from engine.atomic_file import atomic_write
 from engine.errors import InputError
-from engine.image_io.codecs import decode_pixels, decode_tiff, encode_png16, encode_tiff, scale_to_unit, to_uint
+from engine.image_io.codecs import (
+    ORIENTATION_TAG,
+    decode_pixels,
+    decode_tiff,
+    encode_png16,
+    encode_tiff,
+    scale_to_unit,
+    to_uint,
+)
 
 try:  # Pillow is a hard dependency; imported here so errors name this module
     from PIL import Image, UnidentifiedImageError
@@ -35,7 +43,6 @@ except ImportError as exc:  # pragma: no cover
     raise ImportError("Pillow is required for image I/O") from exc
 
 DEFAULT_MAX_PIXELS = 400_000_000
-ORIENTATION_TAG = 0x0112
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 #: Extensions the folder mode of the CLI picks up.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
@@ -152,15 +159,14 @@ def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
         exif = im.getexif()
     except Exception:  # malformed EXIF must not cost the user the photo
         exif = Image.Exif()
-    orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
     icc = im.info.get("icc_profile") or None
     try:
-        pixels, bit_depth = decode_pixels(im, data)
+        decoded = decode_pixels(im, data)
     except InputError:
         raise
     except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
         raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
-    pixels = apply_orientation(pixels, orientation)
+    pixels = apply_orientation(decoded.pixels, decoded.orientation)
     exif_bytes = None
     if len(exif):
         if ORIENTATION_TAG in exif:
@@ -169,17 +175,16 @@ def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
             exif_bytes = exif.tobytes()
         except Exception:
             exif_bytes = None
-    return _finish(pixels, bit_depth, im.mode, icc, exif_bytes, im.format, path)
+    return _finish(pixels, decoded.bit_depth, im.mode, icc, exif_bytes, im.format, path)
 
 
 def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], max_pixels: int) -> LoadedImage:
     decoded = decode_tiff(data, check_size=lambda w, h: _check_size(w, h, max_pixels))
     if decoded is None:
         raise InputError(f"{name} is a TIFF this program cannot decode (unsupported layout or compression)")
-    pixels, bit_depth, icc, orientation = decoded
-    pixels = apply_orientation(pixels, orientation)
+    pixels = apply_orientation(decoded.pixels, decoded.orientation)
     mode = "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "L"
-    return _finish(pixels, bit_depth, mode, icc, None, "TIFF", path)
+    return _finish(pixels, decoded.bit_depth, mode, decoded.icc, None, "TIFF", path)
 
 
 def _reason(exc: BaseException) -> str:
