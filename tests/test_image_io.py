@@ -335,3 +335,12 @@ def test_tiff_orientation_is_applied_exactly_once(tmp_path, monkeypatch, decoder
         again = Image.Exif()
         again.load(loaded.exif)
         assert again.get(0x0112, 1) == 1
+
+
+def test_16bit_rgb_lzw_tiff_keeps_16_bits(tmp_path):
+    """The usual 48-bit scanner file: Pillow would reduce it to 8 bits; tifffile + imagecodecs do not."""
+    src = (np.random.default_rng(8).random((9, 11, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", src, photometric="rgb", compression="lzw", predictor=True)
+    loaded = load_image(tmp_path / "scan.tif")
+    assert loaded.bit_depth == 16
+    np.testing.assert_allclose(loaded.rgb * 65535, src, atol=0.51)

@@ -7,7 +7,8 @@ orientation already applied to the pixels and the tag reset to 1), and the file 
 crash never leaves a half-written file over the user's photo.
 
 Decoders: Pillow for most files and for metadata; OpenCV for 16-bit PNGs (Pillow reduces 16-bit
-RGB PNGs to 8 bits); tifffile for TIFFs (8/16-bit, float), with Pillow as fallback.
+RGB PNGs to 8 bits); tifffile (with imagecodecs for LZW, JPEG, ...) for TIFFs (8/16-bit, float), with
+Pillow as fallback for the photometric kinds tifffile is not asked to convert (CMYK, YCbCr, palette).
 
 Decompression-bomb guard: images above ``DEFAULT_MAX_PIXELS`` (400 megapixels, e.g. 25000×16000)
 are refused with an :class:`InputError`; pass ``max_pixels`` to change the limit.
