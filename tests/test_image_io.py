@@ -344,3 +344,41 @@ def test_16bit_rgb_lzw_tiff_keeps_16_bits(tmp_path):
     loaded = load_image(tmp_path / "scan.tif")
     assert loaded.bit_depth == 16
     np.testing.assert_allclose(loaded.rgb * 65535, src, atol=0.51)
+
+
+_LAYOUT_TAGS = (256, 257, 258, 259, 262, 273, 277, 278, 279, 284)  # size, bits, compression, strips, ...
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_tiff_layout_tags_do_not_follow_the_pixels(tmp_path, suffix):
+    """A TIFF's own structure (ImageWidth, BitsPerSample, StripOffsets, ...) is not EXIF of the photo."""
+    src = (np.random.default_rng(9).random((64, 96, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", src, photometric="rgb", extratags=[
+        (271, "s", 0, "ScanCo", True), (272, "s", 0, "Flatbed 9", True), (315, "s", 0, "Ann", True),
+        (274, "H", 1, 6, True)])
+    loaded = load_image(tmp_path / "scan.tif")
+    assert loaded.size == (96, 64)
+    big = np.repeat(np.repeat(loaded.rgb, 2, 0), 2, 1)  # a ×2 result: 128×192
+    save_image(tmp_path / f"out{suffix}", big, like=loaded)
+    with Image.open(tmp_path / f"out{suffix}") as im:
+        assert im.size == (128, 192)
+        exif = im.getexif()
+        assert exif.get(0x010F) == "ScanCo" and exif.get(0x0110) == "Flatbed 9" and exif.get(0x013B) == "Ann"
+        assert exif.get(0x0112, 1) == 1
+        if suffix != ".tif":  # a written TIFF has its own (correct) layout tags
+            assert not [tag for tag in _LAYOUT_TAGS if tag in exif]
+
+
+def test_exif_and_gps_sub_ifds_are_kept_without_their_size_tags(tmp_path):
+    exif = _exif(3)
+    exif.get_ifd(0x8769).update({0x9003: "1968:05:04 10:00:00", 0xA002: 32, 0xA003: 24})  # date, size
+    exif.get_ifd(0x8825).update({1: "N", 2: (48.0, 51.0, 24.0)})
+    Image.fromarray((_ramp() * 255).astype(np.uint8)).save(tmp_path / "in.jpg", exif=exif)
+    loaded = load_image(tmp_path / "in.jpg")
+    save_image(tmp_path / "out.jpg", np.repeat(np.repeat(loaded.rgb, 2, 0), 2, 1), like=loaded)
+    with Image.open(tmp_path / "out.jpg") as im:
+        out = im.getexif()
+        sub, gps = out.get_ifd(0x8769), out.get_ifd(0x8825)
+    assert out.get(0x010F) == "TestCam" and out.get(0x0112) == 1
+    assert sub.get(0x9003) == "1968:05:04 10:00:00" and 0xA002 not in sub and 0xA003 not in sub
+    assert gps.get(1) == "N"

@@ -1,8 +1,9 @@
 """Reading and writing photos without losing what the user cares about.
 
 ``load_image`` gives float32 RGB (H, W, 3) in [0, 1] plus everything needed to write the result
-back the way the photo came: alpha (kept aside), bit depth (8 or 16), ICC profile, EXIF (with the
-orientation already applied to the pixels and the tag reset to 1), and the file format.
+back the way the photo came: alpha (kept aside), bit depth (8 or 16), ICC profile, EXIF (the tags
+that describe the photo, with the orientation already applied to the pixels and the tag reset to
+1), and the file format.
 ``save_image`` writes PNG / JPEG / TIFF / WebP atomically (temporary file + ``os.replace``), so a
 crash never leaves a half-written file over the user's photo.
 
@@ -29,7 +30,6 @@ import numpy as np
 from engine.atomic_file import atomic_write
 from engine.errors import InputError
 from engine.image_io.codecs import (
-    ORIENTATION_TAG,
     decode_pixels,
     decode_tiff,
     encode_png16,
@@ -37,6 +37,7 @@ from engine.image_io.codecs import (
     scale_to_unit,
     to_uint,
 )
+from engine.image_io.exif import descriptive_exif
 
 try:  # Pillow is a hard dependency; imported here so errors name this module
     from PIL import Image, UnidentifiedImageError
@@ -61,7 +62,7 @@ class LoadedImage:
     bit_depth: int = 8  # 8 or 16
     mode: str = "array"  # original Pillow mode ("RGB", "I;16", "LA", "P", ...), or "array"
     icc_profile: Optional[bytes] = None
-    exif: Optional[bytes] = None  # orientation tag reset to 1
+    exif: Optional[bytes] = None  # descriptive tags only (engine.image_io.exif), orientation 1
     format: Optional[str] = None  # "PNG", "JPEG", "TIFF", ...
     path: Optional[Path] = None
 
@@ -168,15 +169,7 @@ def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
     except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
         raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
     pixels = apply_orientation(decoded.pixels, decoded.orientation)
-    exif_bytes = None
-    if len(exif):
-        if ORIENTATION_TAG in exif:
-            exif[ORIENTATION_TAG] = 1
-        try:
-            exif_bytes = exif.tobytes()
-        except Exception:
-            exif_bytes = None
-    return _finish(pixels, decoded.bit_depth, im.mode, icc, exif_bytes, im.format, path)
+    return _finish(pixels, decoded.bit_depth, im.mode, icc, descriptive_exif(exif), im.format, path)
 
 
 def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], max_pixels: int) -> LoadedImage:
