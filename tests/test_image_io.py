@@ -382,3 +382,23 @@ def test_exif_and_gps_sub_ifds_are_kept_without_their_size_tags(tmp_path):
     assert out.get(0x010F) == "TestCam" and out.get(0x0112) == 1
     assert sub.get(0x9003) == "1968:05:04 10:00:00" and 0xA002 not in sub and 0xA003 not in sub
     assert gps.get(1) == "N"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+@pytest.mark.parametrize("channels", [0, 3])
+def test_integer_zero_one_masks_fill_where_nonzero(dtype, channels):
+    m = np.zeros((10, 12), dtype)
+    m[2:5, 3:7] = 1
+    if channels:
+        m = np.repeat(m[..., None], channels, axis=2)
+    mask = load_mask(m, (10, 12))
+    assert mask.dtype == np.bool_ and mask.sum() == 12 and mask[3, 4]
+
+
+@pytest.mark.parametrize("top, dtype", [(255, np.uint8), (65535, np.uint16), (255, np.int64)])
+def test_integer_white_on_black_masks_still_work(top, dtype):
+    m = np.zeros((10, 12), dtype)
+    m[2:5, 3:7] = top
+    m[0, 0] = 1  # a stray near-black pixel is not filled
+    mask = load_mask(m, (10, 12))
+    assert mask.sum() == 12 and not mask[0, 0]

@@ -211,8 +211,11 @@ def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> 
 
     Rule: if the mask has an alpha channel with transparent pixels (a stroke layer exported from a
     painting app), fill where alpha > 127; otherwise fill where any colour channel > 127
-    (white / nonzero on black). Arrays may be bool, uint8, uint16 or float in [0, 1].
+    (white / nonzero on black). Arrays may be bool, float in [0, 1], or integer: 0/255 (uint8),
+    0/65535 (uint16), or 0/1 (any integer type whose maximum is 1: nonzero = fill).
     """
+    if isinstance(source, np.ndarray) and np.issubdtype(source.dtype, np.integer) and source.max(initial=0) == 1:
+        source = source != 0  # a 0/1 label mask, not a nearly black image
     if isinstance(source, np.ndarray) and source.dtype == np.bool_ and source.ndim == 2:
         mask = source.copy()
     else:
