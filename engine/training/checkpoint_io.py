@@ -77,8 +77,12 @@ def load_train_state(model_path: str | Path) -> Optional[dict[str, Any]]:
     path = train_state_dir(model_path) / STATE_FILE
     if not path.is_file():
         return None
+    from engine.models.checkpoint import load_plain_pickle
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_plain_pickle(path)
+    except ModelFileError as exc:
+        raise ModelFileError(f"cannot resume: {exc}") from exc
     except Exception as exc:  # truncated or foreign file
         raise ModelFileError(f"cannot resume: the training state {path} is unreadable ({exc})") from exc
 
