@@ -34,8 +34,9 @@ from engine.image_io.codecs import (
     decode_tiff,
     encode_png16,
     encode_tiff,
-    scale_to_unit,
     to_uint,
+    to_unit_float,
+    unit_scale,
 )
 from engine.image_io.exif import descriptive_exif
 
@@ -107,26 +108,27 @@ def _from_array(array: np.ndarray, max_pixels: int) -> LoadedImage:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
         raise InputError(f"an image array must be (H, W) or (H, W, 1-4), got shape {a.shape}")
     _check_size(a.shape[1], a.shape[0], max_pixels)
-    pixels, _ = scale_to_unit(a)
     bit_depth = 16 if a.dtype == np.uint16 else 8  # float arrays are written with 8 bits unless asked
-    return _finish(pixels, bit_depth, "array", None, None, None, None)
+    return _finish(a, "array", None, None, None, None, bit_depth)
 
 
-def _finish(pixels: np.ndarray, bit_depth: int, mode: str, icc: Optional[bytes], exif: Optional[bytes],
-            fmt: Optional[str], path: Optional[Path]) -> LoadedImage:
-    """(H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA float -> LoadedImage."""
-    alpha = None
+def _finish(pixels: np.ndarray, mode: str, icc: Optional[bytes], exif: Optional[bytes], fmt: Optional[str],
+            path: Optional[Path], bit_depth: Optional[int] = None) -> LoadedImage:
+    """(H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA pixels of any type
+    (:func:`unit_scale`), any strides (e.g. an oriented view) -> LoadedImage. The float RGB is
+    written in one pass into its own array (gray is broadcast to the three channels), so decoding
+    costs one full-size float copy and nothing else. ``bit_depth`` defaults to the pixels' own."""
+    divisor, depth = unit_scale(pixels)
+    colour, alpha = pixels, None
     if pixels.ndim == 2:
-        rgb = np.repeat(pixels[..., None], 3, axis=2)
-    elif pixels.shape[2] == 2:
-        rgb, alpha = np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1]
-    else:
-        rgb = pixels[..., :3]
-        alpha = pixels[..., 3] if pixels.shape[2] == 4 else None
-    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+        colour = pixels[..., None]
+    elif pixels.shape[2] in (2, 4):
+        colour, alpha = pixels[..., :-1], pixels[..., -1]
+    height, width = pixels.shape[:2]
+    rgb = to_unit_float(colour, divisor, np.empty((height, width, 3), np.float32))
     if alpha is not None:
-        alpha = np.ascontiguousarray(alpha, dtype=np.float32)
-    return LoadedImage(rgb, alpha, bit_depth, mode, icc or None, exif, fmt, path)
+        alpha = to_unit_float(alpha, divisor, np.empty((height, width), np.float32))
+    return LoadedImage(rgb, alpha, bit_depth or depth, mode, icc or None, exif, fmt, path)
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
@@ -157,19 +159,19 @@ def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
         reason = "unknown format" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
         raise InputError(f"{name} is not an image or is damaged ({reason})") from exc
     _check_size(im.width, im.height, max_pixels)
-    try:
-        exif = im.getexif()
-    except Exception:  # malformed EXIF must not cost the user the photo
-        exif = Image.Exif()
-    icc = im.info.get("icc_profile") or None
-    try:
-        decoded = decode_pixels(im, data)
-    except InputError:
-        raise
-    except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
-        raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
-    pixels = apply_orientation(decoded.pixels, decoded.orientation)
-    return _finish(pixels, decoded.bit_depth, im.mode, icc, descriptive_exif(exif), im.format, path)
+    with im:  # closing frees Pillow's copy of the pixels before the float RGB is made
+        try:
+            exif = im.getexif()
+        except Exception:  # malformed EXIF must not cost the user the photo
+            exif = Image.Exif()
+        icc, mode, fmt, exif_bytes = im.info.get("icc_profile"), im.mode, im.format, descriptive_exif(exif)
+        try:
+            decoded = decode_pixels(im, data)
+        except InputError:
+            raise
+        except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
+            raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
+    return _finish(apply_orientation(decoded.pixels, decoded.orientation), mode, icc, exif_bytes, fmt, path)
 
 
 def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], max_pixels: int) -> LoadedImage:
@@ -178,7 +180,7 @@ def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], ma
         raise InputError(f"{name} is a TIFF this program cannot decode (unsupported layout or compression)")
     pixels = apply_orientation(decoded.pixels, decoded.orientation)
     mode = "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "L"
-    return _finish(pixels, decoded.bit_depth, mode, decoded.icc, None, "TIFF", path)
+    return _finish(pixels, mode, decoded.icc, None, "TIFF", path)
 
 
 def _reason(exc: BaseException) -> str:

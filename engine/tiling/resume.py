@@ -46,7 +46,7 @@ def request_fingerprint(request_dict: dict[str, Any], *arrays: Optional[np.ndarr
         if arr is not None:
             a = np.ascontiguousarray(arr)
             digest.update(f"{a.shape}{a.dtype}".encode())
-            digest.update(a.tobytes())
+            digest.update(a.data)  # the array's own buffer: no full-size bytes copy
     return digest.hexdigest()
 
 
