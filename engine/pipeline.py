@@ -24,6 +24,7 @@ import torch
 from engine.device import describe_device, pick_device, pick_precision
 from engine.errors import EngineError, InputError
 from engine.events import Event, FinishedEvent, LogEvent, StageEvent
+from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import RestoreRequest
 from engine.samplers import make_schedule
@@ -51,7 +52,8 @@ def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarr
     """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None)."""
     from engine.image_io import load_image, load_mask
 
-    rgb = load_image(request.image).rgb
+    need = restore_bytes_per_input_pixel(request.tasks)  # refused before decoding when it cannot fit
+    rgb = load_image(request.image, bytes_per_pixel=need).rgb
     mask = None
     if request.tasks.inpaint:
         mask = load_mask(request.mask, rgb.shape[:2])

@@ -1,4 +1,5 @@
-"""Host memory: loading and preparing a photo makes no avoidable full-size copies."""
+"""Host memory: photos too large for the computer are refused up front, and loading and preparing a
+photo makes no avoidable full-size copies."""
 
 from __future__ import annotations
 
@@ -7,11 +8,71 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
+import engine.host_memory as host_memory
+from engine.errors import InputError
 from engine.image_io import load_image
-from engine.request import Quirks, Tasks
+from engine.request import Quirks, RestoreRequest, Tasks
+
+
+@pytest.fixture
+def available(monkeypatch):
+    """Pretend the computer has this many bytes available."""
+
+    def set_available(n: int) -> None:
+        monkeypatch.setattr(host_memory, "available_bytes", lambda: n)
+
+    return set_available
+
+
+def test_check_fits_names_the_megapixels_and_the_memory():
+    host_memory.check_fits(4000, 3000, 32, available=int(1e9))  # 0.38 GB: fits
+    with pytest.raises(InputError) as info:
+        host_memory.check_fits(20000, 20000, 58, available=int(16e9))
+    assert str(info.value) == ("the image is too large for this computer's memory: 20000×20000 = 400 megapixels "
+                               "needs about 23.2 GB, but only 16 GB is available")
+
+
+def test_unknown_available_memory_refuses_nothing(monkeypatch):
+    monkeypatch.setattr(host_memory, "available_bytes", lambda: None)
+    host_memory.check_fits(100_000, 100_000, 100)
+
+
+@pytest.mark.parametrize("kind", ["png", "float-tiff"])
+def test_load_image_refuses_before_decoding(tmp_path, available, kind):
+    """A truncated file proves it: decoding it would fail with 'corrupt', the size check comes first."""
+    path = tmp_path / f"big.{'png' if kind == 'png' else 'tif'}"
+    pixels = np.random.default_rng(0).random((1000, 3000, 3), dtype=np.float32)
+    if kind == "png":
+        Image.fromarray((pixels * 255).astype(np.uint8)).save(path)
+    else:  # a TIFF Pillow cannot open: the tifffile path has the same guard
+        tifffile.imwrite(path, pixels, photometric="rgb")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    available(50_000_000)  # 3 MP × 32 bytes = 96 MB needed
+    with pytest.raises(InputError, match=r"3000×1000 = 3 megapixels needs about 0.096 GB, but only 0.05 GB"):
+        load_image(path)
+    available(10**12)
+    with pytest.raises(InputError, match="corrupt|truncated|cannot decode"):
+        load_image(path)
+
+
+def test_restore_refuses_a_photo_its_tasks_cannot_fit(available):
+    from engine.pipeline import run_to_completion
+
+    photo = np.random.default_rng(1).random((800, 1000, 3), dtype=np.float32)
+    available(100_000_000)  # decoding 0.8 MP fits (26 MB); ×2 super-resolution needs 188 B/px = 150 MB
+    assert load_image(photo).size == (800, 1000)
+    request = RestoreRequest(image=photo, tasks=Tasks(sr=2), model="test-tiny", steps=1, device="cpu")
+    with pytest.raises(InputError, match=r"1000×800 = 1 megapixels needs about 0.15 GB"):
+        run_to_completion(request)
+
+
+def test_restore_needs_follow_the_tasks():
+    need = host_memory.restore_bytes_per_input_pixel
+    assert need(Tasks(colorize=True)) < need(Tasks(inpaint=True)) < need(Tasks(sr=2)) < need(Tasks(sr=4))
 
 
 # ------------------------------------------------------------------------------ no extra copies

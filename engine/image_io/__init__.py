@@ -11,24 +11,28 @@ Decoders: Pillow for most files and for metadata; OpenCV for 16-bit PNGs (Pillow
 RGB PNGs to 8 bits); tifffile (with imagecodecs for LZW, JPEG, ...) for TIFFs (8/16-bit, float), with
 Pillow as fallback for the photometric kinds tifffile is not asked to convert (CMYK, YCbCr, palette).
 
-Decompression-bomb guard: images above ``DEFAULT_MAX_PIXELS`` (400 megapixels, e.g. 25000×16000)
-are refused with an :class:`InputError`; pass ``max_pixels`` to change the limit.
+Guards, on the size in the header, before any pixel is decoded: images above ``DEFAULT_MAX_PIXELS``
+(400 megapixels, e.g. 25000×16000; a decompression bomb) are refused with an :class:`InputError`
+(pass ``max_pixels`` to change the limit), and so are images whose estimated memory need exceeds
+what the computer has available (:mod:`engine.host_memory`; ``bytes_per_pixel``).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
 from engine.atomic_file import atomic_write
 from engine.errors import InputError
+from engine.host_memory import DECODE_BYTES_PER_PIXEL, check_fits
 from engine.image_io.codecs import (
     decode_pixels,
     decode_tiff,
@@ -52,6 +56,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
 _PIL_LIMIT_LOCK = threading.Lock()
 ImageInput = Union[str, Path, np.ndarray, bytes]
+SizeCheck = Callable[[int, int], None]  # (width, height): raises InputError before decoding
 
 
 @dataclass
@@ -81,14 +86,20 @@ class LoadedImage:
 
 
 # ----------------------------------------------------------------------------------- loading
-def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               bytes_per_pixel: float = DECODE_BYTES_PER_PIXEL) -> LoadedImage:
     """Decode a file path, encoded bytes, or an array ((H, W), (H, W, 1|2|3|4); uint8, uint16,
     bool or float in [0, 1]) into a :class:`LoadedImage`. Raises :class:`InputError` for a missing,
-    empty, corrupt, truncated or too large image — never a raw decoder traceback."""
+    empty, corrupt, truncated or too large image — never a raw decoder traceback.
+
+    Before any pixel is decoded, the image is refused when it has more than ``max_pixels`` pixels
+    or when ``bytes_per_pixel`` (what decoding needs, or what the caller will need for the whole
+    job) times its pixels exceeds the memory available (:mod:`engine.host_memory`)."""
+    check = functools.partial(_check_size, max_pixels=max_pixels, bytes_per_pixel=bytes_per_pixel)
     if isinstance(source, np.ndarray):
-        return _from_array(source, max_pixels)
+        return _from_array(source, check)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(bytes(source), None, max_pixels)
+        return _decode(bytes(source), None, check)
     path = Path(source)
     if not path.exists():
         raise InputError(f"image not found: {path}")
@@ -98,16 +109,16 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> L
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return _decode(data, path, max_pixels)
+    return _decode(data, path, check)
 
 
-def _from_array(array: np.ndarray, max_pixels: int) -> LoadedImage:
+def _from_array(array: np.ndarray, check: SizeCheck) -> LoadedImage:
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
         raise InputError(f"an image array must be (H, W) or (H, W, 1-4), got shape {a.shape}")
-    _check_size(a.shape[1], a.shape[0], max_pixels)
+    check(a.shape[1], a.shape[0])
     bit_depth = 16 if a.dtype == np.uint16 else 8  # float arrays are written with 8 bits unless asked
     return _finish(a, "array", None, None, None, None, bit_depth)
 
@@ -131,7 +142,8 @@ def _finish(pixels: np.ndarray, mode: str, icc: Optional[bytes], exif: Optional[
     return LoadedImage(rgb, alpha, bit_depth or depth, mode, icc or None, exif, fmt, path)
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def _check_size(width: int, height: int, *, max_pixels: int, bytes_per_pixel: float) -> None:
+    """The guard run on the header's size, before the pixels are decoded."""
     if width <= 0 or height <= 0:
         raise InputError(f"the image is empty ({width}×{height} pixels)")
     if width * height > max_pixels:
@@ -139,9 +151,10 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
             f"the image is too large: {width}×{height} = {width * height / 1e6:.0f} megapixels "
             f"(limit {max_pixels / 1e6:.0f} megapixels)"
         )
+    check_fits(width, height, bytes_per_pixel)
 
 
-def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
+def _decode(data: bytes, path: Optional[Path], check: SizeCheck) -> LoadedImage:
     name = str(path) if path is not None else "the image data"
     if not data:
         raise InputError(f"{name} is empty (0 bytes)")
@@ -155,10 +168,10 @@ def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
                 Image.MAX_IMAGE_PIXELS = previous
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # TIFFs Pillow cannot open (float, 16-bit planes)
-            return _decode_tiff_without_pillow(data, name, path, max_pixels)
+            return _decode_tiff_without_pillow(data, name, path, check)
         reason = "unknown format" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
         raise InputError(f"{name} is not an image or is damaged ({reason})") from exc
-    _check_size(im.width, im.height, max_pixels)
+    check(im.width, im.height)
     with im:  # closing frees Pillow's copy of the pixels before the float RGB is made
         try:
             exif = im.getexif()
@@ -174,8 +187,8 @@ def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
     return _finish(apply_orientation(decoded.pixels, decoded.orientation), mode, icc, exif_bytes, fmt, path)
 
 
-def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], max_pixels: int) -> LoadedImage:
-    decoded = decode_tiff(data, check_size=lambda w, h: _check_size(w, h, max_pixels))
+def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], check: SizeCheck) -> LoadedImage:
+    decoded = decode_tiff(data, check_size=check)
     if decoded is None:
         raise InputError(f"{name} is a TIFF this program cannot decode (unsupported layout or compression)")
     pixels = apply_orientation(decoded.pixels, decoded.orientation)
