@@ -171,8 +171,8 @@ def _decode(data: bytes, path: Optional[Path], check: SizeCheck) -> LoadedImage:
             return _decode_tiff_without_pillow(data, name, path, check)
         reason = "unknown format" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
         raise InputError(f"{name} is not an image or is damaged ({reason})") from exc
-    check(im.width, im.height)
     with im:  # closing frees Pillow's copy of the pixels before the float RGB is made
+        check(im.width, im.height)
         try:
             exif = im.getexif()
         except Exception:  # malformed EXIF must not cost the user the photo
