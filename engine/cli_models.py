@@ -66,7 +66,8 @@ def register(subparsers) -> None:
                       help="hard-link instead of copying (same disk only)")
     link.add_argument("--symlink", dest="mode", action="store_const", const="symlink",
                       help="link to the file where it is instead of copying")
-    p.add_argument("--id", dest="model_id", help="id for a custom model (default: from the file name)")
+    p.add_argument("--id", dest="model_id",
+                   help="id for a new custom model; it must be free (default: from the file name, then -2, -3, ...)")
     p.add_argument("--name", help="display name for a custom model")
     p.add_argument("--purpose", default="custom", help="e.g. 'faces', 'general photos', 'scenes'")
     _common(p)
@@ -184,8 +185,12 @@ def cmd_verify(args) -> int:
 def cmd_import(args) -> int:
     from engine.models import store
 
-    result = store.import_model_file(args.path, models_dir=args.models_dir, mode=args.mode,
-                                     model_id=args.model_id, display_name=args.name, purpose=args.purpose)
+    try:
+        result = store.import_model_file(args.path, models_dir=args.models_dir, mode=args.mode,
+                                         model_id=args.model_id, display_name=args.name, purpose=args.purpose)
+    except store.AlreadyInstalled as exc:  # nothing to do is not a failure
+        print(exc)
+        return 0
     kind = "catalog model" if result.matched_catalog else "custom model"
     print(f"imported {result.architecture} checkpoint as {kind} '{result.model_id}' at {result.path}")
     return 0

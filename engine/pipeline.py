@@ -24,6 +24,7 @@ import torch
 from engine.device import describe_device, pick_device, pick_precision
 from engine.errors import EngineError, InputError
 from engine.events import Event, FinishedEvent, LogEvent, StageEvent
+from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import RestoreRequest
 from engine.samplers import make_schedule
@@ -51,7 +52,8 @@ def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarr
     """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None)."""
     from engine.image_io import load_image, load_mask
 
-    rgb = np.ascontiguousarray(load_image(request.image).rgb, dtype=np.float32)
+    need = restore_bytes_per_input_pixel(request.tasks)  # refused before decoding when it cannot fit
+    rgb = load_image(request.image, bytes_per_pixel=need).rgb
     mask = None
     if request.tasks.inpaint:
         mask = load_mask(request.mask, rgb.shape[:2])
@@ -73,6 +75,22 @@ def looks_monochrome(rgb: np.ndarray) -> bool:
         if float((band.max(axis=2) - band.min(axis=2)).max()) > MONOCHROME_TOLERANCE:
             return False
     return True
+
+
+def _photo_problem(rgb: np.ndarray, fill: Optional[np.ndarray], tasks, device: torch.device, quirks,
+                   monochrome: bool = False) -> PhotoProblem:
+    """The problem on the host. ``rgb`` is turned into the photo in [-1, 1] in place (no copy of the
+    full-size image); the caller must not use it as [0, 1] pixels afterwards. ``monochrome``: the
+    photo is made exactly gray first, and the result will stay so."""
+    if monochrome:
+        for top in range(0, rgb.shape[0], 256):  # in row bands: no full-size temporary
+            band = rgb[top : top + 256]
+            band[...] = band.mean(axis=2, keepdims=True)
+    np.multiply(rgb, 2.0, out=rgb)
+    np.subtract(rgb, 1.0, out=rgb)
+    photo = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    mask = None if fill is None else torch.from_numpy(fill.astype(np.float32))[None, None]
+    return PhotoProblem(tasks, photo, mask, device, torch.float32, quirks, monochrome)
 
 
 def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> WindowPlan:
@@ -125,20 +143,26 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if is_random:
         yield LogEvent("warning", RANDOM_MODEL_WARNING.format(model=request.model))
 
-    photo = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0 - 1.0
-    mask_t = None if fill is None else torch.from_numpy(fill.astype(np.float32))[None, None]
+    resume = None
+    if request.resume_dir:
+        fingerprint = request_fingerprint(request.to_dict(), rgb, fill)
+        resume, warning = ResumeState.open(request.resume_dir, fingerprint)
+        if warning:
+            yield LogEvent("warning", warning)
+
     monochrome = not tasks.colorize and looks_monochrome(rgb)
     if monochrome:
         yield LogEvent("info", "the photo is black and white, so the result stays black and white "
                                "(tick Colorize to add colour)")
-        photo = photo.mean(dim=1, keepdim=True).expand_as(photo).contiguous()  # exactly gray y
-    base = PhotoProblem(tasks, photo, mask_t, device, torch.float32, request.quirks, monochrome)
+    base = _photo_problem(rgb, fill, tasks, device, request.quirks, monochrome)  # rgb becomes the photo in [-1, 1]
 
     # geometry: HiR factor, alignment, plans, padding
     factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
     align = math.lcm(s, factor)
     plan_high = plan_stage(H, W, request, align)
     problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
+    base = problem_high.cropped(H, W)  # a view: the photo is held once, padded
+    del rgb, fill
     low_problem = problem_high.downscaled(factor) if factor > 1 else None
     if factor > 1 and low_problem is None:
         yield LogEvent("info", "hierarchical restoration skipped: nothing to solve at the low scale")
@@ -157,13 +181,6 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes)
                         + (schedule.num_calls * len(plan_low.boxes) if plan_low else 0))
     cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)
-
-    resume = None
-    if request.resume_dir:
-        fingerprint = request_fingerprint(request.to_dict(), rgb, fill)
-        resume, warning = ResumeState.open(request.resume_dir, fingerprint)
-        if warning:
-            yield LogEvent("warning", warning)
 
     def make(problem: PhotoProblem, plan: WindowPlan, name: str, stage_id: int, scale: float,
              stage_settings: SamplingSettings) -> MsrStage:
@@ -191,6 +208,7 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         canvas = yield from high.run()
 
     result = canvas.to_float(H, W)
+    del canvas, high  # the result replaces the canvas: never hold both through the report and the save
     compile_failure = getattr(getattr(denoiser, "net", None), "fallback_reason", None)
     if compile_failure:
         yield LogEvent("warning", f"compiling the network failed, so it ran uncompiled: {compile_failure}")
@@ -207,7 +225,7 @@ def _consistency(problem: PhotoProblem, result: np.ndarray) -> Optional[float]:
         op, y = problem.full_operator_on_host()
     except (EngineError, ValueError, RuntimeError):
         return None
-    x = torch.from_numpy(result).permute(2, 0, 1)[None] * 2.0 - 1.0
+    x = torch.from_numpy(result).permute(2, 0, 1)[None].mul(2.0).sub_(1.0)  # one full-size temporary
     return Observation(op, y).residual(x)
 
 

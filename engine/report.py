@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+
+from engine.atomic_file import atomic_write
 
 
 def peak_rss_mb() -> float:
@@ -53,18 +53,7 @@ def to_json_ready(value: Any) -> Any:
 
 
 def write_report(path: Union[str, Path], report: dict[str, Any]) -> None:
-    """Write ``report`` as indented JSON to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``report`` as indented JSON to ``path`` (atomically: never half a file)."""
     text = json.dumps(to_json_ready(report), indent=2, sort_keys=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as handle:
+        handle.write((text + "\n").encode("utf-8"))

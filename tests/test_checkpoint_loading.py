@@ -125,9 +125,23 @@ def test_pickle_with_code_is_refused_and_not_run(container, tmp_path):
         assert zipfile.is_zipfile(path)
     else:
         path.write_bytes(pickle.dumps(payload))
-    with pytest.raises(ModelFileError, match="never loaded"):
+    with pytest.raises(ModelFileError, match="contains code or Python objects") as info:
         load_model(path)
     assert not marker.exists()
+    message = str(info.value)
+    assert "not loaded" in message and "weights_only" not in message and "Re-running" not in message
+
+
+def test_training_state_with_code_is_refused_with_the_same_message(tmp_path):
+    from engine.training.checkpoint_io import STATE_FILE, load_train_state, train_state_dir
+
+    marker = tmp_path / "code_was_run"
+    state = train_state_dir(tmp_path / "m.pt") / STATE_FILE
+    state.parent.mkdir(parents=True)
+    torch.save({"step": 3, "trap": _RunsCode(str(marker))}, state)
+    with pytest.raises(ModelFileError, match="cannot resume: state.pt contains code") as info:
+        load_train_state(tmp_path / "m.pt")
+    assert not marker.exists() and "weights_only" not in str(info.value)
 
 
 def test_random_tensor_dict_is_refused(tmp_path):

@@ -128,3 +128,19 @@ def test_import_and_list_in_a_subprocess(env, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "engine", "models", "list"], cwd=REPO, env=envvars,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "my_faces" in proc.stdout and "My faces" in proc.stdout
+
+
+def test_import_twice_says_already_installed_and_a_namesake_gets_its_own_id(env, tmp_path, capsys):
+    from engine.models.tiny import build_tiny, tiny_adm_config, tiny_ddpm_config
+
+    models, _, _ = env
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    torch.save(build_tiny(tiny_adm_config()).state_dict(), tmp_path / "a" / "model.pt")
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), tmp_path / "b" / "model.pt")
+    code, out, err = run(capsys, "models", "import", str(tmp_path / "a" / "model.pt"), "--models-dir", str(models))
+    assert code == 0 and "custom model 'model'" in out, err
+    code, out, err = run(capsys, "models", "import", str(tmp_path / "a" / "model.pt"), "--models-dir", str(models))
+    assert code == 0 and err == "" and out.strip() == f"model.pt is already installed as model 'model' ({models / 'model.pt'})"
+    code, out, err = run(capsys, "models", "import", str(tmp_path / "b" / "model.pt"), "--models-dir", str(models))
+    assert code == 0 and "ddpm checkpoint as custom model 'model-2'" in out, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -247,12 +248,10 @@ def test_save_is_atomic_and_rejects_unknown_extension(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="extension"):
         save_image(tmp_path / "x.gif2", _ramp())
 
-    import engine.image_io as image_io
-
     def power_cut(*args):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(image_io.os, "replace", power_cut)
+    monkeypatch.setattr(os, "replace", power_cut)
     with pytest.raises(RuntimeError, match="power cut"):
         save_image(target, _ramp())
     monkeypatch.undo()
@@ -313,3 +312,93 @@ def test_noisy_image_saves_as_high_quality_jpeg(tmp_path):
     noise = np.random.default_rng(7).random((120, 100, 3), dtype=np.float32)  # worst case for the encoder
     save_image(tmp_path / "n.jpg", noise, quality=95)
     assert load_image(tmp_path / "n.jpg").size == (120, 100)
+
+
+@pytest.mark.parametrize("decoder", ["default", "pillow"])
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_adobe_deflate"])
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_tiff_orientation_is_applied_exactly_once(tmp_path, monkeypatch, decoder, compression, orientation):
+    """Pillow turns TIFFs upright itself (libtiff for LZW/deflate, which tifffile cannot read
+    without imagecodecs); tifffile does not. Either way the photo must come out upright once."""
+    import engine.image_io.codecs as codecs
+
+    if decoder == "pillow":  # as when tifffile cannot decode the compression
+        monkeypatch.setattr(codecs, "decode_tiff", lambda data, check_size=None: None)
+    stored = (np.random.default_rng(orientation).random((10, 16, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "scan.tif"
+    Image.fromarray(stored).save(path, exif=exif, **({"compression": compression} if compression else {}))
+    loaded = load_image(path)
+    assert np.array_equal(np.round(loaded.rgb * 255).astype(np.uint8), apply_orientation(stored, orientation))
+    if loaded.exif is not None:
+        again = Image.Exif()
+        again.load(loaded.exif)
+        assert again.get(0x0112, 1) == 1
+
+
+def test_16bit_rgb_lzw_tiff_keeps_16_bits(tmp_path):
+    """The usual 48-bit scanner file: Pillow would reduce it to 8 bits; tifffile + imagecodecs do not."""
+    src = (np.random.default_rng(8).random((9, 11, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", src, photometric="rgb", compression="lzw", predictor=True)
+    loaded = load_image(tmp_path / "scan.tif")
+    assert loaded.bit_depth == 16
+    np.testing.assert_allclose(loaded.rgb * 65535, src, atol=0.51)
+
+
+_LAYOUT_TAGS = (256, 257, 258, 259, 262, 273, 277, 278, 279, 284)  # size, bits, compression, strips, ...
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_tiff_layout_tags_do_not_follow_the_pixels(tmp_path, suffix):
+    """A TIFF's own structure (ImageWidth, BitsPerSample, StripOffsets, ...) is not EXIF of the photo."""
+    src = (np.random.default_rng(9).random((64, 96, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", src, photometric="rgb", extratags=[
+        (271, "s", 0, "ScanCo", True), (272, "s", 0, "Flatbed 9", True), (315, "s", 0, "Ann", True),
+        (274, "H", 1, 6, True)])
+    loaded = load_image(tmp_path / "scan.tif")
+    assert loaded.size == (96, 64)
+    big = np.repeat(np.repeat(loaded.rgb, 2, 0), 2, 1)  # a ×2 result: 128×192
+    save_image(tmp_path / f"out{suffix}", big, like=loaded)
+    with Image.open(tmp_path / f"out{suffix}") as im:
+        assert im.size == (128, 192)
+        exif = im.getexif()
+        assert exif.get(0x010F) == "ScanCo" and exif.get(0x0110) == "Flatbed 9" and exif.get(0x013B) == "Ann"
+        assert exif.get(0x0112, 1) == 1
+        if suffix != ".tif":  # a written TIFF has its own (correct) layout tags
+            assert not [tag for tag in _LAYOUT_TAGS if tag in exif]
+
+
+def test_exif_and_gps_sub_ifds_are_kept_without_their_size_tags(tmp_path):
+    exif = _exif(3)
+    exif.get_ifd(0x8769).update({0x9003: "1968:05:04 10:00:00", 0xA002: 32, 0xA003: 24})  # date, size
+    exif.get_ifd(0x8825).update({1: "N", 2: (48.0, 51.0, 24.0)})
+    Image.fromarray((_ramp() * 255).astype(np.uint8)).save(tmp_path / "in.jpg", exif=exif)
+    loaded = load_image(tmp_path / "in.jpg")
+    save_image(tmp_path / "out.jpg", np.repeat(np.repeat(loaded.rgb, 2, 0), 2, 1), like=loaded)
+    with Image.open(tmp_path / "out.jpg") as im:
+        out = im.getexif()
+        sub, gps = out.get_ifd(0x8769), out.get_ifd(0x8825)
+    assert out.get(0x010F) == "TestCam" and out.get(0x0112) == 1
+    assert sub.get(0x9003) == "1968:05:04 10:00:00" and 0xA002 not in sub and 0xA003 not in sub
+    assert gps.get(1) == "N"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+@pytest.mark.parametrize("channels", [0, 3])
+def test_integer_zero_one_masks_fill_where_nonzero(dtype, channels):
+    m = np.zeros((10, 12), dtype)
+    m[2:5, 3:7] = 1
+    if channels:
+        m = np.repeat(m[..., None], channels, axis=2)
+    mask = load_mask(m, (10, 12))
+    assert mask.dtype == np.bool_ and mask.sum() == 12 and mask[3, 4]
+
+
+@pytest.mark.parametrize("top, dtype", [(255, np.uint8), (65535, np.uint16), (255, np.int64)])
+def test_integer_white_on_black_masks_still_work(top, dtype):
+    m = np.zeros((10, 12), dtype)
+    m[2:5, 3:7] = top
+    m[0, 0] = 1  # a stray near-black pixel is not filled
+    mask = load_mask(m, (10, 12))
+    assert mask.sum() == 12 and not mask[0, 0]

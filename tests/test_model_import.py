@@ -106,6 +106,62 @@ def test_symlink_and_hardlink_imports(models_dir, tmp_path, tiny_state_dicts):
     assert res.model_id == "hard" and res.path.samefile(src)
 
 
+def registered_files(directory: Path) -> dict[str, str]:
+    """file name -> model id for every file in the models folder (orphans map to None)."""
+    owners = {e.file_name: e.id for e in cat.all_entries(directory).values()}
+    return {p.name: owners.get(p.name) for p in directory.iterdir() if p.name != cat.REGISTRY_NAME}
+
+
+def test_different_files_with_the_same_name_get_their_own_ids(models_dir, tmp_path, tiny_state_dicts):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = save(tiny_state_dicts["adm"], tmp_path / "a" / "model.pt", "plain")
+    second = save(tiny_state_dicts["ddpm"], tmp_path / "b" / "model.pt", "plain")
+    a = store.import_model_file(first, display_name="Faces A")
+    b = store.import_model_file(second, display_name="Scenes B")
+    assert (a.model_id, b.model_id) == ("model", "model-2") and a.path != b.path
+    assert a.path.read_bytes() == first.read_bytes() and b.path.read_bytes() == second.read_bytes()
+    states = {s.id: s for s in cat.installed_models()}
+    assert states["model"].display_name == "Faces A" and states["model-2"].display_name == "Scenes B"
+    assert states["model"].entry.architecture == "adm" and states["model-2"].entry.architecture == "ddpm"
+
+
+def test_same_weights_in_another_container_do_not_orphan_the_first(models_dir, tmp_path, tiny_state_dicts):
+    pt = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "tiny_adm.pt", "plain"))
+    st = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "tiny_adm.safetensors", "safetensors"))
+    assert (pt.model_id, st.model_id) == ("tiny_adm", "tiny_adm-2")
+    assert registered_files(models_dir) == {"tiny_adm.pt": "tiny_adm", "tiny_adm-2.safetensors": "tiny_adm-2"}
+
+
+def test_identical_file_is_already_installed_and_nothing_changes(models_dir, tmp_path, tiny_state_dicts):
+    src = save(tiny_state_dicts["ddpm"], tmp_path / "faces_v1.pt", "plain")
+    first = store.import_model_file(src)
+    before = snapshot(models_dir)
+    copy = tmp_path / "renamed.pt"
+    copy.write_bytes(src.read_bytes())
+    for again in (src, copy):
+        with pytest.raises(store.AlreadyInstalled, match=f"{again.name} is already installed as model 'faces_v1'"):
+            store.import_model_file(again)
+        assert snapshot(models_dir) == before
+    first.path.unlink()  # lost by hand: importing the same bytes puts it back under its id
+    again = store.import_model_file(copy)
+    assert again.model_id == "faces_v1" and again.path == first.path and first.path.read_bytes() == src.read_bytes()
+    assert registered_files(models_dir) == {"faces_v1.pt": "faces_v1"}
+
+
+def test_explicit_id_must_be_free_and_installed_catalog_files_are_never_replaced(models_dir, tmp_path,
+                                                                                  tiny_state_dicts):
+    official = store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "faces.ckpt", "plain"))
+    assert official.matched_catalog and official.model_id == "faces-tiny"
+    (tmp_path / "mine").mkdir()
+    tuned = {k: v + 1 for k, v in tiny_state_dicts["ddpm"].items()}  # same name, size and family
+    other = store.import_model_file(save(tuned, tmp_path / "mine" / "faces.ckpt", "plain"))
+    assert not other.matched_catalog and other.path != official.path
+    assert (models_dir / "faces.ckpt").read_bytes() == (tmp_path / "faces.ckpt").read_bytes()
+    with pytest.raises(EngineError, match="'faces-tiny' is already used"):
+        store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "x.pt", "plain"), model_id="faces-tiny")
+
+
 class RunsCode:
     """A pickle payload that would create a marker file if it were ever unpickled."""
 

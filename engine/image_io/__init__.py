@@ -1,34 +1,48 @@
 """Reading and writing photos without losing what the user cares about.
 
 ``load_image`` gives float32 RGB (H, W, 3) in [0, 1] plus everything needed to write the result
-back the way the photo came: alpha (kept aside), bit depth (8 or 16), ICC profile, EXIF (with the
-orientation already applied to the pixels and the tag reset to 1), and the file format.
+back the way the photo came: alpha (kept aside), bit depth (8 or 16), ICC profile, EXIF (the tags
+that describe the photo, with the orientation already applied to the pixels and the tag reset to
+1), and the file format.
 ``save_image`` writes PNG / JPEG / TIFF / WebP atomically (temporary file + ``os.replace``), so a
 crash never leaves a half-written file over the user's photo.
 
 Decoders: Pillow for most files and for metadata; OpenCV for 16-bit PNGs (Pillow reduces 16-bit
-RGB PNGs to 8 bits); tifffile for TIFFs (8/16-bit, float), with Pillow as fallback.
+RGB PNGs to 8 bits); tifffile (with imagecodecs for LZW, JPEG, ...) for TIFFs (8/16-bit, float), with
+Pillow as fallback for the photometric kinds tifffile is not asked to convert (CMYK, YCbCr, palette).
 
-Decompression-bomb guard: images above ``DEFAULT_MAX_PIXELS`` (400 megapixels, e.g. 25000×16000)
-are refused with an :class:`InputError`; pass ``max_pixels`` to change the limit.
+Guards, on the size in the header, before any pixel is decoded: images above ``DEFAULT_MAX_PIXELS``
+(400 megapixels, e.g. 25000×16000; a decompression bomb) are refused with an :class:`InputError`
+(pass ``max_pixels`` to change the limit), and so are images whose estimated memory need exceeds
+what the computer has available (:mod:`engine.host_memory`; ``bytes_per_pixel``).
 """
 
 from __future__ import annotations
 
+import functools
 import io
-import os
 import struct
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
+from engine.atomic_file import atomic_write
 from engine.errors import InputError
-from engine.image_io.codecs import decode_pixels, decode_tiff, encode_png16, encode_tiff, scale_to_unit, to_uint
+from engine.host_memory import DECODE_BYTES_PER_PIXEL, check_fits
+from engine.image_io.codecs import (
+    decode_pixels,
+    decode_tiff,
+    encode_png16,
+    encode_tiff,
+    to_uint,
+    to_unit_float,
+    unit_scale,
+)
+from engine.image_io.exif import descriptive_exif
 
 try:  # Pillow is a hard dependency; imported here so errors name this module
     from PIL import Image, UnidentifiedImageError
@@ -36,13 +50,13 @@ except ImportError as exc:  # pragma: no cover
     raise ImportError("Pillow is required for image I/O") from exc
 
 DEFAULT_MAX_PIXELS = 400_000_000
-ORIENTATION_TAG = 0x0112
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 #: Extensions the folder mode of the CLI picks up.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
 _PIL_LIMIT_LOCK = threading.Lock()
 ImageInput = Union[str, Path, np.ndarray, bytes]
+SizeCheck = Callable[[int, int], None]  # (width, height): raises InputError before decoding
 
 
 @dataclass
@@ -54,7 +68,7 @@ class LoadedImage:
     bit_depth: int = 8  # 8 or 16
     mode: str = "array"  # original Pillow mode ("RGB", "I;16", "LA", "P", ...), or "array"
     icc_profile: Optional[bytes] = None
-    exif: Optional[bytes] = None  # orientation tag reset to 1
+    exif: Optional[bytes] = None  # descriptive tags only (engine.image_io.exif), orientation 1
     format: Optional[str] = None  # "PNG", "JPEG", "TIFF", ...
     path: Optional[Path] = None
 
@@ -72,14 +86,20 @@ class LoadedImage:
 
 
 # ----------------------------------------------------------------------------------- loading
-def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               bytes_per_pixel: float = DECODE_BYTES_PER_PIXEL) -> LoadedImage:
     """Decode a file path, encoded bytes, or an array ((H, W), (H, W, 1|2|3|4); uint8, uint16,
     bool or float in [0, 1]) into a :class:`LoadedImage`. Raises :class:`InputError` for a missing,
-    empty, corrupt, truncated or too large image — never a raw decoder traceback."""
+    empty, corrupt, truncated or too large image — never a raw decoder traceback.
+
+    Before any pixel is decoded, the image is refused when it has more than ``max_pixels`` pixels
+    or when ``bytes_per_pixel`` (what decoding needs, or what the caller will need for the whole
+    job) times its pixels exceeds the memory available (:mod:`engine.host_memory`)."""
+    check = functools.partial(_check_size, max_pixels=max_pixels, bytes_per_pixel=bytes_per_pixel)
     if isinstance(source, np.ndarray):
-        return _from_array(source, max_pixels)
+        return _from_array(source, check)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(bytes(source), None, max_pixels)
+        return _decode(bytes(source), None, check)
     path = Path(source)
     if not path.exists():
         raise InputError(f"image not found: {path}")
@@ -89,39 +109,41 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> L
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return _decode(data, path, max_pixels)
+    return _decode(data, path, check)
 
 
-def _from_array(array: np.ndarray, max_pixels: int) -> LoadedImage:
+def _from_array(array: np.ndarray, check: SizeCheck) -> LoadedImage:
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
         raise InputError(f"an image array must be (H, W) or (H, W, 1-4), got shape {a.shape}")
-    _check_size(a.shape[1], a.shape[0], max_pixels)
-    pixels, _ = scale_to_unit(a)
+    check(a.shape[1], a.shape[0])
     bit_depth = 16 if a.dtype == np.uint16 else 8  # float arrays are written with 8 bits unless asked
-    return _finish(pixels, bit_depth, "array", None, None, None, None)
+    return _finish(a, "array", None, None, None, None, bit_depth)
 
 
-def _finish(pixels: np.ndarray, bit_depth: int, mode: str, icc: Optional[bytes], exif: Optional[bytes],
-            fmt: Optional[str], path: Optional[Path]) -> LoadedImage:
-    """(H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA float -> LoadedImage."""
-    alpha = None
+def _finish(pixels: np.ndarray, mode: str, icc: Optional[bytes], exif: Optional[bytes], fmt: Optional[str],
+            path: Optional[Path], bit_depth: Optional[int] = None) -> LoadedImage:
+    """(H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA pixels of any type
+    (:func:`unit_scale`), any strides (e.g. an oriented view) -> LoadedImage. The float RGB is
+    written in one pass into its own array (gray is broadcast to the three channels), so decoding
+    costs one full-size float copy and nothing else. ``bit_depth`` defaults to the pixels' own."""
+    divisor, depth = unit_scale(pixels)
+    colour, alpha = pixels, None
     if pixels.ndim == 2:
-        rgb = np.repeat(pixels[..., None], 3, axis=2)
-    elif pixels.shape[2] == 2:
-        rgb, alpha = np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1]
-    else:
-        rgb = pixels[..., :3]
-        alpha = pixels[..., 3] if pixels.shape[2] == 4 else None
-    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+        colour = pixels[..., None]
+    elif pixels.shape[2] in (2, 4):
+        colour, alpha = pixels[..., :-1], pixels[..., -1]
+    height, width = pixels.shape[:2]
+    rgb = to_unit_float(colour, divisor, np.empty((height, width, 3), np.float32))
     if alpha is not None:
-        alpha = np.ascontiguousarray(alpha, dtype=np.float32)
-    return LoadedImage(rgb, alpha, bit_depth, mode, icc or None, exif, fmt, path)
+        alpha = to_unit_float(alpha, divisor, np.empty((height, width), np.float32))
+    return LoadedImage(rgb, alpha, bit_depth or depth, mode, icc or None, exif, fmt, path)
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def _check_size(width: int, height: int, *, max_pixels: int, bytes_per_pixel: float) -> None:
+    """The guard run on the header's size, before the pixels are decoded."""
     if width <= 0 or height <= 0:
         raise InputError(f"the image is empty ({width}×{height} pixels)")
     if width * height > max_pixels:
@@ -129,9 +151,10 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
             f"the image is too large: {width}×{height} = {width * height / 1e6:.0f} megapixels "
             f"(limit {max_pixels / 1e6:.0f} megapixels)"
         )
+    check_fits(width, height, bytes_per_pixel)
 
 
-def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
+def _decode(data: bytes, path: Optional[Path], check: SizeCheck) -> LoadedImage:
     name = str(path) if path is not None else "the image data"
     if not data:
         raise InputError(f"{name} is empty (0 bytes)")
@@ -145,42 +168,32 @@ def _decode(data: bytes, path: Optional[Path], max_pixels: int) -> LoadedImage:
                 Image.MAX_IMAGE_PIXELS = previous
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # TIFFs Pillow cannot open (float, 16-bit planes)
-            return _decode_tiff_without_pillow(data, name, path, max_pixels)
+            return _decode_tiff_without_pillow(data, name, path, check)
         reason = "unknown format" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
         raise InputError(f"{name} is not an image or is damaged ({reason})") from exc
-    _check_size(im.width, im.height, max_pixels)
-    try:
-        exif = im.getexif()
-    except Exception:  # malformed EXIF must not cost the user the photo
-        exif = Image.Exif()
-    orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
-    icc = im.info.get("icc_profile") or None
-    try:
-        pixels, bit_depth = decode_pixels(im, data)
-    except InputError:
-        raise
-    except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
-        raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
-    pixels = apply_orientation(pixels, orientation)
-    exif_bytes = None
-    if len(exif):
-        if ORIENTATION_TAG in exif:
-            exif[ORIENTATION_TAG] = 1
+    with im:  # closing frees Pillow's copy of the pixels before the float RGB is made
+        check(im.width, im.height)
         try:
-            exif_bytes = exif.tobytes()
-        except Exception:
-            exif_bytes = None
-    return _finish(pixels, bit_depth, im.mode, icc, exif_bytes, im.format, path)
+            exif = im.getexif()
+        except Exception:  # malformed EXIF must not cost the user the photo
+            exif = Image.Exif()
+        icc, mode, fmt, exif_bytes = im.info.get("icc_profile"), im.mode, im.format, descriptive_exif(exif)
+        try:
+            decoded = decode_pixels(im, data)
+        except InputError:
+            raise
+        except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
+            raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
+    return _finish(apply_orientation(decoded.pixels, decoded.orientation), mode, icc, exif_bytes, fmt, path)
 
 
-def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], max_pixels: int) -> LoadedImage:
-    decoded = decode_tiff(data, check_size=lambda w, h: _check_size(w, h, max_pixels))
+def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], check: SizeCheck) -> LoadedImage:
+    decoded = decode_tiff(data, check_size=check)
     if decoded is None:
         raise InputError(f"{name} is a TIFF this program cannot decode (unsupported layout or compression)")
-    pixels, bit_depth, icc, orientation = decoded
-    pixels = apply_orientation(pixels, orientation)
+    pixels = apply_orientation(decoded.pixels, decoded.orientation)
     mode = "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "L"
-    return _finish(pixels, bit_depth, mode, icc, None, "TIFF", path)
+    return _finish(pixels, mode, decoded.icc, None, "TIFF", path)
 
 
 def _reason(exc: BaseException) -> str:
@@ -213,8 +226,11 @@ def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> 
 
     Rule: if the mask has an alpha channel with transparent pixels (a stroke layer exported from a
     painting app), fill where alpha > 127; otherwise fill where any colour channel > 127
-    (white / nonzero on black). Arrays may be bool, uint8, uint16 or float in [0, 1].
+    (white / nonzero on black). Arrays may be bool, float in [0, 1], or integer: 0/255 (uint8),
+    0/65535 (uint16), or 0/1 (any integer type whose maximum is 1: nonzero = fill).
     """
+    if isinstance(source, np.ndarray) and np.issubdtype(source.dtype, np.integer) and source.max(initial=0) == 1:
+        source = source != 0  # a 0/1 label mask, not a nearly black image
     if isinstance(source, np.ndarray) and source.dtype == np.bool_ and source.ndim == 2:
         mask = source.copy()
     else:
@@ -316,23 +332,12 @@ def _encode(pixels: np.ndarray, fmt: str, depth: int, icc: Optional[bytes], exif
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over ``path`` only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` to ``path`` so that a crash never leaves a half-written file there."""
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(path) as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 # ------------------------------------------------------------------------- model tensors

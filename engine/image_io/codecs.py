@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 
 from engine.errors import InputError
 
+ORIENTATION_TAG = 0x0112
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_HEADER = b"Exif\x00\x00"
 #: Plain-text TIFF tags copied from the input's EXIF into written TIFFs (the EXIF sub-IFD is not).
@@ -24,37 +26,82 @@ _TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # description, make, mo
 
 
 def to_uint(pixels: np.ndarray, depth: int) -> np.ndarray:
-    """Float in [0, 1] -> uint8 (depth 8) or uint16 (depth 16), rounded to nearest."""
+    """Float in [0, 1] -> uint8 (depth 8) or uint16 (depth 16), rounded to nearest (one float
+    temporary, not three)."""
     top = 255.0 if depth == 8 else 65535.0
-    dtype = np.uint8 if depth == 8 else np.uint16
-    return np.round(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
+    scaled = np.clip(pixels, 0.0, 1.0)
+    scaled *= top
+    np.round(scaled, out=scaled)
+    return scaled.astype(np.uint8 if depth == 8 else np.uint16)
 
 
-def scale_to_unit(a: np.ndarray) -> tuple[np.ndarray, int]:
-    """Integer/float/bool array -> (float32 in [0, 1], bit depth 8 or 16)."""
+def unit_scale(a: np.ndarray) -> tuple[float, int]:
+    """(divisor that maps ``a``'s values to [0, 1], bit depth 8 or 16) for bool, integer or float
+    pixels: uint8 / 255, uint16 / 65535, other integers by their range, bool and float as they are."""
     if a.dtype == np.bool_:
-        return a.astype(np.float32), 8
+        return 1.0, 8
     if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0, 8
+        return 255.0, 8
     if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0, 16
+        return 65535.0, 16
     if np.issubdtype(a.dtype, np.integer):
-        if a.max(initial=0) <= 255:
-            return np.clip(a.astype(np.float32) / 255.0, 0.0, 1.0), 8
-        return np.clip(a.astype(np.float32) / 65535.0, 0.0, 1.0), 16
-    return np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0), 16
+        return (255.0, 8) if a.max(initial=0) <= 255 else (65535.0, 16)
+    return 1.0, 16
+
+
+def to_unit_float(a: np.ndarray, divisor: float, out: np.ndarray) -> np.ndarray:
+    """Write ``a / divisor`` into the float32 array ``out`` (``a`` broadcasts: (H, W, 1) fills all
+    channels), clipped to [0, 1] (NaN -> 0) unless ``a`` is uint8/uint16/bool, which cannot leave
+    it. One pass, no temporary: the only full-size float copy of a photo is ``out``."""
+    np.divide(a, np.float32(divisor), out=out)
+    if a.dtype not in (np.uint8, np.uint16, np.bool_):
+        np.nan_to_num(out, copy=False)
+        np.clip(out, 0.0, 1.0, out=out)
+    return out
 
 
 # ------------------------------------------------------------------------------- decoding
-def decode_pixels(im: Image.Image, data: bytes) -> tuple[np.ndarray, int]:
+@dataclass
+class Decoded:
+    """Pixels as one decoder gave them, and the EXIF orientation that is still to be applied.
+
+    The pixels stay in the decoder's type (uint8, uint16, float, ...; see :func:`unit_scale`) and
+    layout, so that orienting and expanding them to RGB float happens once, in one allocation.
+    Some decoders turn the image upright themselves (Pillow does so for TIFFs and removes the tag),
+    others do not (tifffile, OpenCV with IMREAD_UNCHANGED, Pillow for JPEG/PNG/WebP). Each decoder
+    reports what is left, so the orientation is applied exactly once whichever decoder ran."""
+
+    pixels: np.ndarray  # (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA
+    orientation: int = 1  # EXIF orientation (1-8) still to apply to ``pixels``
+    icc: Optional[bytes] = None  # from decoders that read it themselves (tifffile)
+
+
+def _orientation(value) -> int:
+    """An orientation tag's value as 1-8; 1 when absent or invalid."""
+    try:
+        orientation = int(value or 1)
+    except (TypeError, ValueError):
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def _pillow_orientation(im: Image.Image) -> int:
+    """The orientation Pillow still reports for ``im`` (after ``load()``: what Pillow left to do)."""
+    try:
+        return _orientation(im.getexif().get(ORIENTATION_TAG))
+    except Exception:  # malformed EXIF must not cost the user the photo
+        return 1
+
+
+def decode_pixels(im: Image.Image, data: bytes) -> Decoded:
     """Decode the pixels of an opened (not yet loaded) Pillow image whose encoded bytes are
-    ``data``. Returns float32 in [0, 1] and the bit depth (8 or 16). Orientation is not applied."""
+    ``data``."""
     if im.format == "TIFF":
         decoded = decode_tiff(data)
         if decoded is not None:
-            return decoded[0], decoded[1]
+            return decoded
     if im.format == "PNG" and _png_bit_depth(data) == 16:
-        return _decode_png16(data)
+        return _decode_png16(data, _pillow_orientation(im))
     return _decode_with_pillow(im)
 
 
@@ -64,7 +111,8 @@ def _png_bit_depth(data: bytes) -> int:
     return data[24]
 
 
-def _decode_png16(data: bytes) -> tuple[np.ndarray, int]:
+def _decode_png16(data: bytes, orientation: int) -> Decoded:
+    """OpenCV keeps the 16 bits; with IMREAD_UNCHANGED it leaves the orientation to us."""
     import cv2
 
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -72,14 +120,13 @@ def _decode_png16(data: bytes) -> tuple[np.ndarray, int]:
         raise InputError("the 16-bit PNG is corrupt or truncated")
     if array.ndim == 3 and array.shape[2] >= 3:  # OpenCV gives BGR(A)
         array = array[..., [2, 1, 0, 3][: array.shape[2]]]
-    return scale_to_unit(array)
+    return Decoded(array, orientation)
 
 
-def decode_tiff(data: bytes, check_size: Optional[Callable[[int, int], None]] = None
-                ) -> Optional[tuple[np.ndarray, int, Optional[bytes], int]]:
-    """tifffile for the plain photometric kinds (gray, RGB): (pixels, bit depth, ICC profile,
-    EXIF orientation), or None to let Pillow try. ``check_size(width, height)`` runs before the
-    pixels are decoded (the decompression-bomb guard)."""
+def decode_tiff(data: bytes, check_size: Optional[Callable[[int, int], None]] = None) -> Optional[Decoded]:
+    """tifffile for the plain photometric kinds (gray, RGB), or None to let Pillow try. tifffile
+    gives the pixels as stored, so the TIFF orientation tag is left to apply. ``check_size(width,
+    height)`` runs before the pixels are decoded (the decompression-bomb guard)."""
     import tifffile
 
     try:
@@ -94,8 +141,7 @@ def decode_tiff(data: bytes, check_size: Optional[Callable[[int, int], None]] = 
             axes = page.axes
             extras = len(page.extrasamples or ())
             icc = page.iccprofile or None
-            orientation_tag = page.tags.get(274)
-            orientation = int(orientation_tag.value) if orientation_tag is not None else 1
+            orientation = _orientation(page.tags.valueof(ORIENTATION_TAG))
     except InputError:
         raise
     except Exception:
@@ -104,7 +150,7 @@ def decode_tiff(data: bytes, check_size: Optional[Callable[[int, int], None]] = 
         array = np.moveaxis(array, 0, -1)
     if array.ndim != 2 and array.ndim != 3:
         return None
-    pixels, depth = scale_to_unit(array)
+    pixels = array
     if pixels.ndim == 3:
         colour = pixels.shape[2] - extras
         if colour not in (1, 3):
@@ -113,21 +159,30 @@ def decode_tiff(data: bytes, check_size: Optional[Callable[[int, int], None]] = 
         if pixels.shape[2] == 1:
             pixels = pixels[..., 0]
     if photometric == 0:  # MINISWHITE: 0 = white
-        if pixels.ndim == 2:
-            pixels = 1.0 - pixels
-        else:
-            colour = pixels.shape[2] - (1 if extras else 0)
-            pixels = pixels.copy()
-            pixels[..., :colour] = 1.0 - pixels[..., :colour]
-    return np.ascontiguousarray(pixels, dtype=np.float32), depth, icc, orientation
+        pixels = _invert_colour(pixels, has_alpha=pixels.ndim == 3 and extras > 0)
+    return Decoded(pixels, orientation, icc)
+
+
+def _invert_colour(pixels: np.ndarray, has_alpha: bool) -> np.ndarray:
+    """White-is-zero -> black-is-zero, in the pixels' own type (alpha untouched)."""
+    out = pixels.copy()
+    colour = out[..., :-1] if has_alpha else out
+    if out.dtype == np.bool_:
+        np.logical_not(colour, out=colour)
+    else:
+        top = np.iinfo(out.dtype).max if np.issubdtype(out.dtype, np.unsignedinteger) else 1
+        np.subtract(top, colour, out=colour, casting="unsafe")
+    return out
 
 
 _PIL_CONVERSIONS = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "CMYK": "RGB", "YCbCr": "RGB",
                     "LAB": "RGB", "HSV": "RGB", "RGBX": "RGB"}
 
 
-def _decode_with_pillow(im: Image.Image) -> tuple[np.ndarray, int]:
+def _decode_with_pillow(im: Image.Image) -> Decoded:
+    """Pillow's pixels; the orientation is read after loading, as Pillow may have applied it."""
     im.load()
+    orientation = _pillow_orientation(im)
     mode = im.mode
     if mode == "P":
         target = "RGBA" if "transparency" in im.info else "RGB"
@@ -140,7 +195,7 @@ def _decode_with_pillow(im: Image.Image) -> tuple[np.ndarray, int]:
     array = np.asarray(im)
     if im.mode.startswith("I;16"):
         array = array.astype(np.uint16)
-    return scale_to_unit(array)
+    return Decoded(array, orientation)
 
 
 # ------------------------------------------------------------------------------- encoding

@@ -133,9 +133,9 @@ def _shapes_only(path: Path) -> Dict[str, Any]:
             pass  # load_state_dict below raises the proper ModelFileError
     else:
         try:
-            from engine.models.checkpoint import unwrap_state_dict
+            from engine.models.checkpoint import load_plain_pickle, unwrap_state_dict
 
-            raw = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            raw = load_plain_pickle(path, mmap=True)
             return unwrap_state_dict(raw, source=path.name)
         except ModelFileError:
             raise

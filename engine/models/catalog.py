@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from engine.atomic_file import atomic_write
 from engine.errors import EngineError, ModelFileError
 
 INSTALLED, MISSING, CORRUPT, PARTIAL = "installed", "missing", "corrupt", "partial"
@@ -226,11 +227,8 @@ def read_registry(directory: Path) -> dict[str, Any]:
 
 def write_registry(directory: Path, data: dict[str, Any]) -> None:
     """Atomic write (temp file + rename) so a crash never leaves half a registry."""
-    path = registry_path(directory)
-    tmp = path.with_name(path.name + ".tmp")
-    with _registry_lock:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+    with _registry_lock, atomic_write(registry_path(directory)) as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def update_registry(directory: Path, change) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,13 +94,27 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
 
             raw = load_file(str(path), device="cpu")
         else:
-            raw = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickles with code, truncated zips, text files, ...
+            raw = load_plain_pickle(path)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # truncated zips, text files, ...
         raise ModelFileError(
             f"{path.name} could not be read as a model checkpoint ({type(exc).__name__}: "
             f"{_first_line(exc)}). It may be truncated, not a PyTorch/safetensors file, or contain "
             f"code, which is never loaded; {EXPECTED}") from exc
     return unwrap_state_dict(raw, source=path.name)
+
+
+def load_plain_pickle(path: Union[str, Path], *, mmap: bool = False) -> object:
+    """``torch.load`` of a ``.pt/.ckpt`` file with ``weights_only=True``: tensors and plain
+    containers only. A file holding anything else (code, other Python objects) raises
+    ModelFileError saying it was not loaded, never PyTorch's advice to load it without that guard."""
+    path = Path(path)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(f"{path.name} contains code or Python objects that are not plain tensors, "
+                             "so it was not loaded (for your safety)") from exc
 
 
 def _first_line(exc: BaseException) -> str:

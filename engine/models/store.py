@@ -7,6 +7,7 @@ is recorded in ``registry.json`` and every later Verify/Repair is checked agains
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -24,6 +25,10 @@ from engine.models import download as dl
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
+
+
+class AlreadyInstalled(EngineError):
+    """The imported file's exact bytes are already installed; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
 
 
-def _match_catalog(src: Path, size: int, family: str, sha256: str) -> Optional[cat.ModelEntry]:
+def _match_catalog(directory: Path, src: Path, size: int, family: str, sha256: str) -> Optional[cat.ModelEntry]:
+    """The catalog model this file is, unless another file already holds that model's place."""
+    registry = cat.read_registry(directory)
     for entry in cat.load_catalog().values():
         if entry.architecture != family or (entry.sha256 and entry.sha256 != sha256):
             continue
+        placed = cat.state_of(entry, directory, registry)
+        if placed.status == cat.INSTALLED and not _same_file(placed.path, src):
+            continue  # never replace an installed file with other bytes
         if entry.size_exact and entry.size_bytes == size:
             return entry
         plausible = entry.size_bytes is None or abs(size - entry.size_bytes) <= 0.05 * entry.size_bytes
@@ -160,10 +170,13 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
                       progress: Optional[Callable[[int, int], None]] = None) -> ImportResult:
     """Check a checkpoint the user has and add it to the store (copy, hard link or symlink).
 
-    The file is loaded safely and its architecture detected before anything is written; a
-    known catalog file (same architecture and file name or exact size) takes its catalog id,
-    anything else is registered as a custom model. Rejections raise ModelFileError/EngineError
-    and leave the models folder unchanged.
+    The file is loaded safely and its architecture detected before anything is written. A file
+    whose exact bytes (sha256) are already installed raises :class:`AlreadyInstalled`; one whose
+    model is registered but missing or damaged takes its place again. A known catalog file (same
+    architecture and file name or exact size) takes its catalog id; anything else becomes a new
+    custom model with an id and file of its own (``model``, ``model-2``, ...: nothing installed is
+    ever replaced). An explicit ``model_id`` must be free. Rejections raise
+    ModelFileError/EngineError and leave the models folder unchanged.
     """
     if mode not in IMPORT_MODES:
         raise EngineError(f"import mode must be one of {', '.join(IMPORT_MODES)}, got {mode!r}")
@@ -174,24 +187,13 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     directory = cat.models_dir(models_dir)
     size = src.stat().st_size
     sha256 = dl.sha256_file(src, progress=progress)
-    entry = None if model_id else _match_catalog(src, size, config.family, sha256)
-    if entry is not None:
+    entry = _entry_with_hash(directory, sha256, src)
+    if entry is None and not model_id:
+        entry = _match_catalog(directory, src, size, config.family, sha256)
+    if entry is not None:  # the model this file is (again): its id and place
         mid, dest = entry.id, directory / entry.file_name
     else:
-        known = cat.all_entries(directory)
-        mid = _slug(model_id or src.stem)
-        if mid in known and not known[mid].custom:
-            mid = f"user-{mid}"
-        taken = {e.file_name for e in known.values() if e.id != mid} | {cat.REGISTRY_NAME}
-
-        def free(name: str) -> bool:
-            path = directory / name
-            occupied = (path.exists() or path.is_symlink()) and not _same_file(path, src)
-            return name not in taken and not (occupied and mid not in known)
-
-        candidates = (src.name, f"{mid}{src.suffix}", f"{mid}-{sha256[:8]}{src.suffix}")
-        file_name = next((n for n in candidates if free(n)), candidates[-1])
-        dest = directory / file_name
+        mid, dest = _new_custom_place(directory, src, model_id)
     if not (dest.exists() and _same_file(dest, src)):
         _place(src, dest, mode)
     (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
@@ -206,7 +208,47 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
             }
 
         cat.update_registry(directory, add_custom)
-    return ImportResult(mid, dest, config.family, entry is not None, sha256)
+    return ImportResult(mid, dest, config.family, entry is not None and not entry.custom, sha256)
+
+
+def _entry_with_hash(directory: Path, sha256: str, src: Path) -> Optional[cat.ModelEntry]:
+    """The model already registered with exactly these bytes, if its file is missing or damaged
+    (so the import repairs it); raises AlreadyInstalled when its file is there and intact."""
+    registry = cat.read_registry(directory)
+    for entry in cat.all_entries(directory).values():
+        if reference_hash(entry, registry) != sha256:
+            continue
+        if cat.state_of(entry, directory, registry).status == cat.INSTALLED:
+            raise AlreadyInstalled(f"{src.name} is already installed as model '{entry.id}' "
+                                   f"({directory / entry.file_name})")
+        return entry
+    return None
+
+
+def _new_custom_place(directory: Path, src: Path, model_id: Optional[str]) -> tuple[str, Path]:
+    """An id no model has and the file for it: ``<id><suffix>``, never a file that exists, or the
+    source itself when it already lies unregistered in the models folder."""
+    entries = cat.all_entries(directory)
+    taken_files = {e.file_name for e in entries.values()} | {cat.REGISTRY_NAME}
+    in_place = _same_file(src.parent, directory) and src.name not in taken_files
+
+    def dest(mid: str) -> Path:
+        return src if in_place else directory / f"{mid}{src.suffix}"
+
+    def free(mid: str) -> bool:
+        path = dest(mid)
+        occupied = path.name in taken_files or (not in_place and (
+            path.exists() or path.is_symlink() or path.with_name(path.name + cat.PART_SUFFIX).exists()))
+        return mid not in entries and not occupied
+
+    if model_id:
+        mid = _slug(model_id)
+        if not free(mid):
+            raise EngineError(f"the id '{mid}' is already used by another model or file; choose another id")
+    else:
+        base = _slug(src.stem)
+        mid = next(m for m in (base if n == 1 else f"{base}-{n}" for n in itertools.count(1)) if free(m))
+    return mid, dest(mid)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -8,7 +8,9 @@ e.g. for super-resolution, or have identical channels, e.g. for colorization).
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
+from typing import Optional
 
 import torch
 
@@ -94,9 +96,26 @@ class Observation(Constraint):
         return self.op.noise_gain()
 
     def residual(self, x) -> float:
-        diff = torch.linalg.vector_norm((self.op.A(x) - self.y).double())
-        ref = torch.linalg.vector_norm(self.y.double()).clamp_min(1e-12)
-        return float(diff / ref)
+        return norm64(self.op.A(x), self.y) / max(norm64(self.y), 1e-12)
+
+
+def norm64(a: torch.Tensor, b: Optional[torch.Tensor] = None, chunk: int = 1 << 22) -> float:
+    """‖a − b‖₂ (‖a‖₂ without ``b``): the difference taken in the tensors' dtype, the sum of squares
+    in float64, a block of rows at a time (views, whatever the memory layout): a full-size photo
+    needs no difference or float64 copy."""
+    if b is not None and b.shape != a.shape:
+        a, b = torch.broadcast_tensors(a, b)
+    a = a.detach().reshape(1, -1) if a.dim() < 2 else a.detach()
+    b = None if b is None else (b.detach().reshape(1, -1) if b.dim() < 2 else b.detach())
+    rows = a.shape[-2]
+    step = max(1, chunk * rows // max(a.numel(), 1))
+    total = 0.0
+    for start in range(0, rows, step):
+        part = a[..., start:start + step, :]
+        if b is not None:
+            part = part - b[..., start:start + step, :]
+        total += float(torch.sum(part.double().square()))
+    return math.sqrt(total)
 
 
 class Stacked(Constraint):

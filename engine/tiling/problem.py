@@ -141,6 +141,13 @@ class PhotoProblem:
         return dataclasses.replace(self, photo=_reflect_pad(self.photo, ph, pw),
                                    mask=None if self.mask is None else _reflect_pad(self.mask, ph, pw))
 
+    def cropped(self, height: int, width: int) -> "PhotoProblem":
+        """The top-left (height, width) output canvas of this problem, as views of its photo and mask:
+        undoes :meth:`padded` without a copy."""
+        h, w = height // self.scale, width // self.scale
+        return dataclasses.replace(self, photo=self.photo[..., :h, :w],
+                                   mask=None if self.mask is None else self.mask[..., :h, :w])
+
     def downscaled(self, factor: int) -> Optional["PhotoProblem"]:
         """The same problem with an output ``factor`` times smaller (HiR phase 1), or None when it
         cannot be posed (factor incompatible with the SR factor, or nothing left to solve).

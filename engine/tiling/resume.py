@@ -5,8 +5,8 @@ Layout of ``resume_dir``::
     state.json        {"version", "fingerprint", "stages": {name: {"finished": [...], "shape": [H, W]}}}
     <stage>.npy       the stage's canvas, uint16 (H, W, 3)
 
-Both are written atomically (temporary file + ``os.replace``) after every finished level and when
-a run is cancelled. The fingerprint covers everything that changes the result (the request minus
+Both are written atomically (:func:`engine.atomic_file.atomic_write`) after every finished level
+and when a run is cancelled. The fingerprint covers everything that changes the result (the request minus
 ``resume_dir``, ``batch`` and ``device`` — batching does not change the result — plus the hash of
 the loaded image and mask pixels).
 
@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from engine.atomic_file import atomic_write
 from engine.geometry import Box
 from engine.tiling.canvas import Canvas
 
@@ -46,22 +46,8 @@ def request_fingerprint(request_dict: dict[str, Any], *arrays: Optional[np.ndarr
         if arr is not None:
             a = np.ascontiguousarray(arr)
             digest.update(f"{a.shape}{a.dtype}".encode())
-            digest.update(a.tobytes())
+            digest.update(a.data)  # the array's own buffer: no full-size bytes copy
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class ResumeState:
@@ -127,7 +113,9 @@ class ResumeState:
 
     def save_stage(self, name: str, canvas: Canvas, finished: set[int]) -> None:
         """Write the stage's canvas, then the JSON that points to it (both atomic)."""
-        _atomic_write(self.directory / f"{name}.npy", lambda fh: np.save(fh, canvas.pixels, allow_pickle=False))
+        with atomic_write(self.directory / f"{name}.npy") as handle:
+            np.save(handle, canvas.pixels, allow_pickle=False)
         self.stages[name] = {"finished": sorted(finished), "shape": [canvas.height, canvas.width]}
         doc = {"version": VERSION, "fingerprint": self.fingerprint, "stages": self.stages}
-        _atomic_write(self.directory / STATE_FILE, lambda fh: fh.write(json.dumps(doc, indent=1).encode()))
+        with atomic_write(self.directory / STATE_FILE) as handle:
+            handle.write(json.dumps(doc, indent=1).encode())

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
+from engine.atomic_file import atomic_write
 from engine.errors import InputError, ModelFileError
 
 if TYPE_CHECKING:
@@ -38,16 +38,14 @@ def train_state_dir(model_path: str | Path) -> Path:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save, or safetensors for a ``.safetensors`` path (a dict of tensors), via a temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import save_file
+    """torch.save, or safetensors for a ``.safetensors`` path (a dict of tensors), written atomically."""
+    with atomic_write(path) as handle:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import save
 
-        save_file(obj, str(tmp))
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+            handle.write(save(obj))
+        else:
+            torch.save(obj, handle)
 
 
 def write_model(model_path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -59,9 +57,8 @@ def write_model(model_path: str | Path, state_dict: dict[str, torch.Tensor], met
     plain = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone() for k, v in state_dict.items()}
     _atomic_save(plain, path)
     side = sidecar_path(path)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, side)
+    with atomic_write(side) as handle:
+        handle.write(json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
     return side
 
 
@@ -88,8 +85,12 @@ def load_train_state(model_path: str | Path) -> Optional[dict[str, Any]]:
     path = train_state_dir(model_path) / STATE_FILE
     if not path.is_file():
         return None
+    from engine.models.checkpoint import load_plain_pickle
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_plain_pickle(path)
+    except ModelFileError as exc:
+        raise ModelFileError(f"cannot resume: {exc}") from exc
     except Exception as exc:  # truncated or foreign file
         raise ModelFileError(f"cannot resume: the training state {path} is unreadable ({exc})") from exc
 

@@ -1,0 +1,51 @@
+"""Writing a file so that it is never seen half-written: the one place the engine does this.
+
+``atomic_write(path)`` hands out a binary file beside ``path`` under a temporary name, flushes it
+to disk and renames it over ``path`` only when the ``with`` block completes. On any error the
+temporary file is removed and ``path`` is untouched.
+
+The result has the permissions a plain ``open(path, "wb")`` would give it: a new file gets
+0666 minus the umask (the temporary file is created with that mode, so the system applies the
+umask), and a file that is replaced keeps its own mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Iterator, Union
+
+#: Mode of a new file before the umask, as for ``open(path, "w")``.
+NEW_FILE_MODE = 0o666
+
+
+@contextlib.contextmanager
+def atomic_write(path: Union[str, os.PathLike]) -> Iterator[BinaryIO]:
+    """``with atomic_write(path) as handle: handle.write(...)`` — ``path`` appears complete or not
+    at all. The parent folder is created when missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), NEW_FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        _keep_mode_of(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _keep_mode_of(path: Path, tmp: Path) -> None:
+    """Give ``tmp`` the permission bits of the file it is about to replace, if there is one."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    os.chmod(tmp, mode)
