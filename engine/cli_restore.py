@@ -17,12 +17,12 @@ import typing
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-import numpy as np
 
 from engine.cli_common import (check_writable_file, check_writable_folder, fraction, non_negative, parse_travel,
                                refuse_overwriting, whole, writing)
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.cli_console import EventRenderer, drain
+from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
 from engine.report import peak_rss_mb, write_report
 from engine.request import Quirks, RestoreRequest, Tasks
@@ -215,17 +215,21 @@ def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path
     (with input/output paths and notes). The job's saved state is removed once all is written."""
     if target.suffix.lower() not in SAVE_FORMATS:
         raise InputError(f"cannot write {target.name!r}: use .png, .jpg, .tif or .webp")
-    loaded = load_image(source)
-    mask = None
-    if mask_path is not None:
-        mask = load_mask(mask_path, loaded.size).astype(np.uint8) * 255
     state_dir = state_dir_for(target)
+    # the pipeline reads the photo and the mask itself: one copy of the pixels during the run
+    request = build_request(args, str(source), None if mask_path is None else str(mask_path),
+                            resume_dir=str(state_dir))
+    # refused here, before the model loads, when the run would not fit in memory
+    loaded = load_image(source, bytes_per_pixel=restore_bytes_per_input_pixel(request.tasks))
+    if mask_path is not None:
+        load_mask(mask_path, loaded.size)  # a mask of the wrong size is refused before the model loads
+    like = dataclasses.replace(loaded, rgb=loaded.rgb[:0, :0])  # saving needs only the metadata
+    del loaded
     if not args.resume:  # check_saved_progress let it through: nothing finished there, or --restart
         shutil.rmtree(state_dir, ignore_errors=True)
-    request = build_request(args, loaded.rgb, mask, resume_dir=str(state_dir))
     finished = drain(request, renderer, cancel)
     with _finished_work_kept(state_dir):
-        notes = save_image(target, finished.result, like=loaded, quality=args.quality, bit_depth=args.bit_depth)
+        notes = save_image(target, finished.result, like=like, quality=args.quality, bit_depth=args.bit_depth)
         report = dict(finished.report)
         report.setdefault("peak_rss_mb", peak_rss_mb())
         report.update(input=str(source), output=str(target), notes=notes)

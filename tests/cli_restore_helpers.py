@@ -16,6 +16,7 @@ import engine.cli_console as cli_console
 import engine.cli_restore as cli_restore
 from engine.errors import Cancelled
 from engine.events import FinishedEvent, LogEvent, ProgressEvent, StageEvent
+from engine.image_io import load_image
 from engine.request import RestoreRequest
 
 SHARED_DATA = Path(os.environ.get("RESTORER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -44,7 +45,7 @@ class FakePipeline:
         self.requests.append(request)
         self.state_seen.append(bool(request.resume_dir) and Path(request.resume_dir).exists())
         self.cancel_seen = cancel
-        image = request.image
+        image = load_image(request.image).rgb  # the CLI passes the photo's path
         yield StageEvent("restoring")
         yield LogEvent("warning", "fake model with random weights")
         for done in range(1, 4):

@@ -15,6 +15,7 @@ from PIL import Image
 import engine.cli_console as cli_console
 import engine.cli_restore as cli_restore
 from engine.cli import build_parser, main
+from engine.image_io import load_mask
 from engine.request import RestoreRequest
 from tests.cli_restore_helpers import FAST, SHARED_DATA, FakePipeline, check_report, photo_file
 
@@ -148,15 +149,29 @@ def test_single_run_saves_result_report_and_metadata(tmp_path, capsys, fake):
     assert not Path(str(out) + cli_restore.STATE_SUFFIX).exists()
 
 
-def test_mask_implies_inpaint_and_reaches_pipeline_as_array(tmp_path, fake):
+def test_mask_implies_inpaint_and_the_pipeline_reads_photo_and_mask_itself(tmp_path, fake):
     photo = photo_file(tmp_path / "p.png", (16, 20))
     mask = np.zeros((16, 20), np.uint8)
     mask[4:8, 5:9] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
     assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--mask", str(tmp_path / "m.png"),
                  "--no-progress"]) == 0
-    req = fake.requests[0]
-    assert req.tasks.inpaint and req.mask.shape == (16, 20) and int((req.mask > 0).sum()) == 16
+    req = fake.requests[0]  # paths, so the run holds one copy of the pixels (the pipeline's)
+    assert req.tasks.inpaint and req.image == str(photo) and req.mask == str(tmp_path / "m.png")
+    assert int(load_mask(req.mask, (16, 20)).sum()) == 16
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, fake):
+    import engine.host_memory as host_memory
+    from engine.request import Tasks
+
+    photo = photo_file(tmp_path / "p.png", (24, 32))
+    pixels = 24 * 32
+    enough_to_decode = pixels * (host_memory.DECODE_BYTES_PER_PIXEL + 1)
+    assert enough_to_decode < pixels * host_memory.restore_bytes_per_input_pixel(Tasks(colorize=True))
+    monkeypatch.setattr(host_memory, "available_bytes", lambda: enough_to_decode)
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize"]) == 2
+    assert "too large for this computer's memory" in capsys.readouterr().err and not fake.requests
 
 
 def test_ctrl_c_cancels_and_exits_130(tmp_path, capsys, monkeypatch):
