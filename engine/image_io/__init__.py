@@ -77,13 +77,6 @@ class LoadedImage:
         """(height, width)."""
         return int(self.rgb.shape[0]), int(self.rgb.shape[1])
 
-    @property
-    def is_grayscale(self) -> bool:
-        return self.mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F") or (
-            self.mode == "array" and bool(np.all(self.rgb[..., 0] == self.rgb[..., 1]))
-            and bool(np.all(self.rgb[..., 1] == self.rgb[..., 2]))
-        )
-
 
 # ----------------------------------------------------------------------------------- loading
 def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
