@@ -5,7 +5,8 @@ back the way the photo came: alpha (kept aside), bit depth (8 or 16), ICC profil
 that describe the photo, with the orientation already applied to the pixels and the tag reset to
 1), and the file format.
 ``save_image`` writes PNG / JPEG / TIFF / WebP atomically (temporary file + ``os.replace``), so a
-crash never leaves a half-written file over the user's photo.
+crash never leaves a half-written file over the user's photo; the result of a gray file is written
+gray when it is still exactly gray (not colorized).
 
 Decoders: Pillow for most files and for metadata; OpenCV for 16-bit PNGs (Pillow reduces 16-bit
 RGB PNGs to 8 bits); tifffile (with imagecodecs for LZW, JPEG, ...) for TIFFs (8/16-bit, float), with
@@ -177,7 +178,8 @@ def _decode(data: bytes, path: Optional[Path], check: SizeCheck) -> LoadedImage:
             raise
         except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
             raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
-    return _finish(apply_orientation(decoded.pixels, decoded.orientation), mode, icc, exif_bytes, fmt, path)
+    pixels = apply_orientation(decoded.pixels, decoded.orientation)
+    return _finish(pixels, decoded.mode or mode, icc, exif_bytes, fmt, path)
 
 
 def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], check: SizeCheck) -> LoadedImage:
@@ -241,6 +243,13 @@ def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> 
 
 
 # ------------------------------------------------------------------------------------ saving
+#: Pillow modes of gray files (and I;16*): a result of such a photo that is still exactly gray is
+#: written gray.
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
+#: Formats that can hold gray pixels (WebP is always RGB).
+_GRAY_FORMATS = ("PNG", "JPEG", "TIFF")
+
+
 def save_image(
     path: Union[str, Path],
     rgb: np.ndarray,
@@ -257,6 +266,11 @@ def save_image(
     overrides; 16 bits are written for PNG and TIFF only. ``alpha`` (H', W') float in [0, 1]
     overrides ``like.alpha``. Returns notes about anything that could not be kept (e.g. alpha in
     a JPEG) so a caller can tell the user; nothing is printed.
+
+    Gray stays gray: when ``like`` is a gray file (L, LA, I;16, ...) and the result is exactly gray
+    once quantized (R = G = B at every pixel: a black-and-white photo that was not colorized), a
+    PNG, JPEG or TIFF is written gray (gray+alpha with alpha), which loses nothing. The ICC profile
+    is embedded only when it fits what is written: GRAY for gray pixels, RGB for colour.
     """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
@@ -278,19 +292,36 @@ def save_image(
     if depth == 16 and fmt not in ("PNG", "TIFF"):
         notes.append(f"{fmt} holds 8 bits per channel; saved with 8")
         depth = 8
-    icc = like.icc_profile if like is not None else None
-    if icc is not None and icc[16:20] != b"RGB ":
-        notes.append(f"the input's {icc[16:20].decode('ascii', 'replace').strip()} colour profile does "
-                     "not fit an RGB result and was not embedded")
-        icc = None
-    exif = like.exif if like is not None else None
     if alpha is not None and fmt == "JPEG":
         notes.append("JPEG has no transparency; the alpha channel was dropped")
         alpha = None
-    pixels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
-    data = _encode(pixels, fmt, depth, icc, exif, quality)
+    pixels = to_uint(rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2), depth)
+    gray = like is not None and _is_gray_mode(like.mode) and fmt in _GRAY_FORMATS and _is_gray(pixels)
+    if gray:
+        pixels = pixels[..., 0] if alpha is None else pixels[..., [0, 3]]
+    icc = like.icc_profile if like is not None else None
+    space = b"GRAY" if gray else b"RGB "
+    if icc is not None and icc[16:20] != space:
+        notes.append(f"the input's {icc[16:20].decode('ascii', 'replace').strip()} colour profile does "
+                     f"not fit a{' gray' if gray else 'n RGB'} result and was not embedded")
+        icc = None
+    exif = like.exif if like is not None else None
+    data = _encode(np.ascontiguousarray(pixels), fmt, icc, exif, quality)
     _write_atomically(path, data)
     return notes
+
+
+def _is_gray_mode(mode: str) -> bool:
+    return mode in _GRAY_MODES or mode.startswith("I;16")
+
+
+def _is_gray(pixels: np.ndarray) -> bool:
+    """Whether (H, W, 3|4) pixels have R = G = B everywhere (in row bands: no full-size temporary)."""
+    for top in range(0, pixels.shape[0], 256):
+        band = pixels[top : top + 256]
+        if not (np.array_equal(band[..., 0], band[..., 1]) and np.array_equal(band[..., 0], band[..., 2])):
+            return False
+    return True
 
 
 def _resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -301,14 +332,14 @@ def _resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
-def _encode(pixels: np.ndarray, fmt: str, depth: int, icc: Optional[bytes], exif: Optional[bytes],
-            quality: int) -> bytes:
+def _encode(pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes], quality: int) -> bytes:
+    """uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA -> file bytes;
+    16 bits only for PNG and TIFF."""
     if fmt == "TIFF":
-        return encode_tiff(to_uint(pixels, depth), icc, exif)
-    if fmt == "PNG" and depth == 16:
-        return encode_png16(to_uint(pixels, 16), icc, exif)
-    mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
-    im = Image.fromarray(to_uint(pixels, 8), mode)
+        return encode_tiff(pixels, icc, exif)
+    if pixels.dtype == np.uint16:
+        return encode_png16(pixels, icc, exif)
+    im = Image.fromarray(pixels)  # L, LA, RGB or RGBA from the shape
     options: dict = {}
     if icc:
         options["icc_profile"] = icc

@@ -74,6 +74,7 @@ class Decoded:
     pixels: np.ndarray  # (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA
     orientation: int = 1  # EXIF orientation (1-8) still to apply to ``pixels``
     icc: Optional[bytes] = None  # from decoders that read it themselves (tifffile)
+    mode: Optional[str] = None  # the file's mode where Pillow reports another (16-bit gray+alpha PNG)
 
 
 def _orientation(value) -> int:
@@ -118,6 +119,8 @@ def _decode_png16(data: bytes, orientation: int) -> Decoded:
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise InputError("the 16-bit PNG is corrupt or truncated")
+    if data[25] == 4:  # gray + alpha, which OpenCV expands to BGRA and Pillow opens as RGBA
+        return Decoded(array[..., [0, 3]], orientation, mode="LA")
     if array.ndim == 3 and array.shape[2] >= 3:  # OpenCV gives BGR(A)
         array = array[..., [2, 1, 0, 3][: array.shape[2]]]
     return Decoded(array, orientation)
@@ -210,14 +213,18 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def encode_png16(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
-    """uint16 (H, W, 3|4) RGB(A) -> PNG bytes, with iCCP and eXIf chunks right after IHDR."""
-    import cv2
+    """uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3|4) RGB(A) -> PNG bytes, with iCCP and eXIf
+    chunks right after IHDR."""
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # OpenCV writes 1, 3 or 4 channels only
+        data = _gray_alpha_png16(pixels)
+    else:
+        import cv2
 
-    bgr = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
-    if not ok:
-        raise InputError("OpenCV could not encode the 16-bit PNG")
-    data = encoded.tobytes()
+        bgr = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]] if pixels.ndim == 3 else pixels
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
+        if not ok:
+            raise InputError("OpenCV could not encode the 16-bit PNG")
+        data = encoded.tobytes()
     ihdr_end = 8 + 4 + 4 + 13 + 4
     extra = b""
     if icc:
@@ -228,9 +235,20 @@ def encode_png16(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]
     return data[:ihdr_end] + extra + data[ihdr_end:]
 
 
+def _gray_alpha_png16(pixels: np.ndarray) -> bytes:
+    """uint16 (H, W, 2) -> a minimal PNG (colour type 4, 16 bits; rows unfiltered)."""
+    height, width = pixels.shape[:2]
+    rows = np.zeros((height, 1 + width * 4), np.uint8)  # each row starts with filter type 0 (none)
+    rows[:, 1:] = np.ascontiguousarray(pixels, ">u2").view(np.uint8).reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
+    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.data, 6))
+            + _png_chunk(b"IEND", b""))
+
+
 def encode_tiff(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
-    """uint8/uint16 (H, W, 3|4) RGB(A) -> deflate-compressed TIFF bytes with the ICC profile and the
-    plain-text tags (make, model, date, artist, copyright, ...) of the input's EXIF."""
+    """uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha or (H, W, 3|4) RGB(A) -> deflate-compressed TIFF
+    bytes with the ICC profile and the plain-text tags (make, model, date, artist, copyright, ...) of
+    the input's EXIF."""
     import tifffile
 
     extratags = []
@@ -248,12 +266,13 @@ def encode_tiff(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes])
                     software = value
                 else:
                     extratags.append((code, "s", 0, value, True))
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     buffer = io.BytesIO()
     tifffile.imwrite(
         buffer,
         pixels,
-        photometric="rgb",
-        extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
+        photometric="rgb" if channels >= 3 else "minisblack",
+        extrasamples=("unassalpha",) if channels in (2, 4) else None,
         compression="zlib",
         iccprofile=icc or None,
         metadata=None,
