@@ -219,27 +219,42 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> np.ndarray:
     """The inpainting mask as bool (H, W); True = fill this pixel. ``size`` is (height, width).
 
-    Rule: if the mask has an alpha channel with transparent pixels (a stroke layer exported from a
-    painting app), fill where alpha > 127; otherwise fill where any colour channel > 127
-    (white / nonzero on black). Arrays may be bool, float in [0, 1], or integer: 0/255 (uint8),
-    0/65535 (uint16), or 0/1 (any integer type whose maximum is 1: nonzero = fill).
+    Fill where :func:`mask_strength` is above one half: white (or opaque strokes) on black, or
+    nonzero in a 0/1 label mask. Arrays may be bool, float in [0, 1], or integer: 0/255 (uint8),
+    0/65535 (uint16), or 0/1 (any integer type).
     """
-    if isinstance(source, np.ndarray) and np.issubdtype(source.dtype, np.integer) and source.max(initial=0) == 1:
-        source = source != 0  # a 0/1 label mask, not a nearly black image
     if isinstance(source, np.ndarray) and source.dtype == np.bool_ and source.ndim == 2:
         mask = source.copy()
     else:
-        loaded = source if isinstance(source, LoadedImage) else load_image(source)
-        if loaded.alpha is not None and float(loaded.alpha.min()) < 0.5:
-            mask = loaded.alpha > 0.5
-        else:
-            mask = (loaded.rgb > 0.5).any(axis=2)
+        mask = mask_strength(source if isinstance(source, LoadedImage) else load_image(source)) > 0.5
     if tuple(mask.shape) != tuple(size):
         raise InputError(
             f"the mask is {mask.shape[1]}×{mask.shape[0]} pixels but the photo is "
             f"{size[1]}×{size[0]} (width×height); they must match"
         )
     return mask
+
+
+def mask_strength(loaded: LoadedImage) -> np.ndarray:
+    """How strongly a mask image marks each pixel for filling: (H, W) float32 in [0, 1].
+
+    Rule: if the mask has an alpha channel with transparent pixels (a stroke layer exported from a
+    painting app), the alpha; otherwise the brightest colour channel (white / nonzero on black).
+    A 0/1 label mask (as many tools export: every stored value 0 or 1, so the largest is 1) is
+    read as 0/1, not as a nearly black image; not in a JPEG, where values of 1 are compression
+    noise around black.
+    """
+    unit = np.float32(1) / np.float32(255 if loaded.bit_depth == 8 else 65535)  # a stored value of 1
+    labels = loaded.format != "JPEG"
+
+    def scaled(values: np.ndarray, transparent: bool = False) -> Optional[np.ndarray]:
+        top = unit if labels and float(values.max()) == unit else np.float32(1)
+        if transparent and float(values.min()) >= top / 2:
+            return None  # an opaque alpha says nothing
+        return values if top == 1 else values / top  # 0/1 labels: 0 or exactly 1
+
+    strength = None if loaded.alpha is None else scaled(loaded.alpha, transparent=True)
+    return strength if strength is not None else scaled(loaded.rgb.max(axis=2))
 
 
 # ------------------------------------------------------------------------------------ saving
