@@ -216,7 +216,9 @@ def encode_png16(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]
     """uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3|4) RGB(A) -> PNG bytes, with iCCP and eXIf
     chunks right after IHDR."""
     if pixels.ndim == 3 and pixels.shape[2] == 2:  # OpenCV writes 1, 3 or 4 channels only
-        data = _gray_alpha_png16(pixels)
+        import imagecodecs
+
+        data = bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels)))
     else:
         import cv2
 
@@ -233,16 +235,6 @@ def encode_png16(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]
     if payload:
         extra += _png_chunk(b"eXIf", payload)
     return data[:ihdr_end] + extra + data[ihdr_end:]
-
-
-def _gray_alpha_png16(pixels: np.ndarray) -> bytes:
-    """uint16 (H, W, 2) -> a minimal PNG (colour type 4, 16 bits; rows unfiltered)."""
-    height, width = pixels.shape[:2]
-    rows = np.zeros((height, 1 + width * 4), np.uint8)  # each row starts with filter type 0 (none)
-    rows[:, 1:] = np.ascontiguousarray(pixels, ">u2").view(np.uint8).reshape(height, -1)
-    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
-    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.data, 6))
-            + _png_chunk(b"IEND", b""))
 
 
 def encode_tiff(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
