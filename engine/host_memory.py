@@ -13,10 +13,15 @@ the real pipeline and a trivial denoiser on generated photos (the slope between 
   consistency check: the photo, the float result, its [-1, 1] copy, the observation y and A x.
 
 PyTorch itself and the model's weights come on top (the model is loaded after the photo).
+
+What is available is the least of the computer's available memory and the room left under the
+memory limits of the process's control group (a container, a systemd slice, a Flatpak sandbox):
+there the kernel kills the process at the group's limit, however much memory the computer has.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from engine.errors import InputError
@@ -44,14 +49,80 @@ def restore_bytes_per_input_pixel(tasks: "Tasks") -> float:
             + channels * RESTORE_BYTES_PER_OBSERVED_VALUE + (RESTORE_BYTES_PER_MASK_PIXEL if tasks.inpaint else 0))
 
 
-def available_bytes() -> Optional[int]:
-    """Memory the system can give this process now (psutil's "available"), or None if unknown."""
+def available_bytes(root: Path = Path("/")) -> Optional[int]:
+    """Memory this process can get now: the least of psutil's "available" and :func:`cgroup_room`
+    (files read under ``root``), or None if neither is known."""
+    known = [n for n in (_system_available(), cgroup_room(root)) if n is not None]
+    return min(known) if known else None
+
+
+def _system_available() -> Optional[int]:
     try:
         import psutil
 
         return int(psutil.virtual_memory().available)
     except Exception:  # noqa: BLE001 - no estimate is better than a crash on an odd platform
         return None
+
+
+#: A limit at or above this is no limit (cgroup v1 writes the largest page count; v2 writes "max").
+_UNLIMITED = 1 << 60
+
+
+def cgroup_room(root: Path = Path("/")) -> Optional[int]:
+    """Bytes left under the tightest memory limit of this process's control group and its ancestors
+    (Linux; cgroup v2 memory.max / memory.current, or v1 memory.limit_in_bytes / usage_in_bytes),
+    or None where there is no limit or no cgroup (Windows, macOS). The group is named in
+    ``root``/proc/self/cgroup and its files are under ``root``/sys/fs/cgroup. Inactive file cache,
+    which the kernel reclaims before it kills anything, does not count as used."""
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+        rooms = []
+        for line in lines:  # "hierarchy:controllers:path"
+            hierarchy, _, rest = line.partition(":")
+            controllers, _, path = rest.partition(":")
+            if hierarchy == "0" and not controllers:  # v2, the unified hierarchy
+                rooms += _rooms(root / "sys/fs/cgroup", path, "memory.max", "memory.current", "inactive_file")
+            elif "memory" in controllers.split(","):  # v1, the memory controller's own hierarchy
+                rooms += _rooms(root / "sys/fs/cgroup/memory", path, "memory.limit_in_bytes",
+                                "memory.usage_in_bytes", "total_inactive_file")
+    except Exception:  # noqa: BLE001 - no estimate is better than a crash on an odd platform
+        return None
+    return min(rooms) if rooms else None
+
+
+def _rooms(mount: Path, path: str, limit_file: str, usage_file: str, inactive_key: str) -> list[int]:
+    """Room under the limit of the group at ``path`` and of each of its ancestors that has one."""
+    rooms = []
+    group = mount / path.strip().lstrip("/")
+    while True:
+        limit = _read_bytes(group / limit_file)
+        usage = _read_bytes(group / usage_file)
+        if limit is not None and limit < _UNLIMITED and usage is not None:
+            rooms.append(max(0, limit - max(0, usage - _stat(group / "memory.stat", inactive_key))))
+        if group == mount or mount not in group.parents:
+            return rooms
+        group = group.parent
+
+
+def _read_bytes(path: Path) -> Optional[int]:
+    """A cgroup file's number, or None when it is missing, "max" or not a number."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _stat(path: Path, key: str) -> int:
+    """One value of a memory.stat file ("key value" lines), 0 when absent."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def check_fits(width: int, height: int, bytes_per_pixel: float, available: Optional[int] = None) -> None:

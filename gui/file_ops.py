@@ -85,19 +85,19 @@ def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 def load_mask_file(path: str, shape: tuple[int, int]) -> ImportedMask:
-    """A mask image (white = fill, or a transparent stroke layer) for a photo of ``shape`` (H, W).
+    """A mask image (white = fill, a transparent stroke layer, or 0/1 labels: the engine's rule,
+    ``image_io.mask_strength``) for a photo of ``shape`` (H, W).
     A mask of another size is scaled if it has the photo's aspect ratio; otherwise InputError
     names both sizes (stretching it would put the marks in the wrong places)."""
     from engine import image_io
     from engine.errors import InputError
 
     loaded = image_io.load_image(path)
-    pixels = loaded.rgb if loaded.alpha is None else np.dstack([loaded.rgb, loaded.alpha])
-    size = tuple(pixels.shape[:2])
+    size = loaded.size
     if not same_aspect(size, shape):
         raise InputError(f"the mask is {size[1]}×{size[0]} pixels and the photo {shape[1]}×{shape[0]}: a mask "
                          "must have the photo's size, or its aspect ratio to be scaled")
-    return ImportedMask(mask_from_image(pixels, shape), size)
+    return ImportedMask(mask_from_image(image_io.mask_strength(loaded), shape), size)
 
 
 def save_mask_file(mask: np.ndarray, path: str) -> None:

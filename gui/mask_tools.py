@@ -145,17 +145,10 @@ def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
     return cv2.dilate(mask, kernel) if pixels > 0 else cv2.erode(mask, kernel)
 
 
-def mask_from_image(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A mask (H, W) uint8 from an imported image: white = fill; resized to ``shape`` if needed."""
-    if pixels.ndim == 3:
-        if pixels.shape[2] == 4 and pixels[..., 3].min() < pixels[..., 3].max():
-            pixels = pixels[..., 3]  # transparent-hole masks: use alpha
-        else:
-            pixels = pixels[..., :3].max(axis=2)
-    if pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
-    elif pixels.dtype != np.uint8:
-        pixels = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+def mask_from_image(strength: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask (H, W) uint8 from an imported mask's (H', W') float strength in [0, 1]
+    (``engine.image_io.mask_strength``), resized to ``shape`` if needed."""
+    pixels = (np.clip(strength, 0, 1) * 255 + 0.5).astype(np.uint8)
     if pixels.shape != tuple(shape):
         pixels = cv2.resize(pixels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return np.ascontiguousarray(pixels)

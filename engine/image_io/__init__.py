@@ -5,7 +5,8 @@ back the way the photo came: alpha (kept aside), bit depth (8 or 16), ICC profil
 that describe the photo, with the orientation already applied to the pixels and the tag reset to
 1), and the file format.
 ``save_image`` writes PNG / JPEG / TIFF / WebP atomically (temporary file + ``os.replace``), so a
-crash never leaves a half-written file over the user's photo.
+crash never leaves a half-written file over the user's photo; the result of a gray file is written
+gray when it is still exactly gray (not colorized).
 
 Decoders: Pillow for most files and for metadata; OpenCV for 16-bit PNGs (Pillow reduces 16-bit
 RGB PNGs to 8 bits); tifffile (with imagecodecs for LZW, JPEG, ...) for TIFFs (8/16-bit, float), with
@@ -177,7 +178,8 @@ def _decode(data: bytes, path: Optional[Path], check: SizeCheck) -> LoadedImage:
             raise
         except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
             raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
-    return _finish(apply_orientation(decoded.pixels, decoded.orientation), mode, icc, exif_bytes, fmt, path)
+    pixels = apply_orientation(decoded.pixels, decoded.orientation)
+    return _finish(pixels, decoded.mode or mode, icc, exif_bytes, fmt, path)
 
 
 def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], check: SizeCheck) -> LoadedImage:
@@ -217,21 +219,14 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> np.ndarray:
     """The inpainting mask as bool (H, W); True = fill this pixel. ``size`` is (height, width).
 
-    Rule: if the mask has an alpha channel with transparent pixels (a stroke layer exported from a
-    painting app), fill where alpha > 127; otherwise fill where any colour channel > 127
-    (white / nonzero on black). Arrays may be bool, float in [0, 1], or integer: 0/255 (uint8),
-    0/65535 (uint16), or 0/1 (any integer type whose maximum is 1: nonzero = fill).
+    Fill where :func:`mask_strength` is above one half: white (or opaque strokes) on black, or
+    nonzero in a 0/1 label mask. Arrays may be bool, float in [0, 1], or integer: 0/255 (uint8),
+    0/65535 (uint16), or 0/1 (any integer type).
     """
-    if isinstance(source, np.ndarray) and np.issubdtype(source.dtype, np.integer) and source.max(initial=0) == 1:
-        source = source != 0  # a 0/1 label mask, not a nearly black image
     if isinstance(source, np.ndarray) and source.dtype == np.bool_ and source.ndim == 2:
         mask = source.copy()
     else:
-        loaded = source if isinstance(source, LoadedImage) else load_image(source)
-        if loaded.alpha is not None and float(loaded.alpha.min()) < 0.5:
-            mask = loaded.alpha > 0.5
-        else:
-            mask = (loaded.rgb > 0.5).any(axis=2)
+        mask = mask_strength(source if isinstance(source, LoadedImage) else load_image(source)) > 0.5
     if tuple(mask.shape) != tuple(size):
         raise InputError(
             f"the mask is {mask.shape[1]}×{mask.shape[0]} pixels but the photo is "
@@ -240,7 +235,36 @@ def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> 
     return mask
 
 
+def mask_strength(loaded: LoadedImage) -> np.ndarray:
+    """How strongly a mask image marks each pixel for filling: (H, W) float32 in [0, 1].
+
+    Rule: if the mask has an alpha channel with transparent pixels (a stroke layer exported from a
+    painting app), the alpha; otherwise the brightest colour channel (white / nonzero on black).
+    A 0/1 label mask (as many tools export: every stored value 0 or 1, so the largest is 1) is
+    read as 0/1, not as a nearly black image; not in a JPEG, where values of 1 are compression
+    noise around black.
+    """
+    unit = np.float32(1) / np.float32(255 if loaded.bit_depth == 8 else 65535)  # a stored value of 1
+    labels = loaded.format != "JPEG"
+
+    def scaled(values: np.ndarray, transparent: bool = False) -> Optional[np.ndarray]:
+        top = unit if labels and float(values.max()) == unit else np.float32(1)
+        if transparent and float(values.min()) >= top / 2:
+            return None  # an opaque alpha says nothing
+        return values if top == 1 else values / top  # 0/1 labels: 0 or exactly 1
+
+    strength = None if loaded.alpha is None else scaled(loaded.alpha, transparent=True)
+    return strength if strength is not None else scaled(loaded.rgb.max(axis=2))
+
+
 # ------------------------------------------------------------------------------------ saving
+#: Pillow modes of gray files (and I;16*): a result of such a photo that is still exactly gray is
+#: written gray.
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
+#: Formats that can hold gray pixels (WebP is always RGB).
+_GRAY_FORMATS = ("PNG", "JPEG", "TIFF")
+
+
 def save_image(
     path: Union[str, Path],
     rgb: np.ndarray,
@@ -257,6 +281,11 @@ def save_image(
     overrides; 16 bits are written for PNG and TIFF only. ``alpha`` (H', W') float in [0, 1]
     overrides ``like.alpha``. Returns notes about anything that could not be kept (e.g. alpha in
     a JPEG) so a caller can tell the user; nothing is printed.
+
+    Gray stays gray: when ``like`` is a gray file (L, LA, I;16, ...) and the result is exactly gray
+    once quantized (R = G = B at every pixel: a black-and-white photo that was not colorized), a
+    PNG, JPEG or TIFF is written gray (gray+alpha with alpha), which loses nothing. The ICC profile
+    is embedded only when it fits what is written: GRAY for gray pixels, RGB for colour.
     """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
@@ -278,19 +307,36 @@ def save_image(
     if depth == 16 and fmt not in ("PNG", "TIFF"):
         notes.append(f"{fmt} holds 8 bits per channel; saved with 8")
         depth = 8
-    icc = like.icc_profile if like is not None else None
-    if icc is not None and icc[16:20] != b"RGB ":
-        notes.append(f"the input's {icc[16:20].decode('ascii', 'replace').strip()} colour profile does "
-                     "not fit an RGB result and was not embedded")
-        icc = None
-    exif = like.exif if like is not None else None
     if alpha is not None and fmt == "JPEG":
         notes.append("JPEG has no transparency; the alpha channel was dropped")
         alpha = None
-    pixels = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
-    data = _encode(pixels, fmt, depth, icc, exif, quality)
+    pixels = to_uint(rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2), depth)
+    gray = like is not None and _is_gray_mode(like.mode) and fmt in _GRAY_FORMATS and _is_gray(pixels)
+    if gray:
+        pixels = pixels[..., 0] if alpha is None else pixels[..., [0, 3]]
+    icc = like.icc_profile if like is not None else None
+    space = b"GRAY" if gray else b"RGB "
+    if icc is not None and icc[16:20] != space:
+        notes.append(f"the input's {icc[16:20].decode('ascii', 'replace').strip()} colour profile does "
+                     f"not fit a{' gray' if gray else 'n RGB'} result and was not embedded")
+        icc = None
+    exif = like.exif if like is not None else None
+    data = _encode(np.ascontiguousarray(pixels), fmt, icc, exif, quality)
     _write_atomically(path, data)
     return notes
+
+
+def _is_gray_mode(mode: str) -> bool:
+    return mode in _GRAY_MODES or mode.startswith("I;16")
+
+
+def _is_gray(pixels: np.ndarray) -> bool:
+    """Whether (H, W, 3|4) pixels have R = G = B everywhere (in row bands: no full-size temporary)."""
+    for top in range(0, pixels.shape[0], 256):
+        band = pixels[top : top + 256]
+        if not (np.array_equal(band[..., 0], band[..., 1]) and np.array_equal(band[..., 0], band[..., 2])):
+            return False
+    return True
 
 
 def _resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -301,14 +347,14 @@ def _resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
-def _encode(pixels: np.ndarray, fmt: str, depth: int, icc: Optional[bytes], exif: Optional[bytes],
-            quality: int) -> bytes:
+def _encode(pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes], quality: int) -> bytes:
+    """uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA -> file bytes;
+    16 bits only for PNG and TIFF."""
     if fmt == "TIFF":
-        return encode_tiff(to_uint(pixels, depth), icc, exif)
-    if fmt == "PNG" and depth == 16:
-        return encode_png16(to_uint(pixels, 16), icc, exif)
-    mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
-    im = Image.fromarray(to_uint(pixels, 8), mode)
+        return encode_tiff(pixels, icc, exif)
+    if pixels.dtype == np.uint16:
+        return encode_png16(pixels, icc, exif)
+    im = Image.fromarray(pixels)  # L, LA, RGB or RGBA from the shape
     options: dict = {}
     if icc:
         options["icc_profile"] = icc

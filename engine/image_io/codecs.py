@@ -74,6 +74,7 @@ class Decoded:
     pixels: np.ndarray  # (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA
     orientation: int = 1  # EXIF orientation (1-8) still to apply to ``pixels``
     icc: Optional[bytes] = None  # from decoders that read it themselves (tifffile)
+    mode: Optional[str] = None  # the file's mode where Pillow reports another (16-bit gray+alpha PNG)
 
 
 def _orientation(value) -> int:
@@ -118,6 +119,8 @@ def _decode_png16(data: bytes, orientation: int) -> Decoded:
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise InputError("the 16-bit PNG is corrupt or truncated")
+    if data[25] == 4:  # gray + alpha, which OpenCV expands to BGRA and Pillow opens as RGBA
+        return Decoded(array[..., [0, 3]], orientation, mode="LA")
     if array.ndim == 3 and array.shape[2] >= 3:  # OpenCV gives BGR(A)
         array = array[..., [2, 1, 0, 3][: array.shape[2]]]
     return Decoded(array, orientation)
@@ -210,14 +213,20 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def encode_png16(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
-    """uint16 (H, W, 3|4) RGB(A) -> PNG bytes, with iCCP and eXIf chunks right after IHDR."""
-    import cv2
+    """uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3|4) RGB(A) -> PNG bytes, with iCCP and eXIf
+    chunks right after IHDR."""
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # OpenCV writes 1, 3 or 4 channels only
+        import imagecodecs
 
-    bgr = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
-    if not ok:
-        raise InputError("OpenCV could not encode the 16-bit PNG")
-    data = encoded.tobytes()
+        data = bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels)))
+    else:
+        import cv2
+
+        bgr = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]] if pixels.ndim == 3 else pixels
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
+        if not ok:
+            raise InputError("OpenCV could not encode the 16-bit PNG")
+        data = encoded.tobytes()
     ihdr_end = 8 + 4 + 4 + 13 + 4
     extra = b""
     if icc:
@@ -229,8 +238,9 @@ def encode_png16(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]
 
 
 def encode_tiff(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
-    """uint8/uint16 (H, W, 3|4) RGB(A) -> deflate-compressed TIFF bytes with the ICC profile and the
-    plain-text tags (make, model, date, artist, copyright, ...) of the input's EXIF."""
+    """uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha or (H, W, 3|4) RGB(A) -> deflate-compressed TIFF
+    bytes with the ICC profile and the plain-text tags (make, model, date, artist, copyright, ...) of
+    the input's EXIF."""
     import tifffile
 
     extratags = []
@@ -248,12 +258,13 @@ def encode_tiff(pixels: np.ndarray, icc: Optional[bytes], exif: Optional[bytes])
                     software = value
                 else:
                     extratags.append((code, "s", 0, value, True))
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     buffer = io.BytesIO()
     tifffile.imwrite(
         buffer,
         pixels,
-        photometric="rgb",
-        extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
+        photometric="rgb" if channels >= 3 else "minisblack",
+        extrasamples=("unassalpha",) if channels in (2, 4) else None,
         compression="zlib",
         iccprofile=icc or None,
         metadata=None,
