@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.errors import EngineError, ModelFileError
+from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import store
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
@@ -196,6 +196,16 @@ def test_bad_files_are_rejected_and_nothing_changes(models_dir, tmp_path, tiny_s
     assert not marker.exists()  # the pickle's code never ran
     with pytest.raises(ModelFileError, match="not a file"):
         store.import_model_file(tmp_path / "absent.pt")
+
+
+def test_a_cancelled_import_changes_nothing(models_dir, tmp_path, tiny_state_dicts):
+    store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "ok.pt", "plain"))
+    before = snapshot(models_dir)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "mine.pt", "plain"), cancel=cancel)
+    assert snapshot(models_dir) == before
 
 
 def test_verify_records_then_detects_damage_and_remove_forgets(models_dir, tmp_path, tiny_state_dicts):
