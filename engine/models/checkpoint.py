@@ -105,11 +105,35 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
     return unwrap_state_dict(raw, source=path.name)
 
 
+#: How files that are often picked by mistake begin, and what to call them.
+_NOT_CHECKPOINTS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"II*\x00", "a TIFF image"),
+                    (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"))
+
+
+def _check_torch_file(path: Path) -> None:
+    """``torch.save`` writes a zip archive or, in the legacy format, a pickle of protocol 2 or
+    later (first byte 0x80). Say what any other file is, rather than reading it as a pickle
+    (which would call a photo "code")."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return
+    kind = next((name for magic, name in _NOT_CHECKPOINTS if head.startswith(magic)), None)
+    if not head:
+        kind = "empty (0 bytes)"
+    elif kind is None and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        kind = "a text file"
+    raise ModelFileError(f"{path.name} is {kind or 'not a PyTorch file'}, not a model checkpoint; "
+                         f"a model is a PyTorch (.pt, .ckpt, .pth) or safetensors file")
+
+
 def load_plain_pickle(path: Union[str, Path], *, mmap: bool = False) -> object:
     """``torch.load`` of a ``.pt/.ckpt`` file with ``weights_only=True``: tensors and plain
     containers only. A file holding anything else (code, other Python objects) raises
-    ModelFileError saying it was not loaded, never PyTorch's advice to load it without that guard."""
+    ModelFileError saying it was not loaded, never PyTorch's advice to load it without that guard;
+    a file that is not a PyTorch file at all (a photo, text, an empty file) is refused as such."""
     path = Path(path)
+    _check_torch_file(path)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
