@@ -181,27 +181,33 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str) -> Tuple[int, ...]:
     return tuple(sd[key].shape)
 
 
-def detect_family(sd: Mapping[str, torch.Tensor]) -> str:
+def a_family(family: str) -> str:
+    """The family for a sentence: "an ADM", "a DDPM", "an ADM classifier"."""
+    name = family.upper().replace("-CLASSIFIER", " classifier")
+    return f"{'an' if name.startswith('A') else 'a'} {name}"
+
+
+def detect_family(sd: Mapping[str, torch.Tensor], source: str = "the file") -> str:
     if "input_blocks.0.0.weight" in sd and "time_embed.0.weight" in sd:
         return "adm-classifier" if "out.2.positional_embedding" in sd else "adm"
     if "conv_in.weight" in sd and "temb.dense.0.weight" in sd and "down.0.block.0.conv1.weight" in sd:
         return "ddpm"
-    raise ModelFileError(f"not a supported diffusion checkpoint: {EXPECTED}. "
+    raise ModelFileError(f"{source} is not a supported diffusion checkpoint: {EXPECTED}. "
                          f"First keys found: {', '.join(list(sd)[:3]) or 'none'}")
 
 
 def detect_config(sd: Mapping[str, torch.Tensor], *, num_head_channels: int = 64,
-                  image_size: int = 256) -> ModelConfig:
+                  image_size: int = 256, source: str = "the file") -> ModelConfig:
     """Infer family and configuration from tensor names and shapes (works on meta tensors).
 
     ``num_head_channels`` and the UNets' ``image_size`` are not in the shapes (see module doc)."""
-    family = detect_family(sd)
+    family = detect_family(sd, source)
     try:
         if family == "ddpm":
             return _detect_ddpm(sd, image_size)
         return _detect_adm(sd, family, num_head_channels, image_size)
     except (KeyError, IndexError, ValueError, ZeroDivisionError) as exc:
-        raise ModelFileError(f"the checkpoint looks like a {family} model but its tensors do not fit that "
+        raise ModelFileError(f"{source} looks like {a_family(family)} model but its tensors do not fit that "
                              f"architecture (problem at {exc}); {EXPECTED}") from exc
 
 
@@ -315,7 +321,7 @@ def build_model(config: ModelConfig) -> nn.Module:
 def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, device: Optional[torch.device] = None,
                           source: str = "checkpoint", num_head_channels: int = 64) -> Tuple[nn.Module, ModelConfig]:
     """Detect, build on the meta device, load strictly (float32), move to ``device``, eval mode."""
-    config = detect_config(sd, num_head_channels=num_head_channels)
+    config = detect_config(sd, num_head_channels=num_head_channels, source=source)
     try:
         with torch.device("meta"):
             model = build_model(config)
@@ -329,8 +335,8 @@ def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, device: Optional[to
         detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                            for label, keys in (("missing", missing), ("unexpected", unexpected),
                                                ("wrong shape", wrong)) if keys)
-        raise ModelFileError(f"{source} looks like a {config.family} model but does not match it exactly ({detail}); "
-                             f"{EXPECTED}")
+        raise ModelFileError(f"{source} looks like {a_family(config.family)} model but does not match it exactly "
+                             f"({detail}); {EXPECTED}")
     model = model.to_empty(device=device or torch.device("cpu"))
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     return model.eval().requires_grad_(False), config

@@ -103,10 +103,10 @@ def with_companions(model_id: str, models_dir: PathLike = None) -> list[str]:
 def inspect_checkpoint(path: Path):
     """Load tensors safely (weights_only / safetensors), detect the architecture and check the
     file builds that network exactly (on the meta device: no memory). Returns the ModelConfig."""
-    from engine.models.checkpoint import build_model, detect_config, load_state_dict
+    from engine.models.checkpoint import a_family, build_model, detect_config, load_state_dict
 
     state_dict = load_state_dict(path)
-    config = detect_config(state_dict)
+    config = detect_config(state_dict, source=path.name)
     try:
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
@@ -116,7 +116,7 @@ def inspect_checkpoint(path: Path):
     if expected != actual:
         missing = sorted(set(expected) - set(actual))[:3]
         odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
-        raise ModelFileError(f"{path.name} looks like a {config.family} model but its tensors do not fit it "
+        raise ModelFileError(f"{path.name} looks like {a_family(config.family)} model but its tensors do not fit it "
                              f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
     return config
 
