@@ -109,8 +109,10 @@ def test_truncated_checkpoint_is_refused(tmp_path):
     data = full.read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="truncated"):
+    with pytest.raises(ModelFileError, match="truncated") as info:
         load_model(cut)
+    detail = str(info.value).split(" (", 1)[1].split("). It may be truncated", 1)[0]
+    assert detail.endswith((".", "…")), f"PyTorch's explanation is cut at a sentence: {detail!r}"
 
 
 def test_truncated_safetensors_is_refused(tmp_path):

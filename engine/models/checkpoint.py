@@ -141,9 +141,14 @@ def load_plain_pickle(path: Union[str, Path], *, mmap: bool = False) -> object:
                              "so it was not loaded (for your safety)") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error, shortened to its last whole sentence within ``limit``."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else "no details"
+    line = text[0] if text else "no details"
+    if len(line) <= limit:
+        return line
+    end = line.rfind(". ", 0, limit)
+    return line[:end + 1] if end > 0 else line[:limit] + "…"
 
 
 def unwrap_state_dict(raw: object, source: str = "checkpoint") -> StateDict:
