@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from gui import file_ops, mask_tools, run_plan
 from gui.app import apply_theme, icon
+from gui.background import BackgroundTask
 from gui.canvas import Canvas
 from gui.window_files import FileCommands
 from gui.dialogs import ShortcutsDialog, show_about, show_error
@@ -49,6 +50,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.runs.show_dialogs = interactive
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
+        self._model_check: Optional[BackgroundTask] = None  # a chosen checkpoint being read
         self.setWindowTitle("Restorer")
         self.setCentralWidget(self.canvas)
         self.setAcceptDrops(True)
@@ -258,6 +260,7 @@ class MainWindow(FileCommands, QMainWindow):
         if not self.confirm_discard("closing"):
             event.ignore()
             return
+        self._drop_model_check()  # its thread ends on its own; gui.worker waits for it at exit
         self.save_settings()
         super().closeEvent(event)
 
@@ -335,18 +338,39 @@ class MainWindow(FileCommands, QMainWindow):
     def choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a model checkpoint", "",
                                               "Checkpoints (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*)")
-        if not path:
+        if path:
+            self.check_model_file(path)
+
+    def check_model_file(self, path: str) -> None:
+        """Check a checkpoint in the background (reading a 2 GB file takes seconds) and add it to
+        the model list when it is usable. A check still running for another file is dropped."""
+        self._drop_model_check()
+        check = self.model_file_choice
+        self._model_check = BackgroundTask(lambda _progress, _cancel: check(path), self)
+        self._model_check.succeeded.connect(self._on_model_file_checked)
+        self._model_check.failed.connect(self._on_model_file_failed)
+        QApplication.setOverrideCursor(Qt.BusyCursor)  # busy, but the window keeps working
+        self.statusBar().showMessage(f"Checking the model file {Path(path).name}…")
+        self._model_check.start()
+
+    def _drop_model_check(self) -> None:
+        """Forget the running check, if any (its result will not be used) and end the busy state."""
+        if self._model_check is None:
             return
-        QApplication.setOverrideCursor(Qt.WaitCursor)  # reading a large checkpoint takes a moment
-        try:
-            choice = self.model_file_choice(path)
-        except Exception as exc:  # noqa: BLE001 - EngineError (not a model) or an unreadable file
-            self._error("Cannot use this model file", str(exc))
-            return
-        finally:
-            QApplication.restoreOverrideCursor()
+        self._model_check.discard()
+        self._model_check = None
+        QApplication.restoreOverrideCursor()
+        self.statusBar().clearMessage()
+
+    def _on_model_file_checked(self, choice: ModelChoice) -> None:
+        self._drop_model_check()
         self.panel.add_model_file(choice)
-        self.log_panel.add("info", f"Model file {path}: {choice.purpose}")
+        self.log_panel.add("info", f"Model file {choice.id}: {choice.purpose}")
+        self.statusBar().showMessage(f"Model file {choice.label} is ready", 5000)
+
+    def _on_model_file_failed(self, message: str) -> None:
+        self._drop_model_check()
+        self._error("Cannot use this model file", message)
 
     def open_models_dialog(self) -> None:
         try:

@@ -1,19 +1,19 @@
 """Models dialog: see which models are installed, download (with progress and cancel), import,
-verify and remove them. Slow work (downloads, hashing, importing) runs in a QThread; the worker
-only sends plain data to the GUI thread through signals."""
+verify and remove them. Slow work (downloads, hashing, importing) runs in a
+:class:`gui.background.BackgroundTask`, which only sends plain data to the GUI thread."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
+from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QHBoxLayout, QHeaderView,
                                QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout)
 
+from gui.background import BackgroundTask
 from gui.settings import AppSettings
 
 STATUS_TEXT = {"installed": "Installed", "missing": "Not installed", "corrupt": "Damaged — verify or repair",
@@ -36,35 +36,6 @@ def human_time(seconds: Optional[float]) -> str:
     return f"{seconds / 3600:.1f} h left"
 
 
-class ModelJob(QObject):
-    """Runs ``work(progress, cancel)`` in a worker thread and reports back through signals."""
-
-    progress = Signal(object)  # engine.models.download.DownloadProgress or (label, done, total)
-    succeeded = Signal(object)  # whatever work returned
-    failed = Signal(str)  # a message fit for the user
-    cancelled = Signal()
-
-    def __init__(self, work: Callable[[Callable[[Any], None], threading.Event], Any]):
-        super().__init__()
-        self.work = work
-        self.cancel = threading.Event()
-
-    @Slot()
-    def run(self) -> None:
-        from engine.errors import Cancelled, EngineError
-
-        try:
-            result = self.work(self.progress.emit, self.cancel)
-        except Cancelled:
-            self.cancelled.emit()
-        except EngineError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown to the user rather than lost in a thread
-            self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
-        else:
-            self.succeeded.emit(result)
-
-
 class ModelsDialog(QDialog):
     """Lists catalog and imported models with their status; Download / Import / Verify / Remove."""
 
@@ -78,8 +49,9 @@ class ModelsDialog(QDialog):
         self.resize(820, 460)
         self.models_dir = models_dir
         self._settings = settings or AppSettings()  # the app's one store (Restorer.ini)
-        self._thread: Optional[QThread] = None
-        self._job: Optional[ModelJob] = None
+        self._task: Optional[BackgroundTask] = None
+        self._on_success: Callable[[Any], None] = lambda result: None
+        self._cancelled_text = ""
         self.last_error = ""
 
         self.folder_label = QLabel()
@@ -108,7 +80,7 @@ class ModelsDialog(QDialog):
         self.message_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
         self.download_button = QPushButton("Download")
-        self.cancel_button = QPushButton("Cancel download")
+        self.cancel_button = QPushButton("Cancel")
         self.import_button = QPushButton("Import…")
         self.verify_button = QPushButton("Verify")
         self.remove_button = QPushButton("Remove")
@@ -186,7 +158,7 @@ class ModelsDialog(QDialog):
         return state.status if state else None
 
     def _update_buttons(self) -> None:
-        busy = self._job is not None
+        busy = self._task is not None
         state = self.states.get(self.selected_id() or "") if hasattr(self, "states") else None
         can_get = bool(state and not state.entry.custom and state.status != "installed")
         self.download_button.setEnabled(not busy and can_get)
@@ -212,25 +184,22 @@ class ModelsDialog(QDialog):
 
     # ------------------------------------------------------------------ jobs
 
-    def _start(self, work, on_success: Callable[[Any], None], busy_text: str) -> None:
-        if self._job is not None:
+    def _start(self, work, on_success: Callable[[Any], None], busy_text: str,
+               cancelled_text: str) -> None:
+        if self._task is not None:
             return
-        self._job = ModelJob(work)
-        self._thread = QThread(self)
-        self._job.moveToThread(self._thread)
-        self._thread.started.connect(self._job.run)
-        self._job.progress.connect(self._on_progress)
-        self._on_success = on_success
-        # bound methods of this QObject: queued into the GUI thread (a lambda would run in the worker)
-        self._job.succeeded.connect(self._job_succeeded)
-        self._job.failed.connect(self._job_failed)
-        self._job.cancelled.connect(self._job_cancelled)
+        self._task = BackgroundTask(work, self)
+        self._task.progress.connect(self._on_progress)
+        self._task.succeeded.connect(self._job_succeeded)
+        self._task.failed.connect(self._job_failed)
+        self._task.cancelled.connect(self._job_cancelled)
+        self._on_success, self._cancelled_text = on_success, cancelled_text
         self.show_message(busy_text)
         self.progress_bar.setRange(0, 0)
         self.progress_bar.setVisible(True)
         self.progress_label.setText("")
         self._update_buttons()
-        self._thread.start()
+        self._task.start()
 
     @Slot(object)
     def _job_succeeded(self, result: Any) -> None:
@@ -242,17 +211,12 @@ class ModelsDialog(QDialog):
 
     @Slot()
     def _job_cancelled(self) -> None:
-        self._finish(lambda: self.show_message(
-            "Cancelled. What was downloaded is kept; press Resume download to continue."))
+        self._finish(lambda: self.show_message(self._cancelled_text))
 
     def _finish(self, then: Callable[[], None]) -> None:
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
-            self._thread.deleteLater()
-        if self._job is not None:
-            self._job.deleteLater()
-        self._thread, self._job = None, None
+        if self._task is not None:
+            self._task.deleteLater()  # its thread is kept alive by gui.worker until it has ended
+        self._task = None
         self.progress_bar.setVisible(False)
         self.progress_label.setText("")
         self.refresh()
@@ -260,7 +224,7 @@ class ModelsDialog(QDialog):
         self.models_changed.emit()
 
     def is_busy(self) -> bool:
-        return self._job is not None
+        return self._task is not None
 
     @Slot(object)
     def _on_progress(self, p: Any) -> None:
@@ -280,8 +244,8 @@ class ModelsDialog(QDialog):
                                     f"{human_size(p.speed)}/s · {human_time(p.eta)}")
 
     def cancel_job(self) -> None:
-        if self._job is not None:
-            self._job.cancel.set()
+        if self._task is not None:
+            self._task.cancel()
             self.show_message("Cancelling…")
 
     def download(self, model_id: str) -> None:
@@ -307,7 +271,7 @@ class ModelsDialog(QDialog):
             return model_id
 
         self._start(work, lambda mid: self.show_message(f"{self.states[mid].display_name} is installed."),
-                    "Downloading…")
+                    "Downloading…", "Cancelled. What was downloaded is kept; press Resume download to continue.")
 
     def download_selected(self) -> None:
         if self.selected_id():
@@ -320,7 +284,7 @@ class ModelsDialog(QDialog):
         directory = self.models_dir
 
         def work(progress, cancel):
-            return store.import_model_file(path, models_dir=directory, mode=mode,
+            return store.import_model_file(path, models_dir=directory, mode=mode, cancel=cancel,
                                            progress=lambda d, t: progress(("Checking", d, t)))
 
         def done(result):
@@ -328,7 +292,7 @@ class ModelsDialog(QDialog):
             kind = "as" if result.matched_catalog else "as your own model"
             self.show_message(f"Imported {Path(path).name} {kind} “{self.states[result.model_id].display_name}”.")
 
-        self._start(work, done, f"Checking {Path(path).name}…")
+        self._start(work, done, f"Checking {Path(path).name}…", "Import cancelled: nothing was changed.")
 
     def choose_and_import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a model file", "",
@@ -354,7 +318,7 @@ class ModelsDialog(QDialog):
                     "mismatch": "The file is damaged. Press Repair to download it again."}.get(r.status, r.detail)
             self.show_message(text, error=r.status == "mismatch")
 
-        self._start(work, done, "Verifying…")
+        self._start(work, done, "Verifying…", "Verification cancelled.")
 
     def confirm(self, text: str) -> bool:
         return QMessageBox.question(self, "Remove model", text) == QMessageBox.Yes
@@ -379,9 +343,8 @@ class ModelsDialog(QDialog):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(cat.models_dir(self.models_dir))))
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
-        if self._job is not None:
-            self._job.cancel.set()
-            if self._thread is not None:
-                self._thread.quit()
-                self._thread.wait(5000)
+        """Closes at once: a running job is told to stop and ends in the background (its outcome
+        still updates the models list); a checkpoint being read cannot be interrupted."""
+        if self._task is not None:
+            self._task.cancel()
         super().closeEvent(event)

@@ -88,13 +88,31 @@ def test_text_file_is_refused(tmp_path):
         load_model(path)
 
 
+@pytest.mark.parametrize("kind, expected", [("png", "is a PNG image"), ("text", "is a text file"),
+                                            ("empty", "is empty (0 bytes)")])
+def test_a_file_of_another_kind_is_called_what_it_is_not_code(kind, expected, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "picked by mistake.pt"
+    if kind == "png":
+        Image.new("RGB", (8, 8)).save(path, "PNG")
+    else:
+        path.write_text("model notes\n" if kind == "text" else "")
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert message.startswith(f"picked by mistake.pt {expected}, not a model checkpoint") and "code" not in message
+
+
 def test_truncated_checkpoint_is_refused(tmp_path):
     full = _save(build_tiny(tiny_ddpm_config()).state_dict(), "plain", tmp_path)
     data = full.read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="truncated"):
+    with pytest.raises(ModelFileError, match="truncated") as info:
         load_model(cut)
+    detail = str(info.value).split(" (", 1)[1].split("). It may be truncated", 1)[0]
+    assert detail.endswith((".", "…")), f"PyTorch's explanation is cut at a sentence: {detail!r}"
 
 
 def test_truncated_safetensors_is_refused(tmp_path):

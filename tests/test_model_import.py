@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.errors import EngineError, ModelFileError
+from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import store
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
@@ -196,6 +196,26 @@ def test_bad_files_are_rejected_and_nothing_changes(models_dir, tmp_path, tiny_s
     assert not marker.exists()  # the pickle's code never ran
     with pytest.raises(ModelFileError, match="not a file"):
         store.import_model_file(tmp_path / "absent.pt")
+
+
+def test_a_file_with_wrong_tensors_is_named_in_the_message(models_dir, tmp_path, tiny_state_dicts):
+    shapes = dict(tiny_state_dicts["adm"], **{"out.0.weight": torch.zeros(5)})
+    keys = {k: v for k, v in tiny_state_dicts["adm"].items() if k != "out.2.weight"}
+    for name, sd in (("shapes.pt", shapes), ("keys.pt", keys)):
+        with pytest.raises(ModelFileError) as info:
+            store.import_model_file(save(sd, tmp_path / name, "plain"))
+        assert str(info.value).startswith(f"{name} looks like an ADM model but its tensors do not fit"), name
+    assert snapshot(models_dir) == {}
+
+
+def test_a_cancelled_import_changes_nothing(models_dir, tmp_path, tiny_state_dicts):
+    store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "ok.pt", "plain"))
+    before = snapshot(models_dir)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "mine.pt", "plain"), cancel=cancel)
+    assert snapshot(models_dir) == before
 
 
 def test_verify_records_then_detects_damage_and_remove_forgets(models_dir, tmp_path, tiny_state_dicts):

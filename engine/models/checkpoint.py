@@ -105,11 +105,35 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
     return unwrap_state_dict(raw, source=path.name)
 
 
+#: How files that are often picked by mistake begin, and what to call them.
+_NOT_CHECKPOINTS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"II*\x00", "a TIFF image"),
+                    (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"))
+
+
+def _check_torch_file(path: Path) -> None:
+    """``torch.save`` writes a zip archive or, in the legacy format, a pickle of protocol 2 or
+    later (first byte 0x80). Say what any other file is, rather than reading it as a pickle
+    (which would call a photo "code")."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return
+    kind = next((name for magic, name in _NOT_CHECKPOINTS if head.startswith(magic)), None)
+    if not head:
+        kind = "empty (0 bytes)"
+    elif kind is None and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        kind = "a text file"
+    raise ModelFileError(f"{path.name} is {kind or 'not a PyTorch file'}, not a model checkpoint; "
+                         f"a model is a PyTorch (.pt, .ckpt, .pth) or safetensors file")
+
+
 def load_plain_pickle(path: Union[str, Path], *, mmap: bool = False) -> object:
     """``torch.load`` of a ``.pt/.ckpt`` file with ``weights_only=True``: tensors and plain
     containers only. A file holding anything else (code, other Python objects) raises
-    ModelFileError saying it was not loaded, never PyTorch's advice to load it without that guard."""
+    ModelFileError saying it was not loaded, never PyTorch's advice to load it without that guard;
+    a file that is not a PyTorch file at all (a photo, text, an empty file) is refused as such."""
     path = Path(path)
+    _check_torch_file(path)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
@@ -117,9 +141,14 @@ def load_plain_pickle(path: Union[str, Path], *, mmap: bool = False) -> object:
                              "so it was not loaded (for your safety)") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error, shortened to its last whole sentence within ``limit``."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else "no details"
+    line = text[0] if text else "no details"
+    if len(line) <= limit:
+        return line
+    end = line.rfind(". ", 0, limit)
+    return line[:end + 1] if end > 0 else line[:limit] + "…"
 
 
 def unwrap_state_dict(raw: object, source: str = "checkpoint") -> StateDict:
@@ -157,27 +186,33 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str) -> Tuple[int, ...]:
     return tuple(sd[key].shape)
 
 
-def detect_family(sd: Mapping[str, torch.Tensor]) -> str:
+def a_family(family: str) -> str:
+    """The family for a sentence: "an ADM", "a DDPM", "an ADM classifier"."""
+    name = family.upper().replace("-CLASSIFIER", " classifier")
+    return f"{'an' if name.startswith('A') else 'a'} {name}"
+
+
+def detect_family(sd: Mapping[str, torch.Tensor], source: str = "the file") -> str:
     if "input_blocks.0.0.weight" in sd and "time_embed.0.weight" in sd:
         return "adm-classifier" if "out.2.positional_embedding" in sd else "adm"
     if "conv_in.weight" in sd and "temb.dense.0.weight" in sd and "down.0.block.0.conv1.weight" in sd:
         return "ddpm"
-    raise ModelFileError(f"not a supported diffusion checkpoint: {EXPECTED}. "
+    raise ModelFileError(f"{source} is not a supported diffusion checkpoint: {EXPECTED}. "
                          f"First keys found: {', '.join(list(sd)[:3]) or 'none'}")
 
 
 def detect_config(sd: Mapping[str, torch.Tensor], *, num_head_channels: int = 64,
-                  image_size: int = 256) -> ModelConfig:
+                  image_size: int = 256, source: str = "the file") -> ModelConfig:
     """Infer family and configuration from tensor names and shapes (works on meta tensors).
 
     ``num_head_channels`` and the UNets' ``image_size`` are not in the shapes (see module doc)."""
-    family = detect_family(sd)
+    family = detect_family(sd, source)
     try:
         if family == "ddpm":
             return _detect_ddpm(sd, image_size)
         return _detect_adm(sd, family, num_head_channels, image_size)
     except (KeyError, IndexError, ValueError, ZeroDivisionError) as exc:
-        raise ModelFileError(f"the checkpoint looks like a {family} model but its tensors do not fit that "
+        raise ModelFileError(f"{source} looks like {a_family(family)} model but its tensors do not fit that "
                              f"architecture (problem at {exc}); {EXPECTED}") from exc
 
 
@@ -291,7 +326,7 @@ def build_model(config: ModelConfig) -> nn.Module:
 def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, device: Optional[torch.device] = None,
                           source: str = "checkpoint", num_head_channels: int = 64) -> Tuple[nn.Module, ModelConfig]:
     """Detect, build on the meta device, load strictly (float32), move to ``device``, eval mode."""
-    config = detect_config(sd, num_head_channels=num_head_channels)
+    config = detect_config(sd, num_head_channels=num_head_channels, source=source)
     try:
         with torch.device("meta"):
             model = build_model(config)
@@ -305,8 +340,8 @@ def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, device: Optional[to
         detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                            for label, keys in (("missing", missing), ("unexpected", unexpected),
                                                ("wrong shape", wrong)) if keys)
-        raise ModelFileError(f"{source} looks like a {config.family} model but does not match it exactly ({detail}); "
-                             f"{EXPECTED}")
+        raise ModelFileError(f"{source} looks like {a_family(config.family)} model but does not match it exactly "
+                             f"({detail}); {EXPECTED}")
     model = model.to_empty(device=device or torch.device("cpu"))
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     return model.eval().requires_grad_(False), config

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from engine.errors import EngineError, ModelFileError
+from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import download as dl
 
@@ -103,10 +103,10 @@ def with_companions(model_id: str, models_dir: PathLike = None) -> list[str]:
 def inspect_checkpoint(path: Path):
     """Load tensors safely (weights_only / safetensors), detect the architecture and check the
     file builds that network exactly (on the meta device: no memory). Returns the ModelConfig."""
-    from engine.models.checkpoint import build_model, detect_config, load_state_dict
+    from engine.models.checkpoint import a_family, build_model, detect_config, load_state_dict
 
     state_dict = load_state_dict(path)
-    config = detect_config(state_dict)
+    config = detect_config(state_dict, source=path.name)
     try:
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
@@ -116,7 +116,7 @@ def inspect_checkpoint(path: Path):
     if expected != actual:
         missing = sorted(set(expected) - set(actual))[:3]
         odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
-        raise ModelFileError(f"{path.name} looks like a {config.family} model but its tensors do not fit it "
+        raise ModelFileError(f"{path.name} looks like {a_family(config.family)} model but its tensors do not fit it "
                              f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
     return config
 
@@ -167,7 +167,8 @@ def _place(src: Path, dest: Path, mode: str) -> None:
 def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mode: str = "copy",
                       model_id: Optional[str] = None, display_name: Optional[str] = None,
                       purpose: str = "custom", description: str = "",
-                      progress: Optional[Callable[[int, int], None]] = None) -> ImportResult:
+                      progress: Optional[Callable[[int, int], None]] = None,
+                      cancel: Optional[threading.Event] = None) -> ImportResult:
     """Check a checkpoint the user has and add it to the store (copy, hard link or symlink).
 
     The file is loaded safely and its architecture detected before anything is written. A file
@@ -176,7 +177,8 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     architecture and file name or exact size) takes its catalog id; anything else becomes a new
     custom model with an id and file of its own (``model``, ``model-2``, ...: nothing installed is
     ever replaced). An explicit ``model_id`` must be free. Rejections raise
-    ModelFileError/EngineError and leave the models folder unchanged.
+    ModelFileError/EngineError and leave the models folder unchanged, and so does ``cancel`` set
+    before the file is placed (it raises Cancelled; reading a checkpoint itself cannot be stopped).
     """
     if mode not in IMPORT_MODES:
         raise EngineError(f"import mode must be one of {', '.join(IMPORT_MODES)}, got {mode!r}")
@@ -184,9 +186,11 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     if not src.is_file():
         raise ModelFileError(f"{src} is not a file")
     config = inspect_checkpoint(src)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("import cancelled")
     directory = cat.models_dir(models_dir)
     size = src.stat().st_size
-    sha256 = dl.sha256_file(src, progress=progress)
+    sha256 = dl.sha256_file(src, progress=progress, cancel=cancel)
     entry = _entry_with_hash(directory, sha256, src)
     if entry is None and not model_id:
         entry = _match_catalog(directory, src, size, config.family, sha256)

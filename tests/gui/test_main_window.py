@@ -338,7 +338,7 @@ def test_file_errors_have_fitting_titles(window_with_photo, tmp_path, file_dialo
     assert titles == ["Cannot open the photo", "Cannot save", "Cannot import the mask"]
 
 
-def test_a_chosen_model_file_is_checked_and_kept_across_restarts(make_window, tmp_path, file_dialogs):
+def test_a_chosen_model_file_is_checked_and_kept_across_restarts(make_window, tmp_path, file_dialogs, qtbot):
     import torch
 
     from engine.models.tiny import build_tiny, tiny_adm_config
@@ -349,12 +349,14 @@ def test_a_chosen_model_file_is_checked_and_kept_across_restarts(make_window, tm
     window = make_window()
     window.interactive = True
     file_dialogs["open"] += [(str(bogus), ""), (str(good), "")]
-    window.choose_model_file()
+    window.choose_model_file()  # checked in the background
+    qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=10_000)
     [(title, text)] = open_dialogs(window)
     assert title == "Cannot use this model file" and "bogus.pt" in text
     assert window.panel.settings().model == "test-tiny" and window.panel.model.findData(str(bogus)) < 0
     window.choose_model_file()
-    assert window.panel.settings().model == str(good) and "adm" in window.panel.model_purpose.text()
+    qtbot.waitUntil(lambda: window.panel.settings().model == str(good), timeout=10_000)
+    assert "adm" in window.panel.model_purpose.text()
     window.close()
 
     again = make_window()

@@ -186,3 +186,70 @@ def test_the_mirror_is_kept_in_the_app_settings(qtbot, fake_store, monkeypatch):
     again = ModelsDialog()
     qtbot.addWidget(again)
     assert again.mirror_edit.text() == "https://mirror.example/models/"
+
+
+def test_cancel_stops_an_import_and_changes_nothing(qtbot, fake_store, tmp_path, monkeypatch):
+    from engine.models import store
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+    from gui.models_dialog import ModelsDialog
+
+    ckpt = tmp_path / "big_faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
+    reading, release = threading.Event(), threading.Event()
+    inspect = store.inspect_checkpoint
+
+    def slow_inspect(path):  # reading a 2 GB checkpoint cannot be interrupted
+        reading.set()
+        release.wait(10)
+        return inspect(path)
+
+    monkeypatch.setattr(store, "inspect_checkpoint", slow_inspect)
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    dialog.import_file(str(ckpt))
+    assert reading.wait(5) and dialog.cancel_button.isEnabled() and dialog.cancel_button.text() == "Cancel"
+    qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    release.set()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=10_000)
+    assert dialog.message_label.text() == "Import cancelled: nothing was changed."
+    assert dialog.status_of("big_faces") is None and not (fake_store / "big_faces.pt").exists()
+
+
+CLOSE_DURING_IMPORT = """
+import sys, threading
+from PySide6.QtWidgets import QApplication
+import shiboken6
+from engine.models import store
+app = QApplication([])
+reading, release = threading.Event(), threading.Event()
+def slow_import(path, **options):  # stuck in torch.load of a large file
+    reading.set()
+    release.wait(30)
+    raise store.ModelFileError("too late")
+store.import_model_file = slow_import
+from gui.models_dialog import ModelsDialog
+dialog = ModelsDialog(mirror="")
+dialog.show()
+dialog.import_file(sys.argv[1])
+assert reading.wait(10)
+dialog.close()
+print("closed while reading:", not release.is_set(), flush=True)
+shiboken6.delete(dialog)  # the app quits: the dialog and what it owns are destroyed
+release.set()
+print("survived", flush=True)
+"""
+
+
+def test_closing_and_destroying_the_dialog_during_an_import_does_not_abort(tmp_path):
+    """A QThread destroyed while it runs aborts the process: the dialog must not own it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", RESTORER_MODELS_DIR=str(tmp_path / "models"),
+               XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", CLOSE_DURING_IMPORT, str(tmp_path / "model.pt")], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "closed while reading: True" in proc.stdout and "survived" in proc.stdout

@@ -1,0 +1,101 @@
+"""Choosing a model file in the main window: the checkpoint is read off the GUI thread (an
+official file is 2 GB), the window shows it is busy, a stale check never wins, and closing the
+window in the middle neither blocks nor crashes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from engine.errors import ModelFileError
+from gui.main_window import MainWindow
+from gui.task_panel import ModelChoice
+from gui.worker import live_threads
+from window_helpers import open_dialogs
+
+
+class SlowCheck:
+    """Stands in for MainWindow.model_file_choice: files named ``slow*`` block until
+    :attr:`release` is set, as reading a large checkpoint does; ``bad*`` files are refused."""
+
+    def __init__(self):
+        self.entered, self.release, self.finished = threading.Event(), threading.Event(), threading.Event()
+        self.threads: list[int] = []
+
+    def __call__(self, path: str) -> ModelChoice:
+        self.threads.append(threading.get_ident())
+        name = path.rsplit("/", 1)[-1]
+        try:
+            if name.startswith("slow"):
+                self.entered.set()
+                self.release.wait(10)
+            if name.startswith("bad"):
+                raise ModelFileError(f"{name} is not a supported model")
+            return ModelChoice(path, name, f"Checkpoint file (adm, 256 px window): {path}")
+        finally:
+            if name.startswith("slow"):
+                self.finished.set()
+
+
+@pytest.fixture
+def slow_check(monkeypatch):
+    check = SlowCheck()
+    monkeypatch.setattr(MainWindow, "model_file_choice", staticmethod(check))
+    yield check
+    check.release.set()
+
+
+def choose(window, file_dialogs, path: str) -> None:
+    file_dialogs["open"].append((path, ""))
+    window.choose_model_file()
+
+
+def test_the_check_runs_in_the_background_and_the_window_shows_it(make_window, file_dialogs, slow_check, qtbot):
+    window = make_window()
+    choose(window, file_dialogs, "/models/slow.pt")
+    assert slow_check.entered.wait(5) and not slow_check.finished.is_set(), "choosing returned during the check"
+    assert slow_check.threads and threading.get_ident() not in slow_check.threads
+    assert window.panel.settings().model == "test-tiny", "nothing is chosen before the file is checked"
+    assert "Checking the model file slow.pt" in window.statusBar().currentMessage()
+    assert QApplication.overrideCursor().shape() == Qt.BusyCursor
+    slow_check.release.set()
+    qtbot.waitUntil(lambda: window.panel.settings().model == "/models/slow.pt", timeout=5000)
+    assert QApplication.overrideCursor() is None and "is ready" in window.statusBar().currentMessage()
+
+
+def test_a_refused_file_ends_the_busy_state_with_a_message(make_window, file_dialogs, slow_check, qtbot):
+    window = make_window()
+    window.interactive = True  # the error dialog opens as in the app (without blocking)
+    choose(window, file_dialogs, "/models/bad.pt")
+    qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=5000)
+    assert open_dialogs(window) == [("Cannot use this model file", "bad.pt is not a supported model")]
+    assert QApplication.overrideCursor() is None and window.panel.settings().model == "test-tiny"
+
+
+def test_a_file_chosen_later_wins_over_a_check_still_running(make_window, file_dialogs, slow_check, qtbot):
+    window = make_window()
+    window.interactive = True
+    choose(window, file_dialogs, "/models/slow.pt")
+    assert slow_check.entered.wait(5)
+    choose(window, file_dialogs, "/models/quick.pt")
+    qtbot.waitUntil(lambda: window.panel.settings().model == "/models/quick.pt", timeout=5000)
+    assert QApplication.overrideCursor() is None, "one busy cursor, ended once"
+    slow_check.release.set()
+    qtbot.waitUntil(lambda: not live_threads(), timeout=5000)  # a result would arrive before this
+    assert window.panel.settings().model == "/models/quick.pt"
+    assert window.panel.model.findData("/models/slow.pt") < 0 and not open_dialogs(window)
+
+
+def test_closing_the_window_during_a_check_neither_waits_nor_crashes(make_window, file_dialogs, slow_check, qtbot):
+    window = make_window()
+    choose(window, file_dialogs, "/models/slow.pt")
+    assert slow_check.entered.wait(5)
+    assert window.close()
+    assert not slow_check.finished.is_set(), "the window closed while the file was still being read"
+    assert QApplication.overrideCursor() is None
+    slow_check.release.set()
+    qtbot.waitUntil(lambda: not live_threads(), timeout=5000)
+    assert window.panel.model.findData("/models/slow.pt") < 0
