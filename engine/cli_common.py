@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from engine.errors import InputError
+from engine.errors import EngineError, InputError
 
 
 # ------------------------------------------------------------------------ argument types
@@ -74,13 +74,40 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def refuse_overwriting(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> None:
-    """Refuse an output that names one of the inputs: the originals are never overwritten.
+    """Refuse an output that names one of the files the command reads: those are never overwritten.
     Keys are how the message names each path (e.g. "OUTPUT", "the mask")."""
     for out_name, out in outputs.items():
         for in_name, source in inputs.items():
             if out is not None and source is not None and same_file(out, source):
-                raise InputError(f"{out_name} {out} is {in_name}: choose another one "
-                                 "(the originals are never overwritten)")
+                raise InputError(f"{out_name} {out} is {in_name} ({source}): choose another one "
+                                 "(the files a command reads are never overwritten)")
+
+
+def refuse_writing_inside(folder: Optional[Path], folder_name: str, outputs: dict[str, Optional[Path]],
+                          why: str) -> None:
+    """Refuse an output at or inside an input folder the command reads as a whole (e.g. training
+    data searched recursively); ``why`` says what writing there would do. A folder that does not
+    exist is left to the command's own check."""
+    if folder is None or not Path(folder).is_dir():
+        return
+    root = Path(folder).resolve()
+    for out_name, out in outputs.items():
+        target = Path(out).resolve() if out is not None else None
+        if target is not None and (target == root or root in target.parents):
+            raise InputError(f"{out_name} {out} is inside {folder_name} {folder}: {why}; choose a place outside it")
+
+
+def model_inputs(model: Optional[str]) -> dict[str, Optional[Path]]:
+    """The files a command reads for ``--model``, keyed for :func:`refuse_overwriting`: the checkpoint
+    and the metadata beside it. None for a built-in network, or for a model that cannot be found
+    (loading it fails before anything is written)."""
+    from engine.models import model_files
+
+    try:
+        files = model_files(model) if model else ()
+    except EngineError:
+        files = ()
+    return dict(zip(("the model", "the model's metadata"), files))
 
 
 def check_writable_file(path: Path, what: str) -> None:

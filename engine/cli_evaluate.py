@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
-from engine.cli_common import check_writable_file, fraction, writing
+from engine.cli_common import check_writable_file, fraction, model_inputs, refuse_overwriting, writing
 from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if report_path.suffix.lower() not in (".json", ".csv"):
             raise InputError("--report must end in .json or .csv")
         check_writable_file(report_path, "the report")
+        refuse_overwriting(_inputs(args), {"the report": report_path})
     results = []
     for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
         results.append(r)
@@ -63,3 +65,15 @@ def run(args: argparse.Namespace) -> int:
         with writing(report_path, kept="; the results are printed above"):
             print(f"report: {write_report(report_path, config, results)}")
     return 0
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Optional[Path]]:
+    """The files the evaluation reads: the photos, the mask and blur kernel files, the model."""
+    from engine.training.data import find_images
+
+    data = Path(args.data)
+    photos = {f"the evaluated photo {p.relative_to(data)}": p for p in find_images(data, what="evaluation data folder")}
+    kind, _, kernel = args.blur.partition(":")
+    files = {"the mask": None if args.mask in ("boxes", "strokes") else Path(args.mask),
+             "the blur kernel": Path(kernel.strip()) if kind.strip().lower() == "kernel" else None}
+    return {**photos, **files, **(model_inputs(args.model) if args.model != "oracle" else {})}

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 
-from engine.cli_common import (check_writable_file, check_writable_folder, fraction, non_negative, parse_travel,
-                               refuse_overwriting, whole, writing)
+from engine.cli_common import (check_writable_file, check_writable_folder, fraction, model_inputs, non_negative,
+                               parse_travel, refuse_overwriting, whole, writing)
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.cli_console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
         target, mask_path = Path(args.output), Path(args.mask) if args.mask else None
-        refuse_overwriting({"the input photo": source, "the mask": mask_path},
+        refuse_overwriting({"the input photo": source, "the mask": mask_path, **model_inputs(args.model)},
                            {"OUTPUT": target, "the report": report_path})
         check_writable_file(target, "OUTPUT")
         check_saved_progress(args, [target])
@@ -336,6 +336,9 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    if args.report:
+        refuse_overwriting({**{f"the input photo {p.name}": p for p in photos}, **model_inputs(args.model)},
+                           {"the report": Path(args.report)})
     targets = _folder_targets(out_dir, photos, renderer)
     check_saved_progress(args, list(targets.values()))
     reports: list[dict[str, Any]] = []

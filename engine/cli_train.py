@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
-from engine.cli_common import check_writable_file, whole, writing
+from engine.cli_common import check_writable_file, refuse_overwriting, refuse_writing_inside, whole, writing
 from engine.errors import InputError
 from engine.events import LogEvent
 
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in MODEL_FORMATS:
         raise InputError(f"--out must end in {' or '.join(MODEL_FORMATS)}, got {out.name}")
     check_writable_file(out, "--out")
+    _refuse_writing_over_inputs(out, Path(args.init) if args.init else None, Path(args.data))
     config = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, size=args.size, init=args.init, steps=args.steps,
         batch=args.batch, lr=args.lr, warmup=args.warmup, device=args.device, precision=args.precision,
@@ -66,6 +67,17 @@ def run(args: argparse.Namespace) -> int:
     if args.register:
         print(register_model(Path(finished.model_path), args.name))
     return 0
+
+
+def _refuse_writing_over_inputs(out: Path, init: Optional[Path], data: Path) -> None:
+    """The files training writes (the model, its metadata, the training state with the sample
+    grids) must not replace the --init model or its metadata, nor land among the training photos."""
+    from engine.training.checkpoint_io import sidecar_path, train_state_dir
+
+    written = {"--out": out, "the metadata of --out": sidecar_path(out)}
+    refuse_overwriting({"--init": init, "the metadata of --init": sidecar_path(init) if init else None}, written)
+    refuse_writing_inside(data, "the training data folder", {**written, "the training state": train_state_dir(out)},
+                          "the sample grids it saves would become training photos")
 
 
 def _follow(events: Iterator[Any]) -> Any:

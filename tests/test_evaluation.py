@@ -209,3 +209,29 @@ def test_cli_evaluate_missing_folders_and_unreadable_sets_are_named(tmp_path, ca
     (tmp_path / "bad" / "x.png").write_bytes(b"junk")
     assert main(["evaluate", "--data", str(tmp_path / "bad"), *ORACLE_RUN]) == 2
     assert "none of the images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("victim, argv", [
+    ("photos/a.png", []), ("mask.png", ["--task", "inpaint", "--mask", "mask.png"]),
+    ("k.npy", ["--task", "deblur", "--blur", "kernel: k.npy"]), ("m.pt", ["--model", "m.pt"]),
+    ("m.json", ["--model", "m.pt"]),
+])
+def test_cli_evaluate_report_never_overwrites_what_it_reads(tmp_path, capsys, monkeypatch, victim, argv):
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _cli_photos(tmp_path / "photos")
+    for name in ("mask.png", "k.npy", "m.pt", "m.json"):
+        (tmp_path / name).write_bytes(b"kept")
+    report = tmp_path / "r.json"
+    if victim != "m.json":  # a report named like the model's metadata; the others through a link
+        report.symlink_to(tmp_path / victim)
+    else:
+        report = tmp_path / victim
+    before = (tmp_path / victim).read_bytes()
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated despite the report"))
+    code = main(["evaluate", "--data", "photos", *ORACLE_RUN, *argv, "--report", str(report)])
+    err = capsys.readouterr().err
+    assert code == 2 and "never overwritten" in err and str(report) in err and victim in err.split(str(report))[1]
+    assert (tmp_path / victim).read_bytes() == before

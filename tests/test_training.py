@@ -242,3 +242,24 @@ def test_cli_train_writes_a_loadable_safetensors_model(data_dir, tmp_path):
                  "--steps", "1", "--batch", "2", "--device", "cpu", "--sample-every", "0"]) == 0
     state = checkpoint.load_state_dict(out)
     assert checkpoint.detect_config(state).family == "adm" and (tmp_path / "m.json").is_file()
+
+
+@pytest.mark.parametrize("init, out, words", [
+    ("base.pt", "base.pt", "--out base.pt is --init"),
+    ("base.safetensors", "base.pt", "the metadata of --out base.json is the metadata of --init"),
+    (None, "photos/m.pt", "inside the training data folder"),
+    (None, "photos/sub/m.pt", "inside the training data folder"),
+])
+def test_cli_train_never_writes_over_what_it_reads(data_dir, tmp_path, capsys, monkeypatch, init, out, words):
+    import engine.training.trainer as trainer
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("base.pt", "base.safetensors", "base.json"):
+        (tmp_path / name).write_bytes(b"kept")
+    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained despite --out"))
+    code = main(["train", "--data", "photos", "--out", out, "--arch", "adm-tiny", "--size", "32",
+                 "--device", "cpu", *(["--init", init] if init else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err
+    assert all((tmp_path / name).read_bytes() == b"kept" for name in ("base.pt", "base.safetensors", "base.json"))
