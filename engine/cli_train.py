@@ -115,11 +115,19 @@ def _say(bar, message: str) -> None:
 
 
 def register_model(path: Path, name: str | None) -> str:
-    """Add the trained file to the app's model list (a copy in the models folder, custom entry)."""
-    from engine.models.store import import_model_file
+    """Add the trained file to the app's model list (a copy in the models folder, custom entry), or
+    update the entry an earlier run registered from the same file (same id)."""
+    from engine.models.store import AlreadyInstalled, import_model_file, update_imported_model
     from engine.training.checkpoint_io import read_meta
 
+    path = path.absolute()  # the entry remembers where it came from, for the next run to find it
     meta = read_meta(path) or {}
     description = f"Trained on {meta.get('data', {}).get('folder', '?')} for {meta.get('steps', '?')} steps at {meta.get('image_size', '?')} px"
-    result = import_model_file(path, display_name=name or path.stem, description=description)
+    updated = update_imported_model(path, display_name=name, description=description)
+    if updated is not None:
+        return f"updated model {updated.model_id!r} ({updated.path})"
+    try:
+        result = import_model_file(path, display_name=name or path.stem, description=description)
+    except AlreadyInstalled as exc:  # the same weights, registered from another file: nothing to add
+        return f"not registered again: {exc}"
     return f"registered as model {result.model_id!r} ({result.path})"

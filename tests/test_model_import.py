@@ -149,6 +149,21 @@ def test_identical_file_is_already_installed_and_nothing_changes(models_dir, tmp
     assert registered_files(models_dir) == {"faces_v1.pt": "faces_v1"}
 
 
+@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
+def test_update_puts_new_bytes_under_the_id_imported_from_the_same_file(models_dir, tmp_path, tiny_state_dicts, mode):
+    src = save(tiny_state_dicts["adm"], tmp_path / "mine.pt", "plain")
+    assert store.update_imported_model(src) is None and not (models_dir / "registry.json").exists()
+    first = store.import_model_file(src, mode=mode, display_name="Mine")
+    save({k: v + 1 for k, v in tiny_state_dicts["adm"].items()}, tmp_path / "new.pt", "plain").replace(src)
+    updated = store.update_imported_model(src, description="retrained")
+    assert (updated.model_id, updated.path) == (first.model_id, first.path) and updated.sha256 != first.sha256
+    assert first.path.read_bytes() == src.read_bytes() and first.path.is_symlink() == (mode == "symlink")
+    entry = cat.get_entry(first.model_id)
+    assert (entry.display_name, entry.description) == ("Mine", "retrained")
+    assert registered_files(models_dir) == {"mine.pt": "mine"}
+    assert store.verify_models([first.model_id])[0].status == "ok"
+
+
 def test_explicit_id_must_be_free_and_installed_catalog_files_are_never_replaced(models_dir, tmp_path,
                                                                                   tiny_state_dicts):
     official = store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "faces.ckpt", "plain"))

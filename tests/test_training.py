@@ -263,3 +263,37 @@ def test_cli_train_never_writes_over_what_it_reads(data_dir, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert code == 2 and words in err and "Traceback" not in err
     assert all((tmp_path / name).read_bytes() == b"kept" for name in ("base.pt", "base.safetensors", "base.json"))
+
+
+def test_cli_train_register_again_updates_the_model_it_registered(data_dir, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    from engine.models import catalog
+
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    run = ["train", "--data", str(data_dir), "--out", "m.pt", "--arch", "adm-tiny", "--size", "32", "--batch", "2",
+           "--device", "cpu", "--sample-every", "0", "--register"]
+    assert main([*run, "--steps", "1", "--name", "First"]) == 0
+    assert "registered as model 'm'" in capsys.readouterr().out
+    for steps, name, shown in (("2", ["--name", "Second"], "Second"), ("3", [], "Second")):
+        assert main([*run, "--steps", steps, *name]) == 0
+        assert "updated model 'm'" in capsys.readouterr().out
+        custom = catalog.read_registry(tmp_path / "store")["custom"]
+        assert list(custom) == ["m"] and custom["m"]["display_name"] == shown
+        assert f"for {steps} steps" in custom["m"]["description"]
+        assert (tmp_path / "store" / "m.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()
+    assert [s.status for s in catalog.installed_models() if s.id == "m"] == [catalog.INSTALLED]
+
+
+def test_cli_train_register_of_weights_already_registered_from_another_file(data_dir, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    from engine.models import catalog
+
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "store"))
+    run = ["train", "--data", str(data_dir), "--arch", "adm-tiny", "--size", "32", "--batch", "2", "--steps", "1",
+           "--device", "cpu", "--sample-every", "0", "--register"]
+    assert main([*run, "--out", str(tmp_path / "a.pt")]) == 0
+    capsys.readouterr()
+    assert main([*run, "--out", str(tmp_path / "b.pt")]) == 0  # seeded: the very same weights
+    assert "not registered again: b.pt is already installed as model 'a'" in capsys.readouterr().out
+    assert list(catalog.read_registry(tmp_path / "store")["custom"]) == ["a"]

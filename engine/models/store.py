@@ -198,10 +198,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
         mid, dest = entry.id, directory / entry.file_name
     else:
         mid, dest = _new_custom_place(directory, src, model_id)
-    if not (dest.exists() and _same_file(dest, src)):
-        _place(src, dest, mode)
-    (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
-    _record_hash(directory, dest.name, sha256, size, f"import {src}")
+    _install(directory, src, dest, mode, sha256, size)
     if entry is None:
         def add_custom(data):
             data["custom"][mid] = {
@@ -213,6 +210,41 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
 
         cat.update_registry(directory, add_custom)
     return ImportResult(mid, dest, config.family, entry is not None and not entry.custom, sha256)
+
+
+def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
+                          display_name: Optional[str] = None, description: str = "") -> Optional[ImportResult]:
+    """Put the current bytes of ``src`` in the place of the custom model imported from that same
+    file (e.g. a model trained again to the same path), keeping its id and import mode; its
+    architecture, size and description are refreshed, its name too when ``display_name`` is given.
+    Returns None, changing nothing, when no model was imported from ``src``."""
+    src = Path(src).expanduser()
+    directory = cat.models_dir(models_dir)
+    imported = cat.read_registry(directory)["custom"]
+    mid = next((m for m, raw in imported.items()
+                if raw.get("imported_from") and _same_file(Path(raw["imported_from"]), src)), None)
+    if mid is None:
+        return None
+    config = inspect_checkpoint(src)
+    size, sha256 = src.stat().st_size, dl.sha256_file(src)
+    dest = directory / imported[mid]["file_name"]
+    _install(directory, src, dest, imported[mid].get("import_mode", "copy"), sha256, size)
+
+    def refresh(data):
+        data["custom"][mid].update(architecture=config.family, size_bytes=size, image_size=config.image_size,
+                                   description=description or f"Imported from {src}",
+                                   **({"display_name": display_name} if display_name else {}))
+
+    cat.update_registry(directory, refresh)
+    return ImportResult(mid, dest, config.family, False, sha256)
+
+
+def _install(directory: Path, src: Path, dest: Path, mode: str, sha256: str, size: int) -> None:
+    """``src`` at ``dest`` (unless it is that file already), with its hash recorded."""
+    if not (dest.exists() and _same_file(dest, src)):
+        _place(src, dest, mode)
+    (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
+    _record_hash(directory, dest.name, sha256, size, f"import {src}")
 
 
 def _entry_with_hash(directory: Path, sha256: str, src: Path) -> Optional[cat.ModelEntry]:
