@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.training.checkpoint_io import MODEL_FORMATS
-    from engine.training.trainer import TrainConfig, train
+    from engine.training.trainer import TrainCancelled, TrainConfig, train
 
     out = Path(args.out)
     if out.suffix.lower() not in MODEL_FORMATS:
@@ -59,8 +60,14 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
         skip_bad_files=args.skip_bad_files,
     )
+    cancel = threading.Event()
     with writing(out):
-        finished = _follow(train(config))
+        finished = _follow(train(config, cancel=cancel), cancel)
+    if isinstance(finished, TrainCancelled):
+        print(f"cancelled at step {finished.step}: the training state is kept in {Path(finished.saved).parent}; "
+              "run the same command with --resume to continue" if finished.saved
+              else "cancelled before the first step: nothing was saved", file=sys.stderr)
+        return 130
     if finished is None:
         return 1
     print(f"wrote {finished.model_path} ({finished.meta['steps']} steps, {finished.meta['image_size']} px)")
@@ -80,27 +87,31 @@ def _refuse_writing_over_inputs(out: Path, init: Optional[Path], data: Path) -> 
                           "the sample grids it saves would become training photos")
 
 
-def _follow(events: Iterator[Any]) -> Any:
-    """Show training events on stderr (a tqdm bar over steps); returns the TrainFinished event, if any."""
+def _follow(events: Iterator[Any], cancel: threading.Event) -> Any:
+    """Show training events on stderr (a tqdm bar over steps), with Ctrl-C setting ``cancel``;
+    returns the TrainFinished or TrainCancelled event, if any."""
     from tqdm import tqdm
 
-    from engine.training.trainer import SampleGridSaved, TrainFinished, TrainProgress
+    from engine.cli_console import cancel_on_ctrl_c
+    from engine.training.trainer import SampleGridSaved, TrainCancelled, TrainFinished, TrainProgress
 
     bar = None
     finished = None
     try:
-        for event in events:
-            if isinstance(event, TrainProgress):
-                if bar is None:
-                    bar = tqdm(total=event.total, initial=event.step - 1, unit="step", file=sys.stderr, dynamic_ncols=True)
-                bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
-                bar.update(1)
-            elif isinstance(event, SampleGridSaved):
-                _say(bar, f"step {event.step}: samples in {event.path}")
-            elif isinstance(event, LogEvent):
-                _say(bar, f"{event.level}: {event.message}" if event.level != "info" else event.message)
-            elif isinstance(event, TrainFinished):
-                finished = event
+        with cancel_on_ctrl_c(cancel, lambda line: _say(bar, line)):
+            for event in events:
+                if isinstance(event, TrainProgress):
+                    if bar is None:
+                        bar = tqdm(total=event.total, initial=event.step - 1, unit="step", file=sys.stderr,
+                                   dynamic_ncols=True)
+                    bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+                    bar.update(1)
+                elif isinstance(event, SampleGridSaved):
+                    _say(bar, f"step {event.step}: samples in {event.path}")
+                elif isinstance(event, LogEvent):
+                    _say(bar, f"{event.level}: {event.message}" if event.level != "info" else event.message)
+                elif isinstance(event, (TrainFinished, TrainCancelled)):
+                    finished = event
     finally:
         if bar is not None:
             bar.close()

@@ -297,3 +297,41 @@ def test_cli_train_register_of_weights_already_registered_from_another_file(data
     assert main([*run, "--out", str(tmp_path / "b.pt")]) == 0  # seeded: the very same weights
     assert "not registered again: b.pt is already installed as model 'a'" in capsys.readouterr().out
     assert list(catalog.read_registry(tmp_path / "store")["custom"]) == ["a"]
+
+
+def test_cli_train_ctrl_c_keeps_the_steps_done_for_resume(data_dir, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import engine.training.trainer as trainer
+    from engine.cli import main
+
+    step = trainer.Trainer.step
+
+    def step_then_ctrl_c(self):
+        loss = step(self)
+        if self.step_count == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C during step 2
+        return loss
+
+    monkeypatch.setattr(trainer.Trainer, "step", step_then_ctrl_c)
+    out = tmp_path / "m.pt"
+    run = ["train", "--data", str(data_dir), "--out", str(out), "--arch", "adm-tiny", "--size", "32", "--steps", "4",
+           "--batch", "2", "--device", "cpu", "--sample-every", "0"]
+    assert main(run) == 130
+    err = capsys.readouterr().err
+    assert "cancelling after the current step" in err and "cancelled at step 2" in err and "--resume" in err
+    assert checkpoint_io.load_train_state(out)["step"] == 2 and not out.exists()
+    monkeypatch.setattr(trainer.Trainer, "step", step)
+    assert main([*run, "--resume"]) == 0 and out.is_file()
+    assert "resumed at step 2" in capsys.readouterr().err
+
+
+def test_cancel_before_any_step_saves_nothing(data_dir, tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    events = list(train(_config(data_dir, tmp_path / "m.pt"), cancel=cancel))
+    assert [type(e).__name__ for e in events][-1] == "TrainCancelled" and events[-1].saved is None
+    assert checkpoint_io.load_train_state(tmp_path / "m.pt") is None
