@@ -63,6 +63,12 @@ def parse_travel(text: str) -> tuple[int, int]:
     return length, repeat
 
 
+def name_commands(subparsers) -> None:
+    """Call for the subcommands, once added, by their names: a missing one is then reported as
+    "required: {list,download,...}" instead of by the internal ``dest``."""
+    subparsers.metavar = "{" + ",".join(subparsers.choices) + "}"
+
+
 # ---------------------------------------------------------------------------- destinations
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name the same file: through symlinks and hard links when both exist,
