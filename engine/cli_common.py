@@ -43,6 +43,22 @@ def non_negative(text: str) -> float:
     return value
 
 
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def below_one(text: str) -> float:
+    """An argparse type: a number in [0, 1) (e.g. a decay)."""
+    value = fraction(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """An argparse type: a number in [0, 1]."""
     value = non_negative(text)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from engine.cli_common import check_writable_file, fraction, model_inputs, refuse_overwriting, writing
+from engine.cli_common import check_writable_file, fraction, model_inputs, refuse_overwriting, whole, writing
 from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                    help=f"one or more of: {', '.join(TASKS)}")
     p.add_argument("--model", default="adm-256-uncond",
                    help="catalog id, checkpoint path, test-tiny (random weights) or oracle (true noise; checks the algebra)")
-    p.add_argument("--limit", type=int, help="use only the first N photos")
+    p.add_argument("--limit", type=whole(1), help="use only the first N photos")
     p.add_argument("--noise", type=fraction, default=0.0, help="σ of Gaussian noise added to the observation, in [0, 1] units")
     p.add_argument("--mask", default="boxes", help="inpainting mask: boxes | strokes | a mask image (white = fill)")
     p.add_argument("--mask-seed", type=int, default=0, help="seed of generated masks (photo i uses seed + i)")
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--sr-kernel", default="avgpool", choices=("avgpool", "bicubic"), help="downscaling of the SR tasks")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--eta", type=fraction, default=0.85)
-    p.add_argument("--size", type=int, default=256, help="side of the square test images (default 256)")
+    p.add_argument("--size", type=whole(16), default=256, help="side of the square test images (default 256)")
     p.add_argument("--window", type=int, default=256, help="the pipeline's window (default 256)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", default="auto")

@@ -8,7 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from engine.cli_common import check_writable_file, refuse_overwriting, refuse_writing_inside, whole, writing
+from engine.cli_common import (below_one, check_writable_file, positive, refuse_overwriting, refuse_writing_inside,
+                               whole, writing)
 from engine.errors import InputError
 from engine.events import LogEvent
 
@@ -28,14 +29,15 @@ def register(subparsers) -> None:
                    help="network for training from scratch (ignored with --init)")
     p.add_argument("--steps", type=whole(1), default=10000, help="total optimizer steps (default 10000)")
     p.add_argument("--batch", type=whole(1), default=8, help="crops per step (default 8)")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
-    p.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps (default 100)")
+    p.add_argument("--lr", type=positive, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--warmup", type=whole(0), default=100, help="linear learning-rate warm-up steps (default 100)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast on GPUs")
-    p.add_argument("--ema", type=float, default=0.9999, help="EMA decay of the saved weights (default 0.9999)")
-    p.add_argument("--sample-every", type=int, default=1000, help="save a sample grid every N steps (0 = never)")
-    p.add_argument("--sample-steps", type=int, default=25, help="DDIM steps for the sample grid")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="save resumable state every N steps")
+    p.add_argument("--ema", type=below_one, default=0.9999, help="EMA decay of the saved weights (default 0.9999)")
+    p.add_argument("--sample-every", type=whole(0), default=1000, help="save a sample grid every N steps (0 = never)")
+    p.add_argument("--sample-steps", type=whole(1, 1000), default=25, help="DDIM steps for the sample grid")
+    p.add_argument("--checkpoint-every", type=whole(0), default=1000,
+                   help="also save resumable state every N steps (0 = only at the end and on Ctrl-C)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.train-state/ exactly where it stopped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-bad-files", action="store_true", help="leave unreadable images out instead of stopping")

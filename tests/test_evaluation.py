@@ -235,3 +235,15 @@ def test_cli_evaluate_report_never_overwrites_what_it_reads(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert code == 2 and "never overwritten" in err and str(report) in err and victim in err.split(str(report))[1]
     assert (tmp_path / victim).read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, words", [(["--size", "8"], "--size: must be ≥ 16"), (["--limit", "-1"], "≥ 1"),
+                                         (["--limit", "0"], "≥ 1")])
+def test_cli_evaluate_refuses_bad_numbers_before_evaluating(tmp_path, capsys, monkeypatch, argv, words):
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated despite a bad number"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN, *argv])
+    assert exit_info.value.code == 2 and words in capsys.readouterr().err

@@ -199,7 +199,7 @@ def test_cli_train_refuses_an_unwritable_out_before_training(data_dir, tmp_path,
 
     (tmp_path / "blocker.png").write_bytes(b"x")
     (tmp_path / "a_folder.pt").mkdir()
-    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained before checking --out"))
+    monkeypatch.setattr(trainer, "train", lambda config, **kw: pytest.fail("trained before checking --out"))
     code = main(["train", "--data", str(data_dir), "--out", str(tmp_path / out), "--arch", "adm-tiny", "--size", "32",
                  "--device", "cpu"])
     assert code == 2 and words in capsys.readouterr().err
@@ -219,13 +219,16 @@ def test_cli_train_says_in_one_line_when_a_checkpoint_cannot_be_written(data_dir
 
 
 @pytest.mark.parametrize("argv, words", [(["--steps", "0"], "≥ 1"), (["--batch", "0"], "≥ 1"),
-                                         (["--out", "model.png"], "--out must end in .pt or .safetensors")])
+                                         (["--out", "model.png"], "--out must end in .pt or .safetensors"),
+                                         (["--lr", "0"], "--lr: must be > 0"), (["--ema", "1"], "below 1"),
+                                         (["--warmup", "-5"], "≥ 0"), (["--sample-every", "-1"], "≥ 0"),
+                                         (["--sample-steps", "0"], "≥ 1"), (["--checkpoint-every", "-1"], "≥ 0")])
 def test_cli_train_refuses_bad_arguments_before_training(data_dir, tmp_path, capsys, monkeypatch, argv, words):
     import engine.training.trainer as trainer
     from engine.cli import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained despite a bad argument"))
+    monkeypatch.setattr(trainer, "train", lambda config, **kw: pytest.fail("trained despite a bad argument"))
     try:
         code = main(["train", "--data", str(data_dir), "--out", "m.pt", "--arch", "adm-tiny", "--size", "32", *argv])
     except SystemExit as exc:  # argparse
@@ -257,7 +260,7 @@ def test_cli_train_never_writes_over_what_it_reads(data_dir, tmp_path, capsys, m
     monkeypatch.chdir(tmp_path)
     for name in ("base.pt", "base.safetensors", "base.json"):
         (tmp_path / name).write_bytes(b"kept")
-    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained despite --out"))
+    monkeypatch.setattr(trainer, "train", lambda config, **kw: pytest.fail("trained despite --out"))
     code = main(["train", "--data", "photos", "--out", out, "--arch", "adm-tiny", "--size", "32",
                  "--device", "cpu", *(["--init", init] if init else [])])
     err = capsys.readouterr().err
