@@ -130,7 +130,10 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError("--inpaint needs --mask (white = fill)")
     if not (args.mask or args.inpaint or args.colorize or (args.sr or 1) > 1 or args.deblur or args.noise):
         raise InputError("nothing to do: give --mask/--inpaint, --colorize, --sr N, --deblur or --noise")
-    if Path(args.output).suffix.lower() not in SAVE_FORMATS and not Path(args.input).is_dir():
+    output, source = Path(args.output), Path(args.input)
+    if output.is_dir() and not source.is_dir():
+        raise InputError(f"OUTPUT {output} is a folder: give a file name, e.g. {output / source.name}")
+    if output.suffix.lower() not in SAVE_FORMATS and not source.is_dir():
         raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
     check_overlap(args)
     if args.model:

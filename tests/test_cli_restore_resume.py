@@ -124,6 +124,7 @@ def test_folder_output_must_differ_from_the_mask_folder(tmp_path, capsys, fake):
     ("blocker.png/o.png", None, "blocker.png is a file, not a folder"),
     ("blocker.png/sub/o.png", None, "blocker.png is a file, not a folder"),
     ("folder.png", None, "is a folder"),
+    ("a folder ü", None, "OUTPUT a folder ü is a folder: give a file name, e.g. a folder ü/p.png"),
     ("o.png", "blocker.png/r.json", "cannot write the report"),
     ("o.png", "folder.png", "is a folder"),
     ("/proc/o.png", None, "not writable"),
@@ -136,6 +137,7 @@ def test_unwritable_destinations_are_refused_before_the_model_loads(tmp_path, ca
     photo = photo_file(tmp_path / "p.png")
     photo_file(tmp_path / "blocker.png")
     (tmp_path / "folder.png").mkdir()
+    (tmp_path / "a folder ü").mkdir()
     argv = ["restore", str(photo), "-o", output, "--colorize"] + (["--report", report] if report else [])
     assert main(argv) == 2
     err = capsys.readouterr().err
