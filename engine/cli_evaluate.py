@@ -56,15 +56,23 @@ def run(args: argparse.Namespace) -> int:
         check_writable_file(report_path, "the report")
         refuse_overwriting(_inputs(args), {"the report": report_path})
     results = []
-    for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
-        results.append(r)
-        print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
-              f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)
+    try:
+        for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
+            results.append(r)
+            print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
+                  f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C keeps what was measured: the table and report show it
+        print(f"interrupted after {len(results)} result(s); the table and report cover only those", file=sys.stderr)
+        if not results:
+            return 130
+        interrupted = True
+    else:
+        interrupted = False
     print(format_table(results))
     if report_path is not None:
         with writing(report_path, kept="; the results are printed above"):
             print(f"report: {write_report(report_path, config, results)}")
-    return 0
+    return 130 if interrupted else 0
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, Optional[Path]]:

@@ -247,3 +247,28 @@ def test_cli_evaluate_refuses_bad_numbers_before_evaluating(tmp_path, capsys, mo
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN, *argv])
     assert exit_info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_evaluate_ctrl_c_keeps_the_finished_results(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    photos = _cli_photos(tmp_path / "photos")
+    Image.open(photos / "a.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photos / "b.png")
+    restore = evaluation.oracle_restore
+
+    def ctrl_c_on_the_second_photo(request, clean):
+        if ctrl_c_on_the_second_photo.calls:
+            raise KeyboardInterrupt
+        ctrl_c_on_the_second_photo.calls += 1
+        return restore(request, clean)
+
+    ctrl_c_on_the_second_photo.calls = 0
+    monkeypatch.setattr(evaluation, "oracle_restore", ctrl_c_on_the_second_photo)
+    report = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(photos), *ORACLE_RUN, "--report", str(report)]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted after 1 result(s)" in captured.err and "colorize" in captured.out
+    assert [r["image"] for r in json.loads(report.read_text())["results"]] == ["a.png"]
