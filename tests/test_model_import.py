@@ -126,6 +126,12 @@ def test_different_files_with_the_same_name_get_their_own_ids(models_dir, tmp_pa
     assert states["model"].entry.architecture == "adm" and states["model-2"].entry.architecture == "ddpm"
 
 
+def test_accented_names_give_readable_ids(models_dir, tmp_path, tiny_state_dicts):
+    first = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "Mödel 1.pt", "plain"))
+    second = store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "x.pt", "plain"), model_id="Café")
+    assert (first.model_id, first.path.name, second.model_id) == ("model-1", "model-1.pt", "cafe")
+
+
 def test_same_weights_in_another_container_do_not_orphan_the_first(models_dir, tmp_path, tiny_state_dicts):
     pt = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "tiny_adm.pt", "plain"))
     st = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "tiny_adm.safetensors", "safetensors"))

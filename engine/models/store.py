@@ -13,6 +13,7 @@ import re
 import shutil
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -122,7 +123,9 @@ def inspect_checkpoint(path: Path):
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
+    """An id from a file name: lower-case ASCII, accents dropped ("Mödel 1" -> "model-1")."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9._-]+", "-", ascii_text.lower()).strip("-._") or "model"
 
 
 def _match_catalog(directory: Path, src: Path, size: int, family: str, sha256: str) -> Optional[cat.ModelEntry]:
