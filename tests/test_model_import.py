@@ -170,6 +170,18 @@ def test_update_puts_new_bytes_under_the_id_imported_from_the_same_file(models_d
     assert store.verify_models([first.model_id])[0].status == "ok"
 
 
+def test_a_trained_models_metadata_goes_and_leaves_with_it(models_dir, tmp_path, tiny_state_dicts):
+    for name in ("mine", "registry"):
+        save(tiny_state_dicts["adm"] if name == "mine" else tiny_state_dicts["ddpm"], tmp_path / f"{name}.pt", "plain")
+        (tmp_path / f"{name}.json").write_text('{"image_size": 32}')
+    mine = store.import_model_file(tmp_path / "mine.pt")
+    assert (models_dir / "mine.json").read_text() == '{"image_size": 32}' and cat.get_entry("mine").image_size == 32
+    registry = store.import_model_file(tmp_path / "registry.pt")  # its metadata must not replace the registry
+    assert set(cat.all_entries(models_dir)) >= {"mine", registry.model_id}
+    store.remove_model("mine")
+    assert not (models_dir / "mine.json").exists() and not mine.path.exists()
+
+
 def test_explicit_id_must_be_free_and_installed_catalog_files_are_never_replaced(models_dir, tmp_path,
                                                                                   tiny_state_dicts):
     official = store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "faces.ckpt", "plain"))

@@ -190,6 +190,7 @@ def test_cli_train_writes_and_registers_a_listable_model(data_dir, tmp_path, mon
     assert listed["cli-model"].status == catalog.INSTALLED and listed["cli-model"].display_name == "My photos"
     denoiser = load_denoiser("cli-model", device=torch.device("cpu"))
     assert denoiser(torch.zeros(1, 3, 32, 32), torch.tensor([3])).shape == (1, 3, 32, 32)
+    assert denoiser.image_size == 32 and listed["cli-model"].entry.image_size == 32  # its native size goes along
 
 
 @pytest.mark.parametrize("out, words", [("blocker.png/m.pt", "is a file, not a folder"), ("a_folder.pt", "is a folder")])

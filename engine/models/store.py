@@ -23,6 +23,8 @@ import torch
 from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import download as dl
+from engine.models import sidecar_image_size
+from engine.models.checkpoint import sidecar_path
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
@@ -119,7 +121,8 @@ def inspect_checkpoint(path: Path):
         odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
         raise ModelFileError(f"{path.name} looks like {a_family(config.family)} model but its tensors do not fit it "
                              f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
-    return config
+    native = sidecar_image_size(path)  # a model we trained: the size it was trained at
+    return config.replace(image_size=native) if native else config
 
 
 def _slug(text: str) -> str:
@@ -243,11 +246,23 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
 
 
 def _install(directory: Path, src: Path, dest: Path, mode: str, sha256: str, size: int) -> None:
-    """``src`` at ``dest`` (unless it is that file already), with its hash recorded."""
+    """``src`` at ``dest`` (unless it is that file already), with its metadata (the ``.json`` of a
+    model we trained, which holds its native size) and its hash recorded."""
     if not (dest.exists() and _same_file(dest, src)):
         _place(src, dest, mode)
+        meta = _metadata_of(dest)
+        if meta is not None and sidecar_path(src).is_file():
+            _place(sidecar_path(src), meta, mode)
+        elif meta is not None:
+            meta.unlink(missing_ok=True)  # an earlier file's
     (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
     _record_hash(directory, dest.name, sha256, size, f"import {src}")
+
+
+def _metadata_of(model_file: Path) -> Optional[Path]:
+    """Where the metadata of a model file in the models folder goes (None if that is the registry)."""
+    meta = sidecar_path(model_file)
+    return None if meta.name == cat.REGISTRY_NAME else meta
 
 
 def _entry_with_hash(directory: Path, sha256: str, src: Path) -> Optional[cat.ModelEntry]:
@@ -363,7 +378,7 @@ def repair_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: Path
 
 
 def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
-    """Delete a model's file, partial download, recorded hash and (if imported) its registration.
+    """Delete a model's file, metadata, partial download, recorded hash and (if imported) its registration.
 
     For a symlinked import only the link is removed, never the user's original file.
     Returns the paths deleted.
@@ -371,8 +386,9 @@ def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
     directory = cat.models_dir(models_dir)
     entry = cat.get_entry(model_id, directory)
     removed = []
-    for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX)):
-        if path.is_file() or path.is_symlink():
+    for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX),
+                 _metadata_of(directory / entry.file_name)):
+        if path is not None and (path.is_file() or path.is_symlink()):
             path.unlink()
             removed.append(path)
 
