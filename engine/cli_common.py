@@ -95,14 +95,31 @@ def same_file(a: Path, b: Path) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
+def _clash(others: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> Optional[tuple]:
+    """(output name, output, other name, other) of the first output that names one of ``others``."""
+    for out_name, out in outputs.items():
+        for other_name, other in others.items():
+            if out is not None and other is not None and same_file(out, other):
+                return out_name, out, other_name, other
+    return None
+
+
 def refuse_overwriting(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> None:
     """Refuse an output that names one of the files the command reads: those are never overwritten.
     Keys are how the message names each path (e.g. "OUTPUT", "the mask")."""
-    for out_name, out in outputs.items():
-        for in_name, source in inputs.items():
-            if out is not None and source is not None and same_file(out, source):
-                raise InputError(f"{out_name} {out} is {in_name} ({source}): choose another one "
-                                 "(the files a command reads are never overwritten)")
+    clash = _clash(inputs, outputs)
+    if clash:
+        out_name, out, in_name, source = clash
+        raise InputError(f"{out_name} {out} is {in_name} ({source}): choose another one "
+                         "(the files a command reads are never overwritten)")
+
+
+def refuse_same_destination(written: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> None:
+    """Refuse an output that names another file the command writes: one would replace the other."""
+    clash = _clash(written, outputs)
+    if clash:
+        out_name, out, other_name, other = clash
+        raise InputError(f"{out_name} {out} is also {other_name} ({other}): give each its own name")
 
 
 def refuse_writing_inside(folder: Optional[Path], folder_name: str, outputs: dict[str, Optional[Path]],

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional
 
 
 from engine.cli_common import (check_writable_file, check_writable_folder, fraction, model_inputs, non_negative,
-                               parse_travel, refuse_overwriting, whole, writing)
+                               parse_travel, refuse_overwriting, refuse_same_destination, whole, writing)
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.cli_console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
@@ -278,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         target, mask_path = Path(args.output), Path(args.mask) if args.mask else None
         refuse_overwriting({"the input photo": source, "the mask": mask_path, **model_inputs(args.model)},
                            {"OUTPUT": target, "the report": report_path})
+        refuse_same_destination({"OUTPUT": target}, {"the report": report_path})
         check_writable_file(target, "OUTPUT")
         check_saved_progress(args, [target])
         restore_file(args, source, target, mask_path, renderer, cancel, report_path)
@@ -343,6 +344,8 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
         refuse_overwriting({**{f"the input photo {p.name}": p for p in photos}, **model_inputs(args.model)},
                            {"the report": Path(args.report)})
     targets = _folder_targets(out_dir, photos, renderer)
+    refuse_same_destination({f"the output of {p.name}": t for p, t in targets.items()},
+                            {"the report": Path(args.report) if args.report else None})
     check_saved_progress(args, list(targets.values()))
     reports: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []

@@ -110,6 +110,17 @@ def test_folder_report_never_overwrites_a_photo_of_the_folder(tmp_path, capsys, 
     assert photo.read_bytes() == before
 
 
+def test_the_report_never_replaces_the_restored_photo(tmp_path, capsys, monkeypatch, fake):
+    photo_file(tmp_path / "p.png", (16, 20))
+    monkeypatch.chdir(tmp_path)
+    assert main(["restore", "p.png", "-o", "o.png", "--colorize", "--report", "./o.png"]) == 2  # the same file, written another way
+    assert "the report o.png is also OUTPUT (o.png)" in capsys.readouterr().err and not fake.requests
+    (tmp_path / "in").mkdir()
+    photo_file(tmp_path / "in" / "a.bmp", (16, 16))
+    assert main(["restore", "in", "-o", "out", "--colorize", "--report", "out/a.png"]) == 2
+    assert "is also the output of a.bmp" in capsys.readouterr().err and not fake.requests
+
+
 def test_folder_output_must_differ_from_the_mask_folder(tmp_path, capsys, fake):
     src, masks = tmp_path / "in", tmp_path / "masks"
     src.mkdir(), masks.mkdir()
