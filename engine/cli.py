@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from engine.cli_common import name_commands
 from engine.errors import EngineError
 
 SUBCOMMANDS = ("cli_restore", "cli_models", "cli_train", "cli_evaluate", "cli_bench")
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    name_commands(sub)
     return parser
 
 

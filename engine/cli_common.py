@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from engine.errors import InputError
+from engine.errors import EngineError, InputError
 
 
 # ------------------------------------------------------------------------ argument types
@@ -43,6 +43,22 @@ def non_negative(text: str) -> float:
     return value
 
 
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def below_one(text: str) -> float:
+    """An argparse type: a number in [0, 1) (e.g. a decay)."""
+    value = fraction(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """An argparse type: a number in [0, 1]."""
     value = non_negative(text)
@@ -63,6 +79,12 @@ def parse_travel(text: str) -> tuple[int, int]:
     return length, repeat
 
 
+def name_commands(subparsers) -> None:
+    """Call for the subcommands, once added, by their names: a missing one is then reported as
+    "required: {list,download,...}" instead of by the internal ``dest``."""
+    subparsers.metavar = "{" + ",".join(subparsers.choices) + "}"
+
+
 # ---------------------------------------------------------------------------- destinations
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name the same file: through symlinks and hard links when both exist,
@@ -73,14 +95,58 @@ def same_file(a: Path, b: Path) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
-def refuse_overwriting(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> None:
-    """Refuse an output that names one of the inputs: the originals are never overwritten.
-    Keys are how the message names each path (e.g. "OUTPUT", "the mask")."""
+def _clash(others: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> Optional[tuple]:
+    """(output name, output, other name, other) of the first output that names one of ``others``."""
     for out_name, out in outputs.items():
-        for in_name, source in inputs.items():
-            if out is not None and source is not None and same_file(out, source):
-                raise InputError(f"{out_name} {out} is {in_name}: choose another one "
-                                 "(the originals are never overwritten)")
+        for other_name, other in others.items():
+            if out is not None and other is not None and same_file(out, other):
+                return out_name, out, other_name, other
+    return None
+
+
+def refuse_overwriting(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> None:
+    """Refuse an output that names one of the files the command reads: those are never overwritten.
+    Keys are how the message names each path (e.g. "OUTPUT", "the mask")."""
+    clash = _clash(inputs, outputs)
+    if clash:
+        out_name, out, in_name, source = clash
+        raise InputError(f"{out_name} {out} is {in_name} ({source}): choose another one "
+                         "(the files a command reads are never overwritten)")
+
+
+def refuse_same_destination(written: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]) -> None:
+    """Refuse an output that names another file the command writes: one would replace the other."""
+    clash = _clash(written, outputs)
+    if clash:
+        out_name, out, other_name, other = clash
+        raise InputError(f"{out_name} {out} is also {other_name} ({other}): give each its own name")
+
+
+def refuse_writing_inside(folder: Optional[Path], folder_name: str, outputs: dict[str, Optional[Path]],
+                          why: str) -> None:
+    """Refuse an output at or inside an input folder the command reads as a whole (e.g. training
+    data searched recursively); ``why`` says what writing there would do. A folder that does not
+    exist is left to the command's own check."""
+    if folder is None or not Path(folder).is_dir():
+        return
+    root = Path(folder).resolve()
+    for out_name, out in outputs.items():
+        target = Path(out).resolve() if out is not None else None
+        if target is not None and (target == root or root in target.parents):
+            raise InputError(f"{out_name} {out} is inside {folder_name} {folder}: {why}; choose a place outside it")
+
+
+def model_inputs(model: Optional[str]) -> dict[str, Optional[Path]]:
+    """The files a command reads for ``--model``, keyed for :func:`refuse_overwriting`: the checkpoint
+    and the metadata beside it. None for a built-in network, or for a model that cannot be found
+    (loading it fails before anything is written)."""
+    from engine.models import model_files
+
+    try:
+        files = model_files(model) if model else ()
+    except EngineError:
+        files = ()
+    return dict(zip(("the model", "the model's metadata"), files))
 
 
 def check_writable_file(path: Path, what: str) -> None:

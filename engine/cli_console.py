@@ -73,9 +73,9 @@ def _load_restore() -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def cancel_on_ctrl_c(cancel: threading.Event, renderer: EventRenderer) -> Iterator[None]:
-    """First Ctrl-C sets ``cancel`` (the run stops within one denoiser call and keeps its finished
-    windows); a second one interrupts at once. Only possible from the main thread."""
+def cancel_on_ctrl_c(cancel: threading.Event, say: Callable[[str], None]) -> Iterator[None]:
+    """First Ctrl-C sets ``cancel`` (the run stops after its current step and keeps its finished
+    work) and ``say``s so; a second one interrupts at once. Only possible from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -84,7 +84,7 @@ def cancel_on_ctrl_c(cancel: threading.Event, renderer: EventRenderer) -> Iterat
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        renderer.say("cancelling after the current step… (Ctrl-C again to stop at once)")
+        say("cancelling after the current step… (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -96,7 +96,7 @@ def cancel_on_ctrl_c(cancel: threading.Event, renderer: EventRenderer) -> Iterat
 def drain(request: RestoreRequest, renderer: EventRenderer, cancel: threading.Event) -> FinishedEvent:
     """Run the pipeline to its FinishedEvent; raises Cancelled when the run was cancelled."""
     finished = None
-    with cancel_on_ctrl_c(cancel, renderer):
+    with cancel_on_ctrl_c(cancel, renderer.say):
         events = _load_restore()(request, cancel=cancel)
         try:
             for event in events:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
-from engine.cli_common import check_writable_file, fraction, writing
+from engine.cli_common import check_writable_file, fraction, model_inputs, refuse_overwriting, whole, writing
 from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
                    help=f"one or more of: {', '.join(TASKS)}")
     p.add_argument("--model", default="adm-256-uncond",
                    help="catalog id, checkpoint path, test-tiny (random weights) or oracle (true noise; checks the algebra)")
-    p.add_argument("--limit", type=int, help="use only the first N photos")
+    p.add_argument("--limit", type=whole(1), help="use only the first N photos")
     p.add_argument("--noise", type=fraction, default=0.0, help="σ of Gaussian noise added to the observation, in [0, 1] units")
     p.add_argument("--mask", default="boxes", help="inpainting mask: boxes | strokes | a mask image (white = fill)")
     p.add_argument("--mask-seed", type=int, default=0, help="seed of generated masks (photo i uses seed + i)")
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--sr-kernel", default="avgpool", choices=("avgpool", "bicubic"), help="downscaling of the SR tasks")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--eta", type=fraction, default=0.85)
-    p.add_argument("--size", type=int, default=256, help="side of the square test images (default 256)")
+    p.add_argument("--size", type=whole(16), default=256, help="side of the square test images (default 256)")
     p.add_argument("--window", type=int, default=256, help="the pipeline's window (default 256)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", default="auto")
@@ -53,13 +54,34 @@ def run(args: argparse.Namespace) -> int:
         if report_path.suffix.lower() not in (".json", ".csv"):
             raise InputError("--report must end in .json or .csv")
         check_writable_file(report_path, "the report")
+        refuse_overwriting(_inputs(args), {"the report": report_path})
     results = []
-    for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
-        results.append(r)
-        print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
-              f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)
+    try:
+        for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
+            results.append(r)
+            print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
+                  f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C keeps what was measured: the table and report show it
+        print(f"interrupted after {len(results)} result(s); the table and report cover only those", file=sys.stderr)
+        if not results:
+            return 130
+        interrupted = True
+    else:
+        interrupted = False
     print(format_table(results))
     if report_path is not None:
         with writing(report_path, kept="; the results are printed above"):
             print(f"report: {write_report(report_path, config, results)}")
-    return 0
+    return 130 if interrupted else 0
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Optional[Path]]:
+    """The files the evaluation reads: the photos, the mask and blur kernel files, the model."""
+    from engine.training.data import find_images
+
+    data = Path(args.data)
+    photos = {f"the evaluated photo {p.relative_to(data)}": p for p in find_images(data, what="evaluation data folder")}
+    kind, _, kernel = args.blur.partition(":")
+    files = {"the mask": None if args.mask in ("boxes", "strokes") else Path(args.mask),
+             "the blur kernel": Path(kernel.strip()) if kind.strip().lower() == "kernel" else None}
+    return {**photos, **files, **(model_inputs(args.model) if args.model != "oracle" else {})}

@@ -12,6 +12,7 @@ import sys
 import threading
 from typing import Optional
 
+from engine.cli_common import name_commands
 from engine.errors import EngineError
 
 
@@ -82,6 +83,7 @@ def register(subparsers) -> None:
     p.add_argument("model_id", metavar="ID", nargs="?")
     _common(p)
     p.set_defaults(func=cmd_path)
+    name_commands(actions)
 
 
 def cmd_list(args) -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 
-from engine.cli_common import (check_writable_file, check_writable_folder, fraction, non_negative, parse_travel,
-                               refuse_overwriting, whole, writing)
+from engine.cli_common import (check_writable_file, check_writable_folder, fraction, model_inputs, non_negative,
+                               parse_travel, refuse_overwriting, refuse_same_destination, whole, writing)
 from engine.errors import Cancelled, EngineError, InputError, ModelFileError
 from engine.cli_console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
@@ -130,7 +130,10 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError("--inpaint needs --mask (white = fill)")
     if not (args.mask or args.inpaint or args.colorize or (args.sr or 1) > 1 or args.deblur or args.noise):
         raise InputError("nothing to do: give --mask/--inpaint, --colorize, --sr N, --deblur or --noise")
-    if Path(args.output).suffix.lower() not in SAVE_FORMATS and not Path(args.input).is_dir():
+    output, source = Path(args.output), Path(args.input)
+    if output.is_dir() and not source.is_dir():
+        raise InputError(f"OUTPUT {output} is a folder: give a file name, e.g. {output / source.name}")
+    if output.suffix.lower() not in SAVE_FORMATS and not source.is_dir():
         raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
     check_overlap(args)
     if args.model:
@@ -273,8 +276,9 @@ def run(args: argparse.Namespace) -> int:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
         target, mask_path = Path(args.output), Path(args.mask) if args.mask else None
-        refuse_overwriting({"the input photo": source, "the mask": mask_path},
+        refuse_overwriting({"the input photo": source, "the mask": mask_path, **model_inputs(args.model)},
                            {"OUTPUT": target, "the report": report_path})
+        refuse_same_destination({"OUTPUT": target}, {"the report": report_path})
         check_writable_file(target, "OUTPUT")
         check_saved_progress(args, [target])
         restore_file(args, source, target, mask_path, renderer, cancel, report_path)
@@ -336,7 +340,12 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    if args.report:
+        refuse_overwriting({**{f"the input photo {p.name}": p for p in photos}, **model_inputs(args.model)},
+                           {"the report": Path(args.report)})
     targets = _folder_targets(out_dir, photos, renderer)
+    refuse_same_destination({f"the output of {p.name}": t for p, t in targets.items()},
+                            {"the report": Path(args.report) if args.report else None})
     check_saved_progress(args, list(targets.values()))
     reports: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []

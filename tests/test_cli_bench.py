@@ -74,3 +74,11 @@ def test_good_arguments_reach_the_benchmark(measured):
     assert main([*BASE, "--batch", "3", "--window", "64", "--steps", "2", "--travel", "2,1", "--unet-iters", "2"]) == 0
     run = measured[0]
     assert (run["batch"], run["window"], run["steps"], run["travel"], run["unet_iters"]) == (3, 64, 2, (2, 1), 2)
+
+
+@pytest.mark.parametrize("command", ["restore", "models", "train", "evaluate", "bench"])
+def test_help_texts_are_plain_text(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "``" not in out and "python -m engine" in out.splitlines()[0]

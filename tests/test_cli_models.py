@@ -144,3 +144,11 @@ def test_import_twice_says_already_installed_and_a_namesake_gets_its_own_id(env,
     assert code == 0 and err == "" and out.strip() == f"model.pt is already installed as model 'model' ({models / 'model.pt'})"
     code, out, err = run(capsys, "models", "import", str(tmp_path / "b" / "model.pt"), "--models-dir", str(models))
     assert code == 0 and "ddpm checkpoint as custom model 'model-2'" in out, err
+
+
+@pytest.mark.parametrize("argv, commands", [([], "{restore,models,"), (["models"], "{list,download,")])
+def test_a_missing_command_is_named_by_its_choices(capsys, argv, commands):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"required: {commands}" in err and "command" not in err.split("error:")[1]

@@ -88,6 +88,39 @@ def test_outputs_never_overwrite_the_photo_or_mask(tmp_path, capsys, monkeypatch
     assert before == {p.name: p.read_bytes() for p in (photo, tmp_path / "m.png")}
 
 
+@pytest.mark.parametrize("victim", ["m.json", "m.pt"])
+def test_the_report_never_overwrites_the_model_or_its_metadata(tmp_path, capsys, monkeypatch, fake, victim):
+    photo_file(tmp_path / "p.png", (16, 20))
+    (tmp_path / "m.pt").write_bytes(b"PK\x03\x04 weights")  # looks like a torch.save archive
+    (tmp_path / "m.json").write_text('{"image_size": 32}')
+    monkeypatch.chdir(tmp_path)
+    assert main(["restore", "p.png", "-o", "o.png", "--colorize", "--model", "m.pt", "--report", victim]) == 2
+    err = capsys.readouterr().err
+    assert "never overwritten" in err and "the model" in err and not fake.requests
+    assert (tmp_path / "m.json").read_text() == '{"image_size": 32}' and (tmp_path / "m.pt").read_bytes().endswith(b"weights")
+
+
+def test_folder_report_never_overwrites_a_photo_of_the_folder(tmp_path, capsys, fake):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = photo_file(src / "a.png", (16, 16))
+    before = photo.read_bytes()
+    assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--colorize", "--report", str(photo)]) == 2
+    assert "the input photo a.png" in capsys.readouterr().err and not fake.requests
+    assert photo.read_bytes() == before
+
+
+def test_the_report_never_replaces_the_restored_photo(tmp_path, capsys, monkeypatch, fake):
+    photo_file(tmp_path / "p.png", (16, 20))
+    monkeypatch.chdir(tmp_path)
+    assert main(["restore", "p.png", "-o", "o.png", "--colorize", "--report", "./o.png"]) == 2  # the same file, written another way
+    assert "the report o.png is also OUTPUT (o.png)" in capsys.readouterr().err and not fake.requests
+    (tmp_path / "in").mkdir()
+    photo_file(tmp_path / "in" / "a.bmp", (16, 16))
+    assert main(["restore", "in", "-o", "out", "--colorize", "--report", "out/a.png"]) == 2
+    assert "is also the output of a.bmp" in capsys.readouterr().err and not fake.requests
+
+
 def test_folder_output_must_differ_from_the_mask_folder(tmp_path, capsys, fake):
     src, masks = tmp_path / "in", tmp_path / "masks"
     src.mkdir(), masks.mkdir()
@@ -102,6 +135,7 @@ def test_folder_output_must_differ_from_the_mask_folder(tmp_path, capsys, fake):
     ("blocker.png/o.png", None, "blocker.png is a file, not a folder"),
     ("blocker.png/sub/o.png", None, "blocker.png is a file, not a folder"),
     ("folder.png", None, "is a folder"),
+    ("a folder ü", None, "OUTPUT a folder ü is a folder: give a file name, e.g. a folder ü/p.png"),
     ("o.png", "blocker.png/r.json", "cannot write the report"),
     ("o.png", "folder.png", "is a folder"),
     ("/proc/o.png", None, "not writable"),
@@ -114,6 +148,7 @@ def test_unwritable_destinations_are_refused_before_the_model_loads(tmp_path, ca
     photo = photo_file(tmp_path / "p.png")
     photo_file(tmp_path / "blocker.png")
     (tmp_path / "folder.png").mkdir()
+    (tmp_path / "a folder ü").mkdir()
     argv = ["restore", str(photo), "-o", output, "--colorize"] + (["--report", report] if report else [])
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -209,3 +209,66 @@ def test_cli_evaluate_missing_folders_and_unreadable_sets_are_named(tmp_path, ca
     (tmp_path / "bad" / "x.png").write_bytes(b"junk")
     assert main(["evaluate", "--data", str(tmp_path / "bad"), *ORACLE_RUN]) == 2
     assert "none of the images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("victim, argv", [
+    ("photos/a.png", []), ("mask.png", ["--task", "inpaint", "--mask", "mask.png"]),
+    ("k.npy", ["--task", "deblur", "--blur", "kernel: k.npy"]), ("m.pt", ["--model", "m.pt"]),
+    ("m.json", ["--model", "m.pt"]),
+])
+def test_cli_evaluate_report_never_overwrites_what_it_reads(tmp_path, capsys, monkeypatch, victim, argv):
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _cli_photos(tmp_path / "photos")
+    for name in ("mask.png", "k.npy", "m.pt", "m.json"):
+        (tmp_path / name).write_bytes(b"kept")
+    report = tmp_path / "r.json"
+    if victim != "m.json":  # a report named like the model's metadata; the others through a link
+        report.symlink_to(tmp_path / victim)
+    else:
+        report = tmp_path / victim
+    before = (tmp_path / victim).read_bytes()
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated despite the report"))
+    code = main(["evaluate", "--data", "photos", *ORACLE_RUN, *argv, "--report", str(report)])
+    err = capsys.readouterr().err
+    assert code == 2 and "never overwritten" in err and str(report) in err and victim in err.split(str(report))[1]
+    assert (tmp_path / victim).read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, words", [(["--size", "8"], "--size: must be ≥ 16"), (["--limit", "-1"], "≥ 1"),
+                                         (["--limit", "0"], "≥ 1")])
+def test_cli_evaluate_refuses_bad_numbers_before_evaluating(tmp_path, capsys, monkeypatch, argv, words):
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated despite a bad number"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN, *argv])
+    assert exit_info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_evaluate_ctrl_c_keeps_the_finished_results(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    photos = _cli_photos(tmp_path / "photos")
+    Image.open(photos / "a.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photos / "b.png")
+    restore = evaluation.oracle_restore
+
+    def ctrl_c_on_the_second_photo(request, clean):
+        if ctrl_c_on_the_second_photo.calls:
+            raise KeyboardInterrupt
+        ctrl_c_on_the_second_photo.calls += 1
+        return restore(request, clean)
+
+    ctrl_c_on_the_second_photo.calls = 0
+    monkeypatch.setattr(evaluation, "oracle_restore", ctrl_c_on_the_second_photo)
+    report = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(photos), *ORACLE_RUN, "--report", str(report)]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted after 1 result(s)" in captured.err and "colorize" in captured.out
+    assert [r["image"] for r in json.loads(report.read_text())["results"]] == ["a.png"]

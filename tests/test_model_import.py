@@ -126,6 +126,12 @@ def test_different_files_with_the_same_name_get_their_own_ids(models_dir, tmp_pa
     assert states["model"].entry.architecture == "adm" and states["model-2"].entry.architecture == "ddpm"
 
 
+def test_accented_names_give_readable_ids(models_dir, tmp_path, tiny_state_dicts):
+    first = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "Mödel 1.pt", "plain"))
+    second = store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "x.pt", "plain"), model_id="Café")
+    assert (first.model_id, first.path.name, second.model_id) == ("model-1", "model-1.pt", "cafe")
+
+
 def test_same_weights_in_another_container_do_not_orphan_the_first(models_dir, tmp_path, tiny_state_dicts):
     pt = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "tiny_adm.pt", "plain"))
     st = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "tiny_adm.safetensors", "safetensors"))
@@ -147,6 +153,33 @@ def test_identical_file_is_already_installed_and_nothing_changes(models_dir, tmp
     again = store.import_model_file(copy)
     assert again.model_id == "faces_v1" and again.path == first.path and first.path.read_bytes() == src.read_bytes()
     assert registered_files(models_dir) == {"faces_v1.pt": "faces_v1"}
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
+def test_update_puts_new_bytes_under_the_id_imported_from_the_same_file(models_dir, tmp_path, tiny_state_dicts, mode):
+    src = save(tiny_state_dicts["adm"], tmp_path / "mine.pt", "plain")
+    assert store.update_imported_model(src) is None and not (models_dir / "registry.json").exists()
+    first = store.import_model_file(src, mode=mode, display_name="Mine")
+    save({k: v + 1 for k, v in tiny_state_dicts["adm"].items()}, tmp_path / "new.pt", "plain").replace(src)
+    updated = store.update_imported_model(src, description="retrained")
+    assert (updated.model_id, updated.path) == (first.model_id, first.path) and updated.sha256 != first.sha256
+    assert first.path.read_bytes() == src.read_bytes() and first.path.is_symlink() == (mode == "symlink")
+    entry = cat.get_entry(first.model_id)
+    assert (entry.display_name, entry.description) == ("Mine", "retrained")
+    assert registered_files(models_dir) == {"mine.pt": "mine"}
+    assert store.verify_models([first.model_id])[0].status == "ok"
+
+
+def test_a_trained_models_metadata_goes_and_leaves_with_it(models_dir, tmp_path, tiny_state_dicts):
+    for name in ("mine", "registry"):
+        save(tiny_state_dicts["adm"] if name == "mine" else tiny_state_dicts["ddpm"], tmp_path / f"{name}.pt", "plain")
+        (tmp_path / f"{name}.json").write_text('{"image_size": 32}')
+    mine = store.import_model_file(tmp_path / "mine.pt")
+    assert (models_dir / "mine.json").read_text() == '{"image_size": 32}' and cat.get_entry("mine").image_size == 32
+    registry = store.import_model_file(tmp_path / "registry.pt")  # its metadata must not replace the registry
+    assert set(cat.all_entries(models_dir)) >= {"mine", registry.model_id}
+    store.remove_model("mine")
+    assert not (models_dir / "mine.json").exists() and not mine.path.exists()
 
 
 def test_explicit_id_must_be_free_and_installed_catalog_files_are_never_replaced(models_dir, tmp_path,

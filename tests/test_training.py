@@ -190,6 +190,7 @@ def test_cli_train_writes_and_registers_a_listable_model(data_dir, tmp_path, mon
     assert listed["cli-model"].status == catalog.INSTALLED and listed["cli-model"].display_name == "My photos"
     denoiser = load_denoiser("cli-model", device=torch.device("cpu"))
     assert denoiser(torch.zeros(1, 3, 32, 32), torch.tensor([3])).shape == (1, 3, 32, 32)
+    assert denoiser.image_size == 32 and listed["cli-model"].entry.image_size == 32  # its native size goes along
 
 
 @pytest.mark.parametrize("out, words", [("blocker.png/m.pt", "is a file, not a folder"), ("a_folder.pt", "is a folder")])
@@ -199,7 +200,7 @@ def test_cli_train_refuses_an_unwritable_out_before_training(data_dir, tmp_path,
 
     (tmp_path / "blocker.png").write_bytes(b"x")
     (tmp_path / "a_folder.pt").mkdir()
-    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained before checking --out"))
+    monkeypatch.setattr(trainer, "train", lambda config, **kw: pytest.fail("trained before checking --out"))
     code = main(["train", "--data", str(data_dir), "--out", str(tmp_path / out), "--arch", "adm-tiny", "--size", "32",
                  "--device", "cpu"])
     assert code == 2 and words in capsys.readouterr().err
@@ -219,13 +220,16 @@ def test_cli_train_says_in_one_line_when_a_checkpoint_cannot_be_written(data_dir
 
 
 @pytest.mark.parametrize("argv, words", [(["--steps", "0"], "≥ 1"), (["--batch", "0"], "≥ 1"),
-                                         (["--out", "model.png"], "--out must end in .pt or .safetensors")])
+                                         (["--out", "model.png"], "--out must end in .pt or .safetensors"),
+                                         (["--lr", "0"], "--lr: must be > 0"), (["--ema", "1"], "below 1"),
+                                         (["--warmup", "-5"], "≥ 0"), (["--sample-every", "-1"], "≥ 0"),
+                                         (["--sample-steps", "0"], "≥ 1"), (["--checkpoint-every", "-1"], "≥ 0")])
 def test_cli_train_refuses_bad_arguments_before_training(data_dir, tmp_path, capsys, monkeypatch, argv, words):
     import engine.training.trainer as trainer
     from engine.cli import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(trainer, "train", lambda config: pytest.fail("trained despite a bad argument"))
+    monkeypatch.setattr(trainer, "train", lambda config, **kw: pytest.fail("trained despite a bad argument"))
     try:
         code = main(["train", "--data", str(data_dir), "--out", "m.pt", "--arch", "adm-tiny", "--size", "32", *argv])
     except SystemExit as exc:  # argparse
@@ -242,3 +246,96 @@ def test_cli_train_writes_a_loadable_safetensors_model(data_dir, tmp_path):
                  "--steps", "1", "--batch", "2", "--device", "cpu", "--sample-every", "0"]) == 0
     state = checkpoint.load_state_dict(out)
     assert checkpoint.detect_config(state).family == "adm" and (tmp_path / "m.json").is_file()
+
+
+@pytest.mark.parametrize("init, out, words", [
+    ("base.pt", "base.pt", "--out base.pt is --init"),
+    ("base.safetensors", "base.pt", "the metadata of --out base.json is the metadata of --init"),
+    (None, "photos/m.pt", "inside the training data folder"),
+    (None, "photos/sub/m.pt", "inside the training data folder"),
+])
+def test_cli_train_never_writes_over_what_it_reads(data_dir, tmp_path, capsys, monkeypatch, init, out, words):
+    import engine.training.trainer as trainer
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("base.pt", "base.safetensors", "base.json"):
+        (tmp_path / name).write_bytes(b"kept")
+    monkeypatch.setattr(trainer, "train", lambda config, **kw: pytest.fail("trained despite --out"))
+    code = main(["train", "--data", "photos", "--out", out, "--arch", "adm-tiny", "--size", "32",
+                 "--device", "cpu", *(["--init", init] if init else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err
+    assert all((tmp_path / name).read_bytes() == b"kept" for name in ("base.pt", "base.safetensors", "base.json"))
+
+
+def test_cli_train_register_again_updates_the_model_it_registered(data_dir, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    from engine.models import catalog
+
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    run = ["train", "--data", str(data_dir), "--out", "m.pt", "--arch", "adm-tiny", "--size", "32", "--batch", "2",
+           "--device", "cpu", "--sample-every", "0", "--register"]
+    assert main([*run, "--steps", "1", "--name", "First"]) == 0
+    assert "registered as model 'm'" in capsys.readouterr().out
+    for steps, name, shown in (("2", ["--name", "Second"], "Second"), ("3", [], "Second")):
+        assert main([*run, "--steps", steps, *name]) == 0
+        assert "updated model 'm'" in capsys.readouterr().out
+        custom = catalog.read_registry(tmp_path / "store")["custom"]
+        assert list(custom) == ["m"] and custom["m"]["display_name"] == shown
+        assert f"for {steps} steps" in custom["m"]["description"]
+        assert (tmp_path / "store" / "m.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()
+    assert [s.status for s in catalog.installed_models() if s.id == "m"] == [catalog.INSTALLED]
+
+
+def test_cli_train_register_of_weights_already_registered_from_another_file(data_dir, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    from engine.models import catalog
+
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "store"))
+    run = ["train", "--data", str(data_dir), "--arch", "adm-tiny", "--size", "32", "--batch", "2", "--steps", "1",
+           "--device", "cpu", "--sample-every", "0", "--register"]
+    assert main([*run, "--out", str(tmp_path / "a.pt")]) == 0
+    capsys.readouterr()
+    assert main([*run, "--out", str(tmp_path / "b.pt")]) == 0  # seeded: the very same weights
+    assert "not registered again: b.pt is already installed as model 'a'" in capsys.readouterr().out
+    assert list(catalog.read_registry(tmp_path / "store")["custom"]) == ["a"]
+
+
+def test_cli_train_ctrl_c_keeps_the_steps_done_for_resume(data_dir, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import engine.training.trainer as trainer
+    from engine.cli import main
+
+    step = trainer.Trainer.step
+
+    def step_then_ctrl_c(self):
+        loss = step(self)
+        if self.step_count == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C during step 2
+        return loss
+
+    monkeypatch.setattr(trainer.Trainer, "step", step_then_ctrl_c)
+    out = tmp_path / "m.pt"
+    run = ["train", "--data", str(data_dir), "--out", str(out), "--arch", "adm-tiny", "--size", "32", "--steps", "4",
+           "--batch", "2", "--device", "cpu", "--sample-every", "0"]
+    assert main(run) == 130
+    err = capsys.readouterr().err
+    assert "cancelling after the current step" in err and "cancelled at step 2" in err and "--resume" in err
+    assert checkpoint_io.load_train_state(out)["step"] == 2 and not out.exists()
+    monkeypatch.setattr(trainer.Trainer, "step", step)
+    assert main([*run, "--resume"]) == 0 and out.is_file()
+    assert "resumed at step 2" in capsys.readouterr().err
+
+
+def test_cancel_before_any_step_saves_nothing(data_dir, tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    events = list(train(_config(data_dir, tmp_path / "m.pt"), cancel=cancel))
+    assert [type(e).__name__ for e in events][-1] == "TrainCancelled" and events[-1].saved is None
+    assert checkpoint_io.load_train_state(tmp_path / "m.pt") is None

@@ -24,6 +24,7 @@ from engine.models.checkpoint import (
     load_model,
     load_state_dict,
     model_from_state_dict,
+    sidecar_path,
 )
 from engine.models.denoiser import Denoiser, Guidance
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
@@ -34,7 +35,7 @@ from engine.models.wrappers import ClassifierGuidance, EpsDenoiser
 __all__ = [
     "ClassifierGuidance", "Denoiser", "EpsDenoiser", "Guidance", "ModelConfig", "TINY_MODELS", "build_model",
     "detect_config", "load_denoiser", "load_guidance", "load_model", "load_state_dict", "model_from_state_dict",
-    "model_info", "set_attention_backend", "set_default_attention_backend", "tiny_adm_config",
+    "model_files", "model_info", "set_attention_backend", "set_default_attention_backend", "tiny_adm_config",
     "tiny_classifier_config", "tiny_ddpm_config",
 ]
 
@@ -57,9 +58,18 @@ def _resolve(model: str) -> Path:
     return Path(resolve_model_file(model))
 
 
+def model_files(model: str) -> Tuple[Path, ...]:
+    """The files loading ``model`` reads: its checkpoint and the metadata beside it (whether or not
+    that exists yet); none for a built-in network. Raises ModelFileError like the loaders."""
+    if model in TINY_MODELS:
+        return ()
+    path = _resolve(model)
+    return path, sidecar_path(path)
+
+
 def sidecar_image_size(path: Path) -> Optional[int]:
     """The native window of a model we trained (``MODEL.json`` beside ``MODEL.pt``), else None."""
-    side = Path(path).with_suffix(".json")
+    side = sidecar_path(path)
     try:
         size = int(json.loads(side.read_text(encoding="utf-8")).get("image_size", 0))
     except (OSError, ValueError, TypeError, AttributeError):

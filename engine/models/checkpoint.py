@@ -80,6 +80,11 @@ class ModelConfig:
 # ---------------------------------------------------------------- reading files
 
 
+def sidecar_path(model_path: Union[str, Path]) -> Path:
+    """``MODEL.pt`` -> ``MODEL.json``: the metadata of a model we trained (its native size...)."""
+    return Path(model_path).with_suffix(".json")
+
+
 def load_state_dict(path: Union[str, Path]) -> StateDict:
     """Read a checkpoint file into a flat {name: tensor} dict (on the CPU), unwrapping
     ``{"state_dict": ...}``-style containers and ``module.``/``model.`` prefixes.

@@ -13,6 +13,7 @@ import re
 import shutil
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -22,6 +23,8 @@ import torch
 from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import download as dl
+from engine.models import sidecar_image_size
+from engine.models.checkpoint import sidecar_path
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
@@ -118,11 +121,14 @@ def inspect_checkpoint(path: Path):
         odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
         raise ModelFileError(f"{path.name} looks like {a_family(config.family)} model but its tensors do not fit it "
                              f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
-    return config
+    native = sidecar_image_size(path)  # a model we trained: the size it was trained at
+    return config.replace(image_size=native) if native else config
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
+    """An id from a file name: lower-case ASCII, accents dropped ("Mödel 1" -> "model-1")."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9._-]+", "-", ascii_text.lower()).strip("-._") or "model"
 
 
 def _match_catalog(directory: Path, src: Path, size: int, family: str, sha256: str) -> Optional[cat.ModelEntry]:
@@ -198,10 +204,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
         mid, dest = entry.id, directory / entry.file_name
     else:
         mid, dest = _new_custom_place(directory, src, model_id)
-    if not (dest.exists() and _same_file(dest, src)):
-        _place(src, dest, mode)
-    (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
-    _record_hash(directory, dest.name, sha256, size, f"import {src}")
+    _install(directory, src, dest, mode, sha256, size)
     if entry is None:
         def add_custom(data):
             data["custom"][mid] = {
@@ -213,6 +216,53 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
 
         cat.update_registry(directory, add_custom)
     return ImportResult(mid, dest, config.family, entry is not None and not entry.custom, sha256)
+
+
+def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
+                          display_name: Optional[str] = None, description: str = "") -> Optional[ImportResult]:
+    """Put the current bytes of ``src`` in the place of the custom model imported from that same
+    file (e.g. a model trained again to the same path), keeping its id and import mode; its
+    architecture, size and description are refreshed, its name too when ``display_name`` is given.
+    Returns None, changing nothing, when no model was imported from ``src``."""
+    src = Path(src).expanduser()
+    directory = cat.models_dir(models_dir)
+    imported = cat.read_registry(directory)["custom"]
+    mid = next((m for m, raw in imported.items()
+                if raw.get("imported_from") and _same_file(Path(raw["imported_from"]), src)), None)
+    if mid is None:
+        return None
+    config = inspect_checkpoint(src)
+    size, sha256 = src.stat().st_size, dl.sha256_file(src)
+    dest = directory / imported[mid]["file_name"]
+    _install(directory, src, dest, imported[mid].get("import_mode", "copy"), sha256, size)
+
+    def refresh(data):
+        data["custom"][mid].update(architecture=config.family, size_bytes=size, image_size=config.image_size,
+                                   description=description or f"Imported from {src}",
+                                   **({"display_name": display_name} if display_name else {}))
+
+    cat.update_registry(directory, refresh)
+    return ImportResult(mid, dest, config.family, False, sha256)
+
+
+def _install(directory: Path, src: Path, dest: Path, mode: str, sha256: str, size: int) -> None:
+    """``src`` at ``dest`` (unless it is that file already), with its metadata (the ``.json`` of a
+    model we trained, which holds its native size) and its hash recorded."""
+    if not (dest.exists() and _same_file(dest, src)):
+        _place(src, dest, mode)
+        meta = _metadata_of(dest)
+        if meta is not None and sidecar_path(src).is_file():
+            _place(sidecar_path(src), meta, mode)
+        elif meta is not None:
+            meta.unlink(missing_ok=True)  # an earlier file's
+    (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
+    _record_hash(directory, dest.name, sha256, size, f"import {src}")
+
+
+def _metadata_of(model_file: Path) -> Optional[Path]:
+    """Where the metadata of a model file in the models folder goes (None if that is the registry)."""
+    meta = sidecar_path(model_file)
+    return None if meta.name == cat.REGISTRY_NAME else meta
 
 
 def _entry_with_hash(directory: Path, sha256: str, src: Path) -> Optional[cat.ModelEntry]:
@@ -328,7 +378,7 @@ def repair_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: Path
 
 
 def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
-    """Delete a model's file, partial download, recorded hash and (if imported) its registration.
+    """Delete a model's file, metadata, partial download, recorded hash and (if imported) its registration.
 
     For a symlinked import only the link is removed, never the user's original file.
     Returns the paths deleted.
@@ -336,8 +386,9 @@ def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
     directory = cat.models_dir(models_dir)
     entry = cat.get_entry(model_id, directory)
     removed = []
-    for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX)):
-        if path.is_file() or path.is_symlink():
+    for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX),
+                 _metadata_of(directory / entry.file_name)):
+        if path is not None and (path.is_file() or path.is_symlink()):
             path.unlink()
             removed.append(path)
 

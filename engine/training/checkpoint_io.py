@@ -17,6 +17,7 @@ import torch
 
 from engine.atomic_file import atomic_write
 from engine.errors import InputError, ModelFileError
+from engine.models.checkpoint import sidecar_path
 
 if TYPE_CHECKING:
     from engine.models.checkpoint import ModelConfig
@@ -24,11 +25,6 @@ if TYPE_CHECKING:
 STATE_FILE = "state.pt"
 #: Suffixes of the output model file; the suffix picks the format.
 MODEL_FORMATS = (".pt", ".safetensors")
-
-
-def sidecar_path(model_path: str | Path) -> Path:
-    """``MODEL.pt`` -> ``MODEL.json``."""
-    return Path(model_path).with_suffix(".json")
 
 
 def train_state_dir(model_path: str | Path) -> Path:

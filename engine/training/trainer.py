@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -81,7 +82,15 @@ class TrainFinished:
     meta: dict
 
 
-TrainEvent = Union[TrainProgress, SampleGridSaved, TrainFinished, LogEvent]
+@dataclass(frozen=True)
+class TrainCancelled:
+    """The run stopped between two steps; ``saved`` is the training state kept for a resume (None
+    when no step of this run had finished)."""
+    step: int
+    saved: Optional[str]
+
+
+TrainEvent = Union[TrainProgress, SampleGridSaved, TrainFinished, TrainCancelled, LogEvent]
 
 
 def linear_alphas_cumprod() -> torch.Tensor:
@@ -289,8 +298,10 @@ class Trainer:
         return path
 
 
-def train(config: TrainConfig, trainer: Optional[Trainer] = None) -> Iterator[TrainEvent]:
-    """Run (or resume) training to ``config.steps``; yields progress, grids and a final event."""
+def train(config: TrainConfig, trainer: Optional[Trainer] = None,
+          cancel: Optional[threading.Event] = None) -> Iterator[TrainEvent]:
+    """Run (or resume) training to ``config.steps``; yields progress, grids and a final event.
+    Setting ``cancel`` stops it after the current step, saving the training state for a resume."""
     trainer = trainer or Trainer(config)
     for note in trainer.notes:
         yield LogEvent("warning", note)
@@ -306,6 +317,11 @@ def train(config: TrainConfig, trainer: Optional[Trainer] = None) -> Iterator[Tr
     yield LogEvent("info", f"training {config.arch} at {config.size}px on {len(trainer.data)} images, device {trainer.device}")
     start, first = time.perf_counter(), trainer.step_count
     while trainer.step_count < config.steps:
+        if cancel is not None and cancel.is_set():
+            saved = str(trainer.save_checkpoint()) if trainer.step_count > first else None
+            trainer.data.close()
+            yield TrainCancelled(trainer.step_count, saved)
+            return
         loss = trainer.step()
         n = trainer.step_count
         elapsed = time.perf_counter() - start
