@@ -78,6 +78,27 @@ def test_model_info_reads_shapes_from_a_file(tmp_path):
     assert model_info("test-tiny-ddpm")["family"] == "ddpm"
 
 
+@pytest.mark.parametrize("layout, name", [("safetensors", "renamed.pt"), ("plain", "renamed.safetensors"),
+                                          ("state_dict", "renamed.ckpt.safetensors")])
+def test_a_renamed_checkpoint_loads_by_its_content(layout, name, tmp_path):
+    """What a file is comes from its first bytes: a safetensors file renamed .pt, or a PyTorch file
+    renamed .safetensors, loads as what it is (and model_info reads its shapes the same way)."""
+    config = tiny_ddpm_config()
+    net = build_tiny(config, seed=5)
+    path = _save(net.state_dict(), layout, tmp_path).rename(tmp_path / name)
+    loaded, detected = load_model(path)
+    assert detected == config
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in net.state_dict().items())
+    assert model_info(str(path))["family"] == "ddpm"
+
+
+def test_a_folder_is_called_a_folder(tmp_path):
+    folder = tmp_path / "checkpoints.pt"
+    folder.mkdir()
+    with pytest.raises(ModelFileError, match="checkpoints.pt is a folder, not a model file"):
+        load_state_dict(folder)
+
+
 # ---------------------------------------------------------------- refusals
 
 

@@ -194,8 +194,10 @@ def test_bad_files_are_rejected_and_nothing_changes(models_dir, tmp_path, tiny_s
         assert bad.name in str(info.value) or "not a supported" in str(info.value)
         assert snapshot(models_dir) == before, bad.name
     assert not marker.exists()  # the pickle's code never ran
-    with pytest.raises(ModelFileError, match="not a file"):
+    with pytest.raises(ModelFileError, match="model file not found: .*absent.pt"):
         store.import_model_file(tmp_path / "absent.pt")
+    with pytest.raises(ModelFileError, match="is a folder, not a model file"):
+        store.import_model_file(tmp_path)
 
 
 def test_a_file_with_wrong_tensors_is_named_in_the_message(models_dir, tmp_path, tiny_state_dicts):

@@ -123,25 +123,19 @@ def load_guidance(model: str, *, class_label: Optional[int], scale: float, devic
 
 def _shapes_only(path: Path) -> Dict[str, Any]:
     """Tensor names -> meta tensors of the right shape, reading as little of the file as possible."""
-    if path.suffix.lower() == ".safetensors":
-        try:
+    from engine.models.checkpoint import SAFETENSORS, checkpoint_format, load_plain_pickle, unwrap_state_dict
+
+    try:
+        if checkpoint_format(path) == SAFETENSORS:
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as f:
                 return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-        except Exception:
-            pass  # load_state_dict below raises the proper ModelFileError
-    else:
-        try:
-            from engine.models.checkpoint import load_plain_pickle, unwrap_state_dict
-
-            raw = load_plain_pickle(path, mmap=True)
-            return unwrap_state_dict(raw, source=path.name)
-        except ModelFileError:
-            raise
-        except Exception:
-            pass
-    return load_state_dict(path)
+        return unwrap_state_dict(load_plain_pickle(path, mmap=True), source=path.name)
+    except ModelFileError:
+        raise
+    except Exception:  # noqa: BLE001 - load_state_dict below raises the proper ModelFileError
+        return load_state_dict(path)
 
 
 _PURPOSES = {

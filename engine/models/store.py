@@ -182,9 +182,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     """
     if mode not in IMPORT_MODES:
         raise EngineError(f"import mode must be one of {', '.join(IMPORT_MODES)}, got {mode!r}")
-    src = Path(src).expanduser()
-    if not src.is_file():
-        raise ModelFileError(f"{src} is not a file")
+    src = cat.require_model_file(Path(src).expanduser())
     config = inspect_checkpoint(src)
     if cancel is not None and cancel.is_set():
         raise Cancelled("import cancelled")
