@@ -140,8 +140,9 @@ def test_identical_file_is_already_installed_and_nothing_changes(models_dir, tmp
     copy = tmp_path / "renamed.pt"
     copy.write_bytes(src.read_bytes())
     for again in (src, copy):
-        with pytest.raises(store.AlreadyInstalled, match=f"{again.name} is already installed as model 'faces_v1'"):
+        with pytest.raises(store.AlreadyInstalled, match=f"{again.name} is already installed as model 'faces_v1'") as info:
             store.import_model_file(again)
+        assert info.value.model_id == "faces_v1"
         assert snapshot(models_dir) == before
     first.path.unlink()  # lost by hand: importing the same bytes puts it back under its id
     again = store.import_model_file(copy)

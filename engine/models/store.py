@@ -28,7 +28,11 @@ IMPORT_MODES = ("copy", "hardlink", "symlink")
 
 
 class AlreadyInstalled(EngineError):
-    """The imported file's exact bytes are already installed; nothing was changed."""
+    """The imported file's exact bytes are already installed as model ``model_id``; nothing was changed."""
+
+    def __init__(self, message: str, model_id: str):
+        super().__init__(message)
+        self.model_id = model_id
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ def _entry_with_hash(directory: Path, sha256: str, src: Path) -> Optional[cat.Mo
             continue
         if cat.state_of(entry, directory, registry).status == cat.INSTALLED:
             raise AlreadyInstalled(f"{src.name} is already installed as model '{entry.id}' "
-                                   f"({directory / entry.file_name})")
+                                   f"({directory / entry.file_name})", entry.id)
         return entry
     return None
 

@@ -150,6 +150,23 @@ def test_import_verify_remove(qtbot, fake_store, tmp_path, monkeypatch):
     assert dialog.status_of("my_faces") is None and not (fake_store / "my_faces.pt").exists()
 
 
+def test_importing_an_installed_file_again_selects_its_model(qtbot, fake_store, tmp_path):
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+    from gui.models_dialog import ModelsDialog
+
+    ckpt = tmp_path / "my_faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    for _ in range(2):
+        dialog.select("gone")
+        dialog.import_file(str(ckpt))
+        qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert dialog.selected_id() == "my_faces"
+    assert dialog.message_label.text() == "my_faces.pt is already installed as “my_faces”: nothing to import."
+    assert not dialog.last_error and "color" not in dialog.message_label.styleSheet()
+
+
 def test_welcome_dialog_offers_download_and_labels_test_model(qtbot, fake_store):
     from gui.welcome import CONTINUE, WelcomeDialog, should_show_welcome
 
