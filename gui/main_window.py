@@ -32,6 +32,14 @@ from gui.worker import RestoreFunction
 GROW_STEP = 4  # pixels per Grow / Shrink
 
 
+def model_choice(entry) -> ModelChoice:
+    """The model list's entry for an installed catalog or imported model (a catalog.ModelEntry)."""
+    from engine.models import CLASSIFIER_ID
+
+    return ModelChoice(entry.id, entry.display_name, entry.purpose, int(entry.image_size),
+                       class_cond=CLASSIFIER_ID in entry.companions)
+
+
 class MainWindow(FileCommands, QMainWindow):
     probed = Signal(object, object)  # installed ModelChoices, (spec, description) devices: from a probe thread
 
@@ -300,11 +308,9 @@ class MainWindow(FileCommands, QMainWindow):
     @staticmethod
     def installed_models() -> list[ModelChoice]:
         """Installed catalog and imported models (imports the engine's model package, i.e. torch)."""
-        from engine.models import CLASSIFIER_ID, catalog
+        from engine.models import catalog
 
-        return [ModelChoice(s.entry.id, s.entry.display_name, s.entry.purpose, int(s.entry.image_size),
-                            class_cond=CLASSIFIER_ID in s.entry.companions)
-                for s in catalog.installed_models() if s.entry.architecture != "adm-classifier"]
+        return [model_choice(s.entry) for s in catalog.installed_models() if s.entry.architecture != "adm-classifier"]
 
     def refresh_models(self, choices: Optional[list[ModelChoice]] = None) -> None:
         if choices is None:
@@ -321,13 +327,17 @@ class MainWindow(FileCommands, QMainWindow):
 
     @staticmethod
     def model_file_choice(path: str) -> ModelChoice:
-        """A checkpoint file checked as Models ▸ Import checks it: its tensors must build a
-        supported diffusion network. Raises engine.errors.EngineError saying why not."""
+        """The installed model that ``path`` is (its file or a copy), else the checkpoint file
+        checked as Models ▸ Import checks it: its tensors must build a supported diffusion network.
+        Raises engine.errors.EngineError saying why not."""
         from engine.errors import ModelFileError
         from engine.models import sidecar_image_size
-        from engine.models.store import inspect_checkpoint
+        from engine.models.store import inspect_checkpoint, installed_model_of
 
         file = Path(path)
+        installed = installed_model_of(file) if file.is_file() else None
+        if installed is not None and installed.architecture != "adm-classifier":
+            return model_choice(installed)
         config = inspect_checkpoint(file)
         if config.family == "adm-classifier":
             raise ModelFileError(f"{file.name} is an ADM classifier (for guidance), not a diffusion model")
@@ -347,7 +357,7 @@ class MainWindow(FileCommands, QMainWindow):
         self._drop_model_check()
         check = self.model_file_choice
         self._model_check = BackgroundTask(lambda _progress, _cancel: check(path), self)
-        self._model_check.succeeded.connect(self._on_model_file_checked)
+        self._model_check.succeeded.connect(lambda choice: self._on_model_file_checked(path, choice))
         self._model_check.failed.connect(self._on_model_file_failed)
         QApplication.setOverrideCursor(Qt.BusyCursor)  # busy, but the window keeps working
         self.statusBar().showMessage(f"Checking the model file {Path(path).name}…")
@@ -362,11 +372,17 @@ class MainWindow(FileCommands, QMainWindow):
         QApplication.restoreOverrideCursor()
         self.statusBar().clearMessage()
 
-    def _on_model_file_checked(self, choice: ModelChoice) -> None:
+    def _on_model_file_checked(self, path: str, choice: ModelChoice) -> None:
         self._drop_model_check()
-        self.panel.add_model_file(choice)
-        self.log_panel.add("info", f"Model file {choice.id}: {choice.purpose}")
-        self.statusBar().showMessage(f"Model file {choice.label} is ready", 5000)
+        if choice.id == path:
+            self.panel.add_model_file(choice)
+            self.log_panel.add("info", f"Model file {choice.id}: {choice.purpose}")
+        else:  # an installed model's file: choose that model rather than list it twice
+            if self.panel.model.findData(choice.id) < 0:
+                self.refresh_models()
+            self.panel.select_model(choice.id)
+            self.log_panel.add("info", f"{path} is the installed model {choice.label}")
+        self.statusBar().showMessage(f"Model {choice.label} is ready", 5000)
 
     def _on_model_file_failed(self, message: str) -> None:
         self._drop_model_check()

@@ -150,6 +150,18 @@ def test_identical_file_is_already_installed_and_nothing_changes(models_dir, tmp
     assert registered_files(models_dir) == {"faces_v1.pt": "faces_v1"}
 
 
+def test_the_installed_model_of_a_file_is_found_by_place_or_bytes(models_dir, tmp_path, tiny_state_dicts):
+    src = save(tiny_state_dicts["ddpm"], tmp_path / "faces_v1.pt", "plain")
+    assert store.installed_model_of(src) is None
+    copied = store.import_model_file(src)
+    linked = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "linked.pt", "plain"), mode="symlink")
+    other = tmp_path / "same_size.pt"
+    other.write_bytes(bytes(src.stat().st_size))
+    found = [getattr(store.installed_model_of(path), "id", None)
+             for path in (src, copied.path, tmp_path / "linked.pt", linked.path, other)]
+    assert found == ["faces_v1", "faces_v1", "linked", "linked", None]
+
+
 def test_explicit_id_must_be_free_and_installed_catalog_files_are_never_replaced(models_dir, tmp_path,
                                                                                   tiny_state_dicts):
     official = store.import_model_file(save(tiny_state_dicts["ddpm"], tmp_path / "faces.ckpt", "plain"))

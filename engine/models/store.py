@@ -231,6 +231,26 @@ def _entry_with_hash(directory: Path, sha256: str, src: Path) -> Optional[cat.Mo
     return None
 
 
+def installed_model_of(src: Union[str, Path], *, models_dir: PathLike = None,
+                       progress: Optional[Callable[[int, int], None]] = None,
+                       cancel: Optional[threading.Event] = None) -> Optional[cat.ModelEntry]:
+    """The installed model whose file ``src`` is: that very file (or a link to it), or a copy with
+    the same bytes. ``src`` is hashed only when an installed file with a known hash has its size."""
+    directory = cat.models_dir(models_dir)
+    src = Path(src).expanduser()
+    registry = cat.read_registry(directory)
+    installed = [s for s in cat.list_models(directory) if s.status == cat.INSTALLED]
+    same = next((s.entry for s in installed if _same_file(s.path, src)), None)
+    if same is not None:
+        return same
+    size = src.stat().st_size
+    hashes = {s.entry.id: reference_hash(s.entry, registry) for s in installed if s.path.stat().st_size == size}
+    if not any(hashes.values()):
+        return None
+    digest = dl.sha256_file(src, progress=progress, cancel=cancel)
+    return next((s.entry for s in installed if hashes.get(s.entry.id) == digest), None)
+
+
 def _new_custom_place(directory: Path, src: Path, model_id: Optional[str]) -> tuple[str, Path]:
     """An id no model has and the file for it: ``<id><suffix>``, never a file that exists, or the
     source itself when it already lies unregistered in the models folder."""

@@ -99,3 +99,35 @@ def test_closing_the_window_during_a_check_neither_waits_nor_crashes(make_window
     slow_check.release.set()
     qtbot.waitUntil(lambda: not live_threads(), timeout=5000)
     assert window.panel.model.findData("/models/slow.pt") < 0
+
+
+def model_ids(window) -> list[str]:
+    return [window.panel.model.itemData(i) for i in range(window.panel.model.count())]
+
+
+@pytest.mark.parametrize("pick", ["original", "installed file"])
+def test_choosing_an_installed_models_file_selects_that_model(make_window, file_dialogs, tmp_path, qtbot, pick):
+    """The file of an installed model (or the original it was copied from) is that model: it is
+    selected, not listed a second time as a file."""
+    import torch
+
+    from engine.models import store
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+
+    original = tmp_path / "faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), original)
+    imported = store.import_model_file(original, display_name="My faces")
+    window = make_window()
+    window.panel.select_model("test-tiny")
+    path = str(original if pick == "original" else imported.path)
+    choose(window, file_dialogs, path)
+    qtbot.waitUntil(lambda: window._model_check is None, timeout=10_000)
+    assert window.panel.settings().model == imported.model_id, getattr(window, "last_error", "")
+    assert path not in model_ids(window) and model_ids(window).count(imported.model_id) == 1
+
+
+def test_a_folder_is_called_a_folder(make_window, file_dialogs, tmp_path, qtbot):
+    window = make_window()
+    choose(window, file_dialogs, str(tmp_path))
+    qtbot.waitUntil(lambda: window._model_check is None, timeout=10_000)
+    assert f"{tmp_path} is a folder, not a model file" in window.last_error
