@@ -361,6 +361,7 @@ class MainWindow(FileCommands, QMainWindow):
         self._model_check.failed.connect(self._on_model_file_failed)
         QApplication.setOverrideCursor(Qt.BusyCursor)  # busy, but the window keeps working
         self.statusBar().showMessage(f"Checking the model file {Path(path).name}…")
+        self.panel.set_model_check(Path(path).name)
         self._model_check.start()
 
     def _drop_model_check(self) -> None:
@@ -369,6 +370,7 @@ class MainWindow(FileCommands, QMainWindow):
             return
         self._model_check.discard()
         self._model_check = None
+        self.panel.set_model_check(None)
         QApplication.restoreOverrideCursor()
         self.statusBar().clearMessage()
 

@@ -55,6 +55,7 @@ class TaskPanel(QWidget):
         self._models: list[ModelChoice] = []
         self._model_files: list[ModelChoice] = []  # chosen with Choose file…: kept when set_models runs
         self._last_model = TEST_TINY  # the model selected before "Choose file…"
+        self._checking_file: Optional[str] = None  # a chosen model file being checked: Restore waits
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -327,6 +328,19 @@ class TaskPanel(QWidget):
         self._image_size, self._has_mask, self._colours = image_size, has_mask, colours
         self._refresh()
 
+    def set_model_check(self, file_name: Optional[str]) -> None:
+        """The name of a chosen model file being checked, or None once the check has ended: until
+        then a run would use the model selected before, so Restore waits."""
+        self._checking_file = file_name
+        self._refresh()
+
+    def run_problems(self, s: TaskSettings, image_size: Optional[tuple[int, int]], has_mask: bool) -> list[str]:
+        """Why a run with ``s`` cannot start now (run_plan.find_problems, and a model file check)."""
+        problems = run_plan.find_problems(s, image_size, has_mask)
+        if self._checking_file:
+            problems.append(f"Checking the model file {self._checking_file}… Restore waits for the check to end.")
+        return problems
+
     # ---- run state --------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
         self._running = running
@@ -412,7 +426,7 @@ class TaskPanel(QWidget):
 
     def _refresh(self) -> None:
         s = self.settings()
-        self.problems = run_plan.find_problems(s, self._image_size, self._has_mask)
+        self.problems = self.run_problems(s, self._image_size, self._has_mask)
         notes = run_plan.find_notes(s, self._image_size, self._colours)
         self.problem_label.setText("\n".join(f"• {p}" for p in self.problems))
         self.problem_label.setVisible(bool(self.problems))

@@ -131,3 +131,21 @@ def test_a_folder_is_called_a_folder(make_window, file_dialogs, tmp_path, qtbot)
     choose(window, file_dialogs, str(tmp_path))
     qtbot.waitUntil(lambda: window._model_check is None, timeout=10_000)
     assert f"{tmp_path} is a folder, not a model file" in window.last_error
+
+
+def test_restore_waits_while_a_chosen_file_is_checked(window_with_photo, file_dialogs, slow_check, qtbot):
+    """A run started during the check would use the model selected before: Restore waits, and says why."""
+    from gui.run_plan import TaskSettings
+    from window_helpers import fake_restore
+
+    window = window_with_photo(fake_restore())
+    window.panel.set_settings(TaskSettings(colorize=True))
+    assert window.panel.restore_button.isEnabled(), window.panel.problems
+    choose(window, file_dialogs, "/models/slow.pt")
+    assert slow_check.entered.wait(5)
+    assert not window.panel.restore_button.isEnabled()
+    assert "Checking the model file slow.pt" in window.panel.problem_label.text()
+    assert not window.restore() and not window.runs.running  # Run ▸ Restore (Ctrl+R) waits as well
+    slow_check.release.set()
+    qtbot.waitUntil(window.panel.restore_button.isEnabled, timeout=5000)
+    assert window.panel.settings().model == "/models/slow.pt" and not window.panel.problems
