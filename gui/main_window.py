@@ -59,6 +59,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
         self._model_check: Optional[BackgroundTask] = None  # a chosen checkpoint being read
+        self._models_dialog = None  # made on first use (models_dialog)
         self.setWindowTitle("Restorer")
         self.setCentralWidget(self.canvas)
         self.setAcceptDrops(True)
@@ -390,16 +391,26 @@ class MainWindow(FileCommands, QMainWindow):
         self._drop_model_check()
         self._error("Cannot use this model file", message)
 
-    def open_models_dialog(self) -> None:
-        try:
+    def models_dialog(self):
+        """The window's one Models dialog, made on first use. A download or import started in it
+        goes on while it is hidden (Esc) and is still shown when the dialog is opened again."""
+        if self._models_dialog is None:
             from gui.models_dialog import ModelsDialog
+
+            self._models_dialog = ModelsDialog(self, settings=self.settings)
+            self._models_dialog.models_changed.connect(self.refresh_models)
+            self._models_dialog.finished.connect(lambda _result: self.refresh_models())
+        return self._models_dialog
+
+    def open_models_dialog(self) -> None:
+        """Models… (window-modal, without blocking)."""
+        try:
+            dialog = self.models_dialog()
         except ImportError as exc:
             self._error("Models unavailable", f"The model manager is not available: {exc}")
             return
-        dialog = ModelsDialog(self, settings=self.settings)
-        dialog.models_changed.connect(self.refresh_models)
-        dialog.exec()
-        self.refresh_models()
+        dialog.refresh()
+        dialog.open()
 
     def maybe_show_welcome(self) -> None:
         """First run without any installed model: the welcome dialog (if the app has one)."""
