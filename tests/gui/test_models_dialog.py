@@ -294,7 +294,7 @@ def test_the_main_window_keeps_one_models_dialog_and_its_running_job(qtbot, make
 
     monkeypatch.setattr(store, "inspect_checkpoint", slow_inspect)
     window = make_window()
-    QTimer.singleShot(5000, lambda: [w.reject() for w in window.findChildren(ModelsDialog)])  # never block
+    QTimer.singleShot(5000, window, lambda: [w.reject() for w in window.findChildren(ModelsDialog)])  # never block
     dialogs = []
     for _ in range(2):
         window.open_models_dialog()
