@@ -41,7 +41,7 @@ def model_choice(entry) -> ModelChoice:
 
 
 class MainWindow(FileCommands, QMainWindow):
-    probed = Signal(object, object)  # installed ModelChoices, (spec, description) devices: from a probe thread
+    probed = Signal(object, object)  # installed_choices(), (spec, description) devices: from a probe thread
 
     def __init__(self, settings: Optional[AppSettings] = None, restore: Optional[RestoreFunction] = None,
                  probe_devices: bool = True, interactive: bool = True):
@@ -307,21 +307,32 @@ class MainWindow(FileCommands, QMainWindow):
 
     # ---- models and devices -------------------------------------------------------------
     @staticmethod
-    def installed_models() -> list[ModelChoice]:
-        """Installed catalog and imported models (imports the engine's model package, i.e. torch)."""
+    def installed_choices() -> tuple[list[ModelChoice], list[ModelChoice]]:
+        """Installed catalog and imported models: (diffusion models, ADM classifiers for guidance).
+        Imports the engine's model package, i.e. torch."""
         from engine.models import catalog
 
-        return [model_choice(s.entry) for s in catalog.installed_models() if s.entry.architecture != "adm-classifier"]
+        states = catalog.installed_models()
+        return ([model_choice(s.entry) for s in states if s.entry.architecture != "adm-classifier"],
+                [model_choice(s.entry) for s in states if s.entry.architecture == "adm-classifier"])
 
-    def refresh_models(self, choices: Optional[list[ModelChoice]] = None) -> None:
+    @classmethod
+    def installed_models(cls) -> list[ModelChoice]:
+        return cls.installed_choices()[0]
+
+    def refresh_models(self, choices: Optional[list[ModelChoice]] = None,
+                       classifiers: Optional[list[ModelChoice]] = None) -> None:
+        """The panel's model list (and its classifiers when given), read again when ``choices`` is None."""
         if choices is None:
             try:
-                choices = self.installed_models()
+                choices, classifiers = self.installed_choices()
             except Exception as exc:  # noqa: BLE001 - a broken catalog must not stop the app
                 self.log_panel.add("warning", f"Model list unavailable: {exc}")
                 choices = []
         first_models = choices and not self.installed_model_count
         self.panel.set_models(choices)
+        if classifiers is not None:
+            self.panel.set_classifiers(classifiers)
         if first_models and self.panel.settings().model == TEST_TINY:
             self.panel.select_model(choices[0].id)  # a real model beats the random one as the default
         self.installed_model_count = len(choices)
@@ -341,7 +352,10 @@ class MainWindow(FileCommands, QMainWindow):
             return model_choice(installed)
         config = inspect_checkpoint(file)
         if config.family == "adm-classifier":
-            raise ModelFileError(f"{file.name} is an ADM classifier (for guidance), not a diffusion model")
+            how = (f"It is installed as “{installed.display_name}”: choose it" if installed
+                   else "Import it in Models…, then choose it")
+            raise ModelFileError(f"{file.name} is an ADM classifier, not a diffusion model: it guides a "
+                                 f"class-conditional model. {how} as the Classifier in Advanced.")
         window = sidecar_image_size(file) or config.image_size
         return ModelChoice(str(file), file.name, f"Checkpoint file ({config.family}, {window} px window): {file}",
                            window, class_cond=config.class_cond)
@@ -424,10 +438,10 @@ class MainWindow(FileCommands, QMainWindow):
         self.refresh_models()
 
     def _probe(self) -> None:
-        models: Optional[list[ModelChoice]] = None
+        models: Optional[tuple[list[ModelChoice], list[ModelChoice]]] = None
         devices: Optional[list[tuple[str, str]]] = None
         try:
-            models = self.installed_models()
+            models = self.installed_choices()
         except Exception:  # noqa: BLE001 - refresh_models reports it in the GUI thread
             pass
         try:
@@ -439,7 +453,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.probed.emit(models, devices)
 
     def _on_probed(self, models, devices) -> None:
-        self.refresh_models(models)
+        self.refresh_models(*(models or (None, None)))
         if devices:
             self.panel.set_devices(devices)
             names = ", ".join(desc for _spec, desc in devices)

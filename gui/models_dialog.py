@@ -297,7 +297,10 @@ class ModelsDialog(QDialog):
                 self.show_message(f"{Path(path).name} is already installed as “{name}”: nothing to import.")
                 return
             kind = "as" if result.matched_catalog else "as your own model"
-            self.show_message(f"Imported {Path(path).name} {kind} “{name}”.")
+            use = (" It is a classifier: it guides a class-conditional model towards a class. Choose it as the "
+                   "Classifier in the Restore panel's Advanced settings." if result.architecture == "adm-classifier"
+                   else "")
+            self.show_message(f"Imported {Path(path).name} {kind} “{name}”.{use}")
 
         self._start(work, done, f"Checking {Path(path).name}…", "Import cancelled: nothing was changed.")
 

@@ -205,6 +205,9 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     (dest.with_name(dest.name + cat.PART_SUFFIX)).unlink(missing_ok=True)
     _record_hash(directory, dest.name, sha256, size, f"import {src}")
     if entry is None:
+        if config.family == "adm-classifier" and purpose == "custom":
+            purpose = "classifier guidance"
+
         def add_custom(data):
             data["custom"][mid] = {
                 "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,

@@ -319,3 +319,18 @@ def test_the_welcome_uses_the_windows_models_dialog(qtbot, make_window):
     dialog = welcome.open_models()
     assert dialog is window.models_dialog() and dialog.isVisible()
     dialog.reject()
+
+
+def test_an_imported_classifier_says_what_it_is_for_and_is_offered_for_guidance(qtbot, make_window, tmp_path):
+    from engine.models.tiny import build_tiny, tiny_classifier_config
+
+    ckpt = tmp_path / "my_classifier.pt"
+    torch.save(build_tiny(tiny_classifier_config()).state_dict(), ckpt)
+    window = make_window()
+    dialog = window.models_dialog()
+    dialog.import_file(str(ckpt))
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert "It is a classifier: it guides a class-conditional model" in dialog.message_label.text(), dialog.last_error
+    assert dialog.table.item(dialog.table.currentRow(), 1).text() == "classifier guidance"
+    panel = window.panel
+    assert panel.classifier.findData("my_classifier") >= 0 and panel.model.findData("my_classifier") < 0
