@@ -37,7 +37,7 @@ def model_choice(entry) -> ModelChoice:
     from engine.models import CLASSIFIER_ID
 
     return ModelChoice(entry.id, entry.display_name, entry.purpose, int(entry.image_size),
-                       class_cond=CLASSIFIER_ID in entry.companions)
+                       class_cond=CLASSIFIER_ID in entry.companions or bool(entry.extra.get("num_classes")))
 
 
 class MainWindow(FileCommands, QMainWindow):

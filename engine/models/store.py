@@ -212,6 +212,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
             data["custom"][mid] = {
                 "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,
                 "architecture": config.family, "size_bytes": size, "image_size": config.image_size,
+                "num_classes": config.num_classes,
                 "description": description or f"Imported from {src}", "imported_from": str(src),
                 "import_mode": mode,
             }

@@ -191,6 +191,20 @@ def test_installed_models_mark_class_conditional_and_hide_the_classifier(tmp_pat
     assert choices["adm-256-cond"].class_cond and not choices["celeba-hq-ddpm"].class_cond
 
 
+def test_an_imported_class_conditional_model_gets_a_class(tmp_path):
+    import torch
+
+    from engine.models import store
+    from engine.models.tiny import build_tiny, tiny_adm_config
+    from gui.main_window import MainWindow
+
+    for name, class_cond in (("cc.pt", True), ("plain.pt", False)):
+        torch.save(build_tiny(tiny_adm_config(class_cond=class_cond)).state_dict(), tmp_path / name)
+        store.import_model_file(tmp_path / name)
+    choices = {c.id: c for c in MainWindow.installed_models()}
+    assert choices["cc"].class_cond and not choices["plain"].class_cond
+
+
 def test_colorize_on_a_colour_photo_says_its_colours_are_replaced(panel, make_photo):
     panel.colorize.setChecked(True)
     assert "Colorize replaces" not in panel.note_label.text()
