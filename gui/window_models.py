@@ -63,12 +63,15 @@ class ModelCommands:
         """The installed model that ``path`` is (its file or a copy), else the checkpoint file
         checked as Models ▸ Import checks it: its tensors must build a supported diffusion network.
         Raises engine.errors.EngineError saying why not."""
-        from engine.errors import ModelFileError
+        from engine.errors import EngineError, ModelFileError
         from engine.models import sidecar_image_size
         from engine.models.store import inspect_checkpoint, installed_model_of
 
         file = Path(path)
-        installed = installed_model_of(file) if file.is_file() else None
+        try:
+            installed = installed_model_of(file) if file.is_file() else None
+        except EngineError:  # a damaged catalog or registry: the file is still usable on its own
+            installed = None
         if installed is not None and installed.architecture != "adm-classifier":
             return model_choice(installed)
         config = inspect_checkpoint(file)

@@ -149,3 +149,18 @@ def test_restore_waits_while_a_chosen_file_is_checked(window_with_photo, file_di
     slow_check.release.set()
     qtbot.waitUntil(window.panel.restore_button.isEnabled, timeout=5000)
     assert window.panel.settings().model == "/models/slow.pt" and not window.panel.problems
+
+
+def test_a_model_file_is_usable_with_a_damaged_model_registry(make_window, file_dialogs, tmp_path, qtbot):
+    import torch
+
+    from engine.models import catalog
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+
+    window = make_window()
+    catalog.registry_path(catalog.models_dir()).write_text("{ not json")
+    path = tmp_path / "faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), path)
+    choose(window, file_dialogs, str(path))
+    qtbot.waitUntil(lambda: window._model_check is None, timeout=10_000)
+    assert window.panel.settings().model == str(path), getattr(window, "last_error", "")
