@@ -138,7 +138,7 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     guidance = None
     if request.guidance_scale:
         guidance = load_guidance(request.model, class_label=request.class_label, scale=request.guidance_scale,
-                                 device=device, precision=request.precision)
+                                 device=device, precision=request.precision, classifier=request.classifier)
     is_random = bool(getattr(denoiser, "is_random", False))
     if is_random:
         yield LogEvent("warning", RANDOM_MODEL_WARNING.format(model=request.model))

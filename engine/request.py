@@ -23,6 +23,9 @@ NATIVE_BF16_LABEL = "native bf16"
 ImageSource = Union[str, np.ndarray]
 
 
+#: The classifier that guides class-conditional models unless a request names another.
+DEFAULT_CLASSIFIER = "adm-256-classifier"
+
 #: The smallest window the networks take (they downsample 5 times).
 MIN_WINDOW = 32
 
@@ -79,6 +82,7 @@ class RestoreRequest:
     model: str = "adm-256-uncond"  # catalog id, a checkpoint path, or "test-tiny"
     class_label: Optional[int] = None  # ImageNet class for the class-conditional ADM
     guidance_scale: float = 0.0  # classifier guidance scale (0 = off)
+    classifier: str = DEFAULT_CLASSIFIER  # the ADM classifier for guidance: catalog/imported id or a file
     steps: int = 100
     travel_length: int = 1  # RePaint time travel L (1 with repeat 1 = no travel)
     travel_repeat: int = 1  # r

@@ -1,5 +1,6 @@
 """The main window: canvas in the middle, task panel on the right, log at the bottom, menus,
-tool bar and status bar. File handling is in :mod:`gui.file_ops`, runs in :mod:`gui.run_controller`.
+tool bar and status bar. File handling is in :mod:`gui.file_ops`, runs in :mod:`gui.run_controller`,
+the model list, model files and the Models dialog in :mod:`gui.window_models`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QSlider, QToolBar,
+    QApplication, QDockWidget, QLabel, QMainWindow, QSlider, QToolBar,
 )
 
 from gui import file_ops, mask_tools, run_plan
@@ -19,21 +20,22 @@ from gui.app import apply_theme, icon
 from gui.background import BackgroundTask
 from gui.canvas import Canvas
 from gui.window_files import FileCommands
+from gui.window_models import ModelCommands
 from gui.dialogs import ShortcutsDialog, show_about, show_error
 from gui.document import Document
 from gui.log_panel import LogPanel
 from gui.run_controller import RunController
-from gui.run_plan import TEST_TINY, TaskSettings
+from gui.run_plan import TaskSettings
 from gui.settings import AppSettings
-from gui.task_panel import ModelChoice, TaskPanel
+from gui.task_panel import TaskPanel
 from gui.undo import mask_replace_command
 from gui.worker import RestoreFunction
 
 GROW_STEP = 4  # pixels per Grow / Shrink
 
 
-class MainWindow(FileCommands, QMainWindow):
-    probed = Signal(object, object)  # installed ModelChoices, (spec, description) devices: from a probe thread
+class MainWindow(FileCommands, ModelCommands, QMainWindow):
+    probed = Signal(object, object)  # installed_choices(), (spec, description) devices: from a probe thread
 
     def __init__(self, settings: Optional[AppSettings] = None, restore: Optional[RestoreFunction] = None,
                  probe_devices: bool = True, interactive: bool = True):
@@ -51,6 +53,7 @@ class MainWindow(FileCommands, QMainWindow):
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
         self._model_check: Optional[BackgroundTask] = None  # a chosen checkpoint being read
+        self._models_dialog = None  # made on first use (models_dialog)
         self.setWindowTitle("Restorer")
         self.setCentralWidget(self.canvas)
         self.setAcceptDrops(True)
@@ -295,129 +298,6 @@ class MainWindow(FileCommands, QMainWindow):
         app = QApplication.instance()
         if app is not None:
             apply_theme(app, self.settings.theme)
-
-    # ---- models and devices -------------------------------------------------------------
-    @staticmethod
-    def installed_models() -> list[ModelChoice]:
-        """Installed catalog and imported models (imports the engine's model package, i.e. torch)."""
-        from engine.models import CLASSIFIER_ID, catalog
-
-        return [ModelChoice(s.entry.id, s.entry.display_name, s.entry.purpose, int(s.entry.image_size),
-                            class_cond=CLASSIFIER_ID in s.entry.companions)
-                for s in catalog.installed_models() if s.entry.architecture != "adm-classifier"]
-
-    def refresh_models(self, choices: Optional[list[ModelChoice]] = None) -> None:
-        if choices is None:
-            try:
-                choices = self.installed_models()
-            except Exception as exc:  # noqa: BLE001 - a broken catalog must not stop the app
-                self.log_panel.add("warning", f"Model list unavailable: {exc}")
-                choices = []
-        first_models = choices and not self.installed_model_count
-        self.panel.set_models(choices)
-        if first_models and self.panel.settings().model == TEST_TINY:
-            self.panel.select_model(choices[0].id)  # a real model beats the random one as the default
-        self.installed_model_count = len(choices)
-
-    @staticmethod
-    def model_file_choice(path: str) -> ModelChoice:
-        """A checkpoint file checked as Models ▸ Import checks it: its tensors must build a
-        supported diffusion network. Raises engine.errors.EngineError saying why not."""
-        from engine.errors import ModelFileError
-        from engine.models import sidecar_image_size
-        from engine.models.store import inspect_checkpoint
-
-        file = Path(path)
-        config = inspect_checkpoint(file)
-        if config.family == "adm-classifier":
-            raise ModelFileError(f"{file.name} is an ADM classifier (for guidance), not a diffusion model")
-        window = sidecar_image_size(file) or config.image_size
-        return ModelChoice(str(file), file.name, f"Checkpoint file ({config.family}, {window} px window): {file}",
-                           window, class_cond=config.class_cond)
-
-    def choose_model_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a model checkpoint", "",
-                                              "Checkpoints (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*)")
-        if path:
-            self.check_model_file(path)
-
-    def check_model_file(self, path: str) -> None:
-        """Check a checkpoint in the background (reading a 2 GB file takes seconds) and add it to
-        the model list when it is usable. A check still running for another file is dropped."""
-        self._drop_model_check()
-        check = self.model_file_choice
-        self._model_check = BackgroundTask(lambda _progress, _cancel: check(path), self)
-        self._model_check.succeeded.connect(self._on_model_file_checked)
-        self._model_check.failed.connect(self._on_model_file_failed)
-        QApplication.setOverrideCursor(Qt.BusyCursor)  # busy, but the window keeps working
-        self.statusBar().showMessage(f"Checking the model file {Path(path).name}…")
-        self._model_check.start()
-
-    def _drop_model_check(self) -> None:
-        """Forget the running check, if any (its result will not be used) and end the busy state."""
-        if self._model_check is None:
-            return
-        self._model_check.discard()
-        self._model_check = None
-        QApplication.restoreOverrideCursor()
-        self.statusBar().clearMessage()
-
-    def _on_model_file_checked(self, choice: ModelChoice) -> None:
-        self._drop_model_check()
-        self.panel.add_model_file(choice)
-        self.log_panel.add("info", f"Model file {choice.id}: {choice.purpose}")
-        self.statusBar().showMessage(f"Model file {choice.label} is ready", 5000)
-
-    def _on_model_file_failed(self, message: str) -> None:
-        self._drop_model_check()
-        self._error("Cannot use this model file", message)
-
-    def open_models_dialog(self) -> None:
-        try:
-            from gui.models_dialog import ModelsDialog
-        except ImportError as exc:
-            self._error("Models unavailable", f"The model manager is not available: {exc}")
-            return
-        dialog = ModelsDialog(self, settings=self.settings)
-        dialog.models_changed.connect(self.refresh_models)
-        dialog.exec()
-        self.refresh_models()
-
-    def maybe_show_welcome(self) -> None:
-        """First run without any installed model: the welcome dialog (if the app has one)."""
-        if self.installed_model_count:
-            return
-        try:
-            from gui.welcome import show_welcome_if_needed
-        except ImportError:
-            return
-        show_welcome_if_needed(self)
-        self.refresh_models()
-
-    def _probe(self) -> None:
-        models: Optional[list[ModelChoice]] = None
-        devices: Optional[list[tuple[str, str]]] = None
-        try:
-            models = self.installed_models()
-        except Exception:  # noqa: BLE001 - refresh_models reports it in the GUI thread
-            pass
-        try:
-            from engine.device import available_devices
-
-            devices = available_devices()
-        except Exception:  # noqa: BLE001 - keep the CPU entry
-            pass
-        self.probed.emit(models, devices)
-
-    def _on_probed(self, models, devices) -> None:
-        self.refresh_models(models)
-        if devices:
-            self.panel.set_devices(devices)
-            names = ", ".join(desc for _spec, desc in devices)
-            self.log_panel.add("info", f"Devices: {names}")
-        if self.welcome_on_first_run and models is not None:
-            self.welcome_on_first_run = False
-            self.maybe_show_welcome()
 
     # ---- status -------------------------------------------------------------------------
     def _on_image_changed(self) -> None:

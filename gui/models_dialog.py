@@ -284,13 +284,23 @@ class ModelsDialog(QDialog):
         directory = self.models_dir
 
         def work(progress, cancel):
-            return store.import_model_file(path, models_dir=directory, mode=mode, cancel=cancel,
-                                           progress=lambda d, t: progress(("Checking", d, t)))
+            try:
+                return store.import_model_file(path, models_dir=directory, mode=mode, cancel=cancel,
+                                               progress=lambda d, t: progress(("Checking", d, t)))
+            except store.AlreadyInstalled as exc:  # nothing to do: not an error for the user
+                return exc
 
         def done(result):
             self.select(result.model_id)
+            name = self.states[result.model_id].display_name
+            if isinstance(result, store.AlreadyInstalled):
+                self.show_message(f"{Path(path).name} is already installed as “{name}”: nothing to import.")
+                return
             kind = "as" if result.matched_catalog else "as your own model"
-            self.show_message(f"Imported {Path(path).name} {kind} “{self.states[result.model_id].display_name}”.")
+            use = (" It is a classifier: it guides a class-conditional model towards a class. Choose it as the "
+                   "Classifier in the Restore panel's Advanced settings." if result.architecture == "adm-classifier"
+                   else "")
+            self.show_message(f"Imported {Path(path).name} {kind} “{name}”.{use}")
 
         self._start(work, done, f"Checking {Path(path).name}…", "Import cancelled: nothing was changed.")
 

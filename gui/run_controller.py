@@ -49,7 +49,7 @@ class RunController(QObject):
         if self.running or not doc.has_image:
             return False
         settings = self.panel.settings()
-        problems = run_plan.find_problems(settings, doc.size, doc.has_mask())
+        problems = self.panel.run_problems(settings, doc.size, doc.has_mask())
         if problems:
             self._error("error", problems[0])
             return False

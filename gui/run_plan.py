@@ -10,6 +10,8 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
+from engine.request import DEFAULT_CLASSIFIER
+
 TEST_TINY = "test-tiny"
 TEST_TINY_LABEL = "test-tiny (random weights, for testing only)"
 UPSCALE_FACTORS = (1, 2, 4, 8)
@@ -61,6 +63,7 @@ class TaskSettings:
     device: str = "auto"
     class_label: int = -1  # ImageNet class for class-conditional models (-1: the model takes none)
     guidance_scale: float = 0.0  # classifier guidance (class-conditional models only)
+    classifier: str = DEFAULT_CLASSIFIER  # the ADM classifier guidance uses (a catalog or imported id)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -300,4 +303,5 @@ def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.n
         overlap=int(settings.overlap),
         class_label=None if settings.class_label < 0 else int(settings.class_label),
         guidance_scale=float(settings.guidance_scale) if settings.class_label >= 0 else 0.0,
+        classifier=settings.classifier,
     )

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
-from engine.request import NATIVE_BF16_LABEL
+from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
 from gui import run_plan
 from gui.run_box import RunBox
 from gui.run_plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
@@ -55,12 +55,15 @@ class TaskPanel(QWidget):
         self._models: list[ModelChoice] = []
         self._model_files: list[ModelChoice] = []  # chosen with Choose file…: kept when set_models runs
         self._last_model = TEST_TINY  # the model selected before "Choose file…"
+        self._checking_file: Optional[str] = None  # a chosen model file being checked: Restore waits
+        self._classifier = DEFAULT_CLASSIFIER  # the one chosen (listed once it is installed)
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._build_settings_area(), 1)
         layout.addWidget(self._build_run_box())
         self.set_models([])
+        self.set_classifiers([])
         self.set_devices([("cpu", "CPU")])
         self.set_settings(TaskSettings())
 
@@ -170,6 +173,10 @@ class TaskPanel(QWidget):
         self.seed = spin(0, 2**31 - 1, tip="Same seed + same settings = same result")
         self.class_label = spin(0, 999, tip="ImageNet class for a class-conditional model (e.g. 0-999)")
         self.guidance = spin(0.0, 20.0, 0.5, 1, "Classifier guidance towards the class (0 = off; needs the classifier)")
+        self.classifier = QComboBox()
+        self.classifier.setToolTip("The classifier that guides towards the class: an installed ADM classifier "
+                                   "(download or import one in Models…)")
+        self.classifier.activated.connect(lambda _i: setattr(self, "_classifier", self.classifier.currentData()))
         self.hir = QComboBox()
         for label, value in (("Auto", "auto"), ("On", "on"), ("Off", "off")):
             self.hir.addItem(label, value)
@@ -185,11 +192,12 @@ class TaskPanel(QWidget):
                                 "a minute or two compiling; later runs reuse the compiled kernels.")
         self.compile.toggled.connect(self._on_edited)
         self.device = QComboBox()
-        for w in (self.hir, self.precision, self.device):
+        for w in (self.hir, self.precision, self.device, self.classifier):
             w.currentIndexChanged.connect(self._on_edited)
         for label, w in (("Steps", self.steps), ("Travel L", self.travel_length), ("Travel r", self.travel_repeat),
                          ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed),
-                         ("Class", self.class_label), ("Guidance", self.guidance), ("HiR", self.hir),
+                         ("Class", self.class_label), ("Guidance", self.guidance),
+                         ("Classifier", self.classifier), ("HiR", self.hir),
                          ("Window", self.window_size), ("Overlap", self.overlap), ("Precision", self.precision),
                          ("Speed", self.compile), ("Device", self.device)):
             form.addRow(label, w)
@@ -223,6 +231,7 @@ class TaskPanel(QWidget):
             precision=self.precision.currentData() or "auto", compile=self.compile.isChecked(),
             device=self.device.currentData() or "auto",
             class_label=self.class_label.value() if self._class_cond() else -1, guidance_scale=self.guidance.value(),
+            classifier=self.classifier.currentData() or self._classifier,
         )
         if s.model == CHOOSE_FILE:
             s.model = TEST_TINY
@@ -249,6 +258,8 @@ class TaskPanel(QWidget):
             self.seed.setValue(s.seed)
             self.class_label.setValue(max(s.class_label, 0))
             self.guidance.setValue(s.guidance_scale)
+            self._classifier = s.classifier
+            self.classifier.setCurrentIndex(self.classifier.findData(s.classifier))
             self.hir.setCurrentIndex(max(0, self.hir.findData(s.hir)))
             self.window_size.setValue(s.window)
             self.overlap.setValue(s.overlap)
@@ -273,6 +284,19 @@ class TaskPanel(QWidget):
         self._models = [m for m in self._models if m.id != choice.id]
         self._models.insert(len(self._models) - 1, choice)
         self._list_models(select=choice.id if select else self.model.currentData())
+
+    def set_classifiers(self, classifiers: list[ModelChoice]) -> None:
+        """The installed ADM classifiers that guidance can use (Advanced ▸ Classifier)."""
+        was_loading, self._loading = self._loading, True
+        self.classifier.clear()
+        for c in classifiers:
+            self.classifier.addItem(c.label, c.id)
+            self.classifier.setItemData(self.classifier.count() - 1, c.purpose, Qt.ToolTipRole)
+        if not classifiers:
+            self.classifier.addItem("None installed (see Models…)", "")
+        self.classifier.setCurrentIndex(max(0, self.classifier.findData(self._classifier)))
+        self._loading = was_loading
+        self._on_model_changed()
 
     def select_model(self, model_id: str) -> None:
         index = self.model.findData(model_id)
@@ -327,6 +351,21 @@ class TaskPanel(QWidget):
         self._image_size, self._has_mask, self._colours = image_size, has_mask, colours
         self._refresh()
 
+    def set_model_check(self, file_name: Optional[str]) -> None:
+        """The name of a chosen model file being checked, or None once the check has ended: until
+        then a run would use the model selected before, so Restore waits."""
+        self._checking_file = file_name
+        self._refresh()
+
+    def run_problems(self, s: TaskSettings, image_size: Optional[tuple[int, int]], has_mask: bool) -> list[str]:
+        """Why a run with ``s`` cannot start now (run_plan.find_problems, and a model file check)."""
+        problems = run_plan.find_problems(s, image_size, has_mask)
+        if s.class_label >= 0 and s.guidance_scale > 0 and not self.classifier.currentData():
+            problems.append("Guidance needs a classifier: download or import one in Models…, or set Guidance to 0.")
+        if self._checking_file:
+            problems.append(f"Checking the model file {self._checking_file}… Restore waits for the check to end.")
+        return problems
+
     # ---- run state --------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
         self._running = running
@@ -376,7 +415,7 @@ class TaskPanel(QWidget):
         self.model_purpose.setText(choice.purpose if choice else "")
         if choice is not None and not self._loading:
             self.window_size.setValue(choice.window)
-        for w in (self.class_label, self.guidance):
+        for w in (self.class_label, self.guidance, self.classifier):
             w.setEnabled(self._class_cond())
         self._on_edited()
 
@@ -412,7 +451,7 @@ class TaskPanel(QWidget):
 
     def _refresh(self) -> None:
         s = self.settings()
-        self.problems = run_plan.find_problems(s, self._image_size, self._has_mask)
+        self.problems = self.run_problems(s, self._image_size, self._has_mask)
         notes = run_plan.find_notes(s, self._image_size, self._colours)
         self.problem_label.setText("\n".join(f"• {p}" for p in self.problems))
         self.problem_label.setVisible(bool(self.problems))

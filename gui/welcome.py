@@ -103,13 +103,11 @@ class WelcomeDialog(QDialog):
         return path
 
     def open_models(self, *, download: bool = False, import_path: Optional[str] = None) -> ModelsDialog:
-        """Open the Models dialog (window-modal, non-blocking) and start the chosen action in it."""
-        dialog = ModelsDialog(self.parent(), models_dir=self.models_dir,
-                              settings=getattr(self.parent(), "settings", None))  # the main window's
+        """Open the Models dialog (window-modal, non-blocking) and start the chosen action in it:
+        the main window's own dialog (it updates the window's model list), else a new one."""
+        window_dialog = getattr(self.parent(), "models_dialog", None)
+        dialog = window_dialog() if callable(window_dialog) else ModelsDialog(self.parent(), models_dir=self.models_dir)
         self.models_dialog = dialog
-        refresh = getattr(self.parent(), "refresh_models", None)
-        if callable(refresh):  # the main window updates its model list when a download/import lands
-            dialog.models_changed.connect(refresh)
         dialog.open()
         if download and self.recommended is not None:
             dialog.select(self.recommended.id)

@@ -135,7 +135,7 @@ def test_resolve_model_file_messages(store, tmp_path):
     own = tmp_path / "mine.ckpt"
     own.write_bytes(b"x")
     assert cat.resolve_model_file(str(own)) == own
-    with pytest.raises(ModelFileError, match="does not exist"):
+    with pytest.raises(ModelFileError, match="not found"):
         cat.resolve_model_file(str(tmp_path / "nope.pt"))
     with pytest.raises(ModelFileError, match="is a folder, not a model file"):
         cat.resolve_model_file(str(tmp_path))

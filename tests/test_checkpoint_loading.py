@@ -78,6 +78,27 @@ def test_model_info_reads_shapes_from_a_file(tmp_path):
     assert model_info("test-tiny-ddpm")["family"] == "ddpm"
 
 
+@pytest.mark.parametrize("layout, name", [("safetensors", "renamed.pt"), ("plain", "renamed.safetensors"),
+                                          ("state_dict", "renamed.ckpt.safetensors")])
+def test_a_renamed_checkpoint_loads_by_its_content(layout, name, tmp_path):
+    """What a file is comes from its first bytes: a safetensors file renamed .pt, or a PyTorch file
+    renamed .safetensors, loads as what it is (and model_info reads its shapes the same way)."""
+    config = tiny_ddpm_config()
+    net = build_tiny(config, seed=5)
+    path = _save(net.state_dict(), layout, tmp_path).rename(tmp_path / name)
+    loaded, detected = load_model(path)
+    assert detected == config
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in net.state_dict().items())
+    assert model_info(str(path))["family"] == "ddpm"
+
+
+def test_a_folder_is_called_a_folder(tmp_path):
+    folder = tmp_path / "checkpoints.pt"
+    folder.mkdir()
+    with pytest.raises(ModelFileError, match="checkpoints.pt is a folder, not a model file"):
+        load_state_dict(folder)
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -237,3 +258,24 @@ def test_catalog_ids_resolve_for_denoiser_and_guidance(tmp_path, monkeypatch):
     assert guidance(x, torch.tensor([100])).shape == x.shape
     with pytest.raises(ModelFileError, match="classifier, not a diffusion model"):
         models.load_denoiser("adm-256-classifier", device=torch.device("cpu"))
+
+
+def test_guidance_uses_the_classifier_the_request_names(tmp_path):
+    """An imported classifier (an id or a file) guides when the request names it; a file that is
+    not a classifier is refused as such."""
+    import numpy as np
+
+    from engine.pipeline import run_to_completion
+    from engine.request import RestoreRequest, Tasks
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "clf").mkdir()
+    unet = _save(build_tiny(tiny_adm_config(class_cond=True)).state_dict(), "plain", tmp_path / "unet")
+    classifier = _save(build_tiny(tiny_classifier_config()).state_dict(), "safetensors", tmp_path / "clf")
+    request = RestoreRequest(image=np.full((32, 32, 3), 0.5, np.float32), tasks=Tasks(colorize=True), model=str(unet),
+                             class_label=3, guidance_scale=1.0, classifier=str(classifier), steps=1, window=32,
+                             overlap=0, device="cpu", precision="fp32")
+    guided = run_to_completion(request).result
+    assert not np.array_equal(guided, run_to_completion(request.replace(guidance_scale=0.0)).result)
+    with pytest.raises(ModelFileError, match="model.pt is an ADM model, not an ADM classifier"):
+        run_to_completion(request.replace(classifier=str(unet)))

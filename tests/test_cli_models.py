@@ -103,7 +103,7 @@ def test_errors_are_one_line_with_exit_code_2(env, capsys):
         (["models", "download", "broken"], "not found"),
         (["models", "download", "nope"], "unknown model 'nope'"),
         (["models", "path", "pair"], "not installed — run `python -m engine models download pair`"),
-        (["models", "import", str(models.parent / "missing.pt")], "not a file"),
+        (["models", "import", str(models.parent / "missing.pt")], "model file not found"),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv, "--models-dir", str(models))

@@ -146,8 +146,9 @@ def test_identical_file_is_already_installed_and_nothing_changes(models_dir, tmp
     copy = tmp_path / "renamed.pt"
     copy.write_bytes(src.read_bytes())
     for again in (src, copy):
-        with pytest.raises(store.AlreadyInstalled, match=f"{again.name} is already installed as model 'faces_v1'"):
+        with pytest.raises(store.AlreadyInstalled, match=f"{again.name} is already installed as model 'faces_v1'") as info:
             store.import_model_file(again)
+        assert info.value.model_id == "faces_v1"
         assert snapshot(models_dir) == before
     first.path.unlink()  # lost by hand: importing the same bytes puts it back under its id
     again = store.import_model_file(copy)
@@ -180,6 +181,18 @@ def test_a_trained_models_metadata_goes_and_leaves_with_it(models_dir, tmp_path,
     assert set(cat.all_entries(models_dir)) >= {"mine", registry.model_id}
     store.remove_model("mine")
     assert not (models_dir / "mine.json").exists() and not mine.path.exists()
+
+
+def test_the_installed_model_of_a_file_is_found_by_place_or_bytes(models_dir, tmp_path, tiny_state_dicts):
+    src = save(tiny_state_dicts["ddpm"], tmp_path / "faces_v1.pt", "plain")
+    assert store.installed_model_of(src) is None
+    copied = store.import_model_file(src)
+    linked = store.import_model_file(save(tiny_state_dicts["adm"], tmp_path / "linked.pt", "plain"), mode="symlink")
+    other = tmp_path / "same_size.pt"
+    other.write_bytes(bytes(src.stat().st_size))
+    found = [getattr(store.installed_model_of(path), "id", None)
+             for path in (src, copied.path, tmp_path / "linked.pt", linked.path, other)]
+    assert found == ["faces_v1", "faces_v1", "linked", "linked", None]
 
 
 def test_explicit_id_must_be_free_and_installed_catalog_files_are_never_replaced(models_dir, tmp_path,
@@ -227,8 +240,10 @@ def test_bad_files_are_rejected_and_nothing_changes(models_dir, tmp_path, tiny_s
         assert bad.name in str(info.value) or "not a supported" in str(info.value)
         assert snapshot(models_dir) == before, bad.name
     assert not marker.exists()  # the pickle's code never ran
-    with pytest.raises(ModelFileError, match="not a file"):
+    with pytest.raises(ModelFileError, match="model file not found: .*absent.pt"):
         store.import_model_file(tmp_path / "absent.pt")
+    with pytest.raises(ModelFileError, match="is a folder, not a model file"):
+        store.import_model_file(tmp_path)
 
 
 def test_a_file_with_wrong_tensors_is_named_in_the_message(models_dir, tmp_path, tiny_state_dicts):

@@ -19,6 +19,7 @@ from engine.errors import ModelFileError
 from engine.models.attention import set_attention_backend, set_default_attention_backend
 from engine.models.checkpoint import (
     ModelConfig,
+    a_family,
     build_model,
     detect_config,
     load_model,
@@ -31,6 +32,7 @@ from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_conf
 from engine.models.cuda_graphs import GraphedDenoiser
 from engine.models.speed import channels_last_pays, compile_network, prepare_network
 from engine.models.wrappers import ClassifierGuidance, EpsDenoiser
+from engine.request import DEFAULT_CLASSIFIER
 
 __all__ = [
     "ClassifierGuidance", "Denoiser", "EpsDenoiser", "Guidance", "ModelConfig", "TINY_MODELS", "build_model",
@@ -43,7 +45,7 @@ __all__ = [
 TINY_MODELS = {"test-tiny": tiny_adm_config, "test-tiny-ddpm": tiny_ddpm_config}
 #: Window the pipeline should use for the tiny models (they accept any multiple of 4).
 TINY_IMAGE_SIZE = 256
-CLASSIFIER_ID = "adm-256-classifier"
+CLASSIFIER_ID = DEFAULT_CLASSIFIER
 
 
 def _resolve(model: str) -> Path:
@@ -113,45 +115,41 @@ def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
 
 
 def load_guidance(model: str, *, class_label: Optional[int], scale: float, device: torch.device,
-                  precision: str = "fp32") -> Optional[Guidance]:
+                  precision: str = "fp32", classifier: str = CLASSIFIER_ID) -> Optional[Guidance]:
     """Classifier guidance for ``model``, or None when it does not apply (scale 0, no label, or an
     unconditional DDPM model). ``"test-tiny"`` gets a tiny random 10-class classifier; a real
-    ADM model uses the catalog's ``adm-256-classifier``."""
+    ADM model uses ``classifier``: a catalog or imported id (the catalog's ``adm-256-classifier``
+    by default) or a checkpoint file."""
     if not scale or class_label is None:
         return None
     if model in TINY_MODELS:
         if model != "test-tiny":
             return None
         config = tiny_classifier_config()
-        classifier = build_tiny(config, device=device)
+        classifier_net = build_tiny(config, device=device)
     else:
-        classifier, config = load_model(_resolve(CLASSIFIER_ID), device=device)
+        classifier_net, config = load_model(_resolve(classifier), device=device)
         if config.family != "adm-classifier":
-            raise ModelFileError(f"{CLASSIFIER_ID} resolved to a {config.family} model, not an ADM classifier")
-    return ClassifierGuidance(classifier, class_label, scale, precision=precision, num_classes=config.out_channels)
+            raise ModelFileError(f"{classifier} is {a_family(config.family)} model, not an ADM classifier: "
+                                 "guidance needs a classifier")
+    return ClassifierGuidance(classifier_net, class_label, scale, precision=precision, num_classes=config.out_channels)
 
 
 def _shapes_only(path: Path) -> Dict[str, Any]:
     """Tensor names -> meta tensors of the right shape, reading as little of the file as possible."""
-    if path.suffix.lower() == ".safetensors":
-        try:
+    from engine.models.checkpoint import SAFETENSORS, checkpoint_format, load_plain_pickle, unwrap_state_dict
+
+    try:
+        if checkpoint_format(path) == SAFETENSORS:
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as f:
                 return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-        except Exception:
-            pass  # load_state_dict below raises the proper ModelFileError
-    else:
-        try:
-            from engine.models.checkpoint import load_plain_pickle, unwrap_state_dict
-
-            raw = load_plain_pickle(path, mmap=True)
-            return unwrap_state_dict(raw, source=path.name)
-        except ModelFileError:
-            raise
-        except Exception:
-            pass
-    return load_state_dict(path)
+        return unwrap_state_dict(load_plain_pickle(path, mmap=True), source=path.name)
+    except ModelFileError:
+        raise
+    except Exception:  # noqa: BLE001 - load_state_dict below raises the proper ModelFileError
+        return load_state_dict(path)
 
 
 _PURPOSES = {

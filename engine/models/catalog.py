@@ -329,17 +329,22 @@ def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or "/" in spec or spec.lower().endswith(MODEL_SUFFIXES)
 
 
+def require_model_file(path: Path, name: Optional[str] = None) -> Path:
+    """``path`` when it is a file; else ModelFileError saying it is a folder or does not exist."""
+    name = name or str(path)
+    if path.is_dir():
+        raise ModelFileError(f"{name} is a folder, not a model file: choose a checkpoint file "
+                             f"({', '.join(MODEL_SUFFIXES)})")
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {name}")
+    return path
+
+
 def resolve_model_file(model: Union[str, Path], models_dir_override: Union[str, Path, None] = None) -> Path:
     """A catalog/imported model id or a checkpoint path -> the file to load. Raises ModelFileError."""
     spec = str(model)
     if isinstance(model, Path) or _looks_like_path(spec):
-        path = Path(spec).expanduser()
-        if path.is_file():
-            return path
-        if path.is_dir():
-            raise ModelFileError(f"{spec} is a folder, not a model file: give a checkpoint "
-                                 f"({', '.join(MODEL_SUFFIXES)}) or a model id")
-        raise ModelFileError(f"model file {spec} does not exist")
+        return require_model_file(Path(spec).expanduser(), spec)
     directory = models_dir(models_dir_override)
     state = state_of(get_entry(spec, directory), directory)
     hint = f"`python -m engine models download {spec}`" if state.entry.urls else "download it by hand"

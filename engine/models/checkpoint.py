@@ -1,8 +1,9 @@
 """Safe checkpoint loading and family/configuration detection from tensor names and shapes.
 
-Nothing here unpickles code: ``.pt/.ckpt/.pth`` go through ``torch.load(weights_only=True)``,
-``.safetensors`` through safetensors. A user can drop in any supported file; what it is comes
-from its tensors:
+Nothing here unpickles code: PyTorch files go through ``torch.load(weights_only=True)``,
+safetensors files through safetensors. Which of the two a file is comes from its first bytes, not
+its name (a renamed file loads all the same). A user can drop in any supported file; what model it
+is comes from its tensors:
 
 - ``adm``: keys like ``input_blocks.0.0.weight`` and ``output_blocks.*`` (guided-diffusion UNet);
 - ``adm-classifier``: ADM encoder + ``out.2.positional_embedding`` (attention pooling head);
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from engine.errors import ModelFileError
+from engine.models.catalog import require_model_file
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -90,16 +92,14 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
     ``{"state_dict": ...}``-style containers and ``module.``/``model.`` prefixes.
 
     Raises ModelFileError for anything that is not a readable dict of tensors."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
+    path = require_model_file(Path(path))
     try:
-        if path.suffix.lower() == ".safetensors":
+        if checkpoint_format(path) == SAFETENSORS:
             from safetensors.torch import load_file
 
             raw = load_file(str(path), device="cpu")
         else:
-            raw = load_plain_pickle(path)
+            raw = _torch_load(path)
     except ModelFileError:
         raise
     except Exception as exc:  # truncated zips, text files, ...
@@ -113,16 +113,26 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
 #: How files that are often picked by mistake begin, and what to call them.
 _NOT_CHECKPOINTS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"II*\x00", "a TIFF image"),
                     (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"))
+SAFETENSORS, TORCH = "safetensors", "torch"
 
 
-def _check_torch_file(path: Path) -> None:
-    """``torch.save`` writes a zip archive or, in the legacy format, a pickle of protocol 2 or
-    later (first byte 0x80). Say what any other file is, rather than reading it as a pickle
+def _is_safetensors(head: bytes) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header. (A PyTorch
+    file never has a '{' there: it is a zip's compression method or inside torch's magic number.)"""
+    return head[8:9] == b"{"
+
+
+def checkpoint_format(path: Path) -> str:
+    """:data:`SAFETENSORS` or :data:`TORCH`, from the file's first bytes whatever its name.
+    ``torch.save`` writes a zip archive or, in the legacy format, a pickle of protocol 2 or later
+    (first byte 0x80). Any other file is refused saying what it is, rather than read as a pickle
     (which would call a photo "code")."""
     with open(path, "rb") as f:
         head = f.read(16)
+    if _is_safetensors(head):
+        return SAFETENSORS
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
-        return
+        return TORCH
     kind = next((name for magic, name in _NOT_CHECKPOINTS if head.startswith(magic)), None)
     if not head:
         kind = "empty (0 bytes)"
@@ -138,8 +148,16 @@ def load_plain_pickle(path: Union[str, Path], *, mmap: bool = False) -> object:
     ModelFileError saying it was not loaded, never PyTorch's advice to load it without that guard;
     a file that is not a PyTorch file at all (a photo, text, an empty file) is refused as such."""
     path = Path(path)
-    _check_torch_file(path)
+    if checkpoint_format(path) != TORCH:
+        raise ModelFileError(f"{path.name} is a safetensors file, not a PyTorch file")
+    return _torch_load(path, mmap=mmap)
+
+
+def _torch_load(path: Path, *, mmap: bool = False) -> object:
     try:
+        if str(path).endswith(".safetensors"):  # torch.load would hand this path to safetensors
+            with open(path, "rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise ModelFileError(f"{path.name} contains code or Python objects that are not plain tensors, "

@@ -31,7 +31,11 @@ IMPORT_MODES = ("copy", "hardlink", "symlink")
 
 
 class AlreadyInstalled(EngineError):
-    """The imported file's exact bytes are already installed; nothing was changed."""
+    """The imported file's exact bytes are already installed as model ``model_id``; nothing was changed."""
+
+    def __init__(self, message: str, model_id: str):
+        super().__init__(message)
+        self.model_id = model_id
 
 
 @dataclass(frozen=True)
@@ -188,9 +192,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     """
     if mode not in IMPORT_MODES:
         raise EngineError(f"import mode must be one of {', '.join(IMPORT_MODES)}, got {mode!r}")
-    src = Path(src).expanduser()
-    if not src.is_file():
-        raise ModelFileError(f"{src} is not a file")
+    src = cat.require_model_file(Path(src).expanduser())
     config = inspect_checkpoint(src)
     if cancel is not None and cancel.is_set():
         raise Cancelled("import cancelled")
@@ -206,10 +208,14 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
         mid, dest = _new_custom_place(directory, src, model_id)
     _install(directory, src, dest, mode, sha256, size)
     if entry is None:
+        if config.family == "adm-classifier" and purpose == "custom":
+            purpose = "classifier guidance"
+
         def add_custom(data):
             data["custom"][mid] = {
                 "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,
                 "architecture": config.family, "size_bytes": size, "image_size": config.image_size,
+                "num_classes": config.num_classes,
                 "description": description or f"Imported from {src}", "imported_from": str(src),
                 "import_mode": mode,
             }
@@ -274,9 +280,29 @@ def _entry_with_hash(directory: Path, sha256: str, src: Path) -> Optional[cat.Mo
             continue
         if cat.state_of(entry, directory, registry).status == cat.INSTALLED:
             raise AlreadyInstalled(f"{src.name} is already installed as model '{entry.id}' "
-                                   f"({directory / entry.file_name})")
+                                   f"({directory / entry.file_name})", entry.id)
         return entry
     return None
+
+
+def installed_model_of(src: Union[str, Path], *, models_dir: PathLike = None,
+                       progress: Optional[Callable[[int, int], None]] = None,
+                       cancel: Optional[threading.Event] = None) -> Optional[cat.ModelEntry]:
+    """The installed model whose file ``src`` is: that very file (or a link to it), or a copy with
+    the same bytes. ``src`` is hashed only when an installed file with a known hash has its size."""
+    directory = cat.models_dir(models_dir)
+    src = Path(src).expanduser()
+    registry = cat.read_registry(directory)
+    installed = [s for s in cat.list_models(directory) if s.status == cat.INSTALLED]
+    same = next((s.entry for s in installed if _same_file(s.path, src)), None)
+    if same is not None:
+        return same
+    size = src.stat().st_size
+    hashes = {s.entry.id: reference_hash(s.entry, registry) for s in installed if s.path.stat().st_size == size}
+    if not any(hashes.values()):
+        return None
+    digest = dl.sha256_file(src, progress=progress, cancel=cancel)
+    return next((s.entry for s in installed if hashes.get(s.entry.id) == digest), None)
 
 
 def _new_custom_place(directory: Path, src: Path, model_id: Optional[str]) -> tuple[str, Path]:

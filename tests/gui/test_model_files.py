@@ -99,3 +99,68 @@ def test_closing_the_window_during_a_check_neither_waits_nor_crashes(make_window
     slow_check.release.set()
     qtbot.waitUntil(lambda: not live_threads(), timeout=5000)
     assert window.panel.model.findData("/models/slow.pt") < 0
+
+
+def model_ids(window) -> list[str]:
+    return [window.panel.model.itemData(i) for i in range(window.panel.model.count())]
+
+
+@pytest.mark.parametrize("pick", ["original", "installed file"])
+def test_choosing_an_installed_models_file_selects_that_model(make_window, file_dialogs, tmp_path, qtbot, pick):
+    """The file of an installed model (or the original it was copied from) is that model: it is
+    selected, not listed a second time as a file."""
+    import torch
+
+    from engine.models import store
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+
+    original = tmp_path / "faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), original)
+    imported = store.import_model_file(original, display_name="My faces")
+    window = make_window()
+    window.panel.select_model("test-tiny")
+    path = str(original if pick == "original" else imported.path)
+    choose(window, file_dialogs, path)
+    qtbot.waitUntil(lambda: window._model_check is None, timeout=10_000)
+    assert window.panel.settings().model == imported.model_id, getattr(window, "last_error", "")
+    assert path not in model_ids(window) and model_ids(window).count(imported.model_id) == 1
+
+
+def test_a_folder_is_called_a_folder(make_window, file_dialogs, tmp_path, qtbot):
+    window = make_window()
+    choose(window, file_dialogs, str(tmp_path))
+    qtbot.waitUntil(lambda: window._model_check is None, timeout=10_000)
+    assert f"{tmp_path} is a folder, not a model file" in window.last_error
+
+
+def test_restore_waits_while_a_chosen_file_is_checked(window_with_photo, file_dialogs, slow_check, qtbot):
+    """A run started during the check would use the model selected before: Restore waits, and says why."""
+    from gui.run_plan import TaskSettings
+    from window_helpers import fake_restore
+
+    window = window_with_photo(fake_restore())
+    window.panel.set_settings(TaskSettings(colorize=True))
+    assert window.panel.restore_button.isEnabled(), window.panel.problems
+    choose(window, file_dialogs, "/models/slow.pt")
+    assert slow_check.entered.wait(5)
+    assert not window.panel.restore_button.isEnabled()
+    assert "Checking the model file slow.pt" in window.panel.problem_label.text()
+    assert not window.restore() and not window.runs.running  # Run ▸ Restore (Ctrl+R) waits as well
+    slow_check.release.set()
+    qtbot.waitUntil(window.panel.restore_button.isEnabled, timeout=5000)
+    assert window.panel.settings().model == "/models/slow.pt" and not window.panel.problems
+
+
+def test_a_model_file_is_usable_with_a_damaged_model_registry(make_window, file_dialogs, tmp_path, qtbot):
+    import torch
+
+    from engine.models import catalog
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+
+    window = make_window()
+    catalog.registry_path(catalog.models_dir()).write_text("{ not json")
+    path = tmp_path / "faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), path)
+    choose(window, file_dialogs, str(path))
+    qtbot.waitUntil(lambda: window._model_check is None, timeout=10_000)
+    assert window.panel.settings().model == str(path), getattr(window, "last_error", "")

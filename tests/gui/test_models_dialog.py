@@ -150,6 +150,23 @@ def test_import_verify_remove(qtbot, fake_store, tmp_path, monkeypatch):
     assert dialog.status_of("my_faces") is None and not (fake_store / "my_faces.pt").exists()
 
 
+def test_importing_an_installed_file_again_selects_its_model(qtbot, fake_store, tmp_path):
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+    from gui.models_dialog import ModelsDialog
+
+    ckpt = tmp_path / "my_faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    for _ in range(2):
+        dialog.select("gone")
+        dialog.import_file(str(ckpt))
+        qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert dialog.selected_id() == "my_faces"
+    assert dialog.message_label.text() == "my_faces.pt is already installed as “my_faces”: nothing to import."
+    assert not dialog.last_error and "color" not in dialog.message_label.styleSheet()
+
+
 def test_welcome_dialog_offers_download_and_labels_test_model(qtbot, fake_store):
     from gui.welcome import CONTINUE, WelcomeDialog, should_show_welcome
 
@@ -253,3 +270,67 @@ def test_closing_and_destroying_the_dialog_during_an_import_does_not_abort(tmp_p
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "closed while reading: True" in proc.stdout and "survived" in proc.stdout
+
+
+def test_the_main_window_keeps_one_models_dialog_and_its_running_job(qtbot, make_window, tmp_path, monkeypatch):
+    """Models… opens the same dialog each time (none is left behind). A job running in it when it
+    is hidden (Esc) goes on, shows when it is opened again, and its model reaches the window's list."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from engine.models import store
+    from engine.models.tiny import build_tiny, tiny_ddpm_config
+    from gui.models_dialog import ModelsDialog
+
+    ckpt = tmp_path / "slow_faces.pt"
+    torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
+    reading, release = threading.Event(), threading.Event()
+    inspect = store.inspect_checkpoint
+
+    def slow_inspect(path):
+        reading.set()
+        release.wait(10)
+        return inspect(path)
+
+    monkeypatch.setattr(store, "inspect_checkpoint", slow_inspect)
+    window = make_window()
+    QTimer.singleShot(5000, window, lambda: [w.reject() for w in window.findChildren(ModelsDialog)])  # never block
+    dialogs = []
+    for _ in range(2):
+        window.open_models_dialog()
+        qtbot.waitUntil(lambda: isinstance(QApplication.activeModalWidget(), ModelsDialog), timeout=2000)
+        dialogs.append(QApplication.activeModalWidget())
+        if len(dialogs) == 1:
+            dialogs[0].import_file(str(ckpt))
+            assert reading.wait(5)
+        else:
+            assert dialogs[1].is_busy() and dialogs[1].cancel_button.isEnabled()
+        dialogs[-1].reject()  # Esc hides it
+    assert dialogs[0] is dialogs[1] and window.findChildren(ModelsDialog) == dialogs[:1]
+    release.set()
+    qtbot.waitUntil(lambda: window.panel.model.findData("slow_faces") >= 0, timeout=10_000)
+
+
+def test_the_welcome_uses_the_windows_models_dialog(qtbot, make_window):
+    from gui.welcome import WelcomeDialog
+
+    window = make_window()
+    welcome = WelcomeDialog(window)
+    dialog = welcome.open_models()
+    assert dialog is window.models_dialog() and dialog.isVisible()
+    dialog.reject()
+
+
+def test_an_imported_classifier_says_what_it_is_for_and_is_offered_for_guidance(qtbot, make_window, tmp_path):
+    from engine.models.tiny import build_tiny, tiny_classifier_config
+
+    ckpt = tmp_path / "my_classifier.pt"
+    torch.save(build_tiny(tiny_classifier_config()).state_dict(), ckpt)
+    window = make_window()
+    dialog = window.models_dialog()
+    dialog.import_file(str(ckpt))
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert "It is a classifier: it guides a class-conditional model" in dialog.message_label.text(), dialog.last_error
+    assert dialog.table.item(dialog.table.currentRow(), 1).text() == "classifier guidance"
+    panel = window.panel
+    assert panel.classifier.findData("my_classifier") >= 0 and panel.model.findData("my_classifier") < 0

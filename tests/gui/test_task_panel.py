@@ -191,6 +191,20 @@ def test_installed_models_mark_class_conditional_and_hide_the_classifier(tmp_pat
     assert choices["adm-256-cond"].class_cond and not choices["celeba-hq-ddpm"].class_cond
 
 
+def test_an_imported_class_conditional_model_gets_a_class(tmp_path):
+    import torch
+
+    from engine.models import store
+    from engine.models.tiny import build_tiny, tiny_adm_config
+    from gui.main_window import MainWindow
+
+    for name, class_cond in (("cc.pt", True), ("plain.pt", False)):
+        torch.save(build_tiny(tiny_adm_config(class_cond=class_cond)).state_dict(), tmp_path / name)
+        store.import_model_file(tmp_path / name)
+    choices = {c.id: c for c in MainWindow.installed_models()}
+    assert choices["cc"].class_cond and not choices["plain"].class_cond
+
+
 def test_colorize_on_a_colour_photo_says_its_colours_are_replaced(panel, make_photo):
     panel.colorize.setChecked(True)
     assert "Colorize replaces" not in panel.note_label.text()
@@ -221,3 +235,19 @@ def test_test_tiny_estimate_follows_the_measured_cpu_speed(panel):
     assert estimate.calls == 4 and estimate.seconds == pytest.approx(4 * run_plan.TEST_TINY_CPU_SECONDS)
     assert 0.2 <= run_plan.TEST_TINY_CPU_SECONDS <= 1.0, "measured about 0.3 to 0.5 s per 256² call"
     assert run_plan.estimate_run(s, (256, 256), "cuda").seconds < estimate.seconds
+
+
+def test_guidance_uses_the_chosen_installed_classifier(panel):
+    cond = ModelChoice("adm-256-cond", "General photos, class-guided", "general photos", 256, class_cond=True)
+    panel.set_models([cond])
+    panel.select_model("adm-256-cond")
+    panel.colorize.setChecked(True)
+    panel.guidance.setValue(2.0)
+    assert panel.classifier.isEnabled() and not panel.restore_button.isEnabled()
+    assert "Guidance needs a classifier: download or import one in Models…" in panel.problem_label.text()
+    panel.set_settings(replace(panel.settings(), classifier="mine"))  # saved before the list arrives
+    panel.set_classifiers([ModelChoice("adm-256-classifier", "ImageNet classifier", "guidance", 256),
+                           ModelChoice("mine", "My classifier", "classifier guidance", 64)])
+    assert panel.classifier.currentText() == "My classifier" and panel.problems == []
+    request = run_plan.build_request(panel.settings(), np.zeros((8, 8, 3), np.float32), None)
+    assert request.classifier == "mine" and request.guidance_scale == 2.0
