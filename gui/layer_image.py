@@ -1,9 +1,11 @@
-"""Display layers for the canvas: numpy-owned pixel buffers wrapped by QImage, with a mip pyramid.
+"""Display layers for the canvas: pixel buffers wrapped by QImage, with a mip pyramid.
 
-A layer holds the pixels the canvas shows (never the data the engine works on). Updating a
-region rewrites only that region of the buffer and of each pyramid level, so a finished window
-of a 6000×4000 photo costs a window's worth of work, not a whole-image conversion. QImages are
-created and drawn in the GUI thread only.
+A layer holds the pixels the canvas shows, never the data the engine works on. The photo is
+shown from one 8-bit BGRA copy (4 bytes a pixel), converted in row bands, so no full-size
+temporary is made. Updating a region rewrites only that region of the buffer and of each
+pyramid level, so a finished window of a 10000×8000 photo costs a window's
+worth of work, not a whole-image conversion. Drawing reads only the visible part of the level
+that fits the zoom. QImages are created and drawn in the GUI thread only.
 """
 
 from __future__ import annotations
@@ -17,54 +19,55 @@ from PySide6.QtGui import QImage, QPainter
 
 #: Pyramid levels are only built down to this size (the canvas never needs smaller).
 _MIN_LEVEL_SIZE = 256
+#: Rows converted at a time: the temporaries of a conversion stay a few megabytes.
+_BAND_ROWS = 128
 
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] or uint8/uint16 -> (H, W, 3) uint8."""
-    if pixels.dtype == np.uint8:
-        return pixels
-    if pixels.dtype == np.uint16:
-        return (pixels >> 8).astype(np.uint8)
-    return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+def _band_to_uint8(band: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float in [0, 1] (clipped) or uint8/uint16 -> (h, w, 3) uint8, rounded."""
+    if band.dtype == np.uint8:
+        return band
+    if band.dtype == np.uint16:
+        return cv2.convertScaleAbs(band, alpha=255.0 / 65535.0)
+    return cv2.convertScaleAbs(np.clip(band, 0.0, 1.0, dtype=np.float32), alpha=255.0)
 
 
-def _rgb_to_bgra(rgb8: np.ndarray, out: np.ndarray) -> None:
-    out[..., 0] = rgb8[..., 2]
-    out[..., 1] = rgb8[..., 1]
-    out[..., 2] = rgb8[..., 0]
-    out[..., 3] = 255
-
-
-class _Level:
-    """One buffer (H, W, 4) uint8 BGRA (= QImage.Format_RGB32 / ARGB32 on little endian)."""
-
-    def __init__(self, buffer: np.ndarray, fmt: QImage.Format):
-        self.buffer = buffer
-        h, w = buffer.shape[:2]
-        self.qimage = QImage(buffer.data, w, h, w * 4, fmt)
+def write_bgra(pixels: np.ndarray, out: np.ndarray) -> None:
+    """Write (h, w, 3+) pixels (float [0, 1], uint8 or uint16; extra channels ignored) into the
+    (h, w, 4) uint8 BGRA array ``out`` (opaque), a band of rows at a time."""
+    for top in range(0, pixels.shape[0], _BAND_ROWS):
+        rgb8 = _band_to_uint8(pixels[top : top + _BAND_ROWS, :, :3])
+        dst = out[top : top + _BAND_ROWS]
+        if dst.flags.c_contiguous:
+            cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGRA, dst=dst)
+        else:  # a region of a wider buffer
+            dst[...] = cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGRA)
 
 
 class _PyramidLayer:
-    """A BGRA buffer plus half-size levels, drawn from the level that fits the zoom."""
-
-    FORMAT = QImage.Format_RGB32
+    """A buffer plus half-size levels, drawn from the level that fits the zoom."""
 
     def __init__(self, base: np.ndarray, scale: float = 1.0):
         self.scale = float(scale)
-        self.levels = [_Level(base, self.FORMAT)]
-        while min(self.levels[-1].buffer.shape[:2]) >= 2 * _MIN_LEVEL_SIZE:
-            prev = self.levels[-1].buffer
+        self.levels = [base]
+        while min(self.levels[-1].shape[:2]) >= 2 * _MIN_LEVEL_SIZE:
+            prev = self.levels[-1]
             h2, w2 = prev.shape[0] // 2, prev.shape[1] // 2
-            half = cv2.resize(prev[: h2 * 2, : w2 * 2], (w2, h2), interpolation=cv2.INTER_AREA)
-            self.levels.append(_Level(np.ascontiguousarray(half), self.FORMAT))
+            self.levels.append(np.ascontiguousarray(cv2.resize(prev[: h2 * 2, : w2 * 2], (w2, h2),
+                                                               interpolation=cv2.INTER_AREA)))
+        self._images = [self._qimage(level) for level in self.levels]
+
+    def _qimage(self, buffer: np.ndarray) -> QImage:
+        """A QImage over ``buffer``'s memory (no copy): what the canvas draws."""
+        raise NotImplementedError
 
     @property
     def height(self) -> int:
-        return self.levels[0].buffer.shape[0]
+        return self.levels[0].shape[0]
 
     @property
     def width(self) -> int:
-        return self.levels[0].buffer.shape[1]
+        return self.levels[0].shape[1]
 
     def _clip(self, top: int, left: int, h: int, w: int) -> tuple[int, int, int, int] | None:
         t0, l0 = max(top, 0), max(left, 0)
@@ -77,12 +80,12 @@ class _PyramidLayer:
         """Recompute the pyramid over the base-level block [t0, bottom) x [l0, right)."""
         for k in range(1, len(self.levels)):
             f = 2**k
-            lvl = self.levels[k].buffer
+            lvl = self.levels[k]
             lt, ll = t0 // f, l0 // f
             lb, lr = min(-(-bottom // f), lvl.shape[0]), min(-(-right // f), lvl.shape[1])
             if lb <= lt or lr <= ll:
                 return
-            above = self.levels[k - 1].buffer[lt * 2 : lb * 2, ll * 2 : lr * 2]
+            above = self.levels[k - 1][lt * 2 : lb * 2, ll * 2 : lr * 2]
             lvl[lt:lb, ll:lr] = cv2.resize(above, (lr - ll, lb - lt), interpolation=cv2.INTER_AREA)
 
     def draw(self, painter: QPainter, zoom: float, offset: tuple[float, float], exposed: QRect) -> None:
@@ -95,8 +98,7 @@ class _PyramidLayer:
         k = 0
         if px_zoom < 1.0:
             k = min(len(self.levels) - 1, int(math.floor(math.log2(1.0 / px_zoom) + 1e-9)))
-        level = self.levels[k]
-        lh, lw = level.buffer.shape[:2]
+        lh, lw = self.levels[k].shape[:2]
         lzoom = px_zoom * 2**k  # widget pixels per level pixel
         ox, oy = offset
         x0 = max(0, int(math.floor((exposed.left() - ox) / lzoom)))
@@ -108,21 +110,24 @@ class _PyramidLayer:
         source = QRectF(x0, y0, x1 - x0, y1 - y0)
         target = QRectF(x0 * lzoom + ox, y0 * lzoom + oy, (x1 - x0) * lzoom, (y1 - y0) * lzoom)
         painter.setRenderHint(QPainter.SmoothPixmapTransform, lzoom < 2.0)
-        painter.drawImage(target, level.qimage, source)
+        painter.drawImage(target, self._images[k], source)
 
 
 class RgbLayer(_PyramidLayer):
-    """An RGB image shown by the canvas.
+    """An RGB image shown by the canvas, as opaque BGRA (= QImage.Format_RGB32 on little endian).
 
     ``scale`` is how many layer pixels cover one canvas (scene) pixel, e.g. 4 for an ×4
     upscaled result drawn over the input photo.
     """
 
     def __init__(self, pixels: np.ndarray, scale: float = 1.0):
-        rgb8 = to_uint8(pixels[..., :3])
-        base = np.empty(rgb8.shape[:2] + (4,), np.uint8)
-        _rgb_to_bgra(rgb8, base)
+        base = np.empty(pixels.shape[:2] + (4,), np.uint8)
+        write_bgra(pixels, base)
         super().__init__(base, scale)
+
+    def _qimage(self, buffer: np.ndarray) -> QImage:
+        h, w = buffer.shape[:2]
+        return QImage(buffer.data, w, h, w * 4, QImage.Format_RGB32)
 
     def update_region(self, top: int, left: int, pixels: np.ndarray) -> None:
         """Write (h, w, 3) pixels (float [0, 1] or uint8) at (top, left) in layer coordinates."""
@@ -130,12 +135,11 @@ class RgbLayer(_PyramidLayer):
         if clipped is None:
             return
         t0, l0, bottom, right = clipped
-        src = to_uint8(pixels[t0 - top : bottom - top, l0 - left : right - left, :3])
-        _rgb_to_bgra(src, self.levels[0].buffer[t0:bottom, l0:right])
+        write_bgra(pixels[t0 - top : bottom - top, l0 - left : right - left], self.levels[0][t0:bottom, l0:right])
         self._refresh_levels(t0, l0, bottom, right)
 
     def pixel_rgb(self, row: int, col: int) -> tuple[int, int, int]:
-        b, g, r, _ = self.levels[0].buffer[row, col]
+        b, g, r, _ = self.levels[0][row, col]
         return int(r), int(g), int(b)
 
 
@@ -145,8 +149,6 @@ class MaskLayer(_PyramidLayer):
     Opacity is applied when drawing, so changing it costs nothing.
     """
 
-    FORMAT = QImage.Format_ARGB32_Premultiplied
-
     def __init__(self, mask: np.ndarray, color: tuple[int, int, int] = (255, 48, 48)):
         a = np.arange(256, dtype=np.uint32)
         r, g, b = ((c * a + 127) // 255 for c in color)
@@ -154,6 +156,10 @@ class MaskLayer(_PyramidLayer):
         base = np.empty(mask.shape[:2] + (4,), np.uint8)
         self._fill(base, mask)
         super().__init__(base, 1.0)
+
+    def _qimage(self, buffer: np.ndarray) -> QImage:
+        h, w = buffer.shape[:2]
+        return QImage(buffer.data, w, h, w * 4, QImage.Format_ARGB32_Premultiplied)
 
     def _fill(self, region: np.ndarray, values: np.ndarray) -> None:
         region.view(np.uint32)[..., 0] = self._lut[values]
@@ -164,7 +170,7 @@ class MaskLayer(_PyramidLayer):
         if clipped is None:
             return
         t0, l0, bottom, right = clipped
-        self._fill(self.levels[0].buffer[t0:bottom, l0:right], values[t0 - top : bottom - top, l0 - left : right - left])
+        self._fill(self.levels[0][t0:bottom, l0:right], values[t0 - top : bottom - top, l0 - left : right - left])
         self._refresh_levels(t0, l0, bottom, right)
 
     def draw_with_opacity(self, painter: QPainter, zoom: float, offset, exposed: QRect, opacity: float) -> None:

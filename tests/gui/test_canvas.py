@@ -95,11 +95,25 @@ def test_rgb_layer_region_update_changes_only_that_region_at_every_level():
     assert len(layer.levels) >= 2, "a large image gets a pyramid"
     patch = np.ones((64, 96, 3), np.float32)
     layer.update_region(200, 300, patch)
-    base = layer.levels[0].buffer
+    base = layer.levels[0]
     assert base[200:264, 300:396, :3].min() == 255 and base[:200].max(axis=(0, 1))[:3].max() == 0
     assert base[264:, :, :3].max() == 0
-    half = layer.levels[1].buffer
+    half = layer.levels[1]
     assert half[100:132, 150:198, :3].min() == 255 and half[140:, :, :3].max() == 0
+
+
+def test_rgb_layer_converts_in_bands_without_a_full_size_temporary():
+    import tracemalloc
+
+    pixels = np.random.default_rng(0).uniform(-0.2, 1.2, (1200, 1000, 3)).astype(np.float32)
+    tracemalloc.start()
+    layer = RgbLayer(pixels)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    kept = sum(level.nbytes for level in layer.levels)
+    assert peak - kept < pixels.nbytes / 8, "one band at a time, never a whole-photo float or 8-bit copy"
+    expected = np.rint(np.clip(pixels, 0, 1) * 255)
+    assert np.abs(layer.levels[0][..., 2::-1] - expected).max() <= 1 and (layer.levels[0][..., 3] == 255).all()
 
 
 def test_layer_draw_paints_only_the_exposed_part():
@@ -117,10 +131,10 @@ def test_mask_layer_alpha_follows_mask_values():
     mask = np.zeros((10, 10), np.uint8)
     mask[2:4, 2:4] = 200
     layer = MaskLayer(mask)
-    assert layer.levels[0].buffer[3, 3, 3] == 200 and layer.levels[0].buffer[5, 5, 3] == 0
+    assert layer.levels[0][3, 3, 3] == 200 and layer.levels[0][5, 5, 3] == 0
     mask[5, 5] = 255
     layer.update_region(5, 5, mask[5:6, 5:6])
-    assert layer.levels[0].buffer[5, 5, 3] == 255
+    assert layer.levels[0][5, 5, 3] == 255
 
 
 def test_plan_overlay_highlights_running_window_and_grid_shows_at_high_zoom(canvas, qtbot):
