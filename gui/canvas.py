@@ -169,18 +169,13 @@ class Canvas(QWidget):
 
     def _on_mask_changed(self, region) -> None:
         mask = self.document.mask
-        if mask is None:
-            self._mask = None
-        elif region is None or self._mask is None or self._mask.height != mask.shape[0] or self._mask.width != mask.shape[1]:
-            self._mask = MaskLayer(mask)
+        if region is None or mask is None or self._mask is None or self._mask.source is not mask:
+            self._mask = MaskLayer(mask) if mask is not None else None  # drawn from the document's mask
             self.update()
-            return
         else:
+            self._mask.refresh_region(*region)
             top, left, h, w = region
-            self._mask.update_region(top, left, mask[top : top + h, left : left + w])
             self.update(self.scene_rect_to_widget(QRectF(left, top, w, h)))
-            return
-        self.update()
 
     def _on_preview_changed(self, region) -> None:
         doc = self.document

@@ -1,9 +1,10 @@
 """Display layers for the canvas: pixel buffers wrapped by QImage, with a mip pyramid.
 
-A layer holds the pixels the canvas shows, never the data the engine works on. The photo is
-shown from one 8-bit BGRA copy (4 bytes a pixel), converted in row bands, so no full-size
-temporary is made. Updating a region rewrites only that region of the buffer and of each
-pyramid level, so a finished window of a 10000×8000 photo costs a window's
+A layer holds the pixels the canvas shows, never the data the engine works on, and costs as
+little memory as it can: the photo is shown from one 8-bit BGRA copy (4 bytes a pixel, made in
+row bands, so no full-size temporary), and the mask is shown from the document's own mask array
+(no copy at all; a colour table tints it). Updating a region rewrites only that region of the
+buffer and of each pyramid level, so a finished window of a 10000×8000 photo costs a window's
 worth of work, not a whole-image conversion. Drawing reads only the visible part of the level
 that fits the zoom. QImages are created and drawn in the GUI thread only.
 """
@@ -15,7 +16,7 @@ import math
 import cv2
 import numpy as np
 from PySide6.QtCore import QRect, QRectF
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtGui import QImage, QPainter, qRgba
 
 #: Pyramid levels are only built down to this size (the canvas never needs smaller).
 _MIN_LEVEL_SIZE = 256
@@ -144,34 +145,34 @@ class RgbLayer(_PyramidLayer):
 
 
 class MaskLayer(_PyramidLayer):
-    """The mask as a tinted overlay: premultiplied ARGB whose alpha is the mask value (0..255).
-
-    Opacity is applied when drawing, so changing it costs nothing.
+    """The mask as a tinted overlay, drawn straight from the mask array (H, W) uint8 it is given:
+    no copy of it is made, so after the mask changes in place, :meth:`refresh_region` only brings
+    the smaller pyramid levels up to date. A colour table maps each value to the tint with that
+    alpha; opacity is applied when drawing, so changing it costs nothing.
     """
 
     def __init__(self, mask: np.ndarray, color: tuple[int, int, int] = (255, 48, 48)):
-        a = np.arange(256, dtype=np.uint32)
-        r, g, b = ((c * a + 127) // 255 for c in color)
-        self._lut = (a << 24) | (r << 16) | (g << 8) | b  # premultiplied 0xAARRGGBB per mask value
-        base = np.empty(mask.shape[:2] + (4,), np.uint8)
-        self._fill(base, mask)
-        super().__init__(base, 1.0)
+        if mask.dtype != np.uint8 or mask.ndim != 2 or not mask.flags.c_contiguous:
+            raise ValueError("a mask layer shows a C-contiguous (H, W) uint8 mask")
+        self._colors = [qRgba(*color, a) for a in range(256)]
+        super().__init__(mask, 1.0)
+
+    @property
+    def source(self) -> np.ndarray:
+        """The mask this layer shows."""
+        return self.levels[0]
 
     def _qimage(self, buffer: np.ndarray) -> QImage:
-        h, w = buffer.shape[:2]
-        return QImage(buffer.data, w, h, w * 4, QImage.Format_ARGB32_Premultiplied)
+        h, w = buffer.shape
+        image = QImage(buffer.data, w, h, w, QImage.Format_Indexed8)
+        image.setColorTable(self._colors)
+        return image
 
-    def _fill(self, region: np.ndarray, values: np.ndarray) -> None:
-        region.view(np.uint32)[..., 0] = self._lut[values]
-
-    def update_region(self, top: int, left: int, values: np.ndarray) -> None:
-        """Rewrite the overlay at (top, left) from mask values (h, w) uint8."""
-        clipped = self._clip(top, left, *values.shape[:2])
-        if clipped is None:
-            return
-        t0, l0, bottom, right = clipped
-        self._fill(self.levels[0][t0:bottom, l0:right], values[t0 - top : bottom - top, l0 - left : right - left])
-        self._refresh_levels(t0, l0, bottom, right)
+    def refresh_region(self, top: int, left: int, h: int, w: int) -> None:
+        """The mask changed inside (top, left, h, w): update the pyramid there."""
+        clipped = self._clip(top, left, h, w)
+        if clipped is not None:
+            self._refresh_levels(*clipped)
 
     def draw_with_opacity(self, painter: QPainter, zoom: float, offset, exposed: QRect, opacity: float) -> None:
         if opacity <= 0:

@@ -127,14 +127,23 @@ def test_layer_draw_paints_only_the_exposed_part():
     assert QImage.pixel(target, 100, 60) == 0, "outside the exposed rect nothing is drawn"
 
 
-def test_mask_layer_alpha_follows_mask_values():
-    mask = np.zeros((10, 10), np.uint8)
+def test_mask_layer_draws_the_mask_itself_tinted_by_its_values():
+    mask = np.zeros((600, 700), np.uint8)
     mask[2:4, 2:4] = 200
     layer = MaskLayer(mask)
-    assert layer.levels[0][3, 3, 3] == 200 and layer.levels[0][5, 5, 3] == 0
-    mask[5, 5] = 255
-    layer.update_region(5, 5, mask[5:6, 5:6])
-    assert layer.levels[0][5, 5, 3] == 255
+    assert layer.source is mask and len(layer.levels) == 2, "no copy of the mask, and a pyramid"
+    assert sum(level.nbytes for level in layer.levels[1:]) <= mask.nbytes / 3
+    mask[500:520, 600:640] = 255  # the document paints in place, then says where
+    layer.refresh_region(500, 600, 20, 40)
+    assert layer.levels[1][250:260, 300:320].min() == 255
+    target = QImage(20, 20, QImage.Format_ARGB32)
+    target.fill(0xFF000000)
+    painter = QPainter(target)
+    layer.draw_with_opacity(painter, 1.0, (0.0, 0.0), QRect(0, 0, 20, 20), 1.0)
+    painter.end()
+    tinted, clear = target.pixelColor(3, 3), target.pixelColor(10, 10)
+    assert tinted.red() == round(255 * 200 / 255) and tinted.green() < 50, tinted.name()
+    assert clear.name() == "#000000"
 
 
 def test_plan_overlay_highlights_running_window_and_grid_shows_at_high_zoom(canvas, qtbot):
