@@ -197,8 +197,10 @@ class Canvas(QWidget):
         wanted = self.compare.enabled or self.compare.holding_original
         doc = self.document
         if wanted and self._original is None and doc.original is not None and doc.image is not None:
-            # after an applied upscale the original is smaller than the photo: draw it stretched
-            self._original = RgbLayer(doc.original, scale=doc.original.shape[0] / doc.image.shape[0])
+            if doc.original is doc.image:  # nothing applied yet: the photo's layer shows it
+                self._original = self._base
+            else:  # after an applied upscale the original is smaller than the photo: drawn stretched
+                self._original = RgbLayer(doc.original, scale=doc.original.shape[0] / doc.image.shape[0])
         return self._original, self._base
 
     @property

@@ -3,7 +3,8 @@
 Arrays (all numpy, GUI thread only):
 
 - ``image``: (H, W, 3) float32 in [0, 1], the current photo (what a run restores);
-- ``original``: the photo as loaded, for "hold to see the original";
+- ``original``: the photo as loaded, for "hold to see the original" (the same array as ``image``
+  until a result is applied: these arrays are replaced, never written in place);
 - ``mask``: (H, W) uint8 0..255 (soft brush edges); the engine gets ``mask > 127``;
 - ``preview``: (H·s, W·s, 3) float32 in [0, 1] or None, the result layer of a run, s = its upscale.
 """
@@ -58,7 +59,7 @@ class Document(QObject):
         pixels = np.ascontiguousarray(pixels[..., :3], dtype=np.float32)
         self.undo_stack.clear()
         self.image = pixels
-        self.original = pixels.copy()
+        self.original = pixels  # no copy: the photo is replaced, never changed in place
         self.mask = np.zeros(pixels.shape[:2], np.uint8)
         self.preview = None
         self.preview_scale = 1
@@ -172,10 +173,11 @@ class Document(QObject):
 
 
 def loaded_pixels(loaded: Any) -> np.ndarray:
-    """(H, W, 3) float32 [0, 1] from whatever ``engine.image_io.load_image`` returned."""
+    """(H, W, 3) float32 [0, 1] from whatever ``engine.image_io.load_image`` returned: a
+    LoadedImage's own pixels (already that; no copy), or an array converted."""
     if isinstance(loaded, np.ndarray):
         return to_float_rgb(loaded)
-    return to_float_rgb(loaded.rgb)
+    return loaded.rgb
 
 
 def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -185,8 +187,8 @@ def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     pixels = pixels[..., :3]
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / 255.0
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) / 65535.0
-    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    if pixels.dtype in (np.uint8, np.uint16):
+        out = pixels.astype(np.float32)
+        out /= 255.0 if pixels.dtype == np.uint8 else 65535.0
+        return out
+    return np.clip(pixels, 0.0, 1.0, dtype=np.float32)

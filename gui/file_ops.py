@@ -38,7 +38,7 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     rgb = image.convertToFormat(QImage.Format_RGB888)
     h, w, bpl = rgb.height(), rgb.width(), rgb.bytesPerLine()
     data = np.frombuffer(rgb.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)
-    return to_float_rgb(data[:, : w * 3].reshape(h, w, 3).copy())
+    return to_float_rgb(data[:, : w * 3].reshape(h, w, 3))
 
 
 def load_photo(path: str) -> tuple[np.ndarray, Any]:
