@@ -329,15 +329,13 @@ class Canvas(QWidget):
         elif event.button() == Qt.LeftButton and self.document.mask is not None:
             erase = self.tool == "eraser" or bool(event.modifiers() & Qt.AltModifier)
             brush = Brush(self.brush.radius, self.brush.hardness, erase)
-            self._stroke = StrokeRecorder(self.document.mask, brush)
+            self._stroke = StrokeRecorder(self.document.mask, brush, self.document.set_mask_region)
             self._paint_at(pos)
         event.accept()
 
     def _paint_at(self, pos: QPointF) -> None:
         s = self.to_scene(pos)
-        region = self._stroke.paint_to(s.x(), s.y())
-        if region is not None:
-            self.document.mask_changed.emit(region)
+        self._stroke.paint_to(s.x(), s.y())  # the document says what changed (mask_changed)
 
     def mouseMoveEvent(self, event) -> None:
         pos = event.position()
@@ -376,9 +374,7 @@ class Canvas(QWidget):
     def abort_stroke(self) -> None:
         stroke, self._stroke = self._stroke, None
         if stroke is not None:
-            region = stroke.abort()
-            if region is not None:
-                self.document.mask_changed.emit(region)
+            stroke.abort()
 
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120.0

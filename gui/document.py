@@ -5,7 +5,9 @@ Arrays (all numpy, GUI thread only):
 - ``image``: (H, W, 3) float32 in [0, 1], the current photo (what a run restores);
 - ``original``: the photo as loaded, for "hold to see the original" (the same array as ``image``
   until a result is applied: these arrays are replaced, never written in place);
-- ``mask``: (H, W) uint8 0..255 (soft brush edges); the engine gets ``mask > 127``;
+- ``mask``: (H, W) uint8 0..255 (soft brush edges); the engine gets ``mask > 127``. It is
+  written through ``set_mask_region`` and ``set_mask`` only, which keep count of the pixels to
+  fill, so ``has_mask`` never scans it;
 - ``preview``: (H·s, W·s, 3) float32 in [0, 1] or None, the result layer of a run, s = its upscale.
 """
 
@@ -34,6 +36,7 @@ class Document(QObject):
         self.image: Optional[np.ndarray] = None
         self.original: Optional[np.ndarray] = None
         self.mask: Optional[np.ndarray] = None
+        self._filled = 0  # pixels of the mask above 127
         self.preview: Optional[np.ndarray] = None
         self.preview_scale: int = 1
         self.preview_finished = False  # True once the run that made the preview completed
@@ -61,6 +64,7 @@ class Document(QObject):
         self.image = pixels
         self.original = pixels  # no copy: the photo is replaced, never changed in place
         self.mask = np.zeros(pixels.shape[:2], np.uint8)
+        self._filled = 0
         self.preview = None
         self.preview_scale = 1
         self.preview_finished = False
@@ -80,23 +84,31 @@ class Document(QObject):
         if mask is None or mask.shape != self.image.shape[:2]:
             mask = np.zeros(self.image.shape[:2], np.uint8)
         self.mask = np.array(mask, np.uint8)
+        self._count_filled()
         self.image_changed.emit()
         self.mask_changed.emit(None)
 
     # ---- mask -------------------------------------------------------------------------
     def set_mask_region(self, top: int, left: int, values: np.ndarray) -> None:
         h, w = values.shape[:2]
-        self.mask[top : top + h, left : left + w] = values
+        block = self.mask[top : top + h, left : left + w]
+        self._filled += int(np.count_nonzero(values > 127)) - int(np.count_nonzero(block > 127))
+        block[...] = values
         self.mask_changed.emit((top, left, h, w))
 
     def set_mask(self, mask: np.ndarray) -> None:
         if mask.shape != self.mask.shape:
             raise ValueError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the photo is {self.mask.shape[1]}×{self.mask.shape[0]}")
         self.mask = np.ascontiguousarray(mask, dtype=np.uint8)
+        self._count_filled()
         self.mask_changed.emit(None)
 
+    def _count_filled(self) -> None:
+        self._filled = int(np.count_nonzero(self.mask > 127))
+
     def has_mask(self) -> bool:
-        return self.mask is not None and bool((self.mask > 127).any())
+        """Whether the mask marks anything to fill (kept count of: no scan)."""
+        return self.mask is not None and self._filled > 0
 
     def engine_mask(self) -> np.ndarray:
         """(H, W) uint8 with 255 where the engine must fill, 0 elsewhere."""

@@ -8,6 +8,7 @@ overlapping dabs of one stroke never build up and a stroke is exactly undoable f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -71,19 +72,54 @@ def apply_footprint(mask_block: np.ndarray, alpha: np.ndarray, erase: bool) -> n
     return np.maximum(mask_block, alpha)
 
 
+#: Side of the square tiles a stroke saves before it first paints over them (see StrokeRecorder).
+STROKE_TILE = 64
+
+
 class StrokeRecorder:
     """Paints one stroke into a mask and remembers what it changed.
 
-    ``begin`` keeps a copy of the mask for the duration of the stroke; ``finish`` returns the
-    stroke's bounding box with the old and new pixels there (the undo delta) and drops the copy.
+    Before a dab first changes a tile (``STROKE_TILE`` pixels square) of the mask, the tile is
+    saved, so a stroke holds the pixels it painted over and nothing else, however large the
+    mask. ``finish`` returns the stroke's bounding box with the old and new pixels there (the
+    undo delta). Pixels are written by ``write(top, left, values)`` (default: straight into
+    ``mask``), so the owner of the mask sees every change.
     """
 
-    def __init__(self, mask: np.ndarray, brush: Brush):
+    def __init__(self, mask: np.ndarray, brush: Brush,
+                 write: Callable[[int, int, np.ndarray], None] | None = None):
         self.mask = mask
         self.brush = Brush(brush.radius, brush.hardness, brush.erase)
-        self._before = mask.copy()
+        self._write = write or self._write_mask
+        self._saved: dict[tuple[int, int], np.ndarray] = {}  # (row, column) of a tile -> its pixels before
         self._last: tuple[float, float] | None = None
         self._bbox: list[int] | None = None  # top, left, bottom, right
+
+    def _write_mask(self, top: int, left: int, values: np.ndarray) -> None:
+        self.mask[top : top + values.shape[0], left : left + values.shape[1]] = values
+
+    @property
+    def saved_bytes(self) -> int:
+        """Memory held for undo while the stroke goes on."""
+        return sum(tile.nbytes for tile in self._saved.values())
+
+    def _save_tiles(self, top: int, left: int, h: int, w: int) -> None:
+        t = STROKE_TILE
+        for row in range(top // t, (top + h - 1) // t + 1):
+            for col in range(left // t, (left + w - 1) // t + 1):
+                if (row, col) not in self._saved:
+                    self._saved[row, col] = self.mask[row * t : (row + 1) * t, col * t : (col + 1) * t].copy()
+
+    def _before(self, top: int, left: int, bottom: int, right: int) -> np.ndarray:
+        """The block [top, bottom) × [left, right) of the mask as it was before the stroke."""
+        out = self.mask[top:bottom, left:right].copy()
+        t = STROKE_TILE
+        for (row, col), tile in self._saved.items():
+            y0, x0 = max(row * t, top), max(col * t, left)
+            y1, x1 = min(row * t + tile.shape[0], bottom), min(col * t + tile.shape[1], right)
+            if y1 > y0 and x1 > x0:
+                out[y0 - top : y1 - top, x0 - left : x1 - left] = tile[y0 - row * t : y1 - row * t, x0 - col * t : x1 - col * t]
+        return out
 
     def paint_to(self, x: float, y: float) -> Region | None:
         """Extend the stroke to (x, y); returns the region of the mask that changed (or None)."""
@@ -97,7 +133,8 @@ class StrokeRecorder:
         new = apply_footprint(block, alpha, self.brush.erase)
         if np.array_equal(new, block):
             return None
-        block[...] = new
+        self._save_tiles(top, left, h, w)
+        self._write(top, left, new)
         if self._bbox is None:
             self._bbox = [top, left, top + h, left + w]
         else:
@@ -107,23 +144,22 @@ class StrokeRecorder:
 
     def finish(self) -> tuple[Region, np.ndarray, np.ndarray] | None:
         """(region, old pixels, new pixels) of the whole stroke, or None if nothing changed."""
-        before, self._before = self._before, None
         if self._bbox is None:
             return None
         t, l, b, r = self._bbox
-        old = before[t:b, l:r].copy()
-        new = self.mask[t:b, l:r].copy()
+        old, new = self._before(t, l, b, r), self.mask[t:b, l:r].copy()
+        self._saved, self._bbox = {}, None
         if np.array_equal(old, new):
             return None
         return (t, l, b - t, r - l), old, new
 
     def abort(self) -> Region | None:
         """Undo the stroke in place (e.g. Escape while painting); returns the region restored."""
-        before, self._before = self._before, None
-        if self._bbox is None or before is None:
+        if self._bbox is None:
             return None
         t, l, b, r = self._bbox
-        self.mask[t:b, l:r] = before[t:b, l:r]
+        self._write(t, l, self._before(t, l, b, r))
+        self._saved, self._bbox = {}, None
         return (t, l, b - t, r - l)
 
 

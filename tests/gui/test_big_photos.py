@@ -24,3 +24,49 @@ def test_an_opened_16_bit_scan_is_held_once(make_window, make_photo, tmp_path):
     canvas.grab()
     before, after = canvas._before_after()
     assert before is after is canvas._base, "comparing with the original draws the photo's own layer"
+
+
+class _Watched(np.ndarray):
+    """A mask that records the largest array any numpy operation or copy on it (or on a view of
+    it) worked over."""
+
+    largest = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        arrays = [x for x in inputs + tuple(kwargs.get("out", ())) if isinstance(x, np.ndarray)]
+        _Watched.largest = max([_Watched.largest] + [x.size for x in arrays])
+        plain = [x.view(np.ndarray) if isinstance(x, _Watched) else x for x in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, _Watched) else x for x in kwargs["out"])
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+    def copy(self, order="C"):
+        _Watched.largest = max(_Watched.largest, self.size)
+        return super().copy(order)
+
+
+def test_painting_undo_and_redo_work_on_the_stroke_region_only(make_window, qtbot):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+
+    window = make_window()
+    doc, canvas = window.document, window.canvas
+    doc.set_photo(np.zeros((1500, 2000, 3), np.float32))
+    doc.mask = doc.mask.view(_Watched)
+    doc.mask_changed.emit(None)  # the canvas shows the watched mask
+    canvas.zoom, canvas.offset = 1.0, QPointF(0, 0)
+    canvas.set_brush_radius(8)
+    _Watched.largest = 0
+    for y in (100, 200):
+        qtbot.mousePress(canvas, Qt.LeftButton, pos=QPoint(50, y))
+        for x in range(60, 400, 20):
+            qtbot.mouseMove(canvas, QPoint(x, y + x // 10))
+        qtbot.mouseRelease(canvas, Qt.LeftButton, pos=QPoint(400, y + 40))
+    assert doc.has_mask() and doc.undo_stack.count() == 2
+    doc.undo_stack.undo()
+    doc.undo_stack.undo()
+    assert not doc.has_mask() and not doc.mask.view(np.ndarray).any()
+    doc.undo_stack.redo()
+    assert doc.has_mask()
+    _, _, h, w = doc.undo_stack.command(0).region
+    stroke_box = (h + 20) * (w + 20)
+    assert 0 < _Watched.largest <= stroke_box, f"{_Watched.largest} pixels read of a {doc.mask.size} pixel mask"

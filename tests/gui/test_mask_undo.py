@@ -111,6 +111,26 @@ def test_recorder_delta_is_exact():
     assert np.array_equal(mask[top : top + h, left : left + w], new) and mask[0, 0] == 77
 
 
+def test_a_stroke_saves_only_the_tiles_it_paints_over():
+    rng = np.random.default_rng(1)
+    mask = (rng.random((2000, 2000)) < 0.5).astype(np.uint8) * 90
+    before = mask.copy()
+    rec = StrokeRecorder(mask, Brush(10, 0.5))
+    for i in range(0, 1801, 30):  # corner to corner: the bounding box is nearly the whole mask
+        rec.paint_to(100 + i, 100 + i)
+    assert rec.saved_bytes < mask.nbytes / 10, "the tiles along the stroke, not a copy of the mask"
+    (top, left, h, w), old, new = rec.finish()
+    assert h > 1800 and w > 1800
+    assert np.array_equal(old, before[top : top + h, left : left + w])
+    assert np.array_equal(new, mask[top : top + h, left : left + w]) and not np.array_equal(old, new)
+    rec = StrokeRecorder(mask, Brush(10, 0.5, erase=True))
+    rec.paint_to(500, 1500)
+    rec.paint_to(1500, 500)
+    after_first = new
+    rec.abort()
+    assert np.array_equal(mask[top : top + h, left : left + w], after_first), "abort puts back what was there"
+
+
 @pytest.mark.parametrize("op, check", [
     (mask_tools.invert_mask, lambda old, new: np.array_equal(new, 255 - old)),
     (mask_tools.clear_mask, lambda old, new: not new.any()),
@@ -120,8 +140,9 @@ def test_recorder_delta_is_exact():
 def test_whole_mask_operations_are_undoable(op, check):
     doc = Document()
     doc.set_photo(np.zeros((40, 50, 3), np.float32))
-    doc.set_mask(np.zeros((40, 50), np.uint8))
-    doc.mask[10:20, 10:30] = 255
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:30] = 255
+    doc.set_mask(mask)
     before = doc.mask.copy()
     doc.undo_stack.push(mask_replace_command(doc, op(doc.mask), "op"))
     assert check(before, doc.mask)
