@@ -49,6 +49,7 @@ class Canvas(QWidget):
         self.busy = False  # a run is going: the plan overlay is shown
         self._base: Optional[RgbLayer] = None
         self._preview: Optional[RgbLayer] = None
+        self._preview_pixels: Optional[np.ndarray] = None  # the array the preview layer shows
         self._original: Optional[RgbLayer] = None
         self._original_source = None
         self._mask: Optional[MaskLayer] = None
@@ -158,7 +159,10 @@ class Canvas(QWidget):
     def _on_image_changed(self) -> None:
         doc = self.document
         old_size = (self._base.height, self._base.width) if self._base else None
-        self._base = RgbLayer(doc.image) if doc.image is not None else None
+        if self._preview is not None and doc.image is self._preview_pixels:  # an applied result
+            self._base, self._preview.scale = self._preview, 1.0  # its layer is the photo's now
+        else:
+            self._base = RgbLayer(doc.image) if doc.image is not None else None
         if doc.original is not self._original_source:
             self._original_source = doc.original
             self._fit_view = True
@@ -179,16 +183,21 @@ class Canvas(QWidget):
 
     def _on_preview_changed(self, region) -> None:
         doc = self.document
+        same_size = self._preview is not None and doc.preview is not None and \
+            (self._preview.height, self._preview.width) == doc.preview.shape[:2]
         if doc.preview is None:
             self._preview = None
-        elif region is None or self._preview is None or self._preview.height != doc.preview.shape[0]:
+        elif not same_size:
             self._preview = RgbLayer(doc.preview, scale=doc.preview.shape[0] / max(doc.size[0], 1))
+        elif region is None:  # the finished result: written over the run's layer, no new one
+            self._preview.update_region(0, 0, doc.preview)
         else:
             top, left, h, w = region
             self._preview.update_region(top, left, doc.preview[top : top + h, left : left + w])
             s = self._preview.scale
             self.update(self.scene_rect_to_widget(QRectF(left / s, top / s, w / s, h / s)))
             return
+        self._preview_pixels = doc.preview
         self.update()
 
     def _before_after(self) -> tuple[Optional[RgbLayer], Optional[RgbLayer]]:

@@ -76,17 +76,17 @@ class Document(QObject):
         self.path_changed.emit(path)
         self._set_modified(False)
 
-    def replace_image(self, pixels: np.ndarray, mask: Optional[np.ndarray] = None) -> None:
-        """Swap in another photo (used by undoable Apply) with a copy of ``mask`` (strokes paint
-        into the document's mask in place; the undo command keeps its own), or an empty mask if
-        ``mask`` is None or not of the photo's size."""
+    def replace_image(self, pixels: np.ndarray, keep_mask: bool = False) -> None:
+        """Swap in another photo (used by undoable Apply). The mask stays as it is if ``keep_mask``
+        and it has the photo's size; otherwise the photo gets an empty mask."""
         self.image = np.ascontiguousarray(pixels, dtype=np.float32)
-        if mask is None or mask.shape != self.image.shape[:2]:
-            mask = np.zeros(self.image.shape[:2], np.uint8)
-        self.mask = np.array(mask, np.uint8)
-        self._count_filled()
+        new_mask = not keep_mask or self.mask is None or self.mask.shape != self.image.shape[:2]
+        if new_mask:
+            self.mask = np.zeros(self.image.shape[:2], np.uint8)
+            self._filled = 0
         self.image_changed.emit()
-        self.mask_changed.emit(None)
+        if new_mask:
+            self.mask_changed.emit(None)
 
     # ---- mask -------------------------------------------------------------------------
     def set_mask_region(self, top: int, left: int, values: np.ndarray) -> None:

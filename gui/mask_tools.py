@@ -192,8 +192,12 @@ def mask_from_image(strength: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def changed_region(old: np.ndarray, new: np.ndarray) -> Region | None:
     """Bounding box of the pixels that differ between two masks of one shape."""
-    diff = old != new
-    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+    return nonzero_region(old != new)
+
+
+def nonzero_region(mask: np.ndarray) -> Region | None:
+    """Bounding box of the nonzero pixels of a mask, or None when it is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return None
     return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)

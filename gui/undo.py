@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtGui import QUndoCommand
 
 from gui.document import Document
-from gui.mask_tools import Region, changed_region
+from gui.mask_tools import Region, changed_region, nonzero_region
 
 
 class MaskEditCommand(QUndoCommand):
@@ -54,20 +54,28 @@ def mask_replace_command(document: Document, new_mask: np.ndarray, text: str) ->
 
 class ApplyResultCommand(QUndoCommand):
     """Make the run's result the current photo (the preview is consumed); undo restores the photo
-    and mask. The mask stays when the run did not fill it and the size is unchanged: a mask used
-    by Fill is done with, and a mask cannot follow an upscale."""
+    and mask. The mask stays, untouched, when the run did not fill it and the size is unchanged;
+    otherwise it is cleared (a mask used by Fill is done with, and a mask cannot follow an
+    upscale), and the command keeps the block of it that marked anything, for undo."""
 
     def __init__(self, document: Document, result: np.ndarray, text: str = "Apply restoration"):
         super().__init__(text)
         self.document = document
         self.old_image = document.image
-        self.old_mask = document.mask.copy()
         self.new_image = result
-        self.new_mask = None if document.preview_fills_mask else self.old_mask
+        self.keep_mask = not document.preview_fills_mask and result.shape[:2] == document.size
+        self.mask_block: Optional[tuple[Region, np.ndarray]] = None
+        region = None if self.keep_mask else nonzero_region(document.mask)
+        if region is not None:
+            top, left, h, w = region
+            self.mask_block = region, document.mask[top : top + h, left : left + w].copy()
 
     def redo(self) -> None:
-        self.document.replace_image(self.new_image, self.new_mask)
+        self.document.replace_image(self.new_image, self.keep_mask)
         self.document.discard_preview()
 
     def undo(self) -> None:
-        self.document.replace_image(self.old_image, self.old_mask)
+        self.document.replace_image(self.old_image, self.keep_mask)
+        if self.mask_block is not None:
+            (top, left, _, _), values = self.mask_block
+            self.document.set_mask_region(top, left, values)

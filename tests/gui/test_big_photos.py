@@ -7,8 +7,11 @@ The photos here are small, generated ones; the tests assert the structure that k
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine import image_io
+from gui.run_plan import TaskSettings
+from window_helpers import BOXES, fake_restore, paint, start_run
 
 
 def test_an_opened_16_bit_scan_is_held_once(make_window, make_photo, tmp_path):
@@ -70,3 +73,25 @@ def test_painting_undo_and_redo_work_on_the_stroke_region_only(make_window, qtbo
     _, _, h, w = doc.undo_stack.command(0).region
     stroke_box = (h + 20) * (w + 20)
     assert 0 < _Watched.largest <= stroke_box, f"{_Watched.largest} pixels read of a {doc.mask.size} pixel mask"
+
+
+@pytest.mark.parametrize("tasks", [dict(colorize=True), dict(inpaint=True)])
+def test_a_run_and_apply_reuse_one_result_layer_and_copy_no_mask(window_with_photo, qtbot, tasks):
+    window = window_with_photo(fake_restore())
+    doc, canvas = window.document, window.canvas
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    mask = doc.mask
+    layers = []
+    doc.preview_changed.connect(lambda _region: layers.append(canvas._preview))
+    start_run(qtbot, window, TaskSettings(**tasks))
+    qtbot.waitUntil(lambda: doc.preview_finished, timeout=5000)
+    assert len(layers) == len(BOXES) + 2 and all(layer is layers[0] for layer in layers), \
+        "the windows and the finished result are written into the layer the run began"
+    window.act_apply.trigger()
+    assert canvas._base is layers[0], "the applied result is shown by the layer that showed it"
+    apply = doc.undo_stack.command(doc.undo_stack.count() - 1)
+    if tasks.get("inpaint"):  # the filled mask is cleared: the command keeps its marked block only
+        (region, values), painted = apply.mask_block, np.argwhere(mask)
+        assert region[:2] == tuple(painted.min(axis=0)) and values.shape == tuple(np.ptp(painted, axis=0) + 1)
+    else:
+        assert doc.mask is mask and apply.mask_block is None, "a mask that stays is neither copied nor replaced"
