@@ -3,6 +3,7 @@ files, and the questions that keep unsaved work (a result, a painted mask) from 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import weakref
 from pathlib import Path
@@ -13,6 +14,15 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from gui import file_ops
+
+
+def _painted_digest(mask: Optional[np.ndarray]) -> Optional[bytes]:
+    """A digest of a mask that marks anything (None for no mask or an empty one)."""
+    if mask is None or not mask.any():
+        return None
+    digest = hashlib.blake2b(repr(mask.shape).encode(), digest_size=20)
+    digest.update(np.ascontiguousarray(mask).data)
+    return digest.digest()
 
 
 class SaveQuestion(NamedTuple):
@@ -40,9 +50,9 @@ class FileCommands:
         self._mark_mask_kept()
 
     def _mark_mask_kept(self) -> None:
-        """The mask as it is now is in a file (imported, exported) or done with (a result saved)."""
-        mask = self.document.mask
-        self._kept_mask = mask.copy() if mask is not None else None
+        """The mask as it is now is in a file (imported, exported) or done with (a result saved).
+        Remembered by its digest: a scan's mask is tens of megabytes."""
+        self._kept_mask = _painted_digest(self.document.mask)
 
     def _on_disk(self, pixels: Optional[np.ndarray]) -> bool:
         return any(ref is not None and ref() is pixels for ref in (self._opened_pixels, self._saved_pixels))
@@ -60,10 +70,8 @@ class FileCommands:
     def mask_unsaved(self) -> bool:
         """A painted mask that closing or replacing the photo would lose: not empty, and changed
         since it was imported, exported, or a result was saved (Save writes the photo only)."""
-        mask, kept = self.document.mask, self._kept_mask
-        if mask is None or not mask.any():
-            return False
-        return kept is None or not np.array_equal(mask, kept)
+        painted = _painted_digest(self.document.mask)
+        return painted is not None and painted != self._kept_mask
 
     def has_unsaved_work(self) -> bool:
         """A restoration running, a result (finished, kept after Cancel, or applied) not saved, or

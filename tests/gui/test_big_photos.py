@@ -95,3 +95,17 @@ def test_a_run_and_apply_reuse_one_result_layer_and_copy_no_mask(window_with_pho
         assert region[:2] == tuple(painted.min(axis=0)) and values.shape == tuple(np.ptp(painted, axis=0) + 1)
     else:
         assert doc.mask is mask and apply.mask_block is None, "a mask that stays is neither copied nor replaced"
+
+
+def test_the_window_knows_an_exported_mask_without_keeping_a_copy(window_with_photo, qtbot, tmp_path, file_dialogs):
+    window = window_with_photo()
+    doc = window.document
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    file_dialogs["save"].append((str(tmp_path / "mask.png"), "PNG (*.png)"))
+    assert window.mask_unsaved() and window.export_mask() and not window.mask_unsaved()
+    copies = [name for name, value in vars(window).items() if isinstance(value, np.ndarray) and value.size >= doc.mask.size]
+    assert copies == [], "the exported mask is remembered by a digest"
+    paint(qtbot, window, [(20, 100), (60, 100)])
+    assert window.mask_unsaved()
+    doc.undo_stack.undo()
+    assert not window.mask_unsaved(), "back to the exported mask"
