@@ -372,13 +372,12 @@ class Canvas(QWidget):
         event.accept()
 
     def commit_stroke(self) -> None:
-        """End the current stroke as one undo step (a delta over its bounding box)."""
+        """End the current stroke as one undo step (the blocks of the tiles it changed)."""
         stroke, self._stroke = self._stroke, None
-        delta = stroke.finish() if stroke is not None else None
-        if delta is not None:
-            region, old, new = delta
+        deltas = stroke.finish() if stroke is not None else None
+        if deltas:
             text = "Erase mask" if stroke.brush.erase else "Paint mask"
-            self.document.undo_stack.push(MaskEditCommand(self.document, region, old, new, text))
+            self.document.undo_stack.push(MaskEditCommand(self.document, deltas, text))
 
     def abort_stroke(self) -> None:
         stroke, self._stroke = self._stroke, None

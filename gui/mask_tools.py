@@ -15,6 +15,8 @@ import numpy as np
 
 #: (top, left, height, width) of a changed block of the mask
 Region = tuple[int, int, int, int]
+#: A changed block of the mask with its old and new pixels: an undo step holds a few of them
+Delta = tuple[Region, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -77,13 +79,14 @@ STROKE_TILE = 64
 
 
 class StrokeRecorder:
-    """Paints one stroke into a mask and remembers what it changed.
+    """Paints one stroke into a mask and remembers what it changed, tile by tile.
 
     Before a dab first changes a tile (``STROKE_TILE`` pixels square) of the mask, the tile is
-    saved, so a stroke holds the pixels it painted over and nothing else, however large the
-    mask. ``finish`` returns the stroke's bounding box with the old and new pixels there (the
-    undo delta). Pixels are written by ``write(top, left, values)`` (default: straight into
-    ``mask``), so the owner of the mask sees every change.
+    saved, so a stroke holds the pixels it painted over and nothing else, however large the mask
+    and however long and slanted the stroke. ``finish`` returns the undo deltas: per changed
+    tile, the block of it that changed with its old and new pixels. Pixels are written by
+    ``write(top, left, values)`` (default: straight into ``mask``), so the owner of the mask sees
+    every change.
     """
 
     def __init__(self, mask: np.ndarray, brush: Brush,
@@ -93,7 +96,6 @@ class StrokeRecorder:
         self._write = write or self._write_mask
         self._saved: dict[tuple[int, int], np.ndarray] = {}  # (row, column) of a tile -> its pixels before
         self._last: tuple[float, float] | None = None
-        self._bbox: list[int] | None = None  # top, left, bottom, right
 
     def _write_mask(self, top: int, left: int, values: np.ndarray) -> None:
         self.mask[top : top + values.shape[0], left : left + values.shape[1]] = values
@@ -110,17 +112,6 @@ class StrokeRecorder:
                 if (row, col) not in self._saved:
                     self._saved[row, col] = self.mask[row * t : (row + 1) * t, col * t : (col + 1) * t].copy()
 
-    def _before(self, top: int, left: int, bottom: int, right: int) -> np.ndarray:
-        """The block [top, bottom) × [left, right) of the mask as it was before the stroke."""
-        out = self.mask[top:bottom, left:right].copy()
-        t = STROKE_TILE
-        for (row, col), tile in self._saved.items():
-            y0, x0 = max(row * t, top), max(col * t, left)
-            y1, x1 = min(row * t + tile.shape[0], bottom), min(col * t + tile.shape[1], right)
-            if y1 > y0 and x1 > x0:
-                out[y0 - top : y1 - top, x0 - left : x1 - left] = tile[y0 - row * t : y1 - row * t, x0 - col * t : x1 - col * t]
-        return out
-
     def paint_to(self, x: float, y: float) -> Region | None:
         """Extend the stroke to (x, y); returns the region of the mask that changed (or None)."""
         p0 = self._last if self._last is not None else (x, y)
@@ -135,32 +126,26 @@ class StrokeRecorder:
             return None
         self._save_tiles(top, left, h, w)
         self._write(top, left, new)
-        if self._bbox is None:
-            self._bbox = [top, left, top + h, left + w]
-        else:
-            b = self._bbox
-            self._bbox = [min(b[0], top), min(b[1], left), max(b[2], top + h), max(b[3], left + w)]
         return (top, left, h, w)
 
-    def finish(self) -> tuple[Region, np.ndarray, np.ndarray] | None:
-        """(region, old pixels, new pixels) of the whole stroke, or None if nothing changed."""
-        if self._bbox is None:
-            return None
-        t, l, b, r = self._bbox
-        old, new = self._before(t, l, b, r), self.mask[t:b, l:r].copy()
-        self._saved, self._bbox = {}, None
-        if np.array_equal(old, new):
-            return None
-        return (t, l, b - t, r - l), old, new
+    def finish(self) -> list[Delta]:
+        """The stroke's undo deltas (empty if nothing changed): per tile, the block that changed."""
+        deltas = []
+        for (row, col), before in self._saved.items():
+            top, left = row * STROKE_TILE, col * STROKE_TILE
+            now = self.mask[top : top + before.shape[0], left : left + before.shape[1]]
+            changed = changed_region(before, now)
+            if changed is not None:
+                t, l, h, w = changed
+                deltas.append(((top + t, left + l, h, w), before[t : t + h, l : l + w].copy(), now[t : t + h, l : l + w].copy()))
+        self._saved = {}
+        return deltas
 
-    def abort(self) -> Region | None:
-        """Undo the stroke in place (e.g. Escape while painting); returns the region restored."""
-        if self._bbox is None:
-            return None
-        t, l, b, r = self._bbox
-        self._write(t, l, self._before(t, l, b, r))
-        self._saved, self._bbox = {}, None
-        return (t, l, b - t, r - l)
+    def abort(self) -> None:
+        """Undo the stroke in place (e.g. Escape while painting)."""
+        for (row, col), before in self._saved.items():
+            self._write(row * STROKE_TILE, col * STROKE_TILE, before)
+        self._saved = {}
 
 
 # ---- whole-mask operations (each returns the new mask; the caller makes them undoable) -------
