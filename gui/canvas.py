@@ -325,8 +325,15 @@ class Canvas(QWidget):
         x, y = math.floor(s.x()), math.floor(s.y())
         self.cursor_moved.emit(*((x, y) if 0 <= x < w and 0 <= y < h else (-1, -1)))
 
+    @staticmethod
+    def _pointer(event) -> QPointF:
+        """Where the pointer is: the centre of the screen pixel under it (a mouse reports that
+        pixel's top-left corner), so a small brush at 100 % paints the pixel under the cursor,
+        not the four that meet at its corner."""
+        return event.position() + QPointF(0.5, 0.5)
+
     def mousePressEvent(self, event) -> None:
-        pos = event.position()
+        pos = self._pointer(event)
         self.setFocus()
         if event.button() == Qt.MiddleButton or (
             event.button() == Qt.LeftButton and (self._space_held or self.tool == "pan")
@@ -347,7 +354,7 @@ class Canvas(QWidget):
         self._stroke.paint_to(s.x(), s.y())  # the document says what changed (mask_changed)
 
     def mouseMoveEvent(self, event) -> None:
-        pos = event.position()
+        pos = self._pointer(event)
         if self._pan_from is not None:
             self.offset += pos - self._pan_from
             self._pan_from = pos
@@ -387,7 +394,7 @@ class Canvas(QWidget):
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.zoom_by(WHEEL_STEP**steps, event.position())
+            self.zoom_by(WHEEL_STEP**steps, self._pointer(event))
         event.accept()
 
     def leaveEvent(self, event) -> None:

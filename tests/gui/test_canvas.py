@@ -197,3 +197,22 @@ def test_a_fitted_view_stays_fitted_when_the_canvas_is_resized(canvas, qtbot):
     canvas.resize(600, 400)
     qtbot.waitUntil(lambda: canvas.width() == 600)
     assert canvas.zoom == zoom, "a zoom the user chose is kept"
+
+
+@pytest.mark.parametrize("zoom", [1.0, 8.0, 64.0])
+def test_a_click_paints_the_pixel_under_the_cursor(canvas, qtbot, zoom):
+    doc = canvas.document
+    doc.set_photo(np.zeros((300, 400, 3), np.float32))
+    canvas.zoom, canvas.offset = zoom, QPointF(-37.0 * zoom, -23.0 * zoom)  # scene (37, 23) at the top left
+    canvas.set_brush_radius(1)
+    canvas.brush.hardness = 1.0
+    where = []
+    canvas.cursor_moved.connect(lambda x, y: where.append((x, y)))
+    pos = QPoint(round(5 * zoom + zoom / 3), round(2 * zoom + zoom / 3))  # inside scene pixel (42, 25)
+    qtbot.mouseMove(canvas, pos)
+    qtbot.mousePress(canvas, Qt.LeftButton, pos=pos)
+    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=pos)
+    assert where[-1] == (42, 25), "the status bar names the pixel under the cursor"
+    assert [tuple(p) for p in np.argwhere(doc.mask == 255)] == [(25, 42)], "and that pixel is painted"
+    assert doc.mask.sum() < 255 * 2, "its neighbours at most faintly"
+
