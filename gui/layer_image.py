@@ -109,7 +109,9 @@ class _PyramidLayer:
         if x1 <= x0 or y1 <= y0:
             return
         source = QRectF(x0, y0, x1 - x0, y1 - y0)
-        target = QRectF(x0 * lzoom + ox, y0 * lzoom + oy, (x1 - x0) * lzoom, (y1 - y0) * lzoom)
+        # a photo thinner than a screen pixel (a 7×100000 strip, fitted) still shows, as a line
+        tw, th = (x1 - x0) * lzoom if lw * lzoom >= 1 else 1.0, (y1 - y0) * lzoom if lh * lzoom >= 1 else 1.0
+        target = QRectF(x0 * lzoom + ox, y0 * lzoom + oy, tw, th)
         painter.setRenderHint(QPainter.SmoothPixmapTransform, lzoom < 2.0)
         painter.drawImage(target, self._images[k], source)
 

@@ -216,3 +216,9 @@ def test_a_click_paints_the_pixel_under_the_cursor(canvas, qtbot, zoom):
     assert [tuple(p) for p in np.argwhere(doc.mask == 255)] == [(25, 42)], "and that pixel is painted"
     assert doc.mask.sum() < 255 * 2, "its neighbours at most faintly"
 
+
+def test_a_photo_thinner_than_a_screen_pixel_still_shows(canvas):
+    canvas.document.set_photo(np.ones((3, 20000, 3), np.float32))  # fitted: 0.006 screen pixels tall
+    image = canvas.grab().toImage()
+    row = round(canvas.to_widget(QPointF(0, 1.5)).y())
+    assert image.pixelColor(200, row).lightness() > image.pixelColor(200, row + 10).lightness() + 40
