@@ -101,7 +101,11 @@ def load_mask_file(path: str, shape: tuple[int, int]) -> ImportedMask:
 
 
 def save_mask_file(mask: np.ndarray, path: str) -> None:
-    from engine import image_io
+    """Write the mask (H, W) uint8 as an 8-bit grayscale PNG, white = fill, straight from its
+    values: a scan's mask is tens of megabytes, and an RGB float copy of it was 16 times that."""
+    from PIL import Image
 
-    gray = mask.astype(np.float32) / 255.0
-    image_io.save_image(path, np.repeat(gray[..., None], 3, axis=2), bit_depth=8)
+    from engine.atomic_file import atomic_write
+
+    with atomic_write(path) as handle:
+        Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8)).save(handle, "PNG")

@@ -161,13 +161,24 @@ def test_whole_mask_operations_are_undoable(op, check):
 
 
 def test_mask_file_round_trip(tmp_path):
+    import tracemalloc
+
+    from PIL import Image
+
     from gui import file_ops
 
-    mask = np.zeros((24, 32), np.uint8)
+    mask = np.zeros((600, 800), np.uint8)
     mask[5:10, 3:20] = 255
+    mask[100:300, 200:260] = 140  # soft edges keep their values
     path = tmp_path / "mask.png"
+    tracemalloc.start()
     file_ops.save_mask_file(mask, str(path))
-    assert np.array_equal(file_ops.load_mask_file(str(path), (24, 32)).mask, mask)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * mask.nbytes, "no RGB float copy (16 times the mask)"
+    with Image.open(path) as im:
+        assert im.mode == "L" and np.array_equal(np.asarray(im), mask)
+    assert np.array_equal(file_ops.load_mask_file(str(path), (600, 800)).mask, mask)
 
 
 def test_engine_mask_is_thresholded_at_127():
