@@ -14,6 +14,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from gui import file_ops
+from gui.dialogs import busy_cursor
 
 
 def _painted_digest(mask: Optional[np.ndarray]) -> Optional[bytes]:
@@ -156,7 +157,8 @@ class FileCommands:
         afresh with the new photo."""
         if not self.confirm_discard(action):
             return False
-        self.document.set_photo(pixels, path=path, loaded=loaded)
+        with busy_cursor():
+            self.document.set_photo(pixels, path=path, loaded=loaded)
         self._mark_saved()
         self.save_target = None
         return True
@@ -164,7 +166,8 @@ class FileCommands:
     def open_path(self, path: str) -> bool:
         path = os.path.abspath(path)  # the document path, last folder, recent list and save suggestion
         try:
-            pixels, loaded = file_ops.load_photo(path)
+            with busy_cursor():
+                pixels, loaded = file_ops.load_photo(path)
         except Exception as exc:  # noqa: BLE001 - InputError: a readable message
             if not Path(path).exists():  # e.g. a recent file moved or deleted since
                 self.settings.remove_recent_file(path)
@@ -230,7 +233,8 @@ class FileCommands:
     def save_to(self, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> bool:
         pixels = file_ops.result_pixels(self.document)
         try:
-            notes = file_ops.save_photo(self.document, path, quality, bit_depth)
+            with busy_cursor():
+                notes = file_ops.save_photo(self.document, path, quality, bit_depth)
         except Exception as exc:  # noqa: BLE001
             self._error("Cannot save", f"Cannot save {Path(path).name}: {exc}")
             return False
@@ -250,7 +254,8 @@ class FileCommands:
                                               file_ops.OPEN_FILTER)
         if path:
             try:
-                imported = file_ops.load_mask_file(path, self.document.size)
+                with busy_cursor():
+                    imported = file_ops.load_mask_file(path, self.document.size)
             except Exception as exc:  # noqa: BLE001
                 self._error("Cannot import the mask", f"Cannot import the mask: {exc}")
                 return
@@ -271,7 +276,8 @@ class FileCommands:
             return False
         path = path if path.lower().endswith(".png") else path + ".png"
         try:
-            file_ops.save_mask_file(self.document.mask, path)
+            with busy_cursor():
+                file_ops.save_mask_file(self.document.mask, path)
         except Exception as exc:  # noqa: BLE001
             self._error("Cannot export the mask", f"Cannot export the mask to {Path(path).name}: {exc}")
             return False

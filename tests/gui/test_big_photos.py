@@ -109,3 +109,27 @@ def test_the_window_knows_an_exported_mask_without_keeping_a_copy(window_with_ph
     assert window.mask_unsaved()
     doc.undo_stack.undo()
     assert not window.mask_unsaved(), "back to the exported mask"
+
+
+def test_opening_and_saving_show_a_wait_cursor(window_with_photo, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    from gui import file_ops
+
+    seen = []
+
+    def watched(function):
+        def call(*args, **kwargs):
+            cursor = QApplication.overrideCursor()
+            seen.append((function.__name__, cursor is not None and cursor.shape() == Qt.WaitCursor))
+            return function(*args, **kwargs)
+        return call
+
+    for name in ("load_photo", "save_photo"):
+        monkeypatch.setattr(file_ops, name, watched(getattr(file_ops, name)))
+    window = window_with_photo()
+    assert window.save_to(str(tmp_path / "out.tif"), bit_depth=16)
+    assert not window.open_path(str(tmp_path / "missing.tif"))
+    assert seen == [("load_photo", True), ("save_photo", True), ("load_photo", True)]
+    assert QApplication.overrideCursor() is None, "put back, also when opening fails"
