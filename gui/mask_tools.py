@@ -168,8 +168,9 @@ def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 def mask_from_image(strength: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A mask (H, W) uint8 from an imported mask's (H', W') float strength in [0, 1]
-    (``engine.image_io.mask_strength``), resized to ``shape`` if needed."""
-    pixels = (np.clip(strength, 0, 1) * 255 + 0.5).astype(np.uint8)
+    (``engine.image_io.mask_strength``), resized to ``shape`` if needed. Converted with a
+    single float temporary (a scan's mask has tens of megapixels)."""
+    pixels = cv2.convertScaleAbs(np.clip(strength, 0.0, 1.0, dtype=np.float32), alpha=255.0)
     if pixels.shape != tuple(shape):
         pixels = cv2.resize(pixels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return np.ascontiguousarray(pixels)

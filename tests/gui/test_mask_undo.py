@@ -187,3 +187,15 @@ def test_engine_mask_is_thresholded_at_127():
     doc.set_mask(np.array([[0, 127, 128, 255]] * 4, np.uint8))
     assert doc.engine_mask()[0].tolist() == [0, 0, 255, 255]
     assert doc.has_mask()
+
+
+def test_an_imported_mask_is_made_8_bit_with_one_float_temporary():
+    import tracemalloc
+
+    strength = np.random.default_rng(2).random((600, 800), dtype=np.float32) * 1.2 - 0.1
+    tracemalloc.start()
+    mask = mask_tools.mask_from_image(strength, (600, 800))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 6 * strength.size, "the clipped float strength and the 8-bit mask, nothing more"
+    assert np.abs(mask - np.rint(np.clip(strength, 0, 1) * 255)).max() <= 1
