@@ -177,10 +177,14 @@ def test_plan_overlay_draws_only_the_visible_boxes(canvas, monkeypatch):
     canvas.busy = True
     canvas.set_plan([QRectF(x, y, 8, 8) for y in range(0, 64, 8) for x in range(0, 64, 8)])
     canvas.zoom, canvas.offset = 16.0, QPointF(0, 0)  # 400×300 widget: scene [0, 25) × [0, 18.75)
-    drawn = []
-    monkeypatch.setattr(QPainter, "drawRect", lambda painter, rect: drawn.append(rect))
+    canvas.set_window_state(0, "finished")
+    canvas.set_window_state(1, "running")
+    batches = []
+    monkeypatch.setattr(QPainter, "drawRects", lambda painter, rects: batches.append(len(rects)))
+    monkeypatch.setattr(QPainter, "drawRect", lambda painter, rect: batches.append("one box"))
     canvas.grab()
-    assert len(drawn) == 4 * 3, "columns x = 0, 8, 16, 24 and rows y = 0, 8, 16 of the 64 boxes"
+    assert sum(batches) == 4 * 3, "columns x = 0, 8, 16, 24 and rows y = 0, 8, 16 of the 64 boxes"
+    assert batches == [10, 1, 1], "one batch per state, not a call per box"
     assert list(canvas.plan_indices_in(QRect(0, 0, 16, 16))) == [0]
 
 
