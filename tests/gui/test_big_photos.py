@@ -133,3 +133,22 @@ def test_opening_and_saving_show_a_wait_cursor(window_with_photo, tmp_path, monk
     assert not window.open_path(str(tmp_path / "missing.tif"))
     assert seen == [("load_photo", True), ("save_photo", True), ("load_photo", True)]
     assert QApplication.overrideCursor() is None, "put back, also when opening fails"
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_before_the_preview_is_made(window_with_photo, monkeypatch):
+    from engine import host_memory
+
+    from engine.request import Tasks
+    from gui.run_plan import PREVIEW_BYTES_PER_OUTPUT_PIXEL
+
+    window = window_with_photo(fake_restore(size=(100, 100)), size=(100, 100))
+    window.runs.show_dialogs = False
+    colorize = host_memory.restore_bytes_per_input_pixel(Tasks(colorize=True)) + PREVIEW_BYTES_PER_OUTPUT_PIXEL
+    monkeypatch.setattr(host_memory, "available_bytes", lambda: 100 * 100 * colorize)  # not enough for ×2
+    window.panel.set_settings(TaskSettings(upscale=2))
+    assert not window.runs.start()
+    assert "too large for this computer's memory" in window.runs.last_error[1]
+    assert window.document.preview is None and not window.runs.running, "nothing was allocated or started"
+    window.panel.set_settings(TaskSettings(colorize=True))
+    assert window.runs.start()
+    assert window.runs.wait_idle(5000)
