@@ -123,12 +123,14 @@ class Document(QObject):
         self.preview_finished = False
         self.preview_fills_mask = fills_mask
         self.preview_report = {}
+        self.preview = None  # a last result is let go before the new one is made
         if scale == 1:
             self.preview = self.image.copy()
         else:
             import cv2
 
-            self.preview = cv2.resize(self.image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+            upscaled = cv2.resize(self.image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
+            self.preview = np.clip(upscaled, 0.0, 1.0, out=upscaled)
         self.preview_changed.emit(None)
 
     def paint_preview(self, top: int, left: int, pixels: np.ndarray, scale_to_output: float = 1.0) -> Optional[Region]:

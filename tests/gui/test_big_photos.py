@@ -152,3 +152,19 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_before_the_preview_is_mad
     window.panel.set_settings(TaskSettings(colorize=True))
     assert window.runs.start()
     assert window.runs.wait_idle(5000)
+
+
+def test_an_upscaled_preview_is_made_in_one_allocation(make_photo):
+    import tracemalloc
+
+    from gui.document import Document
+
+    doc = Document()
+    doc.set_photo(make_photo(300, 400))
+    doc.begin_preview(1)  # a last result, still there when the next run begins
+    tracemalloc.start()
+    doc.begin_preview(2)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert doc.preview.shape == (600, 800, 3) and 0 <= doc.preview.min() and doc.preview.max() <= 1
+    assert peak < 1.2 * doc.preview.nbytes, "no clipped copy of the upscaled photo"
