@@ -132,10 +132,10 @@ def test_mask_layer_draws_the_mask_itself_tinted_by_its_values():
     mask[2:4, 2:4] = 200
     layer = MaskLayer(mask)
     assert layer.source is mask and len(layer.levels) == 2, "no copy of the mask, and a pyramid"
-    assert sum(level.nbytes for level in layer.levels[1:]) <= mask.nbytes / 3
+    assert sum(level.nbytes for level in layer.levels[1:]) <= mask.nbytes * 4 / 3
     mask[500:520, 600:640] = 255  # the document paints in place, then says where
     layer.refresh_region(500, 600, 20, 40)
-    assert layer.levels[1][250:260, 300:320].min() == 255
+    assert layer.levels[1][250:260, 300:320, 3].min() == 255 and layer.levels[1][240, 300, 3] == 0
     target = QImage(20, 20, QImage.Format_ARGB32)
     target.fill(0xFF000000)
     painter = QPainter(target)
@@ -144,6 +144,11 @@ def test_mask_layer_draws_the_mask_itself_tinted_by_its_values():
     tinted, clear = target.pixelColor(3, 3), target.pixelColor(10, 10)
     assert tinted.red() == round(255 * 200 / 255) and tinted.green() < 50, tinted.name()
     assert clear.name() == "#000000"
+    target.fill(0xFF000000)  # zoomed out, the tinted half-size level is drawn
+    painter = QPainter(target)
+    layer.draw_with_opacity(painter, 0.5, (-295.0, -245.0), QRect(0, 0, 20, 20), 1.0)
+    painter.end()
+    assert target.pixelColor(10, 10).red() == 255 and target.pixelColor(10, 2).name() == "#000000"
 
 
 def test_plan_overlay_highlights_running_window_and_grid_shows_at_high_zoom(canvas, qtbot):
