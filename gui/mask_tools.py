@@ -49,19 +49,31 @@ def segment_footprint(
     bottom = min(h, int(np.ceil(max(y0, y1) + r)) + 1)
     if right <= left or bottom <= top:
         return None
-    ys = np.arange(top, bottom, dtype=np.float32)[:, None] + 0.5
-    xs = np.arange(left, right, dtype=np.float32)[None, :] + 0.5
-    dx, dy = x1 - x0, y1 - y0
+    # A 1000-pixel brush covers millions of pixels at every mouse move: the distances are worked
+    # out in place, in float32, with two region-sized arrays at most.
+    u = np.arange(left, right, dtype=np.float32)[None, :] + np.float32(0.5 - x0)  # pixel centre - p0
+    v = np.arange(top, bottom, dtype=np.float32)[:, None] + np.float32(0.5 - y0)
+    dx, dy = np.float32(x1 - x0), np.float32(y1 - y0)
     length2 = dx * dx + dy * dy
     if length2 > 1e-12:  # distance to the segment (a capsule)
-        t = np.clip(((xs - x0) * dx + (ys - y0) * dy) / length2, 0.0, 1.0)
-        dist = np.hypot(xs - (x0 + t * dx), ys - (y0 + t * dy))
+        t = u * (dx / length2) + v * (dy / length2)  # where along the segment the closest point is
+        np.clip(t, 0.0, 1.0, out=t)
+        dist = t * -dx
+        dist += u
+        dist *= dist
+        t *= -dy
+        t += v
+        t *= t
+        dist += t
+        del t
     else:
-        dist = np.hypot(xs - x0, ys - y0)
+        dist = u * u + v * v
+    np.sqrt(dist, out=dist)
     inner = r * float(np.clip(brush.hardness, 0.0, 1.0))
     ramp = max(r - inner, 0.5)
-    alpha = np.clip((r - dist) / ramp, 0.0, 1.0)
-    alpha = (alpha * 255.0 + 0.5).astype(np.uint8)
+    dist *= np.float32(-255.0 / ramp)  # alpha = 255 · clip((r - dist) / ramp, 0, 1), rounded
+    dist += np.float32(255.0 * r / ramp + 0.5)
+    alpha = np.clip(dist, 0.0, 255.5, out=dist).astype(np.uint8)
     if not alpha.any():
         return None
     return (top, left, bottom - top, right - left), alpha

@@ -109,6 +109,28 @@ def put(mask, deltas, which):
     return out
 
 
+@pytest.mark.parametrize("p0, p1, brush", [((2000.3, 1500.7), (2090.1, 1530.9), Brush(300, 0.7)),
+                                            ((10.5, 20.5), (10.5, 20.5), Brush(3, 1.0)),
+                                            ((5.2, 5.9), (40.0, 1.0), Brush(12, 0.0))])
+def test_footprint_is_the_capsule_profile_worked_out_in_place(p0, p1, brush):
+    import tracemalloc
+
+    tracemalloc.start()
+    (top, left, h, w), alpha = segment_footprint((3000, 4000), p0, p1, brush)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    if h * w > 100_000:
+        assert peak < 2.5 * 4 * h * w, "two float32 arrays of the region at most (a big brush, every mouse move)"
+    ys, xs = np.mgrid[top : top + h, left : left + w] + 0.5
+    (x0, y0), (x1, y1) = p0, p1
+    d = np.array([x1 - x0, y1 - y0])
+    t = np.clip(((xs - x0) * d[0] + (ys - y0) * d[1]) / max(d @ d, 1e-300), 0, 1)
+    dist = np.hypot(xs - x0 - t * d[0], ys - y0 - t * d[1])
+    ramp = max(brush.radius * (1 - brush.hardness), 0.5)
+    expected = np.rint(np.clip((brush.radius - dist) / ramp, 0, 1) * 255)
+    assert np.abs(alpha - expected).max() <= 1
+
+
 def test_recorder_delta_is_exact():
     mask = np.zeros((30, 30), np.uint8)
     mask[0, 0] = 77
