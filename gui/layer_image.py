@@ -2,10 +2,10 @@
 
 A layer holds the pixels the canvas shows, never the data the engine works on, and costs as
 little memory as it can: the photo is shown from one 8-bit BGRA copy (4 bytes a pixel, made in
-row bands, so no full-size temporary), and the mask is shown from the document's own mask array
-(no copy at all; a colour table tints it). Updating a region rewrites only that region of the
-buffer and of each pyramid level, so a finished window of a 10000×8000 photo costs a window's
-worth of work, not a whole-image conversion. Drawing reads only the visible part of the level
+row bands, so no full-size temporary), and the mask from the document's own mask array (no
+copy; a colour table tints it) with smaller tinted levels. Updating a region rewrites only that
+region of the buffer and of each pyramid level, so a finished window of a 10000×8000 photo
+costs a window's worth of work, not a whole-image conversion. Drawing reads only the visible part of the level
 that fits the zoom. QImages are created and drawn in the GUI thread only.
 """
 

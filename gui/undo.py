@@ -27,11 +27,8 @@ class MaskEditCommand(QUndoCommand):
     @property
     def region(self) -> Region:
         """The bounding box of the blocks."""
-        tops, lefts = [d[0][0] for d in self.deltas], [d[0][1] for d in self.deltas]
-        top, left = min(tops), min(lefts)
-        bottom = max(t + h for (t, _, h, _), _, _ in self.deltas)
-        right = max(l + w for (_, l, _, w), _, _ in self.deltas)
-        return top, left, bottom - top, right - left
+        tops, lefts, bottoms, rights = zip(*((t, l, t + h, l + w) for (t, l, h, w), _, _ in self.deltas))
+        return min(tops), min(lefts), max(bottoms) - min(tops), max(rights) - min(lefts)
 
     @property
     def nbytes(self) -> int:
