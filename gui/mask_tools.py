@@ -149,7 +149,8 @@ class StrokeRecorder:
             changed = changed_region(before, now)
             if changed is not None:
                 t, l, h, w = changed
-                deltas.append(((top + t, left + l, h, w), before[t : t + h, l : l + w].copy(), now[t : t + h, l : l + w].copy()))
+                old, new = before[t : t + h, l : l + w].copy(), now[t : t + h, l : l + w].copy()
+                deltas.append(((top + t, left + l, h, w), old, new))
         self._saved = {}
         return deltas
 

@@ -6,11 +6,18 @@ The photos here are small, generated ones; the tests assert the structure that k
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QApplication
 
-from engine import image_io
-from gui.run_plan import TaskSettings
+from engine import host_memory, image_io
+from engine.request import Tasks
+from gui import file_ops
+from gui.document import Document
+from gui.run_plan import PREVIEW_BYTES_PER_OUTPUT_PIXEL, TaskSettings
 from window_helpers import BOXES, fake_restore, paint, start_run
 
 
@@ -21,7 +28,7 @@ def test_an_opened_16_bit_scan_is_held_once(make_window, make_photo, tmp_path):
     assert window.open_path(str(path))
     doc, canvas = window.document, window.canvas
     assert doc.loaded.bit_depth == 16
-    assert np.shares_memory(doc.image, doc.loaded.rgb), "the decoded pixels are the photo (the file's metadata keeps no copy)"
+    assert np.shares_memory(doc.image, doc.loaded.rgb), "the decoded pixels are the photo (the metadata keeps no copy)"
     assert doc.original is doc.image, "nothing applied yet: the original is the photo itself"
     window.act_compare.setChecked(True)
     canvas.grab()
@@ -49,8 +56,6 @@ class _Watched(np.ndarray):
 
 
 def test_painting_undo_and_redo_work_on_the_stroke_region_only(make_window, qtbot):
-    from PySide6.QtCore import QPoint, QPointF, Qt
-
     window = make_window()
     doc, canvas = window.document, window.canvas
     doc.set_photo(np.zeros((1500, 2000, 3), np.float32))
@@ -103,7 +108,8 @@ def test_the_window_knows_an_exported_mask_without_keeping_a_copy(window_with_ph
     paint(qtbot, window, [(20, 20), (60, 20)])
     file_dialogs["save"].append((str(tmp_path / "mask.png"), "PNG (*.png)"))
     assert window.mask_unsaved() and window.export_mask() and not window.mask_unsaved()
-    copies = [name for name, value in vars(window).items() if isinstance(value, np.ndarray) and value.size >= doc.mask.size]
+    copies = [name for name, value in vars(window).items()
+              if isinstance(value, np.ndarray) and value.size >= doc.mask.size]
     assert copies == [], "the exported mask is remembered by a digest"
     paint(qtbot, window, [(20, 100), (60, 100)])
     assert window.mask_unsaved()
@@ -112,11 +118,6 @@ def test_the_window_knows_an_exported_mask_without_keeping_a_copy(window_with_ph
 
 
 def test_opening_and_saving_show_a_wait_cursor(window_with_photo, tmp_path, monkeypatch):
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QApplication
-
-    from gui import file_ops
-
     seen = []
 
     def watched(function):
@@ -136,11 +137,6 @@ def test_opening_and_saving_show_a_wait_cursor(window_with_photo, tmp_path, monk
 
 
 def test_a_run_that_would_not_fit_in_memory_is_refused_before_the_preview_is_made(window_with_photo, monkeypatch):
-    from engine import host_memory
-
-    from engine.request import Tasks
-    from gui.run_plan import PREVIEW_BYTES_PER_OUTPUT_PIXEL
-
     window = window_with_photo(fake_restore(size=(100, 100)), size=(100, 100))
     window.runs.show_dialogs = False
     colorize = host_memory.restore_bytes_per_input_pixel(Tasks(colorize=True)) + PREVIEW_BYTES_PER_OUTPUT_PIXEL
@@ -155,10 +151,6 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_before_the_preview_is_mad
 
 
 def test_an_upscaled_preview_is_made_in_one_allocation(make_photo):
-    import tracemalloc
-
-    from gui.document import Document
-
     doc = Document()
     doc.set_photo(make_photo(300, 400))
     doc.begin_preview(1)  # a last result, still there when the next run begins
