@@ -49,6 +49,7 @@ class Canvas(QWidget):
         self.busy = False  # a run is going: the plan overlay is shown
         self._base: Optional[RgbLayer] = None
         self._preview: Optional[RgbLayer] = None
+        self._preview_pixels: Optional[np.ndarray] = None  # the array the preview layer shows
         self._original: Optional[RgbLayer] = None
         self._original_source = None
         self._mask: Optional[MaskLayer] = None
@@ -158,7 +159,10 @@ class Canvas(QWidget):
     def _on_image_changed(self) -> None:
         doc = self.document
         old_size = (self._base.height, self._base.width) if self._base else None
-        self._base = RgbLayer(doc.image) if doc.image is not None else None
+        if self._preview is not None and doc.image is self._preview_pixels:  # an applied result
+            self._base, self._preview.scale = self._preview, 1.0  # its layer is the photo's now
+        else:
+            self._base = RgbLayer(doc.image) if doc.image is not None else None
         if doc.original is not self._original_source:
             self._original_source = doc.original
             self._fit_view = True
@@ -169,31 +173,31 @@ class Canvas(QWidget):
 
     def _on_mask_changed(self, region) -> None:
         mask = self.document.mask
-        if mask is None:
-            self._mask = None
-        elif region is None or self._mask is None or self._mask.height != mask.shape[0] or self._mask.width != mask.shape[1]:
-            self._mask = MaskLayer(mask)
+        if region is None or mask is None or self._mask is None or self._mask.source is not mask:
+            self._mask = MaskLayer(mask) if mask is not None else None  # drawn from the document's mask
             self.update()
-            return
         else:
+            self._mask.refresh_region(*region)
             top, left, h, w = region
-            self._mask.update_region(top, left, mask[top : top + h, left : left + w])
             self.update(self.scene_rect_to_widget(QRectF(left, top, w, h)))
-            return
-        self.update()
 
     def _on_preview_changed(self, region) -> None:
         doc = self.document
+        same_size = self._preview is not None and doc.preview is not None and \
+            (self._preview.height, self._preview.width) == doc.preview.shape[:2]
         if doc.preview is None:
             self._preview = None
-        elif region is None or self._preview is None or self._preview.height != doc.preview.shape[0]:
+        elif not same_size:
             self._preview = RgbLayer(doc.preview, scale=doc.preview.shape[0] / max(doc.size[0], 1))
+        elif region is None:  # the finished result: written over the run's layer, no new one
+            self._preview.update_region(0, 0, doc.preview)
         else:
             top, left, h, w = region
             self._preview.update_region(top, left, doc.preview[top : top + h, left : left + w])
             s = self._preview.scale
             self.update(self.scene_rect_to_widget(QRectF(left / s, top / s, w / s, h / s)))
             return
+        self._preview_pixels = doc.preview
         self.update()
 
     def _before_after(self) -> tuple[Optional[RgbLayer], Optional[RgbLayer]]:
@@ -202,8 +206,10 @@ class Canvas(QWidget):
         wanted = self.compare.enabled or self.compare.holding_original
         doc = self.document
         if wanted and self._original is None and doc.original is not None and doc.image is not None:
-            # after an applied upscale the original is smaller than the photo: draw it stretched
-            self._original = RgbLayer(doc.original, scale=doc.original.shape[0] / doc.image.shape[0])
+            if doc.original is doc.image:  # nothing applied yet: the photo's layer shows it
+                self._original = self._base
+            else:  # after an applied upscale the original is smaller than the photo: drawn stretched
+                self._original = RgbLayer(doc.original, scale=doc.original.shape[0] / doc.image.shape[0])
         return self._original, self._base
 
     @property
@@ -248,23 +254,24 @@ class Canvas(QWidget):
             painter.drawImage(QRectF(self.to_widget(box.topLeft()), self.to_widget(box.bottomRight())), image)
 
     def _draw_plan(self, painter: QPainter, exposed: QRect) -> None:
-        """The boxes that intersect the exposed area (a large photo has hundreds of windows)."""
+        """The boxes that intersect the exposed area (a large photo has thousands of windows),
+        in one batch per state: pending, finished, then running on top."""
+        indices = self.plan_indices_in(exposed.adjusted(-3, -3, 3, 3))  # pens reach past the box
+        ox, oy = self.offset.x(), self.offset.y()
+        edges = self._plan_edges[indices] * self.zoom + (ox, oy, ox, oy)
+        rects: dict[str, list[QRectF]] = {"pending": [], "finished": [], "running": []}
+        for i, (left, top, right, bottom) in zip(indices.tolist(), edges.tolist()):
+            group = rects.get(self._window_state.get(i, "pending"), rects["pending"])
+            group.append(QRectF(left + 1, top + 1, right - left - 2, bottom - top - 2))
         painter.save()
         painter.setRenderHint(QPainter.Antialiasing, False)
-        pending = QPen(QColor(255, 255, 255, 90), 1, Qt.DashLine)
-        finished = QPen(QColor(80, 220, 120, 200), 1.5)
-        running = QPen(QColor(255, 200, 40), 2.5)
-        for i in self.plan_indices_in(exposed.adjusted(-3, -3, 3, 3)):  # pens reach past the box
-            box = self._plan[i]
-            state = self._window_state.get(int(i))
-            r = QRectF(self.to_widget(box.topLeft()), self.to_widget(box.bottomRight()))
-            if state == "running":
-                painter.setBrush(QColor(255, 200, 40, 40))
-                painter.setPen(running)
-            else:
-                painter.setBrush(Qt.NoBrush)
-                painter.setPen(finished if state == "finished" else pending)
-            painter.drawRect(r.adjusted(1, 1, -1, -1))
+        for state, pen, brush in (("pending", QPen(QColor(255, 255, 255, 90), 1, Qt.DashLine), Qt.NoBrush),
+                                  ("finished", QPen(QColor(80, 220, 120, 200), 1.5), Qt.NoBrush),
+                                  ("running", QPen(QColor(255, 200, 40), 2.5), QColor(255, 200, 40, 40))):
+            if rects[state]:
+                painter.setPen(pen)
+                painter.setBrush(brush)
+                painter.drawRects(rects[state])
         painter.restore()
 
     def _draw_grid(self, painter: QPainter, exposed: QRect) -> None:
@@ -319,8 +326,15 @@ class Canvas(QWidget):
         x, y = math.floor(s.x()), math.floor(s.y())
         self.cursor_moved.emit(*((x, y) if 0 <= x < w and 0 <= y < h else (-1, -1)))
 
+    @staticmethod
+    def _pointer(event) -> QPointF:
+        """Where the pointer is: the centre of the screen pixel under it (a mouse reports that
+        pixel's top-left corner), so a small brush at 100 % paints the pixel under the cursor,
+        not the four that meet at its corner."""
+        return event.position() + QPointF(0.5, 0.5)
+
     def mousePressEvent(self, event) -> None:
-        pos = event.position()
+        pos = self._pointer(event)
         self.setFocus()
         if event.button() == Qt.MiddleButton or (
             event.button() == Qt.LeftButton and (self._space_held or self.tool == "pan")
@@ -332,18 +346,16 @@ class Canvas(QWidget):
         elif event.button() == Qt.LeftButton and self.document.mask is not None:
             erase = self.tool == "eraser" or bool(event.modifiers() & Qt.AltModifier)
             brush = Brush(self.brush.radius, self.brush.hardness, erase)
-            self._stroke = StrokeRecorder(self.document.mask, brush)
+            self._stroke = StrokeRecorder(self.document.mask, brush, self.document.set_mask_region)
             self._paint_at(pos)
         event.accept()
 
     def _paint_at(self, pos: QPointF) -> None:
         s = self.to_scene(pos)
-        region = self._stroke.paint_to(s.x(), s.y())
-        if region is not None:
-            self.document.mask_changed.emit(region)
+        self._stroke.paint_to(s.x(), s.y())  # the document says what changed (mask_changed)
 
     def mouseMoveEvent(self, event) -> None:
-        pos = event.position()
+        pos = self._pointer(event)
         if self._pan_from is not None:
             self.offset += pos - self._pan_from
             self._pan_from = pos
@@ -368,25 +380,22 @@ class Canvas(QWidget):
         event.accept()
 
     def commit_stroke(self) -> None:
-        """End the current stroke as one undo step (a delta over its bounding box)."""
+        """End the current stroke as one undo step (the blocks of the tiles it changed)."""
         stroke, self._stroke = self._stroke, None
-        delta = stroke.finish() if stroke is not None else None
-        if delta is not None:
-            region, old, new = delta
+        deltas = stroke.finish() if stroke is not None else None
+        if deltas:
             text = "Erase mask" if stroke.brush.erase else "Paint mask"
-            self.document.undo_stack.push(MaskEditCommand(self.document, region, old, new, text))
+            self.document.undo_stack.push(MaskEditCommand(self.document, deltas, text))
 
     def abort_stroke(self) -> None:
         stroke, self._stroke = self._stroke, None
         if stroke is not None:
-            region = stroke.abort()
-            if region is not None:
-                self.document.mask_changed.emit(region)
+            stroke.abort()
 
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.zoom_by(WHEEL_STEP**steps, event.position())
+            self.zoom_by(WHEEL_STEP**steps, self._pointer(event))
         event.accept()
 
     def leaveEvent(self, event) -> None:

@@ -1,14 +1,17 @@
-"""About, keyboard shortcuts, and error dialogs (engine errors and out-of-memory advice)."""
+"""About, keyboard shortcuts, and error dialogs (engine errors and out-of-memory advice); the wait
+cursor for long jobs on the UI thread."""
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, qVersion
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QLabel, QMessageBox, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from gui import __version__ as app_version
 
@@ -24,6 +27,16 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("C", "Before/after split"), ("\\ (hold)", "Show the original / the photo before the run"),
     ("Ctrl+Return", "Apply the result"), ("F1", "This list"),
 ]
+
+
+@contextlib.contextmanager
+def busy_cursor() -> Iterator[None]:
+    """A wait cursor while the UI thread works (reading or writing a large scan takes seconds)."""
+    QApplication.setOverrideCursor(Qt.WaitCursor)
+    try:
+        yield
+    finally:
+        QApplication.restoreOverrideCursor()
 
 
 def device_summary() -> str:

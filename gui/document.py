@@ -3,8 +3,11 @@
 Arrays (all numpy, GUI thread only):
 
 - ``image``: (H, W, 3) float32 in [0, 1], the current photo (what a run restores);
-- ``original``: the photo as loaded, for "hold to see the original";
-- ``mask``: (H, W) uint8 0..255 (soft brush edges); the engine gets ``mask > 127``;
+- ``original``: the photo as loaded, for "hold to see the original" (the same array as ``image``
+  until a result is applied: these arrays are replaced, never written in place);
+- ``mask``: (H, W) uint8 0..255 (soft brush edges); the engine gets ``mask > 127``. It is
+  written through ``set_mask_region`` and ``set_mask`` only, which keep count of the pixels to
+  fill, so ``has_mask`` never scans it;
 - ``preview``: (H·s, W·s, 3) float32 in [0, 1] or None, the result layer of a run, s = its upscale.
 """
 
@@ -33,6 +36,7 @@ class Document(QObject):
         self.image: Optional[np.ndarray] = None
         self.original: Optional[np.ndarray] = None
         self.mask: Optional[np.ndarray] = None
+        self._filled = 0  # pixels of the mask above 127
         self.preview: Optional[np.ndarray] = None
         self.preview_scale: int = 1
         self.preview_finished = False  # True once the run that made the preview completed
@@ -58,8 +62,9 @@ class Document(QObject):
         pixels = np.ascontiguousarray(pixels[..., :3], dtype=np.float32)
         self.undo_stack.clear()
         self.image = pixels
-        self.original = pixels.copy()
+        self.original = pixels  # no copy: the photo is replaced, never changed in place
         self.mask = np.zeros(pixels.shape[:2], np.uint8)
+        self._filled = 0
         self.preview = None
         self.preview_scale = 1
         self.preview_finished = False
@@ -71,31 +76,39 @@ class Document(QObject):
         self.path_changed.emit(path)
         self._set_modified(False)
 
-    def replace_image(self, pixels: np.ndarray, mask: Optional[np.ndarray] = None) -> None:
-        """Swap in another photo (used by undoable Apply) with a copy of ``mask`` (strokes paint
-        into the document's mask in place; the undo command keeps its own), or an empty mask if
-        ``mask`` is None or not of the photo's size."""
+    def replace_image(self, pixels: np.ndarray, keep_mask: bool = False) -> None:
+        """Swap in another photo (used by undoable Apply). The mask stays as it is if ``keep_mask``
+        and it has the photo's size; otherwise the photo gets an empty mask."""
         self.image = np.ascontiguousarray(pixels, dtype=np.float32)
-        if mask is None or mask.shape != self.image.shape[:2]:
-            mask = np.zeros(self.image.shape[:2], np.uint8)
-        self.mask = np.array(mask, np.uint8)
+        new_mask = not keep_mask or self.mask is None or self.mask.shape != self.image.shape[:2]
+        if new_mask:
+            self.mask = np.zeros(self.image.shape[:2], np.uint8)
+            self._filled = 0
         self.image_changed.emit()
-        self.mask_changed.emit(None)
+        if new_mask:
+            self.mask_changed.emit(None)
 
     # ---- mask -------------------------------------------------------------------------
     def set_mask_region(self, top: int, left: int, values: np.ndarray) -> None:
         h, w = values.shape[:2]
-        self.mask[top : top + h, left : left + w] = values
+        block = self.mask[top : top + h, left : left + w]
+        self._filled += int(np.count_nonzero(values > 127)) - int(np.count_nonzero(block > 127))
+        block[...] = values
         self.mask_changed.emit((top, left, h, w))
 
     def set_mask(self, mask: np.ndarray) -> None:
         if mask.shape != self.mask.shape:
             raise ValueError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the photo is {self.mask.shape[1]}×{self.mask.shape[0]}")
         self.mask = np.ascontiguousarray(mask, dtype=np.uint8)
+        self._count_filled()
         self.mask_changed.emit(None)
 
+    def _count_filled(self) -> None:
+        self._filled = int(np.count_nonzero(self.mask > 127))
+
     def has_mask(self) -> bool:
-        return self.mask is not None and bool((self.mask > 127).any())
+        """Whether the mask marks anything to fill (kept count of: no scan)."""
+        return self.mask is not None and self._filled > 0
 
     def engine_mask(self) -> np.ndarray:
         """(H, W) uint8 with 255 where the engine must fill, 0 elsewhere."""
@@ -110,12 +123,14 @@ class Document(QObject):
         self.preview_finished = False
         self.preview_fills_mask = fills_mask
         self.preview_report = {}
+        self.preview = None  # a last result is let go before the new one is made
         if scale == 1:
             self.preview = self.image.copy()
         else:
             import cv2
 
-            self.preview = cv2.resize(self.image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+            upscaled = cv2.resize(self.image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
+            self.preview = np.clip(upscaled, 0.0, 1.0, out=upscaled)
         self.preview_changed.emit(None)
 
     def paint_preview(self, top: int, left: int, pixels: np.ndarray, scale_to_output: float = 1.0) -> Optional[Region]:
@@ -172,10 +187,11 @@ class Document(QObject):
 
 
 def loaded_pixels(loaded: Any) -> np.ndarray:
-    """(H, W, 3) float32 [0, 1] from whatever ``engine.image_io.load_image`` returned."""
+    """(H, W, 3) float32 [0, 1] from whatever ``engine.image_io.load_image`` returned: a
+    LoadedImage's own pixels (already that; no copy), or an array converted."""
     if isinstance(loaded, np.ndarray):
         return to_float_rgb(loaded)
-    return to_float_rgb(loaded.rgb)
+    return loaded.rgb
 
 
 def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -185,8 +201,8 @@ def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     pixels = pixels[..., :3]
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / 255.0
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) / 65535.0
-    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    if pixels.dtype in (np.uint8, np.uint16):
+        out = pixels.astype(np.float32)
+        out /= 255.0 if pixels.dtype == np.uint8 else 65535.0
+        return out
+    return np.clip(pixels, 0.0, 1.0, dtype=np.float32)

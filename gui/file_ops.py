@@ -38,7 +38,7 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     rgb = image.convertToFormat(QImage.Format_RGB888)
     h, w, bpl = rgb.height(), rgb.width(), rgb.bytesPerLine()
     data = np.frombuffer(rgb.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)
-    return to_float_rgb(data[:, : w * 3].reshape(h, w, 3).copy())
+    return to_float_rgb(data[:, : w * 3].reshape(h, w, 3))
 
 
 def load_photo(path: str) -> tuple[np.ndarray, Any]:
@@ -101,7 +101,11 @@ def load_mask_file(path: str, shape: tuple[int, int]) -> ImportedMask:
 
 
 def save_mask_file(mask: np.ndarray, path: str) -> None:
-    from engine import image_io
+    """Write the mask (H, W) uint8 as an 8-bit grayscale PNG, white = fill, straight from its
+    values: a scan's mask is tens of megabytes, and an RGB float copy of it was 16 times that."""
+    from PIL import Image
 
-    gray = mask.astype(np.float32) / 255.0
-    image_io.save_image(path, np.repeat(gray[..., None], 3, axis=2), bit_depth=8)
+    from engine.atomic_file import atomic_write
+
+    with atomic_write(path) as handle:
+        Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8)).save(handle, "PNG")

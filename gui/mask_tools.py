@@ -8,12 +8,15 @@ overlapping dabs of one stroke never build up and a stroke is exactly undoable f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
 
 #: (top, left, height, width) of a changed block of the mask
 Region = tuple[int, int, int, int]
+#: A changed block of the mask with its old and new pixels: an undo step holds a few of them
+Delta = tuple[Region, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -46,19 +49,31 @@ def segment_footprint(
     bottom = min(h, int(np.ceil(max(y0, y1) + r)) + 1)
     if right <= left or bottom <= top:
         return None
-    ys = np.arange(top, bottom, dtype=np.float32)[:, None] + 0.5
-    xs = np.arange(left, right, dtype=np.float32)[None, :] + 0.5
-    dx, dy = x1 - x0, y1 - y0
+    # A 1000-pixel brush covers millions of pixels at every mouse move: the distances are worked
+    # out in place, in float32, with two region-sized arrays at most.
+    u = np.arange(left, right, dtype=np.float32)[None, :] + np.float32(0.5 - x0)  # pixel centre - p0
+    v = np.arange(top, bottom, dtype=np.float32)[:, None] + np.float32(0.5 - y0)
+    dx, dy = np.float32(x1 - x0), np.float32(y1 - y0)
     length2 = dx * dx + dy * dy
     if length2 > 1e-12:  # distance to the segment (a capsule)
-        t = np.clip(((xs - x0) * dx + (ys - y0) * dy) / length2, 0.0, 1.0)
-        dist = np.hypot(xs - (x0 + t * dx), ys - (y0 + t * dy))
+        t = u * (dx / length2) + v * (dy / length2)  # where along the segment the closest point is
+        np.clip(t, 0.0, 1.0, out=t)
+        dist = t * -dx
+        dist += u
+        dist *= dist
+        t *= -dy
+        t += v
+        t *= t
+        dist += t
+        del t
     else:
-        dist = np.hypot(xs - x0, ys - y0)
+        dist = u * u + v * v
+    np.sqrt(dist, out=dist)
     inner = r * float(np.clip(brush.hardness, 0.0, 1.0))
     ramp = max(r - inner, 0.5)
-    alpha = np.clip((r - dist) / ramp, 0.0, 1.0)
-    alpha = (alpha * 255.0 + 0.5).astype(np.uint8)
+    dist *= np.float32(-255.0 / ramp)  # alpha = 255 · clip((r - dist) / ramp, 0, 1), rounded
+    dist += np.float32(255.0 * r / ramp + 0.5)
+    alpha = np.clip(dist, 0.0, 255.5, out=dist).astype(np.uint8)
     if not alpha.any():
         return None
     return (top, left, bottom - top, right - left), alpha
@@ -71,19 +86,43 @@ def apply_footprint(mask_block: np.ndarray, alpha: np.ndarray, erase: bool) -> n
     return np.maximum(mask_block, alpha)
 
 
-class StrokeRecorder:
-    """Paints one stroke into a mask and remembers what it changed.
+#: Side of the square tiles a stroke saves before it first paints over them (see StrokeRecorder).
+STROKE_TILE = 64
 
-    ``begin`` keeps a copy of the mask for the duration of the stroke; ``finish`` returns the
-    stroke's bounding box with the old and new pixels there (the undo delta) and drops the copy.
+
+class StrokeRecorder:
+    """Paints one stroke into a mask and remembers what it changed, tile by tile.
+
+    Before a dab first changes a tile (``STROKE_TILE`` pixels square) of the mask, the tile is
+    saved, so a stroke holds the pixels it painted over and nothing else, however large the mask
+    and however long and slanted the stroke. ``finish`` returns the undo deltas: per changed
+    tile, the block of it that changed with its old and new pixels. Pixels are written by
+    ``write(top, left, values)`` (default: straight into ``mask``), so the owner of the mask sees
+    every change.
     """
 
-    def __init__(self, mask: np.ndarray, brush: Brush):
+    def __init__(self, mask: np.ndarray, brush: Brush,
+                 write: Callable[[int, int, np.ndarray], None] | None = None):
         self.mask = mask
         self.brush = Brush(brush.radius, brush.hardness, brush.erase)
-        self._before = mask.copy()
+        self._write = write or self._write_mask
+        self._saved: dict[tuple[int, int], np.ndarray] = {}  # (row, column) of a tile -> its pixels before
         self._last: tuple[float, float] | None = None
-        self._bbox: list[int] | None = None  # top, left, bottom, right
+
+    def _write_mask(self, top: int, left: int, values: np.ndarray) -> None:
+        self.mask[top : top + values.shape[0], left : left + values.shape[1]] = values
+
+    @property
+    def saved_bytes(self) -> int:
+        """Memory held for undo while the stroke goes on."""
+        return sum(tile.nbytes for tile in self._saved.values())
+
+    def _save_tiles(self, top: int, left: int, h: int, w: int) -> None:
+        t = STROKE_TILE
+        for row in range(top // t, (top + h - 1) // t + 1):
+            for col in range(left // t, (left + w - 1) // t + 1):
+                if (row, col) not in self._saved:
+                    self._saved[row, col] = self.mask[row * t : (row + 1) * t, col * t : (col + 1) * t].copy()
 
     def paint_to(self, x: float, y: float) -> Region | None:
         """Extend the stroke to (x, y); returns the region of the mask that changed (or None)."""
@@ -97,34 +136,29 @@ class StrokeRecorder:
         new = apply_footprint(block, alpha, self.brush.erase)
         if np.array_equal(new, block):
             return None
-        block[...] = new
-        if self._bbox is None:
-            self._bbox = [top, left, top + h, left + w]
-        else:
-            b = self._bbox
-            self._bbox = [min(b[0], top), min(b[1], left), max(b[2], top + h), max(b[3], left + w)]
+        self._save_tiles(top, left, h, w)
+        self._write(top, left, new)
         return (top, left, h, w)
 
-    def finish(self) -> tuple[Region, np.ndarray, np.ndarray] | None:
-        """(region, old pixels, new pixels) of the whole stroke, or None if nothing changed."""
-        before, self._before = self._before, None
-        if self._bbox is None:
-            return None
-        t, l, b, r = self._bbox
-        old = before[t:b, l:r].copy()
-        new = self.mask[t:b, l:r].copy()
-        if np.array_equal(old, new):
-            return None
-        return (t, l, b - t, r - l), old, new
+    def finish(self) -> list[Delta]:
+        """The stroke's undo deltas (empty if nothing changed): per tile, the block that changed."""
+        deltas = []
+        for (row, col), before in self._saved.items():
+            top, left = row * STROKE_TILE, col * STROKE_TILE
+            now = self.mask[top : top + before.shape[0], left : left + before.shape[1]]
+            changed = changed_region(before, now)
+            if changed is not None:
+                t, l, h, w = changed
+                old, new = before[t : t + h, l : l + w].copy(), now[t : t + h, l : l + w].copy()
+                deltas.append(((top + t, left + l, h, w), old, new))
+        self._saved = {}
+        return deltas
 
-    def abort(self) -> Region | None:
-        """Undo the stroke in place (e.g. Escape while painting); returns the region restored."""
-        before, self._before = self._before, None
-        if self._bbox is None or before is None:
-            return None
-        t, l, b, r = self._bbox
-        self.mask[t:b, l:r] = before[t:b, l:r]
-        return (t, l, b - t, r - l)
+    def abort(self) -> None:
+        """Undo the stroke in place (e.g. Escape while painting)."""
+        for (row, col), before in self._saved.items():
+            self._write(row * STROKE_TILE, col * STROKE_TILE, before)
+        self._saved = {}
 
 
 # ---- whole-mask operations (each returns the new mask; the caller makes them undoable) -------
@@ -147,8 +181,9 @@ def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 def mask_from_image(strength: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A mask (H, W) uint8 from an imported mask's (H', W') float strength in [0, 1]
-    (``engine.image_io.mask_strength``), resized to ``shape`` if needed."""
-    pixels = (np.clip(strength, 0, 1) * 255 + 0.5).astype(np.uint8)
+    (``engine.image_io.mask_strength``), resized to ``shape`` if needed. Converted with a
+    single float temporary (a scan's mask has tens of megapixels)."""
+    pixels = cv2.convertScaleAbs(np.clip(strength, 0.0, 1.0, dtype=np.float32), alpha=255.0)
     if pixels.shape != tuple(shape):
         pixels = cv2.resize(pixels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return np.ascontiguousarray(pixels)
@@ -156,8 +191,12 @@ def mask_from_image(strength: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def changed_region(old: np.ndarray, new: np.ndarray) -> Region | None:
     """Bounding box of the pixels that differ between two masks of one shape."""
-    diff = old != new
-    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+    return nonzero_region(old != new)
+
+
+def nonzero_region(mask: np.ndarray) -> Region | None:
+    """Bounding box of the nonzero pixels of a mask, or None when it is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return None
     return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)

@@ -55,6 +55,7 @@ class RunController(QObject):
             return False
         try:
             request = run_plan.build_request(settings, doc.image, doc.engine_mask() if settings.inpaint else None)
+            run_plan.check_memory(request)
         except Exception as exc:  # noqa: BLE001 - InputError and friends: show, do not crash
             self._error("error", str(exc))
             return False

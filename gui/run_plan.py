@@ -17,6 +17,9 @@ TEST_TINY_LABEL = "test-tiny (random weights, for testing only)"
 UPSCALE_FACTORS = (1, 2, 4, 8)
 #: Largest result the image I/O will write back (engine.image_io.DEFAULT_MAX_PIXELS).
 MAX_OUTPUT_PIXELS = 400_000_000
+#: The app's result preview, per output pixel: float RGB (12 bytes) and its display layer (BGRA
+#: with its pyramid, 5.3 bytes).
+PREVIEW_BYTES_PER_OUTPUT_PIXEL = 18
 #: Remove-noise strength 100 means this σ_y (pixel units, [0, 1] range): heavy film grain.
 MAX_NOISE_SIGMA = 0.2
 
@@ -272,6 +275,16 @@ def find_notes(settings: TaskSettings, image_size: Optional[tuple[int, int]], co
     if image_size and image_size[0] and max(image_size) * settings.upscale < settings.window:
         notes.append(f"The photo is smaller than one {settings.window}-px window; it is padded for the run.")
     return notes
+
+
+def check_memory(request) -> None:
+    """Raise engine.errors.InputError, saying how much memory it needs, when a run of ``request``
+    would not fit in the memory available: the engine's need and the app's result preview (made
+    before the run starts, so it is checked first)."""
+    from engine.host_memory import check_fits, restore_bytes_per_input_pixel
+
+    h, w = request.image.shape[:2]
+    check_fits(w, h, restore_bytes_per_input_pixel(request.tasks) + request.tasks.sr**2 * PREVIEW_BYTES_PER_OUTPUT_PIXEL)
 
 
 def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.ndarray]):

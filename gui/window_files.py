@@ -3,6 +3,7 @@ files, and the questions that keep unsaved work (a result, a painted mask) from 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import weakref
 from pathlib import Path
@@ -13,6 +14,16 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from gui import file_ops
+from gui.dialogs import busy_cursor
+
+
+def _painted_digest(mask: Optional[np.ndarray]) -> Optional[bytes]:
+    """A digest of a mask that marks anything (None for no mask or an empty one)."""
+    if mask is None or not mask.any():
+        return None
+    digest = hashlib.blake2b(repr(mask.shape).encode(), digest_size=20)
+    digest.update(np.ascontiguousarray(mask).data)
+    return digest.digest()
 
 
 class SaveQuestion(NamedTuple):
@@ -40,9 +51,9 @@ class FileCommands:
         self._mark_mask_kept()
 
     def _mark_mask_kept(self) -> None:
-        """The mask as it is now is in a file (imported, exported) or done with (a result saved)."""
-        mask = self.document.mask
-        self._kept_mask = mask.copy() if mask is not None else None
+        """The mask as it is now is in a file (imported, exported) or done with (a result saved).
+        Remembered by its digest: a scan's mask is tens of megabytes."""
+        self._kept_mask = _painted_digest(self.document.mask)
 
     def _on_disk(self, pixels: Optional[np.ndarray]) -> bool:
         return any(ref is not None and ref() is pixels for ref in (self._opened_pixels, self._saved_pixels))
@@ -60,10 +71,8 @@ class FileCommands:
     def mask_unsaved(self) -> bool:
         """A painted mask that closing or replacing the photo would lose: not empty, and changed
         since it was imported, exported, or a result was saved (Save writes the photo only)."""
-        mask, kept = self.document.mask, self._kept_mask
-        if mask is None or not mask.any():
-            return False
-        return kept is None or not np.array_equal(mask, kept)
+        painted = _painted_digest(self.document.mask)
+        return painted is not None and painted != self._kept_mask
 
     def has_unsaved_work(self) -> bool:
         """A restoration running, a result (finished, kept after Cancel, or applied) not saved, or
@@ -148,7 +157,8 @@ class FileCommands:
         afresh with the new photo."""
         if not self.confirm_discard(action):
             return False
-        self.document.set_photo(pixels, path=path, loaded=loaded)
+        with busy_cursor():
+            self.document.set_photo(pixels, path=path, loaded=loaded)
         self._mark_saved()
         self.save_target = None
         return True
@@ -156,7 +166,8 @@ class FileCommands:
     def open_path(self, path: str) -> bool:
         path = os.path.abspath(path)  # the document path, last folder, recent list and save suggestion
         try:
-            pixels, loaded = file_ops.load_photo(path)
+            with busy_cursor():
+                pixels, loaded = file_ops.load_photo(path)
         except Exception as exc:  # noqa: BLE001 - InputError: a readable message
             if not Path(path).exists():  # e.g. a recent file moved or deleted since
                 self.settings.remove_recent_file(path)
@@ -222,7 +233,8 @@ class FileCommands:
     def save_to(self, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> bool:
         pixels = file_ops.result_pixels(self.document)
         try:
-            notes = file_ops.save_photo(self.document, path, quality, bit_depth)
+            with busy_cursor():
+                notes = file_ops.save_photo(self.document, path, quality, bit_depth)
         except Exception as exc:  # noqa: BLE001
             self._error("Cannot save", f"Cannot save {Path(path).name}: {exc}")
             return False
@@ -242,7 +254,8 @@ class FileCommands:
                                               file_ops.OPEN_FILTER)
         if path:
             try:
-                imported = file_ops.load_mask_file(path, self.document.size)
+                with busy_cursor():
+                    imported = file_ops.load_mask_file(path, self.document.size)
             except Exception as exc:  # noqa: BLE001
                 self._error("Cannot import the mask", f"Cannot import the mask: {exc}")
                 return
@@ -263,7 +276,8 @@ class FileCommands:
             return False
         path = path if path.lower().endswith(".png") else path + ".png"
         try:
-            file_ops.save_mask_file(self.document.mask, path)
+            with busy_cursor():
+                file_ops.save_mask_file(self.document.mask, path)
         except Exception as exc:  # noqa: BLE001
             self._error("Cannot export the mask", f"Cannot export the mask to {Path(path).name}: {exc}")
             return False

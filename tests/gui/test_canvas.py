@@ -95,11 +95,25 @@ def test_rgb_layer_region_update_changes_only_that_region_at_every_level():
     assert len(layer.levels) >= 2, "a large image gets a pyramid"
     patch = np.ones((64, 96, 3), np.float32)
     layer.update_region(200, 300, patch)
-    base = layer.levels[0].buffer
+    base = layer.levels[0]
     assert base[200:264, 300:396, :3].min() == 255 and base[:200].max(axis=(0, 1))[:3].max() == 0
     assert base[264:, :, :3].max() == 0
-    half = layer.levels[1].buffer
+    half = layer.levels[1]
     assert half[100:132, 150:198, :3].min() == 255 and half[140:, :, :3].max() == 0
+
+
+def test_rgb_layer_converts_in_bands_without_a_full_size_temporary():
+    import tracemalloc
+
+    pixels = np.random.default_rng(0).uniform(-0.2, 1.2, (1200, 1000, 3)).astype(np.float32)
+    tracemalloc.start()
+    layer = RgbLayer(pixels)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    kept = sum(level.nbytes for level in layer.levels)
+    assert peak - kept < pixels.nbytes / 8, "one band at a time, never a whole-photo float or 8-bit copy"
+    expected = np.rint(np.clip(pixels, 0, 1) * 255)
+    assert np.abs(layer.levels[0][..., 2::-1] - expected).max() <= 1 and (layer.levels[0][..., 3] == 255).all()
 
 
 def test_layer_draw_paints_only_the_exposed_part():
@@ -113,14 +127,28 @@ def test_layer_draw_paints_only_the_exposed_part():
     assert QImage.pixel(target, 100, 60) == 0, "outside the exposed rect nothing is drawn"
 
 
-def test_mask_layer_alpha_follows_mask_values():
-    mask = np.zeros((10, 10), np.uint8)
+def test_mask_layer_draws_the_mask_itself_tinted_by_its_values():
+    mask = np.zeros((600, 700), np.uint8)
     mask[2:4, 2:4] = 200
     layer = MaskLayer(mask)
-    assert layer.levels[0].buffer[3, 3, 3] == 200 and layer.levels[0].buffer[5, 5, 3] == 0
-    mask[5, 5] = 255
-    layer.update_region(5, 5, mask[5:6, 5:6])
-    assert layer.levels[0].buffer[5, 5, 3] == 255
+    assert layer.source is mask and len(layer.levels) == 2, "no copy of the mask, and a pyramid"
+    assert sum(level.nbytes for level in layer.levels[1:]) <= mask.nbytes * 4 / 3
+    mask[500:520, 600:640] = 255  # the document paints in place, then says where
+    layer.refresh_region(500, 600, 20, 40)
+    assert layer.levels[1][250:260, 300:320, 3].min() == 255 and layer.levels[1][240, 300, 3] == 0
+    target = QImage(20, 20, QImage.Format_ARGB32)
+    target.fill(0xFF000000)
+    painter = QPainter(target)
+    layer.draw_with_opacity(painter, 1.0, (0.0, 0.0), QRect(0, 0, 20, 20), 1.0)
+    painter.end()
+    tinted, clear = target.pixelColor(3, 3), target.pixelColor(10, 10)
+    assert tinted.red() == round(255 * 200 / 255) and tinted.green() < 50, tinted.name()
+    assert clear.name() == "#000000"
+    target.fill(0xFF000000)  # zoomed out, the tinted half-size level is drawn
+    painter = QPainter(target)
+    layer.draw_with_opacity(painter, 0.5, (-295.0, -245.0), QRect(0, 0, 20, 20), 1.0)
+    painter.end()
+    assert target.pixelColor(10, 10).red() == 255 and target.pixelColor(10, 2).name() == "#000000"
 
 
 def test_plan_overlay_highlights_running_window_and_grid_shows_at_high_zoom(canvas, qtbot):
@@ -154,10 +182,14 @@ def test_plan_overlay_draws_only_the_visible_boxes(canvas, monkeypatch):
     canvas.busy = True
     canvas.set_plan([QRectF(x, y, 8, 8) for y in range(0, 64, 8) for x in range(0, 64, 8)])
     canvas.zoom, canvas.offset = 16.0, QPointF(0, 0)  # 400×300 widget: scene [0, 25) × [0, 18.75)
-    drawn = []
-    monkeypatch.setattr(QPainter, "drawRect", lambda painter, rect: drawn.append(rect))
+    canvas.set_window_state(0, "finished")
+    canvas.set_window_state(1, "running")
+    batches = []
+    monkeypatch.setattr(QPainter, "drawRects", lambda painter, rects: batches.append(len(rects)))
+    monkeypatch.setattr(QPainter, "drawRect", lambda painter, rect: batches.append("one box"))
     canvas.grab()
-    assert len(drawn) == 4 * 3, "columns x = 0, 8, 16, 24 and rows y = 0, 8, 16 of the 64 boxes"
+    assert sum(batches) == 4 * 3, "columns x = 0, 8, 16, 24 and rows y = 0, 8, 16 of the 64 boxes"
+    assert batches == [10, 1, 1], "one batch per state, not a call per box"
     assert list(canvas.plan_indices_in(QRect(0, 0, 16, 16))) == [0]
 
 
@@ -174,3 +206,28 @@ def test_a_fitted_view_stays_fitted_when_the_canvas_is_resized(canvas, qtbot):
     canvas.resize(600, 400)
     qtbot.waitUntil(lambda: canvas.width() == 600)
     assert canvas.zoom == zoom, "a zoom the user chose is kept"
+
+
+@pytest.mark.parametrize("zoom", [1.0, 8.0, 64.0])
+def test_a_click_paints_the_pixel_under_the_cursor(canvas, qtbot, zoom):
+    doc = canvas.document
+    doc.set_photo(np.zeros((300, 400, 3), np.float32))
+    canvas.zoom, canvas.offset = zoom, QPointF(-37.0 * zoom, -23.0 * zoom)  # scene (37, 23) at the top left
+    canvas.set_brush_radius(1)
+    canvas.brush.hardness = 1.0
+    where = []
+    canvas.cursor_moved.connect(lambda x, y: where.append((x, y)))
+    pos = QPoint(round(5 * zoom + zoom / 3), round(2 * zoom + zoom / 3))  # inside scene pixel (42, 25)
+    qtbot.mouseMove(canvas, pos)
+    qtbot.mousePress(canvas, Qt.LeftButton, pos=pos)
+    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=pos)
+    assert where[-1] == (42, 25), "the status bar names the pixel under the cursor"
+    assert [tuple(p) for p in np.argwhere(doc.mask == 255)] == [(25, 42)], "and that pixel is painted"
+    assert doc.mask.sum() < 255 * 2, "its neighbours at most faintly"
+
+
+def test_a_photo_thinner_than_a_screen_pixel_still_shows(canvas):
+    canvas.document.set_photo(np.ones((3, 20000, 3), np.float32))  # fitted: 0.006 screen pixels tall
+    image = canvas.grab().toImage()
+    row = round(canvas.to_widget(QPointF(0, 1.5)).y())
+    assert image.pixelColor(200, row).lightness() > image.pixelColor(200, row + 10).lightness() + 40

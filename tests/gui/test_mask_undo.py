@@ -52,7 +52,7 @@ def test_one_undo_step_per_stroke_with_exact_undo_and_redo(canvas, qtbot):
     assert np.array_equal(doc.mask, second)
 
 
-def test_stroke_command_stores_only_the_bounding_box_delta(canvas, qtbot):
+def test_stroke_command_stores_only_the_changed_pixels_blocks(canvas, qtbot):
     doc = canvas.document
     canvas.set_brush_radius(4)
     canvas.brush.hardness = 1.0
@@ -62,8 +62,8 @@ def test_stroke_command_stores_only_the_bounding_box_delta(canvas, qtbot):
     top, left, h, w = command.region
     assert top <= 16 and top + h >= 24 and left <= 16 and left + w >= 44
     assert h <= 12 and w <= 34, f"region {command.region} should hug the stroke"
-    assert command.old.shape == command.new.shape == (h, w)
-    assert command.nbytes < doc.mask.nbytes / 10
+    assert all(old.shape == new.shape == region[2:] for region, old, new in command.deltas)
+    assert command.nbytes <= 2 * h * w
     changed = np.argwhere(doc.mask > 0)
     assert changed[:, 0].min() >= top and changed[:, 0].max() < top + h
     assert changed[:, 1].min() >= left and changed[:, 1].max() < left + w
@@ -100,15 +100,67 @@ def test_footprint_hardness_and_capsule_shape():
     assert 0 < np.median(soft[soft > 0]) < 255
 
 
+def put(mask, deltas, which):
+    """``mask`` with the old (which=1) or new (which=2) pixels of ``deltas`` written in."""
+    out = mask.copy()
+    for delta in deltas:
+        top, left, h, w = delta[0]
+        out[top : top + h, left : left + w] = delta[which]
+    return out
+
+
+@pytest.mark.parametrize("p0, p1, brush", [((2000.3, 1500.7), (2090.1, 1530.9), Brush(300, 0.7)),
+                                            ((10.5, 20.5), (10.5, 20.5), Brush(3, 1.0)),
+                                            ((5.2, 5.9), (40.0, 1.0), Brush(12, 0.0))])
+def test_footprint_is_the_capsule_profile_worked_out_in_place(p0, p1, brush):
+    import tracemalloc
+
+    tracemalloc.start()
+    (top, left, h, w), alpha = segment_footprint((3000, 4000), p0, p1, brush)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    if h * w > 100_000:
+        assert peak < 2.5 * 4 * h * w, "two float32 arrays of the region at most (a big brush, every mouse move)"
+    ys, xs = np.mgrid[top : top + h, left : left + w] + 0.5
+    (x0, y0), (x1, y1) = p0, p1
+    d = np.array([x1 - x0, y1 - y0])
+    t = np.clip(((xs - x0) * d[0] + (ys - y0) * d[1]) / max(d @ d, 1e-300), 0, 1)
+    dist = np.hypot(xs - x0 - t * d[0], ys - y0 - t * d[1])
+    ramp = max(brush.radius * (1 - brush.hardness), 0.5)
+    expected = np.rint(np.clip((brush.radius - dist) / ramp, 0, 1) * 255)
+    assert np.abs(alpha - expected).max() <= 1
+
+
 def test_recorder_delta_is_exact():
     mask = np.zeros((30, 30), np.uint8)
     mask[0, 0] = 77
+    before = mask.copy()
     rec = StrokeRecorder(mask, Brush(3, 0.3))
     rec.paint_to(10, 10)
     rec.paint_to(20, 12)
-    (top, left, h, w), old, new = rec.finish()
-    assert not old.any() and new.max() == 255
-    assert np.array_equal(mask[top : top + h, left : left + w], new) and mask[0, 0] == 77
+    deltas = rec.finish()
+    assert all(not old.any() and new.max() == 255 for _, old, new in deltas)
+    assert np.array_equal(put(before, deltas, 2), mask) and np.array_equal(put(mask, deltas, 1), before)
+    assert mask[0, 0] == 77
+
+
+def test_a_long_slanted_stroke_keeps_the_tiles_it_paints_over_not_its_bounding_box():
+    rng = np.random.default_rng(1)
+    mask = (rng.random((2000, 2000)) < 0.5).astype(np.uint8) * 90
+    before = mask.copy()
+    rec = StrokeRecorder(mask, Brush(10, 0.5))
+    for i in range(0, 1801, 30):  # corner to corner: the bounding box is nearly the whole mask
+        rec.paint_to(100 + i, 100 + i)
+    assert rec.saved_bytes < mask.nbytes / 10, "the tiles along the stroke, not a copy of the mask"
+    deltas = rec.finish()
+    assert sum(old.nbytes + new.nbytes for _, old, new in deltas) < mask.nbytes / 10, "undo keeps as little"
+    assert np.array_equal(put(before, deltas, 2), mask) and np.array_equal(put(mask, deltas, 1), before)
+    painted = mask.copy()
+    rec = StrokeRecorder(mask, Brush(10, 0.5, erase=True))
+    rec.paint_to(500, 1500)
+    rec.paint_to(1500, 500)
+    rec.abort()
+    assert np.array_equal(mask, painted), "abort puts back what was there"
 
 
 @pytest.mark.parametrize("op, check", [
@@ -120,8 +172,9 @@ def test_recorder_delta_is_exact():
 def test_whole_mask_operations_are_undoable(op, check):
     doc = Document()
     doc.set_photo(np.zeros((40, 50, 3), np.float32))
-    doc.set_mask(np.zeros((40, 50), np.uint8))
-    doc.mask[10:20, 10:30] = 255
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:30] = 255
+    doc.set_mask(mask)
     before = doc.mask.copy()
     doc.undo_stack.push(mask_replace_command(doc, op(doc.mask), "op"))
     assert check(before, doc.mask)
@@ -130,13 +183,24 @@ def test_whole_mask_operations_are_undoable(op, check):
 
 
 def test_mask_file_round_trip(tmp_path):
+    import tracemalloc
+
+    from PIL import Image
+
     from gui import file_ops
 
-    mask = np.zeros((24, 32), np.uint8)
+    mask = np.zeros((600, 800), np.uint8)
     mask[5:10, 3:20] = 255
+    mask[100:300, 200:260] = 140  # soft edges keep their values
     path = tmp_path / "mask.png"
+    tracemalloc.start()
     file_ops.save_mask_file(mask, str(path))
-    assert np.array_equal(file_ops.load_mask_file(str(path), (24, 32)).mask, mask)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * mask.nbytes, "no RGB float copy (16 times the mask)"
+    with Image.open(path) as im:
+        assert im.mode == "L" and np.array_equal(np.asarray(im), mask)
+    assert np.array_equal(file_ops.load_mask_file(str(path), (600, 800)).mask, mask)
 
 
 def test_engine_mask_is_thresholded_at_127():
@@ -145,3 +209,15 @@ def test_engine_mask_is_thresholded_at_127():
     doc.set_mask(np.array([[0, 127, 128, 255]] * 4, np.uint8))
     assert doc.engine_mask()[0].tolist() == [0, 0, 255, 255]
     assert doc.has_mask()
+
+
+def test_an_imported_mask_is_made_8_bit_with_one_float_temporary():
+    import tracemalloc
+
+    strength = np.random.default_rng(2).random((600, 800), dtype=np.float32) * 1.2 - 0.1
+    tracemalloc.start()
+    mask = mask_tools.mask_from_image(strength, (600, 800))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 6 * strength.size, "the clipped float strength and the 8-bit mask, nothing more"
+    assert np.abs(mask - np.rint(np.clip(strength, 0, 1) * 255)).max() <= 1
