@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from engine.cli_common import check_writable_file, fraction, model_inputs, refuse_overwriting, whole, writing
+from engine.cli_common import (check_model, check_writable_file, fraction, model_inputs, refuse_overwriting, whole,
+                               writing)
 from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--report must end in .json or .csv")
         check_writable_file(report_path, "the report")
         refuse_overwriting(_inputs(args), {"the report": report_path})
+    if args.model != "oracle":
+        check_model(args.model)  # before the first photo is read and degraded
     results = []
     try:
         for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 
-from engine.cli_common import (check_writable_file, check_writable_folder, fraction, model_inputs, non_negative,
-                               parse_travel, refuse_overwriting, refuse_same_destination, whole, writing)
-from engine.errors import Cancelled, EngineError, InputError, ModelFileError
+from engine.cli_common import (check_model, check_writable_file, check_writable_folder, fraction, model_inputs,
+                               non_negative, parse_travel, refuse_overwriting, refuse_same_destination, whole, writing)
+from engine.errors import Cancelled, EngineError, InputError
 from engine.cli_console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
@@ -125,7 +125,7 @@ def register(subparsers: Any) -> None:
 
 # ------------------------------------------------------------------------ request building
 def check_tasks(args: argparse.Namespace) -> None:
-    """Argument combinations that can be refused before any file is read."""
+    """Argument combinations that can be refused before any photo is read, and a --model that cannot load."""
     if args.inpaint and not args.mask:
         raise InputError("--inpaint needs --mask (white = fill)")
     if not (args.mask or args.inpaint or args.colorize or (args.sr or 1) > 1 or args.deblur or args.noise):
@@ -137,7 +137,7 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
     check_overlap(args)
     if args.model:
-        check_model_file(args.model)
+        check_model(args.model)
 
 
 def check_overlap(args: argparse.Namespace) -> None:
@@ -148,24 +148,6 @@ def check_overlap(args: argparse.Namespace) -> None:
         which = "" if args.overlap is not None else " (the default)"
         raise InputError(f"the overlap {overlap}{which} must be smaller than the window {window}: "
                          f"add --overlap N with N below {window}")
-
-
-def check_model_file(spec: str) -> None:
-    """Refuse a model *file* that cannot be a checkpoint (missing, a folder, a text file, ...)."""
-    from engine.models.catalog import MODEL_SUFFIXES, resolve_model_file
-
-    path = Path(spec)
-    looks_like_path = path.suffix.lower() in MODEL_SUFFIXES or "/" in spec or "\\" in spec
-    if not (looks_like_path or path.exists()):
-        return  # a catalog id
-    path = resolve_model_file(path)  # a missing file or a folder is refused there
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    is_zip = head.startswith(b"PK\x03\x04")  # torch.save archive
-    is_pickle = head[:1] == b"\x80"  # legacy torch.save
-    is_safetensors = len(head) > 8 and head[8:9] == b"{"
-    if not (is_zip or is_pickle or is_safetensors):
-        raise ModelFileError(f"{path.name} is not a model checkpoint (expected a .pt/.ckpt/.safetensors file)")
 
 
 def build_request(args: argparse.Namespace, image: Any, mask: Any = None,

@@ -106,6 +106,17 @@ def test_a_folder_as_model_is_named_a_folder(tmp_path, capsys, monkeypatch, fake
     assert "is a folder, not a model file" in capsys.readouterr().err and not fake.requests
 
 
+@pytest.mark.parametrize("model, words", [("nope", "unknown model 'nope' (known models: adm-256-uncond"),
+                                          ("adm-256-uncond", "model 'adm-256-uncond' is not installed")])
+def test_a_model_that_cannot_load_is_refused_before_the_photo_is_read(tmp_path, capsys, monkeypatch, fake, model,
+                                                                      words):
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(cli_restore, "load_image", lambda *a, **k: pytest.fail("read the photo before the model"))
+    photo = photo_file(tmp_path / "p.png")
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", "--model", model]) == 2
+    assert words in capsys.readouterr().err and not fake.requests
+
+
 @pytest.mark.parametrize("argv, words", [([], "nothing to do"), (["--inpaint"], "needs --mask"),
                                          (["--colorize", "-o", "out.gif"], "cannot write")])
 def test_task_errors_exit_2(tmp_path, capsys, fake, argv, words):

@@ -249,6 +249,17 @@ def test_cli_evaluate_refuses_bad_numbers_before_evaluating(tmp_path, capsys, mo
     assert exit_info.value.code == 2 and words in capsys.readouterr().err
 
 
+def test_cli_evaluate_refuses_an_unknown_model_before_reading_a_photo(tmp_path, capsys, monkeypatch):
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated with an unknown model"))
+    run = ["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN, "--model", "nope"]
+    assert main(run) == 2
+    assert "unknown model 'nope' (known models: adm-256-uncond" in capsys.readouterr().err
+
+
 def test_cli_evaluate_ctrl_c_keeps_the_finished_results(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
