@@ -135,6 +135,9 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError(f"OUTPUT {output} is a folder: give a file name, e.g. {output / source.name}")
     if output.suffix.lower() not in SAVE_FORMATS and not source.is_dir():
         raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
+    if source.is_dir() and output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():
+        raise InputError(f"OUTPUT {output} looks like a file name, but INPUT {source} is a folder: give a folder "
+                         f"for the restored photos, e.g. {output.with_suffix('')}")
     check_overlap(args)
     if args.model:
         check_model(args.model)

@@ -252,6 +252,19 @@ def test_folder_mode_all_good_and_same_folder_refused(tmp_path, fake):
     assert main(["restore", str(src), "-o", str(src), "--colorize"]) == 2
 
 
+def test_folder_mode_refuses_an_output_named_like_a_photo(tmp_path, capsys, fake):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo_file(src / "a.png")
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.png"), "--colorize"]) == 2
+    err = capsys.readouterr().err
+    assert "looks like a file name" in err and f"e.g. {tmp_path / 'x'}" in err
+    assert not (tmp_path / "x.png").exists() and not fake.requests
+    (tmp_path / "x.png").mkdir()  # a folder that has that name already is what the user chose
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.png"), "--colorize"]) == 0
+    assert (tmp_path / "x.png" / "a.png").is_file()
+
+
 @pytest.mark.slow
 def test_end_to_end_generated_image_sr2(tmp_path, capsys):
     photo = photo_file(tmp_path / "p.png", (32, 48), icc=True)
