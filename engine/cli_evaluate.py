@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     if report_path is not None:
         with writing(report_path, kept="; the results are printed above"):
-            print(f"report: {write_report(report_path, config, results)}")
+            print(f"report: {write_report(report_path, config, results, complete=not interrupted)}")
     return 130 if interrupted else 0
 
 
