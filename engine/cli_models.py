@@ -28,8 +28,8 @@ def _common(parser: argparse.ArgumentParser, mirror: bool = False) -> None:
         parser.add_argument("--mirror", metavar="URL", help="download from this base URL (file name appended) "
                             "or OLD_PREFIX=NEW_PREFIX (default: env RESTORER_MODEL_MIRROR)")
         parser.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
-                            help="give up when no data arrives for S seconds (default 30)")
-        parser.add_argument("--retries", type=int, default=4, help="retries on network errors (default 4)")
+                            help="give up when no data arrives for S seconds")
+        parser.add_argument("--retries", type=int, default=4, help="retries on network errors")
 
 
 def register(subparsers) -> None:

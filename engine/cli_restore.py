@@ -19,7 +19,8 @@ from typing import Any, Iterator, Optional
 
 
 from engine.cli_common import (check_model, check_writable_file, check_writable_folder, fraction, model_inputs,
-                               non_negative, parse_travel, refuse_overwriting, refuse_same_destination, whole, writing)
+                               non_negative, parse_travel, refuse_overwriting, refuse_same_destination, show_defaults,
+                               whole, writing)
 from engine.errors import Cancelled, EngineError, InputError
 from engine.cli_console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
@@ -80,36 +81,41 @@ def register(subparsers: Any) -> None:
     task = p.add_argument_group("what to do (at least one)")
     task.add_argument("--mask", metavar="MASK", help="white = fill (a folder of same-named masks in folder mode)")
     task.add_argument("--inpaint", action="store_true", help="fill the masked areas (implied by --mask)")
-    task.add_argument("--colorize", action="store_true")
+    task.add_argument("--colorize", action="store_true", help="colour a black-and-white photo")
     task.add_argument("--sr", type=whole(1), metavar="N", help="upscale N times")
-    task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"))
+    task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"), help="how the photo was downscaled")
     task.add_argument("--deblur", type=parse_deblur, metavar="gauss:SIGMA|uniform:SIZE|kernel:FILE")
     task.add_argument("--noise", type=fraction, metavar="SIGMA", help="noise level of the photo, 0..1")
     model = p.add_argument_group("model and sampler")
     model.add_argument("--model", metavar="ID|PATH|test-tiny", help="catalog id, checkpoint file, or test-tiny")
-    model.add_argument("--class", dest="class_label", type=whole(0), metavar="N", help="ImageNet class")
-    model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE")
-    model.add_argument("--steps", type=whole(1), metavar="N")
-    model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats")
-    model.add_argument("--eta", type=fraction, metavar="E", help="0..1")
-    model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"))
-    model.add_argument("--seed", type=int, metavar="S")
-    model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N")
+    model.add_argument("--class", dest="class_label", type=whole(0), metavar="N",
+                       help="ImageNet class, for a class-conditional model")
+    model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE",
+                       help="classifier guidance towards --class (0 = off)")
+    model.add_argument("--steps", type=whole(1), metavar="N", help="sampling steps")
+    model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats (1,1 = none)")
+    model.add_argument("--eta", type=fraction, metavar="E", help="DDIM η, 0..1")
+    model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"),
+                       help="DDIM/DDRM η form, or DDPM posterior form")
+    model.add_argument("--seed", type=int, metavar="S", help="seed of the sampler's noise")
+    model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N", help="where the model runs")
     model.add_argument("--precision", choices=_choices(RestoreRequest, "precision"),
-                       help="auto (default): bf16 on GPUs and on CPUs with native bf16, else fp32")
+                       help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32")
     model.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the network: faster steps after a one-time compile (cached on disk)")
     model.add_argument("--quirk", action="append", default=[], choices=QUIRK_NAMES, metavar="NAME",
                        help="reference-code parity switch (repeatable): " + ", ".join(QUIRK_NAMES))
     tiling = p.add_argument_group("large photos")
-    tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"))
+    tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"),
+                        help="none: the whole photo as one window; auto, msr: window by window (Mask-Shift Restoration)")
     tiling.add_argument("--hir", action=argparse.BooleanOptionalAction, default=None,
                         help="hierarchical restoration (default: where it helps)")
     tiling.add_argument("--hir-start", type=whole(1), metavar="T",
                         help="HiR phase 2 starts from phase 1's result noised to timestep T (1..999)")
-    tiling.add_argument("--window", type=whole(8), metavar="N")
-    tiling.add_argument("--overlap", type=whole(0), metavar="N")
-    tiling.add_argument("--batch", type=parse_batch, metavar="auto|N")
+    tiling.add_argument("--window", type=whole(8), metavar="N", help="window side, px")
+    tiling.add_argument("--overlap", type=whole(0), metavar="N", help="overlap of neighbouring windows, px")
+    tiling.add_argument("--batch", type=parse_batch, metavar="auto|N",
+                        help="windows per denoiser call (auto: from the free memory)")
     saved = tiling.add_mutually_exclusive_group()
     saved.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
     saved.add_argument("--restart", action="store_true",
@@ -117,9 +123,12 @@ def register(subparsers: Any) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
     out.add_argument("--quality", type=whole(1, 100), default=95, metavar="Q",
-                     help="JPEG/WebP quality, 1..100 (95; 100 is lossless WebP)")
-    out.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: as the input")
+                     help="JPEG/WebP quality, 1..100; 100 is lossless WebP")
+    out.add_argument("--bit-depth", type=int, choices=(8, 16), help="bits per channel of the saved file (default: as the input)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    show_defaults(p, {**{f.name: f.default for f in dataclasses.fields(RestoreRequest)},
+                      "sr_kernel": _default(Tasks, "sr_kernel"),
+                      "travel": (_default(RestoreRequest, "travel_length"), _default(RestoreRequest, "travel_repeat"))})
     p.set_defaults(func=run)
 
 
