@@ -107,7 +107,8 @@ def register(subparsers: Any) -> None:
                        help="reference-code parity switch (repeatable): " + ", ".join(QUIRK_NAMES))
     tiling = p.add_argument_group("large photos")
     tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"),
-                        help="none: the whole photo as one window; auto, msr: window by window (Mask-Shift Restoration)")
+                        help="none: the whole photo as one window; auto, msr: window by window "
+                        "(Mask-Shift Restoration)")
     tiling.add_argument("--hir", action=argparse.BooleanOptionalAction, default=None,
                         help="hierarchical restoration (default: where it helps)")
     tiling.add_argument("--hir-start", type=whole(1), metavar="T",
@@ -124,11 +125,13 @@ def register(subparsers: Any) -> None:
     out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
     out.add_argument("--quality", type=whole(1, 100), default=95, metavar="Q",
                      help="JPEG/WebP quality, 1..100; 100 is lossless WebP")
-    out.add_argument("--bit-depth", type=int, choices=(8, 16), help="bits per channel of the saved file (default: as the input)")
+    out.add_argument("--bit-depth", type=int, choices=(8, 16),
+                     help="bits per channel of the saved file (default: as the input)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
-    show_defaults(p, {**{f.name: f.default for f in dataclasses.fields(RestoreRequest)},
-                      "sr_kernel": _default(Tasks, "sr_kernel"),
-                      "travel": (_default(RestoreRequest, "travel_length"), _default(RestoreRequest, "travel_repeat"))})
+    request_defaults = {f.name: f.default for f in dataclasses.fields(RestoreRequest)
+                        if f.default is not dataclasses.MISSING}  # tasks and quirks come from factories
+    show_defaults(p, {**request_defaults, "sr_kernel": _default(Tasks, "sr_kernel"),
+                      "travel": (request_defaults["travel_length"], request_defaults["travel_repeat"])})
     p.set_defaults(func=run)
 
 

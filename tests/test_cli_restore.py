@@ -119,7 +119,8 @@ def test_a_model_that_cannot_load_is_refused_before_the_photo_is_read(tmp_path, 
 
 def test_a_class_for_an_unconditional_model_is_named_as_the_user_gave_it(tmp_path, capsys):
     photo = photo_file(tmp_path / "p.png")
-    code = main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", "--class", "3", *FAST, "--overlap", "32"])
+    code = main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", "--class", "3", *FAST,
+                 "--overlap", "32"])
     err = capsys.readouterr().err
     assert code == 2 and "a class was given, but model test-tiny is unconditional" in err
     assert "class_label" not in err
