@@ -10,13 +10,16 @@ import argparse
 import importlib
 import sys
 
-from engine.cli_common import name_commands
+from engine.cli_common import DefaultsHelpFormatter, name_commands
 from engine.errors import EngineError
 
 SUBCOMMANDS = ("cli_restore", "cli_models", "cli_train", "cli_evaluate", "cli_bench")
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, formatter_class=DefaultsHelpFormatter, **kwargs) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)  # every subcommand shows defaults
+
     def error(self, message: str) -> None:  # one clear line, exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
                               "reference-like baseline, on random-weight networks: no model file is read.")
     p.add_argument("--config", choices=("official", "tiny"), default="official",
                    help="network: the ADM-256 architecture with random weights, or test-tiny")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32 (as the app)")
     p.add_argument("--batch", type=whole(1), default=8, help="windows per denoiser call on the fast path")
@@ -38,9 +38,9 @@ def register(subparsers) -> None:
                    help="output side of the SR ×4 job (px, a multiple of 4, at least the window)")
     p.add_argument("--window", type=whole(32, multiple_of=WINDOW_MULTIPLE), default=256,
                    help=f"window side (px, a multiple of {WINDOW_MULTIPLE})")
-    p.add_argument("--steps", type=whole(1, 1000), default=100)
+    p.add_argument("--steps", type=whole(1, 1000), default=100, help="sampling steps of the MSR jobs")
     p.add_argument("--travel", type=parse_travel, default=(10, 3), help="time travel L,R of the second job")
-    p.add_argument("--unet-iters", type=whole(1), default=10)
+    p.add_argument("--unet-iters", type=whole(1), default=10, help="timed UNet calls per throughput figure")
     p.add_argument("--baseline-windows", type=whole(1), default=None,
                    help="time the baseline on this many windows and extrapolate (all windows cost the same)")
     p.add_argument("--skip-baseline", action="store_true")

@@ -8,9 +8,9 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
-from engine.errors import EngineError, InputError
+from engine.errors import EngineError, InputError, ModelFileError
 
 
 # ------------------------------------------------------------------------ argument types
@@ -77,6 +77,30 @@ def parse_travel(text: str) -> tuple[int, int]:
     if length < 1 or repeat < 1:
         raise argparse.ArgumentTypeError(f"time travel length and repeat must be ≥ 1, got {text!r}")
     return length, repeat
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default as "(default: X)" where that helps: not for a flag, nor
+    for a default of None or empty ("not set"), nor where the help text gives its own
+    "(default: ...)". An option whose default lives elsewhere shows it through :func:`show_defaults`."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = getattr(action, "shown_default", action.default)
+        if (action.nargs == 0 or default is None or default is argparse.SUPPRESS or "(default" in text
+                or (isinstance(default, (str, list, tuple)) and not default)):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def show_defaults(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    """Have ``--help`` show ``defaults`` (dest -> value) for the options whose argparse default stays
+    None, so that only the options the user gave are passed on and each default stays in the one
+    place it lives (e.g. RestoreRequest)."""
+    for action in parser._actions:
+        if action.dest in defaults and action.default is None:
+            action.shown_default = defaults[action.dest]
 
 
 def name_commands(subparsers) -> None:
@@ -147,6 +171,26 @@ def model_inputs(model: Optional[str]) -> dict[str, Optional[Path]]:
     except EngineError:
         files = ()
     return dict(zip(("the model", "the model's metadata"), files))
+
+
+def check_model(spec: str) -> None:
+    """Refuse a ``--model`` that cannot be loaded before any photo is read, with the loader's own
+    messages: an unknown id (listing the known ones), a model not installed, a missing file, a
+    folder, or a file that is not a checkpoint. The built-in test networks pass."""
+    from engine.models import TINY_MODELS
+    from engine.models.catalog import resolve_model_file
+
+    if spec in TINY_MODELS:
+        return
+    path = Path(spec)
+    checkpoint = resolve_model_file(path if path.exists() else spec)  # an existing path is a file, never an id
+    with open(checkpoint, "rb") as handle:
+        head = handle.read(16)
+    is_zip = head.startswith(b"PK\x03\x04")  # torch.save archive
+    is_pickle = head[:1] == b"\x80"  # legacy torch.save
+    is_safetensors = len(head) > 8 and head[8:9] == b"{"
+    if not (is_zip or is_pickle or is_safetensors):
+        raise ModelFileError(f"{checkpoint.name} is not a model checkpoint (expected a .pt/.ckpt/.safetensors file)")
 
 
 def check_writable_file(path: Path, what: str) -> None:

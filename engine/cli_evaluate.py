@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from engine.cli_common import check_writable_file, fraction, model_inputs, refuse_overwriting, whole, writing
+from engine.cli_common import (check_model, check_writable_file, fraction, model_inputs, refuse_overwriting, whole,
+                               writing)
 from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
@@ -31,12 +32,12 @@ def register(subparsers) -> None:
     p.add_argument("--mask-seed", type=int, default=0, help="seed of generated masks (photo i uses seed + i)")
     p.add_argument("--blur", default="gauss:3", help="kernel of the deblur task (gauss:SIGMA | uniform:SIZE | kernel:PATH)")
     p.add_argument("--sr-kernel", default="avgpool", choices=("avgpool", "bicubic"), help="downscaling of the SR tasks")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--eta", type=fraction, default=0.85)
-    p.add_argument("--size", type=whole(16), default=256, help="side of the square test images (default 256)")
-    p.add_argument("--window", type=int, default=256, help="the pipeline's window (default 256)")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=100, help="sampling steps")
+    p.add_argument("--eta", type=fraction, default=0.85, help="DDIM η, 0..1")
+    p.add_argument("--size", type=whole(16), default=256, help="side of the square test images")
+    p.add_argument("--window", type=int, default=256, help="the pipeline's window")
+    p.add_argument("--seed", type=int, default=1234, help="seed of the sampler and of the added noise")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--report", help="write per-image results to report.json or report.csv")
     p.set_defaults(func=run)
 
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--report must end in .json or .csv")
         check_writable_file(report_path, "the report")
         refuse_overwriting(_inputs(args), {"the report": report_path})
+    if args.model != "oracle":
+        check_model(args.model)  # before the first photo is read and degraded
     results = []
     try:
         for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     if report_path is not None:
         with writing(report_path, kept="; the results are printed above"):
-            print(f"report: {write_report(report_path, config, results)}")
+            print(f"report: {write_report(report_path, config, results, complete=not interrupted)}")
     return 130 if interrupted else 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from typing import Optional
 
 from engine.cli_common import name_commands
@@ -29,8 +28,8 @@ def _common(parser: argparse.ArgumentParser, mirror: bool = False) -> None:
         parser.add_argument("--mirror", metavar="URL", help="download from this base URL (file name appended) "
                             "or OLD_PREFIX=NEW_PREFIX (default: env RESTORER_MODEL_MIRROR)")
         parser.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
-                            help="give up when no data arrives for S seconds (default 30)")
-        parser.add_argument("--retries", type=int, default=4, help="retries on network errors (default 4)")
+                            help="give up when no data arrives for S seconds")
+        parser.add_argument("--retries", type=int, default=4, help="retries on network errors")
 
 
 def register(subparsers) -> None:
@@ -141,7 +140,6 @@ def cmd_download(args) -> int:
     from engine.models import store
 
     ids = [args.model_id] if args.no_companions else store.with_companions(args.model_id, args.models_dir)
-    cancel = threading.Event()
     for mid in ids:
         if cat.model_status(mid, args.models_dir) == cat.INSTALLED:
             print(f"{mid}: already installed at {cat.resolve_model_file(mid, args.models_dir)}")
@@ -149,14 +147,30 @@ def cmd_download(args) -> int:
         bar = _TqdmProgress()
         try:
             path = store.download_model(mid, models_dir=args.models_dir, mirror=args.mirror, progress=bar,
-                                        cancel=cancel, **_download_options(args))
+                                        **_download_options(args))
         except KeyboardInterrupt:
-            cancel.set()
-            raise
+            bar.close()  # ends the bar's line before the message
+            return _interrupted(ids, args.models_dir)
         finally:
             bar.close()
         print(f"{mid}: installed at {path}")
     return 0
+
+
+def _interrupted(ids: Optional[list[str]], models_dir: Optional[str]) -> int:
+    """Ctrl-C during a download: say what is kept (the ``.part`` file, which the next download
+    resumes with an HTTP Range request) and how to go on. Exit code 130."""
+    from engine.models import catalog as cat
+
+    kept = []
+    for state in cat.list_models(models_dir):
+        part = state.path.with_name(state.path.name + cat.PART_SUFFIX)
+        if state.status == cat.PARTIAL and (ids is None or state.id in ids) and part.stat().st_size:
+            kept.append(f"{state.id}: {_human(part.stat().st_size)} in {part}")
+    print(f"interrupted. The partial download is kept ({'; '.join(kept)}); run the same command again to resume it"
+          if kept else "interrupted before any data arrived; run the same command again to download",
+          file=sys.stderr)
+    return 130
 
 
 def cmd_verify(args) -> int:
@@ -168,6 +182,9 @@ def cmd_verify(args) -> int:
         try:
             results = store.repair_models(ids, models_dir=args.models_dir, mirror=args.mirror, progress=bar,
                                           **_download_options(args))
+        except KeyboardInterrupt:
+            bar.close()  # ends the bar's line before the message
+            return _interrupted(ids, args.models_dir)
         finally:
             bar.close()
     else:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 
-from engine.cli_common import (check_writable_file, check_writable_folder, fraction, model_inputs, non_negative,
-                               parse_travel, refuse_overwriting, refuse_same_destination, whole, writing)
-from engine.errors import Cancelled, EngineError, InputError, ModelFileError
+from engine.cli_common import (check_model, check_writable_file, check_writable_folder, fraction, model_inputs,
+                               non_negative, parse_travel, refuse_overwriting, refuse_same_destination, show_defaults,
+                               whole, writing)
+from engine.errors import Cancelled, EngineError, InputError
 from engine.cli_console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
@@ -80,36 +81,42 @@ def register(subparsers: Any) -> None:
     task = p.add_argument_group("what to do (at least one)")
     task.add_argument("--mask", metavar="MASK", help="white = fill (a folder of same-named masks in folder mode)")
     task.add_argument("--inpaint", action="store_true", help="fill the masked areas (implied by --mask)")
-    task.add_argument("--colorize", action="store_true")
+    task.add_argument("--colorize", action="store_true", help="colour a black-and-white photo")
     task.add_argument("--sr", type=whole(1), metavar="N", help="upscale N times")
-    task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"))
+    task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"), help="how the photo was downscaled")
     task.add_argument("--deblur", type=parse_deblur, metavar="gauss:SIGMA|uniform:SIZE|kernel:FILE")
     task.add_argument("--noise", type=fraction, metavar="SIGMA", help="noise level of the photo, 0..1")
     model = p.add_argument_group("model and sampler")
     model.add_argument("--model", metavar="ID|PATH|test-tiny", help="catalog id, checkpoint file, or test-tiny")
-    model.add_argument("--class", dest="class_label", type=whole(0), metavar="N", help="ImageNet class")
-    model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE")
-    model.add_argument("--steps", type=whole(1), metavar="N")
-    model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats")
-    model.add_argument("--eta", type=fraction, metavar="E", help="0..1")
-    model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"))
-    model.add_argument("--seed", type=int, metavar="S")
-    model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N")
+    model.add_argument("--class", dest="class_label", type=whole(0), metavar="N",
+                       help="ImageNet class, for a class-conditional model")
+    model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE",
+                       help="classifier guidance towards --class (0 = off)")
+    model.add_argument("--steps", type=whole(1), metavar="N", help="sampling steps")
+    model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats (1,1 = none)")
+    model.add_argument("--eta", type=fraction, metavar="E", help="DDIM η, 0..1")
+    model.add_argument("--sampler", choices=_choices(RestoreRequest, "sampler"),
+                       help="DDIM/DDRM η form, or DDPM posterior form")
+    model.add_argument("--seed", type=int, metavar="S", help="seed of the sampler's noise")
+    model.add_argument("--device", metavar="auto|cpu|cuda|cuda:N", help="where the model runs")
     model.add_argument("--precision", choices=_choices(RestoreRequest, "precision"),
-                       help="auto (default): bf16 on GPUs and on CPUs with native bf16, else fp32")
+                       help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32")
     model.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the network: faster steps after a one-time compile (cached on disk)")
     model.add_argument("--quirk", action="append", default=[], choices=QUIRK_NAMES, metavar="NAME",
                        help="reference-code parity switch (repeatable): " + ", ".join(QUIRK_NAMES))
     tiling = p.add_argument_group("large photos")
-    tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"))
+    tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"),
+                        help="none: the whole photo as one window; auto, msr: window by window "
+                        "(Mask-Shift Restoration)")
     tiling.add_argument("--hir", action=argparse.BooleanOptionalAction, default=None,
                         help="hierarchical restoration (default: where it helps)")
     tiling.add_argument("--hir-start", type=whole(1), metavar="T",
                         help="HiR phase 2 starts from phase 1's result noised to timestep T (1..999)")
-    tiling.add_argument("--window", type=whole(8), metavar="N")
-    tiling.add_argument("--overlap", type=whole(0), metavar="N")
-    tiling.add_argument("--batch", type=parse_batch, metavar="auto|N")
+    tiling.add_argument("--window", type=whole(8), metavar="N", help="window side, px")
+    tiling.add_argument("--overlap", type=whole(0), metavar="N", help="overlap of neighbouring windows, px")
+    tiling.add_argument("--batch", type=parse_batch, metavar="auto|N",
+                        help="windows per denoiser call (auto: from the free memory)")
     saved = tiling.add_mutually_exclusive_group()
     saved.add_argument("--resume", action="store_true", help=f"continue from OUTPUT{STATE_SUFFIX}/")
     saved.add_argument("--restart", action="store_true",
@@ -117,15 +124,20 @@ def register(subparsers: Any) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--report", metavar="REPORT.json", help="write the run report as JSON")
     out.add_argument("--quality", type=whole(1, 100), default=95, metavar="Q",
-                     help="JPEG/WebP quality, 1..100 (95; 100 is lossless WebP)")
-    out.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: as the input")
+                     help="JPEG/WebP quality, 1..100; 100 is lossless WebP")
+    out.add_argument("--bit-depth", type=int, choices=(8, 16),
+                     help="bits per channel of the saved file (default: as the input)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    request_defaults = {f.name: f.default for f in dataclasses.fields(RestoreRequest)
+                        if f.default is not dataclasses.MISSING}  # tasks and quirks come from factories
+    show_defaults(p, {**request_defaults, "sr_kernel": _default(Tasks, "sr_kernel"),
+                      "travel": (request_defaults["travel_length"], request_defaults["travel_repeat"])})
     p.set_defaults(func=run)
 
 
 # ------------------------------------------------------------------------ request building
 def check_tasks(args: argparse.Namespace) -> None:
-    """Argument combinations that can be refused before any file is read."""
+    """Argument combinations that can be refused before any photo is read, and a --model that cannot load."""
     if args.inpaint and not args.mask:
         raise InputError("--inpaint needs --mask (white = fill)")
     if not (args.mask or args.inpaint or args.colorize or (args.sr or 1) > 1 or args.deblur or args.noise):
@@ -135,9 +147,12 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError(f"OUTPUT {output} is a folder: give a file name, e.g. {output / source.name}")
     if output.suffix.lower() not in SAVE_FORMATS and not source.is_dir():
         raise InputError(f"cannot write {args.output!r}: use .png, .jpg, .tif or .webp")
+    if source.is_dir() and output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():
+        raise InputError(f"OUTPUT {output} looks like a file name, but INPUT {source} is a folder: give a folder "
+                         f"for the restored photos, e.g. {output.with_suffix('')}")
     check_overlap(args)
     if args.model:
-        check_model_file(args.model)
+        check_model(args.model)
 
 
 def check_overlap(args: argparse.Namespace) -> None:
@@ -148,24 +163,6 @@ def check_overlap(args: argparse.Namespace) -> None:
         which = "" if args.overlap is not None else " (the default)"
         raise InputError(f"the overlap {overlap}{which} must be smaller than the window {window}: "
                          f"add --overlap N with N below {window}")
-
-
-def check_model_file(spec: str) -> None:
-    """Refuse a model *file* that cannot be a checkpoint (missing, a folder, a text file, ...)."""
-    from engine.models.catalog import MODEL_SUFFIXES, resolve_model_file
-
-    path = Path(spec)
-    looks_like_path = path.suffix.lower() in MODEL_SUFFIXES or "/" in spec or "\\" in spec
-    if not (looks_like_path or path.exists()):
-        return  # a catalog id
-    path = resolve_model_file(path)  # a missing file or a folder is refused there
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    is_zip = head.startswith(b"PK\x03\x04")  # torch.save archive
-    is_pickle = head[:1] == b"\x80"  # legacy torch.save
-    is_safetensors = len(head) > 8 and head[8:9] == b"{"
-    if not (is_zip or is_pickle or is_safetensors):
-        raise ModelFileError(f"{path.name} is not a model checkpoint (expected a .pt/.ckpt/.safetensors file)")
 
 
 def build_request(args: argparse.Namespace, image: Any, mask: Any = None,

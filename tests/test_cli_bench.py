@@ -82,3 +82,38 @@ def test_help_texts_are_plain_text(capsys, command):
         main([command, "--help"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "``" not in out and "python -m engine" in out.splitlines()[0]
+
+
+def _help(capsys, *command: str) -> str:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    return " ".join(capsys.readouterr().out.split())  # one line: argparse wraps where it likes
+
+
+ALL_COMMANDS = [("restore",), ("train",), ("evaluate",), ("bench",), *[("models", action) for action in (
+    "list", "download", "verify", "repair", "import", "remove", "path")]]
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+def test_help_shows_no_empty_defaults(capsys, command):
+    out = _help(capsys, *command)
+    for noise in ("default: None", "default: False", "default: []", "default: ()", "default: )"):
+        assert noise not in out
+
+
+def test_help_shows_the_defaults_that_apply(capsys):
+    from engine.request import RestoreRequest
+
+    request = RestoreRequest(image="x")
+    restore = _help(capsys, "restore")
+    for shown in (f"test-tiny (default: {request.model})", f"sampling steps (default: {request.steps})",
+                  f"(1,1 = none) (default: {request.travel_length},{request.travel_repeat})",
+                  f"DDIM η, 0..1 (default: {request.eta})", f"(default: {request.window})",
+                  "lossless WebP (default: 95)", "how the photo was downscaled (default: avgpool)"):
+        assert shown in restore
+    evaluate = _help(capsys, "evaluate")
+    for shown in ("checks the algebra) (default: adm-256-uncond)", "sampling steps (default: 100)",
+                  "square test images (default: 256)"):
+        assert shown in evaluate
+    assert "crops per step (default: 8)" in _help(capsys, "train")
+    assert "network errors (default: 4)" in _help(capsys, "models", "download")

@@ -114,6 +114,45 @@ def test_errors_are_one_line_with_exit_code_2(env, capsys):
     assert info.value.code == 2
 
 
+def test_ctrl_c_keeps_the_partial_download_and_download_or_repair_resumes_it(env, capsys, monkeypatch):
+    import engine.cli_models as cli_models
+    from engine.models import download as dl
+    from tests.test_download import FakeModelServer  # answers Range requests, and records them
+
+    models, _, root = env
+    data = (root / "pair.pt").read_bytes()
+    server = FakeModelServer()
+    server.files["pair.pt"] = data
+    show = cli_models._TqdmProgress.__call__
+
+    def ctrl_c_midway(bar, progress):
+        show(bar, progress)
+        if 0 < progress.done < len(data):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dl, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(cli_models._TqdmProgress, "__call__", ctrl_c_midway)
+    argv = ["models", "download", "pair", "--no-companions", "--models-dir", str(models), "--mirror", server.url("")]
+    try:
+        code, _, err = run(capsys, *argv)
+        part = models / "pair.pt.part"
+        assert code == 130 and part.is_file() and 0 < part.stat().st_size < len(data)
+        assert f"pair: 0.1 MB in {part}" in err and "run the same command again to resume it" in err
+        first = part.stat().st_size
+        repair = ["models", "verify", "pair", "--repair", "--models-dir", str(models), "--mirror", server.url("")]
+        code, _, err = run(capsys, *repair)  # resumes, and is interrupted again
+        kept = part.stat().st_size
+        assert code == 130 and kept > first and "run the same command again to resume it" in err
+        assert server.served[-1].range_header == f"bytes={first}-"
+        monkeypatch.setattr(cli_models._TqdmProgress, "__call__", show)
+        code, out, err = run(capsys, *argv)
+        assert code == 0 and "pair: installed" in out, err
+        assert (models / "pair.pt").read_bytes() == data and not part.exists()
+        assert server.served[-1].range_header == f"bytes={kept}-" and server.served[-1].nbytes == len(data) - kept
+    finally:
+        server.close()
+
+
 def test_import_and_list_in_a_subprocess(env, tmp_path):
     from engine.models.tiny import build_tiny, tiny_ddpm_config
 

@@ -106,6 +106,26 @@ def test_a_folder_as_model_is_named_a_folder(tmp_path, capsys, monkeypatch, fake
     assert "is a folder, not a model file" in capsys.readouterr().err and not fake.requests
 
 
+@pytest.mark.parametrize("model, words", [("nope", "unknown model 'nope' (known models: adm-256-uncond"),
+                                          ("adm-256-uncond", "model 'adm-256-uncond' is not installed")])
+def test_a_model_that_cannot_load_is_refused_before_the_photo_is_read(tmp_path, capsys, monkeypatch, fake, model,
+                                                                      words):
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(cli_restore, "load_image", lambda *a, **k: pytest.fail("read the photo before the model"))
+    photo = photo_file(tmp_path / "p.png")
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", "--model", model]) == 2
+    assert words in capsys.readouterr().err and not fake.requests
+
+
+def test_a_class_for_an_unconditional_model_is_named_as_the_user_gave_it(tmp_path, capsys):
+    photo = photo_file(tmp_path / "p.png")
+    code = main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", "--class", "3", *FAST,
+                 "--overlap", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "a class was given, but model test-tiny is unconditional" in err
+    assert "class_label" not in err
+
+
 @pytest.mark.parametrize("argv, words", [([], "nothing to do"), (["--inpaint"], "needs --mask"),
                                          (["--colorize", "-o", "out.gif"], "cannot write")])
 def test_task_errors_exit_2(tmp_path, capsys, fake, argv, words):
@@ -231,6 +251,19 @@ def test_folder_mode_all_good_and_same_folder_refused(tmp_path, fake):
     assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--colorize"]) == 0
     assert len(list((tmp_path / "out").iterdir())) == 2
     assert main(["restore", str(src), "-o", str(src), "--colorize"]) == 2
+
+
+def test_folder_mode_refuses_an_output_named_like_a_photo(tmp_path, capsys, fake):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo_file(src / "a.png")
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.png"), "--colorize"]) == 2
+    err = capsys.readouterr().err
+    assert "looks like a file name" in err and f"e.g. {tmp_path / 'x'}" in err
+    assert not (tmp_path / "x.png").exists() and not fake.requests
+    (tmp_path / "x.png").mkdir()  # a folder that has that name already is what the user chose
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.png"), "--colorize"]) == 0
+    assert (tmp_path / "x.png" / "a.png").is_file()
 
 
 @pytest.mark.slow

@@ -79,7 +79,7 @@ def test_denoiser_cuts_learned_sigma_and_passes_original_timesteps():
 def test_class_conditional_model_needs_and_uses_its_label():
     config = tiny_adm_config(class_cond=True)
     net = build_tiny(config)
-    with pytest.raises(InputError, match="class label"):
+    with pytest.raises(InputError, match="the model is class-conditional: choose its class"):
         EpsDenoiser(net, config)
     x, t = _x(), torch.tensor([400, 400])
     d3 = EpsDenoiser(net, config, class_label=3)
@@ -92,6 +92,17 @@ def test_class_conditional_model_needs_and_uses_its_label():
         _tiny_guidance(label=[1, -1])
     with pytest.raises(InputError, match="unconditional"):
         EpsDenoiser(build_tiny(tiny_adm_config()), tiny_adm_config(), class_label=1)
+
+
+@pytest.mark.parametrize("class_cond, label, words", [
+    (True, None, "model my-faces is class-conditional: choose its class (an ImageNet class 0..9)"),
+    (False, 3, "a class was given, but model my-faces is unconditional: leave the class out"),
+])
+def test_class_messages_name_the_model_and_what_the_user_set(class_cond, label, words):
+    config = tiny_adm_config(class_cond=class_cond)
+    with pytest.raises(InputError) as info:
+        EpsDenoiser(build_tiny(config), config, class_label=label, name="my-faces")
+    assert str(info.value) == words  # no field name such as class_label: the app and the CLI show it
 
 
 def test_bf16_autocast_is_close_to_fp32_and_returns_float32():
@@ -123,7 +134,7 @@ def test_test_tiny_is_deterministic_and_marked_random():
     assert a.is_random and a.image_size == 256
     x, t = _x(1), torch.tensor([250])
     assert torch.equal(a(x, t), b(x, t))
-    with pytest.raises(InputError, match="class label"):
+    with pytest.raises(InputError, match="is class-conditional: choose its class"):
         EpsDenoiser(build_tiny(tiny_adm_config(class_cond=True)), tiny_adm_config(class_cond=True))
 
 

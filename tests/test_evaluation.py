@@ -1,5 +1,6 @@
 """Generated masks and the evaluation runner (oracle = exact, test-tiny = finite numbers + baselines)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -153,6 +154,7 @@ def test_cli_evaluate_writes_a_report(tmp_path, capsys):
     assert "colorize" in out and "inf" in out
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["results"][0]["psnr"] == "inf" and doc["config"]["model"] == "oracle"
+    assert (doc["complete"], doc["results_done"], doc["results_planned"]) == (True, 1, 1)
 
 
 def _cli_photos(folder):
@@ -249,6 +251,28 @@ def test_cli_evaluate_refuses_bad_numbers_before_evaluating(tmp_path, capsys, mo
     assert exit_info.value.code == 2 and words in capsys.readouterr().err
 
 
+def test_cli_evaluate_refuses_an_unknown_model_before_reading_a_photo(tmp_path, capsys, monkeypatch):
+    import engine.evaluation.evaluate as evaluation
+    from engine.cli import main
+
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated with an unknown model"))
+    run = ["evaluate", "--data", str(_cli_photos(tmp_path / "photos")), *ORACLE_RUN, "--model", "nope"]
+    assert main(run) == 2
+    assert "unknown model 'nope' (known models: adm-256-uncond" in capsys.readouterr().err
+
+
+def test_planned_results_count_the_photos_up_to_the_limit_times_the_tasks(tmp_path):
+    from engine.evaluation.evaluate import EvalConfig, planned_results
+
+    photos = _cli_photos(tmp_path / "photos")
+    for name in ("b.png", "c.png", "c_mask.png"):
+        (photos / name).write_bytes((photos / "a.png").read_bytes())
+    config = EvalConfig(data=str(photos), tasks=("colorize", "sr4"))
+    assert planned_results(config) == 6
+    assert planned_results(dataclasses.replace(config, limit=2)) == 4
+
+
 def test_cli_evaluate_ctrl_c_keeps_the_finished_results(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
@@ -271,4 +295,6 @@ def test_cli_evaluate_ctrl_c_keeps_the_finished_results(tmp_path, capsys, monkey
     assert main(["evaluate", "--data", str(photos), *ORACLE_RUN, "--report", str(report)]) == 130
     captured = capsys.readouterr()
     assert "interrupted after 1 result(s)" in captured.err and "colorize" in captured.out
-    assert [r["image"] for r in json.loads(report.read_text())["results"]] == ["a.png"]
+    doc = json.loads(report.read_text())
+    assert [r["image"] for r in doc["results"]] == ["a.png"]
+    assert (doc["complete"], doc["results_done"], doc["results_planned"]) == (False, 1, 2)

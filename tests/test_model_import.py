@@ -171,6 +171,39 @@ def test_update_puts_new_bytes_under_the_id_imported_from_the_same_file(models_d
     assert store.verify_models([first.model_id])[0].status == "ok"
 
 
+def test_an_import_by_a_relative_path_is_found_again_from_any_folder(models_dir, tmp_path, tiny_state_dicts,
+                                                                    monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    src = save(tiny_state_dicts["adm"], tmp_path / "work" / "mine.pt", "plain")
+    first = store.import_model_file("mine.pt")  # e.g. `python -m engine models import mine.pt`
+    assert cat.read_registry(models_dir)["custom"][first.model_id]["imported_from"] == str(src)
+    monkeypatch.chdir(tmp_path)
+    assert store.update_imported_model(src).model_id == first.model_id
+
+
+@pytest.mark.parametrize("mode", ["copy", "symlink"])
+def test_an_older_entry_with_a_relative_path_is_matched_where_it_can_be(models_dir, tmp_path, tiny_state_dicts,
+                                                                       monkeypatch, mode):
+    work, other = tmp_path / "work", tmp_path / "other"
+    work.mkdir(), other.mkdir()
+    src = save(tiny_state_dicts["adm"], work / "mine.pt", "plain")
+    namesake = save({k: v + 2 for k, v in tiny_state_dicts["adm"].items()}, other / "mine.pt", "plain")
+    first = store.import_model_file(src, mode=mode)
+    # as older versions recorded `models import mine.pt` run in work/: relative to a folder not recorded
+    cat.update_registry(models_dir, lambda data: data["custom"][first.model_id].update(imported_from="mine.pt"))
+    if mode == "symlink":  # the link in the models folder says where it came from, from any folder
+        monkeypatch.chdir(other)
+        assert store.update_imported_model(namesake) is None  # the same relative name, another file
+        assert store.update_imported_model(src).model_id == first.model_id
+    else:  # a copy cannot tell: the path is read relative to the current folder, right only there
+        monkeypatch.chdir(work)
+        assert store.update_imported_model(src).model_id == first.model_id
+    assert cat.read_registry(models_dir)["custom"][first.model_id]["imported_from"] == str(src)  # now absolute
+    monkeypatch.chdir(tmp_path)
+    assert store.update_imported_model(src).model_id == first.model_id
+
+
 def test_a_trained_models_metadata_goes_and_leaves_with_it(models_dir, tmp_path, tiny_state_dicts):
     for name in ("mine", "registry"):
         save(tiny_state_dicts["adm"] if name == "mine" else tiny_state_dicts["ddpm"], tmp_path / f"{name}.pt", "plain")

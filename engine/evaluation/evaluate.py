@@ -84,14 +84,27 @@ def _ignore(message: str) -> None:
     pass
 
 
+def evaluation_photos(folder: Union[str, Path]) -> list[Path]:
+    """The photos of an evaluation folder: its images, except those with 'mask' in the name."""
+    from engine.training.data import find_images
+
+    return [p for p in find_images(folder, what="evaluation data folder") if "mask" not in p.stem.lower()]
+
+
+def planned_results(config: EvalConfig) -> int:
+    """How many (photo, task) results a whole run gives: photos found (up to --limit) × tasks. A
+    photo that turns out unreadable is skipped, so a complete run can give fewer."""
+    photos = len(evaluation_photos(config.data))
+    return min(photos, config.limit or photos) * len(config.tasks)
+
+
 def clean_images(folder: Union[str, Path], size: int, limit: Optional[int],
                  warn: Callable[[str], None] = _ignore) -> Iterator[tuple[str, np.ndarray]]:
     """(name, (size, size, 3) float32 in [0, 1]) for each image: centre square crop, then resize.
     An unreadable file is skipped with a ``warn`` message; ``limit`` counts the readable ones."""
     from engine.image_io import load_image
-    from engine.training.data import find_images
 
-    files = [p for p in find_images(folder, what="evaluation data folder") if "mask" not in p.stem.lower()]
+    files = evaluation_photos(folder)
     if not files:
         raise InputError(f"no images to evaluate in {folder}")
     used = 0
@@ -240,8 +253,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_report(path: Union[str, Path], config: EvalConfig, results: list[ImageResult]) -> Path:
-    """JSON (config, per-image rows, per-task means) or CSV (per-image rows), by extension."""
+def write_report(path: Union[str, Path], config: EvalConfig, results: list[ImageResult],
+                 complete: bool = True) -> Path:
+    """JSON (whether the run finished, results done of planned, config, per-image rows, per-task
+    means) or CSV (per-image rows only), by extension. ``complete`` is False for a run stopped early."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{k: v for k, v in asdict(r).items() if k != "report"} for r in results]
@@ -252,7 +267,8 @@ def write_report(path: Union[str, Path], config: EvalConfig, results: list[Image
             for row in rows:
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     elif path.suffix.lower() == ".json":
-        doc = {"config": asdict(config), "results": rows, "mean": summarize(results)}
+        doc = {"complete": complete, "results_done": len(results), "results_planned": planned_results(config),
+               "config": asdict(config), "results": rows, "mean": summarize(results)}
         path.write_text(json.dumps(_json_safe(doc), indent=2), encoding="utf-8")
     else:
         raise InputError(f"report must end in .json or .csv, got {path.name}")

@@ -110,7 +110,7 @@ def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",
     if compile:
         net = compile_network(net)
     denoiser = EpsDenoiser(net, config, class_label=class_label, precision=precision, is_random=is_random,
-                           image_size=image_size, channels_last=nhwc)
+                           image_size=image_size, channels_last=nhwc, name=model)
     return GraphedDenoiser(denoiser) if is_cuda(device) else denoiser
 
 

@@ -216,7 +216,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
                 "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,
                 "architecture": config.family, "size_bytes": size, "image_size": config.image_size,
                 "num_classes": config.num_classes,
-                "description": description or f"Imported from {src}", "imported_from": str(src),
+                "description": description or f"Imported from {src}", "imported_from": str(src.absolute()),
                 "import_mode": mode,
             }
 
@@ -233,8 +233,7 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
     src = Path(src).expanduser()
     directory = cat.models_dir(models_dir)
     imported = cat.read_registry(directory)["custom"]
-    mid = next((m for m, raw in imported.items()
-                if raw.get("imported_from") and _same_file(Path(raw["imported_from"]), src)), None)
+    mid = next((m for m, raw in imported.items() if _imported_from(directory, raw, src)), None)
     if mid is None:
         return None
     config = inspect_checkpoint(src)
@@ -244,11 +243,28 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
 
     def refresh(data):
         data["custom"][mid].update(architecture=config.family, size_bytes=size, image_size=config.image_size,
-                                   description=description or f"Imported from {src}",
+                                   num_classes=config.num_classes, description=description or f"Imported from {src}", imported_from=str(src.absolute()),
                                    **({"display_name": display_name} if display_name else {}))
 
     cat.update_registry(directory, refresh)
     return ImportResult(mid, dest, config.family, False, sha256)
+
+
+def _imported_from(directory: Path, raw: dict, src: Path) -> bool:
+    """Whether the custom model ``raw`` was imported from the file ``src``. Imports record its
+    absolute path. Older ones may hold a path relative to a working folder that was not recorded,
+    so in general it cannot be resolved: a linked import still tells (its file in the models folder
+    is, or points at, the original), else the path is taken relative to the current folder, which
+    is right when run from the folder of that import (the entry is then made absolute)."""
+    if not raw.get("imported_from"):
+        return False
+    origin = Path(raw["imported_from"])
+    if origin.is_absolute():
+        return _same_file(origin, src)
+    installed = directory / raw.get("file_name", "")
+    if _same_file(installed, src):
+        return True
+    return not installed.is_symlink() and _same_file(origin, src)  # a link knows where it came from
 
 
 def _install(directory: Path, src: Path, dest: Path, mode: str, sha256: str, size: int) -> None:

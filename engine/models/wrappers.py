@@ -33,7 +33,8 @@ def autocast_context(device: torch.device, precision: str):
 def _check_labels(class_label: ClassLabel, num_classes: int) -> None:
     values = torch.as_tensor(class_label).reshape(-1).tolist()
     if not values or min(values) < 0 or max(values) >= num_classes:
-        raise InputError(f"class label must be between 0 and {num_classes - 1}, got {values}")
+        got = values[0] if len(values) == 1 else values
+        raise InputError(f"the class must be between 0 and {num_classes - 1}, got {got}")
 
 
 def _labels(class_label: ClassLabel, batch: int, device: torch.device) -> torch.Tensor:
@@ -52,19 +53,22 @@ class EpsDenoiser:
     x_t: (B, 3, H, W) float32 in model space, H and W multiples of ``config.size_multiple``;
     t: (B,) int64 original timesteps 0..999 (a scalar or 0-d tensor is broadcast).
     Returns ε (B, 3, H, W) float32 (learned-sigma channels 3..5 are dropped).
+    ``name`` is the model as the user chose it (id or path), for the messages.
     """
 
     def __init__(self, net: nn.Module, config: ModelConfig, *, class_label: ClassLabel = None,
                  precision: str = "fp32", is_random: bool = False, image_size: Optional[int] = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, name: Optional[str] = None):
         if config.family not in ("adm", "ddpm"):
             raise InputError(f"a {config.family} network cannot denoise; load a diffusion UNet")
         autocast_context(torch.device("cpu"), precision)  # validates the name
+        # what the user chose, in words for the app and the command line alike (not field names)
+        model = f"model {name}" if name else "the model"
         if config.class_cond and class_label is None:
-            raise InputError("this class-conditional model needs a class label (an ImageNet class "
-                             f"0..{config.num_classes - 1}); set class_label")
+            raise InputError(f"{model} is class-conditional: choose its class (an ImageNet class "
+                             f"0..{config.num_classes - 1})")
         if not config.class_cond and class_label is not None:
-            raise InputError("class_label was given, but the model is unconditional")
+            raise InputError(f"a class was given, but {model} is unconditional: leave the class out")
         if config.class_cond:
             _check_labels(class_label, config.num_classes)
         self.net = net
