@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from engine.errors import EngineError, InputError, ModelFileError
+from engine.errors import EngineError, InputError
 
 
 # ------------------------------------------------------------------------ argument types
@@ -179,18 +179,12 @@ def check_model(spec: str) -> None:
     folder, or a file that is not a checkpoint. The built-in test networks pass."""
     from engine.models import TINY_MODELS
     from engine.models.catalog import resolve_model_file
+    from engine.models.checkpoint import checkpoint_format
 
     if spec in TINY_MODELS:
         return
     path = Path(spec)
-    checkpoint = resolve_model_file(path if path.exists() else spec)  # an existing path is a file, never an id
-    with open(checkpoint, "rb") as handle:
-        head = handle.read(16)
-    is_zip = head.startswith(b"PK\x03\x04")  # torch.save archive
-    is_pickle = head[:1] == b"\x80"  # legacy torch.save
-    is_safetensors = len(head) > 8 and head[8:9] == b"{"
-    if not (is_zip or is_pickle or is_safetensors):
-        raise ModelFileError(f"{checkpoint.name} is not a model checkpoint (expected a .pt/.ckpt/.safetensors file)")
+    checkpoint_format(resolve_model_file(path if path.exists() else spec))  # an existing path is a file, never an id
 
 
 def check_writable_file(path: Path, what: str) -> None:
