@@ -27,7 +27,7 @@ def _parse(*argv: str):
 def test_every_flag_reaches_the_request():
     args = _parse("--mask", "m.png", "--colorize", "--sr", "4", "--sr-kernel", "bicubic",
                   "--deblur", "gauss:1.5", "--noise", "0.05", "--model", "test-tiny", "--class", "207",
-                  "--guidance", "2.5", "--steps", "7", "--travel", "10,3", "--eta", "0.5", "--seed", "9",
+                  "--guidance", "2.5", "--classifier", "my-classifier", "--steps", "7", "--travel", "10,3", "--eta", "0.5", "--seed", "9",
                   "--device", "cpu", "--precision", "bf16", "--tiling", "msr", "--no-hir", "--window", "64",
                   "--overlap", "32", "--batch", "3", "--sampler", "ddpm", "--quirk", "clip_x0",
                   "--quirk", "lambda_precedence", "--compile")
@@ -36,6 +36,7 @@ def test_every_flag_reaches_the_request():
     assert (t.inpaint, t.colorize, t.sr, t.sr_kernel, t.deblur, t.noise) == (True, True, 4, "bicubic",
                                                                              "gauss:1.5", 0.05)
     assert (req.model, req.class_label, req.guidance_scale, req.steps) == ("test-tiny", 207, 2.5, 7)
+    assert req.classifier == "my-classifier"
     assert (req.travel_length, req.travel_repeat, req.eta, req.seed) == (10, 3, 0.5, 9)
     assert (req.device, req.precision, req.tiling, req.hir, req.compile) == ("cpu", "bf16", "msr", False, True)
     assert (req.window, req.overlap, req.batch, req.sampler, req.resume_dir) == (64, 32, 3, "ddpm", "st")
@@ -45,7 +46,7 @@ def test_every_flag_reaches_the_request():
 def test_unset_flags_keep_request_defaults():
     req = cli_restore.build_request(_parse("--colorize"), np.zeros((4, 4, 3), np.float32))
     default = RestoreRequest(image="x")
-    for name in ("model", "steps", "eta", "seed", "device", "window", "overlap", "batch", "hir", "sampler",
+    for name in ("model", "classifier", "steps", "eta", "seed", "device", "window", "overlap", "batch", "hir", "sampler",
                  "precision", "compile"):
         assert getattr(req, name) == getattr(default, name)
     assert req.tasks.sr == 1 and not req.tasks.inpaint
@@ -95,6 +96,14 @@ def test_text_file_as_model_exits_2(tmp_path, capsys, fake):
                  str(tmp_path / "model.pt")])
     assert code == 2
     assert "not a model checkpoint" in capsys.readouterr().err
+
+
+def test_unusable_classifier_is_refused_before_the_photo_is_read(tmp_path, capsys, fake):
+    photo = photo_file(tmp_path / "p.png")
+    (tmp_path / "classifier.pt").write_text("not a checkpoint\n")
+    code = main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--colorize", "--guidance", "1",
+                 "--classifier", str(tmp_path / "classifier.pt")])
+    assert code == 2 and "classifier.pt is a text file" in capsys.readouterr().err and not fake.requests
 
 
 @pytest.mark.parametrize("model", ["folder", "folder/"])
