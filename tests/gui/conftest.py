@@ -32,7 +32,7 @@ def save_prompt_answers(monkeypatch):
     """The "save before closing?" question never blocks a test: it answers "discard" and records
     the action it was asked about (tests append other answers to use them first). The question
     before a new run replaces an unsaved result answers from ``pending`` ("discard" when empty)."""
-    from gui.window_files import FileCommands
+    from gui.window_unsaved import UnsavedWork
 
     record = {"asked": [], "answers": [], "pending": []}
 
@@ -44,8 +44,8 @@ def save_prompt_answers(monkeypatch):
         record["asked"].append("restore")
         return record["pending"].pop(0) if record["pending"] else "discard"
 
-    monkeypatch.setattr(FileCommands, "ask_save_changes", ask)
-    monkeypatch.setattr(FileCommands, "ask_pending_result", ask_pending)
+    monkeypatch.setattr(UnsavedWork, "ask_save_changes", ask)
+    monkeypatch.setattr(UnsavedWork, "ask_pending_result", ask_pending)
     return record
 
 
