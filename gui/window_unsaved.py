@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from typing import NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 from PySide6.QtWidgets import QMessageBox
@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QMessageBox
 from gui import file_ops
 
 
-def _painted_digest(mask: Optional[np.ndarray]) -> Optional[bytes]:
-    """A digest of a mask that marks anything (None for no mask or an empty one)."""
+def painted_digest(mask: Optional[np.ndarray]) -> Optional[bytes]:
+    """A digest of a mask that marks anything (None for no mask or an empty one). Any thread."""
     if mask is None or not mask.any():
         return None
     digest = hashlib.blake2b(repr(mask.shape).encode(), digest_size=20)
@@ -32,23 +32,24 @@ class SaveQuestion(NamedTuple):
 
 
 class UnsavedWork:
-    """Needs ``document``, ``runs``, ``save`` and ``export_mask`` from the window it is mixed into,
-    which calls :meth:`_mark_saved` once it has a document."""
+    """Needs ``document``, ``runs``, ``panel``, ``files``, ``save`` and ``export_mask`` from the window
+    it is mixed into, which calls :meth:`_mark_saved` once it has a document."""
 
-    def _mark_saved(self, written: Optional[np.ndarray] = None) -> None:
+    def _mark_saved(self, written: Optional[np.ndarray] = None, mask: Optional[bytes] = None) -> None:
         """Remember what is safe on disk: the photo as opened (``written`` None: a photo was just
-        opened) or the pixels just written. Weak references: nothing is kept alive for this.
-        The mask as it is counts as kept too: saving the result it was painted for ends its work."""
+        opened, its mask empty) or the pixels just written. Weak references: nothing is kept alive
+        for this. The mask they were saved with (its ``painted_digest``) counts as kept too: saving
+        the result it was painted for ends its work."""
         image = self.document.image
         if written is None:
             self._opened_pixels = weakref.ref(image) if image is not None else None
         self._saved_pixels = weakref.ref(written) if written is not None else None
-        self._mark_mask_kept()
+        self._mark_mask_kept(mask)
 
-    def _mark_mask_kept(self) -> None:
-        """The mask as it is now is in a file (imported, exported) or done with (a result saved).
-        Remembered by its digest: a scan's mask is tens of megabytes."""
-        self._kept_mask = _painted_digest(self.document.mask)
+    def _mark_mask_kept(self, digest: Optional[bytes]) -> None:
+        """The mask with this ``painted_digest`` is in a file (imported, exported) or done with (a
+        result saved). Remembered by its digest: a scan's mask is tens of megabytes."""
+        self._kept_mask = digest
 
     def _on_disk(self, pixels: Optional[np.ndarray]) -> bool:
         return any(ref is not None and ref() is pixels for ref in (self._opened_pixels, self._saved_pixels))
@@ -66,7 +67,7 @@ class UnsavedWork:
     def mask_unsaved(self) -> bool:
         """A painted mask that closing or replacing the photo would lose: not empty, and changed
         since it was imported, exported, or a result was saved (Save writes the photo only)."""
-        painted = _painted_digest(self.document.mask)
+        painted = painted_digest(self.document.mask)
         return painted is not None and painted != self._kept_mask
 
     def has_unsaved_work(self) -> bool:
@@ -116,17 +117,21 @@ class UnsavedWork:
 
     def restore(self) -> bool:
         """Start a restoration (Restore button, Run ▸ Restore). An unsaved result on the canvas
-        is applied or discarded first, as the user chooses: a new run never drops it silently."""
-        if self.document.preview is not None and not self.runs.running and self.result_unsaved():
+        is applied or discarded first, as the user chooses: a new run never drops it silently.
+        A run that cannot start now (panel.problems, e.g. a file being saved) is refused without asking."""
+        if (self.document.preview is not None and not self.runs.running and not self.panel.problems
+                and self.result_unsaved()):
             answer = self.ask_pending_result()
             if answer == "cancel":
                 return False
             (self.runs.apply if answer == "apply" else self.runs.discard)()
         return self.runs.start()
 
-    def confirm_discard(self, action: str) -> bool:
-        """True when it is fine to go on: nothing unsaved, or the user saved or chose to discard.
-        Going on stops a running restoration; its finished windows stay as the result to save."""
+    def confirm_discard(self, action: str, then: Callable[[], Any]) -> bool:
+        """True when it is fine to go on now: nothing unsaved, or the user chose to discard it.
+        False when the user cancelled, or chose to save: the file is written in the background and
+        ``then`` (the action again) runs once it is, so nothing is lost if saving fails.
+        Going on, or saving, stops a running restoration; its finished windows stay as the result."""
         if not self.has_unsaved_work():
             return True
         answer = self.ask_save_changes(action)
@@ -136,5 +141,11 @@ class UnsavedWork:
         if answer != "save":
             return True
         if self.result_unsaved():
-            return self.save()
-        return not self.mask_unsaved() or self.export_mask()
+            started = self.save()
+        elif self.mask_unsaved():
+            started = self.export_mask()
+        else:  # stopping the run left nothing to save
+            return True
+        if started:
+            self.files.after(then)
+        return False

@@ -86,15 +86,15 @@ def make_window(qtbot):
 
 
 @pytest.fixture
-def window_with_photo(make_window, tmp_path):
+def window_with_photo(make_window, tmp_path, qtbot):
     """A main window with ``tmp_path/photo.png`` (EXIF + ICC) open."""
-    from window_helpers import write_photo
+    from window_helpers import open_photo, write_photo
 
     def make(restore=None, size=(64, 64)):
         window = make_window(restore)
         path = tmp_path / "photo.png"
         write_photo(path, make_photo(*size))
-        assert window.open_path(str(path))
+        assert open_photo(qtbot, window, path)
         return window
 
     return make
