@@ -193,16 +193,19 @@ def test_the_photo_opened_last_wins(make_window, make_photo, tmp_path, qtbot, he
     assert window.settings.recent_files() == ([str(second)] if then == "open" else [])
 
 
-def drop_url(window, path) -> None:
+def file_url(path) -> QMimeData:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
+    return mime
+
+
+def drop_url(window, path) -> None:
+    mime = file_url(path)  # the event does not own it
     window.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
 
 
 def paste_url(window, path) -> None:
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
-    QGuiApplication.clipboard().setMimeData(mime)
+    QGuiApplication.clipboard().setMimeData(file_url(path))
     window.paste()
 
 
