@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         from gui.self_test import run_self_test
 
         return run_self_test()
+    from PySide6.QtCore import QEventLoop
+
     from gui.app import apply_theme, create_application
     from gui.main_window import MainWindow
     from gui.settings import AppSettings
@@ -40,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(settings)
     window.welcome_on_first_run = not args.quit_after_start
     window.show()
-    if args.photo and not window.open_path(args.photo):
-        print(f"could not open {args.photo}", file=sys.stderr)
+    if args.photo:
+        window.open_path(args.photo)  # read in the background; an error is shown in a dialog
     if args.quit_after_start:
+        while window.files.kind:  # the photo being read
+            app.processEvents(QEventLoop.WaitForMoreEvents)
         app.processEvents()
         print(f"started in {time.perf_counter() - started:.2f} s", file=sys.stderr)
         ok = window.document.has_image or not args.photo
+        if not ok:
+            print(f"could not open {args.photo}", file=sys.stderr)
         window.close()
         return 0 if ok else 1
     return app.exec()

@@ -7,15 +7,19 @@ thread has no Qt parent and :func:`gui.worker.keep_alive` keeps it until it ends
 in the middle neither blocks the GUI nor destroys a running QThread (which would abort the process).
 After :meth:`BackgroundTask.discard` nothing the work reports reaches the GUI: a stale result
 (of a file the user has since replaced by another, or of a closed window) never wins.
+A task started with ``busy=True`` shows the busy cursor until its outcome is delivered or it is
+discarded. The work is let go as soon as it has run, with the data it holds (a scan being saved).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from gui.dialogs import busy_cursor
 from gui.worker import keep_alive
 
 #: work(progress, cancel) -> result; ``progress`` sends any plain object to the GUI thread
@@ -37,8 +41,9 @@ class _Worker(QObject):
     def run(self) -> None:
         from engine.errors import Cancelled, EngineError
 
+        work, self.work = self.work, None  # what it holds is freed once it has run
         try:
-            result = self.work(self.progress.emit, self.cancel)
+            result = work(self.progress.emit, self.cancel)
         except Cancelled:
             self.cancelled.emit()
         except EngineError as exc:
@@ -60,8 +65,10 @@ class BackgroundTask(QObject):
     failed = Signal(str)  # a message fit for the user
     cancelled = Signal()
 
-    def __init__(self, work: Work, parent: Optional[QObject] = None):
+    def __init__(self, work: Work, parent: Optional[QObject] = None, busy: bool = False):
         super().__init__(parent)
+        self.busy = busy  # the busy cursor while it runs
+        self._cursor = contextlib.ExitStack()
         self.cancel_event = threading.Event()
         self.thread = QThread()  # no parent: it may outlive the window that started it
         self.thread.setObjectName("background-task")
@@ -78,6 +85,8 @@ class BackgroundTask(QObject):
 
     def start(self) -> "BackgroundTask":
         self.active = True
+        if self.busy:
+            self._cursor.enter_context(busy_cursor(background=True))
         keep_alive(self.thread, self._worker, self.cancel_event)
         self.thread.start()
         return self
@@ -89,7 +98,11 @@ class BackgroundTask(QObject):
     def discard(self) -> None:
         """Ask the work to stop and drop everything it reports from now on."""
         self.cancel_event.set()
+        self._end()
+
+    def _end(self) -> None:
         self.active = False
+        self._cursor.close()  # the busy cursor, once
 
     @Slot(object)
     def _on_progress(self, value: Any) -> None:
@@ -98,7 +111,7 @@ class BackgroundTask(QObject):
 
     def _deliver(self, signal, *args) -> None:
         if self.active:
-            self.active = False
+            self._end()
             signal.emit(*args)
 
     @Slot(object)

@@ -1,5 +1,5 @@
-"""About, keyboard shortcuts, and error dialogs (engine errors and out-of-memory advice); the wait
-cursor for long jobs on the UI thread."""
+"""About, keyboard shortcuts, and error dialogs (engine errors and out-of-memory advice); the busy
+cursors, for work on the UI thread and for work in the background."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ SHORTCUTS: list[tuple[str, str]] = [
 
 
 @contextlib.contextmanager
-def busy_cursor() -> Iterator[None]:
-    """A wait cursor while the UI thread works (reading or writing a large scan takes seconds)."""
-    QApplication.setOverrideCursor(Qt.WaitCursor)
+def busy_cursor(background: bool = False) -> Iterator[None]:
+    """A wait cursor while the UI thread works (showing a new scan); with ``background``, the busy
+    cursor (an arrow with a wait sign: the window keeps working) while work runs in another thread."""
+    QApplication.setOverrideCursor(Qt.BusyCursor if background else Qt.WaitCursor)
     try:
         yield
     finally:

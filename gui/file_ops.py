@@ -43,7 +43,7 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
 
 def load_photo(path: str) -> tuple[np.ndarray, Any]:
     """(pixels, engine.image_io.LoadedImage) of a photo file; the LoadedImage keeps EXIF, ICC and
-    bit depth for saving. Raises engine.errors.InputError with a user-facing message."""
+    bit depth for saving. Raises engine.errors.InputError with a user-facing message. Any thread."""
     from engine import image_io
 
     loaded = image_io.load_image(path)
@@ -56,13 +56,14 @@ def result_pixels(document: Document) -> np.ndarray:
     return document.preview if document.preview is not None else document.image
 
 
-def save_photo(document: Document, path: str, quality: int = 95, bit_depth: Optional[int] = None) -> list[str]:
-    """Write the result to ``path`` with the input's EXIF, ICC profile (and bit depth unless
-    ``bit_depth`` is given). Returns notes on anything that could not be kept."""
+def save_photo(path: str, pixels: np.ndarray, like: Any = None, quality: int = 95,
+               bit_depth: Optional[int] = None) -> list[str]:
+    """Write ``pixels`` (what Save writes: :func:`result_pixels`) to ``path`` with the EXIF and ICC
+    profile of ``like``, the photo's LoadedImage (and its bit depth unless ``bit_depth`` is given).
+    Returns notes on anything that could not be kept. Any thread."""
     from engine import image_io
 
-    return image_io.save_image(path, result_pixels(document), like=document.loaded, quality=quality,
-                               bit_depth=bit_depth)
+    return image_io.save_image(path, pixels, like=like, quality=quality, bit_depth=bit_depth)
 
 
 def suggested_save_path(document: Document, extension: str = ".png") -> str:

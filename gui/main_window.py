@@ -1,6 +1,7 @@
 """The main window: canvas in the middle, task panel on the right, log at the bottom, menus,
-tool bar and status bar. File handling is in :mod:`gui.file_ops`, runs in :mod:`gui.run_controller`,
-the model list, model files and the Models dialog in :mod:`gui.window_models`.
+tool bar and status bar. File handling is in :mod:`gui.window_files` (files read and written in the
+background by :mod:`gui.file_jobs`), runs in :mod:`gui.run_controller`, the model list, model files
+and the Models dialog in :mod:`gui.window_models`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gui import file_ops, mask_tools, run_plan
 from gui.app import apply_theme, icon
 from gui.background import BackgroundTask
 from gui.canvas import Canvas
+from gui.file_jobs import SAVE, FileJobs
 from gui.window_files import FileCommands
 from gui.window_models import ModelCommands
 from gui.dialogs import ShortcutsDialog, show_about, show_error
@@ -50,6 +52,8 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.log_panel = LogPanel()
         self.runs = RunController(self.document, self.canvas, self.panel, self.log_panel, restore, self)
         self.runs.show_dialogs = interactive
+        self.files = FileJobs(self.statusBar(), self)  # a photo or mask being read, a file being written
+        self._run_state = "ready"
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
         self._model_check: Optional[BackgroundTask] = None  # a chosen checkpoint being read
@@ -225,6 +229,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.panel.restore_requested.connect(self.restore)
         self.runs.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.runs.state_changed.connect(self._on_run_state)
+        self.files.changed.connect(self._on_files_changed)
         self._on_run_state("ready")
 
     # ---- settings -----------------------------------------------------------------------
@@ -258,14 +263,21 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         s.sync()
 
     def closeEvent(self, event) -> None:
-        """Closes at once. A run is stopped by confirm_discard; its worker thread may still be in a
-        model call, and gui.worker keeps it alive (and waits for it at exit) instead of blocking here."""
-        if not self.confirm_discard("closing"):
-            event.ignore()
-            return
-        self._drop_model_check()  # its thread ends on its own; gui.worker waits for it at exit
-        self.save_settings()
-        super().closeEvent(event)
+        """Closes at once, unless a file is being saved: then the window stays, says so, and closes
+        once the file is written (or stays with the error, the work unsaved). A photo or mask still
+        being read is dropped. A run is stopped by confirm_discard; its worker thread may still be in
+        a model call, and gui.worker keeps it alive (and waits for it at exit) instead of blocking here."""
+        if self.files.kind != SAVE:
+            self.files.drop()  # a photo or mask still being read: not wanted any more
+            if self.confirm_discard("closing", self.close):
+                self._drop_model_check()  # its thread ends on its own; gui.worker waits for it at exit
+                self.save_settings()
+                super().closeEvent(event)
+                return
+        if self.files.kind == SAVE:  # saving, maybe just now because the user chose to
+            self.files.after(self.close)
+            self.statusBar().showMessage(f"{self.files.message} The window closes once the file is written.")
+        event.ignore()
 
     # ---- edits --------------------------------------------------------------------------
     def mask_op(self, op, text: str) -> None:
@@ -325,13 +337,27 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.status_cursor.setText(f"x {x}, y {y}   RGB {r} {g} {b}")
 
     def _on_run_state(self, state: str) -> None:
-        running = state == "running"
-        self.act_restore.setEnabled(not running)
-        self.act_save.setEnabled(not running)  # what a run paints is not a result yet
-        self.act_save_as.setEnabled(not running)
+        self._run_state = state
         self.act_cancel.setEnabled(True)
         self.act_apply.setEnabled(state == "preview")
         self.act_discard.setEnabled(state == "preview")
+        self._enable_busy_actions()
+
+    def _on_files_changed(self, kind: str) -> None:
+        self.panel.set_waiting("files", kind and f"{self.files.message} Restore waits for it to finish.")
+        self._enable_busy_actions()
+
+    def _enable_busy_actions(self) -> None:
+        """Restore and Save wait for a run (what it paints is not a result yet) and for a file being
+        read or written; the masks wait for a file too; Open and Paste wait for a file being written
+        (a photo still being read is replaced: the latest wins)."""
+        running, files = self._run_state == "running", self.files.kind
+        for act in (self.act_restore, self.act_save, self.act_save_as):
+            act.setEnabled(not running and not files)
+        for act in (self.act_import_mask, self.act_export_mask):
+            act.setEnabled(not files)
+        for act in (self.act_open, self.act_paste):
+            act.setEnabled(files != SAVE)
 
     def _error(self, title: str, message: str) -> None:
         """Log ``message`` and show it in a dialog titled ``title`` (e.g. "Cannot save")."""

@@ -55,7 +55,7 @@ class TaskPanel(QWidget):
         self._models: list[ModelChoice] = []
         self._model_files: list[ModelChoice] = []  # chosen with Choose file…: kept when set_models runs
         self._last_model = TEST_TINY  # the model selected before "Choose file…"
-        self._checking_file: Optional[str] = None  # a chosen model file being checked: Restore waits
+        self._waits: dict[str, str] = {}  # what Restore waits for (a model file checked, a photo saved): why
         self._classifier = DEFAULT_CLASSIFIER  # the one chosen (listed once it is installed)
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
@@ -354,17 +354,23 @@ class TaskPanel(QWidget):
     def set_model_check(self, file_name: Optional[str]) -> None:
         """The name of a chosen model file being checked, or None once the check has ended: until
         then a run would use the model selected before, so Restore waits."""
-        self._checking_file = file_name
+        self.set_waiting("model file", file_name and f"Checking the model file {file_name}… Restore waits for the "
+                                                     "check to end.")
+
+    def set_waiting(self, key: str, why: Optional[str]) -> None:
+        """Restore waits, saying ``why``, until ``why`` is None again for this ``key``."""
+        if why:
+            self._waits[key] = why
+        else:
+            self._waits.pop(key, None)
         self._refresh()
 
     def run_problems(self, s: TaskSettings, image_size: Optional[tuple[int, int]], has_mask: bool) -> list[str]:
-        """Why a run with ``s`` cannot start now (run_plan.find_problems, and a model file check)."""
+        """Why a run with ``s`` cannot start now (run_plan.find_problems, and what it waits for)."""
         problems = run_plan.find_problems(s, image_size, has_mask)
         if s.class_label >= 0 and s.guidance_scale > 0 and not self.classifier.currentData():
             problems.append("Guidance needs a classifier: download or import one in Models…, or set Guidance to 0.")
-        if self._checking_file:
-            problems.append(f"Checking the model file {self._checking_file}… Restore waits for the check to end.")
-        return problems
+        return problems + list(self._waits.values())
 
     # ---- run state --------------------------------------------------------------------
     def set_running(self, running: bool) -> None:

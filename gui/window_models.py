@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtWidgets import QFileDialog
 
 from gui.background import BackgroundTask
 from gui.run_plan import TEST_TINY
@@ -95,10 +94,9 @@ class ModelCommands:
         the model list when it is usable. A check still running for another file is dropped."""
         self._drop_model_check()
         check = self.model_file_choice
-        self._model_check = BackgroundTask(lambda _progress, _cancel: check(path), self)
+        self._model_check = BackgroundTask(lambda _progress, _cancel: check(path), self, busy=True)
         self._model_check.succeeded.connect(lambda choice: self._on_model_file_checked(path, choice))
         self._model_check.failed.connect(self._on_model_file_failed)
-        QApplication.setOverrideCursor(Qt.BusyCursor)  # busy, but the window keeps working
         self.statusBar().showMessage(f"Checking the model file {Path(path).name}…")
         self.panel.set_model_check(Path(path).name)
         self._model_check.start()
@@ -110,7 +108,6 @@ class ModelCommands:
         self._model_check.discard()
         self._model_check = None
         self.panel.set_model_check(None)
-        QApplication.restoreOverrideCursor()
         self.statusBar().clearMessage()
 
     def _on_model_file_checked(self, path: str, choice: ModelChoice) -> None:

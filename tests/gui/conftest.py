@@ -32,7 +32,7 @@ def save_prompt_answers(monkeypatch):
     """The "save before closing?" question never blocks a test: it answers "discard" and records
     the action it was asked about (tests append other answers to use them first). The question
     before a new run replaces an unsaved result answers from ``pending`` ("discard" when empty)."""
-    from gui.window_files import FileCommands
+    from gui.window_unsaved import UnsavedWork
 
     record = {"asked": [], "answers": [], "pending": []}
 
@@ -44,8 +44,8 @@ def save_prompt_answers(monkeypatch):
         record["asked"].append("restore")
         return record["pending"].pop(0) if record["pending"] else "discard"
 
-    monkeypatch.setattr(FileCommands, "ask_save_changes", ask)
-    monkeypatch.setattr(FileCommands, "ask_pending_result", ask_pending)
+    monkeypatch.setattr(UnsavedWork, "ask_save_changes", ask)
+    monkeypatch.setattr(UnsavedWork, "ask_pending_result", ask_pending)
     return record
 
 
@@ -86,15 +86,15 @@ def make_window(qtbot):
 
 
 @pytest.fixture
-def window_with_photo(make_window, tmp_path):
+def window_with_photo(make_window, tmp_path, qtbot):
     """A main window with ``tmp_path/photo.png`` (EXIF + ICC) open."""
-    from window_helpers import write_photo
+    from window_helpers import open_photo, write_photo
 
     def make(restore=None, size=(64, 64)):
         window = make_window(restore)
         path = tmp_path / "photo.png"
         write_photo(path, make_photo(*size))
-        assert window.open_path(str(path))
+        assert open_photo(qtbot, window, path)
         return window
 
     return make

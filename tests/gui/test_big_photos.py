@@ -11,21 +11,19 @@ import tracemalloc
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtWidgets import QApplication
 
 from engine import host_memory, image_io
 from engine.request import Tasks
-from gui import file_ops
 from gui.document import Document
 from gui.run_plan import PREVIEW_BYTES_PER_OUTPUT_PIXEL, TaskSettings
-from window_helpers import BOXES, fake_restore, paint, start_run
+from window_helpers import BOXES, fake_restore, open_photo, paint, start_run, wait_for_files
 
 
-def test_an_opened_16_bit_scan_is_held_once(make_window, make_photo, tmp_path):
+def test_an_opened_16_bit_scan_is_held_once(make_window, make_photo, tmp_path, qtbot):
     path = tmp_path / "scan.tif"
     image_io.save_image(path, make_photo(300, 400), bit_depth=16)
     window = make_window()
-    assert window.open_path(str(path))
+    assert open_photo(qtbot, window, path)
     doc, canvas = window.document, window.canvas
     assert doc.loaded.bit_depth == 16
     assert np.shares_memory(doc.image, doc.loaded.rgb), "the decoded pixels are the photo (the metadata keeps no copy)"
@@ -107,7 +105,9 @@ def test_the_window_knows_an_exported_mask_without_keeping_a_copy(window_with_ph
     doc = window.document
     paint(qtbot, window, [(20, 20), (60, 20)])
     file_dialogs["save"].append((str(tmp_path / "mask.png"), "PNG (*.png)"))
-    assert window.mask_unsaved() and window.export_mask() and not window.mask_unsaved()
+    assert window.mask_unsaved() and window.export_mask()
+    wait_for_files(qtbot, window)
+    assert not window.mask_unsaved()
     copies = [name for name, value in vars(window).items()
               if isinstance(value, np.ndarray) and value.size >= doc.mask.size]
     assert copies == [], "the exported mask is remembered by a digest"
@@ -115,25 +115,6 @@ def test_the_window_knows_an_exported_mask_without_keeping_a_copy(window_with_ph
     assert window.mask_unsaved()
     doc.undo_stack.undo()
     assert not window.mask_unsaved(), "back to the exported mask"
-
-
-def test_opening_and_saving_show_a_wait_cursor(window_with_photo, tmp_path, monkeypatch):
-    seen = []
-
-    def watched(function):
-        def call(*args, **kwargs):
-            cursor = QApplication.overrideCursor()
-            seen.append((function.__name__, cursor is not None and cursor.shape() == Qt.WaitCursor))
-            return function(*args, **kwargs)
-        return call
-
-    for name in ("load_photo", "save_photo"):
-        monkeypatch.setattr(file_ops, name, watched(getattr(file_ops, name)))
-    window = window_with_photo()
-    assert window.save_to(str(tmp_path / "out.tif"), bit_depth=16)
-    assert not window.open_path(str(tmp_path / "missing.tif"))
-    assert seen == [("load_photo", True), ("save_photo", True), ("load_photo", True)]
-    assert QApplication.overrideCursor() is None, "put back, also when opening fails"
 
 
 def test_a_run_that_would_not_fit_in_memory_is_refused_before_the_preview_is_made(window_with_photo, monkeypatch):

@@ -23,7 +23,7 @@ def test_saving_the_result_of_a_gray_photo_keeps_it_gray_unless_colorized(tmp_pa
     if colorize:
         result[..., 0] = np.clip(result[..., 0] + 0.1, 0, 1)
     doc.finish_preview(result)
-    assert file_ops.save_photo(doc, str(tmp_path / "out.png")) == []
+    assert file_ops.save_photo(str(tmp_path / "out.png"), file_ops.result_pixels(doc), doc.loaded) == []
     with Image.open(tmp_path / "out.png") as im:
         assert im.size == (32, 24) and im.mode == ("RGBA" if colorize else "LA")
         assert np.asarray(im)[..., -1].min() == 200

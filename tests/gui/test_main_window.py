@@ -18,7 +18,8 @@ from engine.geometry import Box
 from gui.run_plan import TaskSettings
 from gui.settings import SETTINGS_VERSION, AppSettings
 from gui.worker import live_threads
-from window_helpers import BOXES, StuckRestore, fake_restore, open_dialogs, paint, start_run, write_photo
+from window_helpers import (BOXES, StuckRestore, fake_restore, open_dialogs, open_photo, paint, save_result, start_run,
+                            wait_for_files, write_photo)
 
 
 def test_open_paint_and_status(window_with_photo, qtbot):
@@ -170,14 +171,14 @@ def test_compare_split_and_hold_key_show_before_and_after(window_with_photo, qtb
     assert held.red() < 60 and after.red() > 200
 
 
-def test_save_keeps_exif_icc_and_16_bit(make_window, make_photo, tmp_path):
+def test_save_keeps_exif_icc_and_16_bit(make_window, make_photo, tmp_path, qtbot):
     window = make_window()
     src = tmp_path / "in.jpg"
     exif, icc = write_photo(src, make_photo(40, 56), "JPEG")
-    assert window.open_path(str(src))
+    assert open_photo(qtbot, window, src)
     for name, depth in (("out.jpg", None), ("out.png", None), ("out.tif", 16)):
         out = tmp_path / name
-        assert window.save_to(str(out), 90, depth)
+        assert save_result(qtbot, window, out, 90, depth)
         with Image.open(out) as im:
             assert im.info.get("icc_profile") == icc, name
             assert im.getexif().get(0x010F) == "TestCamera", name
@@ -185,7 +186,7 @@ def test_save_keeps_exif_icc_and_16_bit(make_window, make_photo, tmp_path):
 
     reopened = load_image(tmp_path / "out.tif")
     assert reopened.bit_depth == 16 and reopened.icc_profile == icc
-    assert window.open_path(str(tmp_path / "out.png")) and window.document.loaded.icc_profile == icc
+    assert open_photo(qtbot, window, tmp_path / "out.png") and window.document.loaded.icc_profile == icc
 
 
 def test_settings_persist_between_sessions(make_window):
@@ -219,7 +220,7 @@ def test_older_settings_versions_are_migrated_or_dropped():
     assert fresh.qs.value("task_settings") is None and fresh.get("settings_version", 0, int) == SETTINGS_VERSION
 
 
-def test_drop_a_file_opens_it(make_window, make_photo, tmp_path):
+def test_drop_a_file_opens_it(make_window, make_photo, tmp_path, qtbot):
     from PySide6.QtCore import QMimeData, QUrl
     from PySide6.QtGui import QDropEvent
 
@@ -229,14 +230,15 @@ def test_drop_a_file_opens_it(make_window, make_photo, tmp_path):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     window.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    wait_for_files(qtbot, window)
     assert window.document.size == (20, 28) and window.document.path.endswith("dropped.png")
 
 
-def test_unreadable_file_reports_an_error(make_window, tmp_path):
+def test_unreadable_file_reports_an_error(make_window, tmp_path, qtbot):
     window = make_window()
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
-    assert not window.open_path(str(bad))
+    assert not open_photo(qtbot, window, bad)
     assert "broken.png" in window.last_error and not window.document.has_image
 
 
@@ -303,7 +305,7 @@ def test_run_status_is_cleared_when_the_result_is_applied_discarded_or_a_photo_o
     assert panel.stage_label.text().startswith("Done") and panel.progress.isVisible()
     if end == "open":
         write_photo(tmp_path / "next.png", np.zeros((16, 16, 3), np.float32))
-        assert window.open_path(str(tmp_path / "next.png"))
+        assert open_photo(qtbot, window, tmp_path / "next.png")
     else:
         getattr(panel, f"{end}_button").click()
     assert panel.stage_label.text() == "" and not panel.progress.isVisible()
@@ -324,16 +326,17 @@ def test_closing_during_a_long_model_call_closes_at_once(window_with_photo, qtbo
     qtbot.waitUntil(lambda: not live_threads(), timeout=3000)
 
 
-def test_file_errors_have_fitting_titles(window_with_photo, tmp_path, file_dialogs):
+def test_file_errors_have_fitting_titles(window_with_photo, tmp_path, file_dialogs, qtbot):
     window = window_with_photo()
     window.interactive = True  # dialogs as in the app (show_error opens them without blocking)
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
-    assert not window.open_path(str(bad))
+    assert not open_photo(qtbot, window, bad)
     (tmp_path / "a folder.png").mkdir()
-    assert not window.save_to(str(tmp_path / "a folder.png"))
+    assert not save_result(qtbot, window, tmp_path / "a folder.png")
     file_dialogs["open"].append((str(bad), ""))
     window.act_import_mask.trigger()
+    wait_for_files(qtbot, window)
     titles = [title for title, _text in open_dialogs(window)]
     assert titles == ["Cannot open the photo", "Cannot save", "Cannot import the mask"]
 
@@ -400,12 +403,12 @@ def test_run_buttons_stay_in_view_in_a_short_window(make_window, qtbot):
 
 
 def test_a_photo_opened_by_a_relative_path_is_remembered_by_its_absolute_path(make_window, make_photo, tmp_path,
-                                                                              monkeypatch, file_dialogs):
+                                                                              monkeypatch, file_dialogs, qtbot):
     (tmp_path / "scans").mkdir()
     write_photo(tmp_path / "scans" / "old.png", make_photo(16, 16))
     monkeypatch.chdir(tmp_path)
     window = make_window()
-    assert window.open_path("scans/old.png")
+    assert open_photo(qtbot, window, "scans/old.png")
     folder = str(tmp_path / "scans")
     assert window.document.path == str(tmp_path / "scans" / "old.png")
     assert window.settings.get("last_dir", "", str) == folder
@@ -414,22 +417,23 @@ def test_a_photo_opened_by_a_relative_path_is_remembered_by_its_absolute_path(ma
     assert file_dialogs["calls"][-1] == ("save", "Save result", str(tmp_path / "scans" / "old_restored.png"))
 
 
-def test_a_recent_file_that_is_gone_leaves_the_recent_menu(make_window, make_photo, tmp_path):
+def test_a_recent_file_that_is_gone_leaves_the_recent_menu(make_window, make_photo, tmp_path, qtbot):
     window = make_window()
     kept, gone = tmp_path / "kept.png", tmp_path / "gone.png"
     for path in (kept, gone):
         write_photo(path, make_photo(16, 16))
-        assert window.open_path(str(path))
+        assert open_photo(qtbot, window, path)
     gone.unlink()
     [entry] = [a for a in window.recent_menu.actions() if a.text() == "gone.png"]
     entry.trigger()
+    wait_for_files(qtbot, window)
     assert "gone.png" in window.last_error
     assert window.settings.recent_files() == [str(kept)]
     assert [a.text() for a in window.recent_menu.actions()][0] == "kept.png"
 
 
 @pytest.mark.parametrize("size, outcome", [((32, 32), "same"), ((16, 16), "scaled"), ((32, 16), "refused")])
-def test_importing_a_mask_of_another_size(window_with_photo, tmp_path, file_dialogs, size, outcome):
+def test_importing_a_mask_of_another_size(window_with_photo, tmp_path, file_dialogs, qtbot, size, outcome):
     from gui import file_ops
 
     window = window_with_photo(size=(32, 32))
@@ -438,6 +442,7 @@ def test_importing_a_mask_of_another_size(window_with_photo, tmp_path, file_dial
     file_ops.save_mask_file(mask, str(tmp_path / "mask.png"))
     file_dialogs["open"].append((str(tmp_path / "mask.png"), ""))
     window.act_import_mask.trigger()
+    wait_for_files(qtbot, window)
     doc, status = window.document, window.statusBar().currentMessage()
     if outcome == "refused":
         assert not doc.mask.any() and "the mask is 16×32 pixels and the photo 32×32" in window.last_error

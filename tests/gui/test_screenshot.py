@@ -15,6 +15,7 @@ from engine.tiling.window_plan import plan_windows
 from gui.main_window import MainWindow
 from gui.run_plan import TaskSettings
 from gui.settings import AppSettings
+from window_helpers import open_photo
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SHARED_DATA = Path(os.environ.get("RESTORER_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
@@ -68,7 +69,7 @@ def test_screenshots(qtbot, tmp_path, make_photo):
     window.resize(1400, 900)
     window.show()
     qtbot.waitExposed(window)
-    assert window.open_path(path)
+    assert open_photo(qtbot, window, path)
     restore, n_windows = staged_restore(window.document.image, stop_after=3, gate=gate)
     window.runs.restore = restore
     canvas = window.canvas

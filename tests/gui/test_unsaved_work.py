@@ -12,7 +12,7 @@ from PySide6.QtGui import QCloseEvent, QDropEvent, QGuiApplication, QImage
 
 from engine.geometry import Box
 from gui.run_plan import TaskSettings
-from window_helpers import fake_restore, paint, start_run, write_photo
+from window_helpers import fake_restore, open_photo, paint, save_result, start_run, wait_for_files, write_photo
 
 BIG_BOXES = (Box(0, 0, 64, 64), Box(0, 64, 64, 64), Box(64, 0, 64, 64), Box(64, 64, 64, 64))
 
@@ -37,7 +37,7 @@ def test_unsaved_result_is_never_lost_silently(window_with_photo, qtbot, tmp_pat
     save_prompt_answers["answers"].append("cancel")
     other = tmp_path / "other.png"
     write_photo(other, np.zeros((16, 16, 3), np.float32))
-    assert not window.open_path(str(other)), "Cancel keeps the current photo and its result"
+    assert not open_photo(qtbot, window, other), "Cancel keeps the current photo and its result"
     assert window.document.preview is not None and window.document.size == (64, 64)
 
     save_prompt_answers["answers"].append("cancel")
@@ -45,7 +45,7 @@ def test_unsaved_result_is_never_lost_silently(window_with_photo, qtbot, tmp_pat
     window.closeEvent(event)
     assert not event.isAccepted() and save_prompt_answers["asked"] == ["opening another photo", "closing"]
 
-    assert window.save_to(str(tmp_path / "restored.png"))
+    assert save_result(qtbot, window, tmp_path / "restored.png")
     assert not window.has_unsaved_work()
     window.panel.apply_button.click()
     assert not window.has_unsaved_work(), "applying the saved result: nothing new to save"
@@ -55,7 +55,7 @@ def test_unsaved_result_is_never_lost_silently(window_with_photo, qtbot, tmp_pat
     assert not window.has_unsaved_work(), "redo brings back the saved pixels"
 
     asked = len(save_prompt_answers["asked"])
-    assert window.open_path(str(other)) and window.document.size == (16, 16)
+    assert open_photo(qtbot, window, other) and window.document.size == (16, 16)
     assert len(save_prompt_answers["asked"]) == asked, "nothing unsaved: no question"
 
 
@@ -67,8 +67,8 @@ def test_closing_during_a_run_can_save_the_finished_windows(window_with_photo, q
     out = tmp_path / "partial.png"
     save_prompt_answers["answers"].append("save")
     file_dialogs["save"].append((str(out), "PNG (*.png)"))
-    assert window.close(), "saved: the window closes"
-    assert not window.runs.running
+    assert not window.close() and not window.runs.running, "the window waits while the result is saved"
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
     saved = read_png(out)
     assert saved.shape == (128, 128, 3), "the result's size, not the photo's"
     assert np.allclose(saved[:64, :64], 0.25, atol=1 / 255), "the finished window"
@@ -79,7 +79,7 @@ def test_stopping_a_run_with_nothing_finished_offers_no_save(make_window, make_p
                                                              save_prompt_answers, file_dialogs, qtbot):
     window = make_window(fake_restore(delay=2.0, boxes=BIG_BOXES, size=(128, 128)))
     write_photo(tmp_path / "a.png", make_photo(64, 64))
-    assert window.open_path(str(tmp_path / "a.png"))
+    assert open_photo(qtbot, window, tmp_path / "a.png")
     start_run(qtbot, window, TaskSettings(upscale=2))
     question = window.save_question("closing")
     assert question.save == "" and question.discard == "Stop" and "no window has finished" in question.text
@@ -98,6 +98,7 @@ def test_save_after_cancel_writes_the_kept_windows(window_with_photo, qtbot, tmp
     out = tmp_path / "kept.png"
     file_dialogs["save"].append((str(out), "PNG (*.png)"))
     window.act_save.trigger()
+    wait_for_files(qtbot, window)
     saved = read_png(out)
     assert saved.shape == (128, 128, 3) and np.allclose(saved[:64, :64], 0.25, atol=1 / 255)
     assert not window.has_unsaved_work()
@@ -143,12 +144,13 @@ def test_a_painted_mask_is_not_lost_without_a_question(window_with_photo, qtbot,
     other = tmp_path / "other.png"
     write_photo(other, np.zeros((16, 16, 3), np.float32))
     save_prompt_answers["answers"].append("cancel")
-    assert not window.open_path(str(other)) and window.document.mask.any()
+    assert not open_photo(qtbot, window, other) and window.document.mask.any()
 
     exported = tmp_path / "scratches.png"
     save_prompt_answers["answers"].append("save")
     file_dialogs["save"].append((str(exported), "PNG (*.png)"))
-    assert window.close(), "Export mask… keeps the mask, then the window closes"
+    assert not window.close(), "the window waits while the mask is exported"
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
     with Image.open(exported) as im:
         assert np.array_equal(np.asarray(im.convert("L")) > 127, window.document.mask > 127)
     assert not window.has_unsaved_work(), "exported: nothing to lose"
@@ -161,7 +163,7 @@ def test_saving_a_result_keeps_the_mask_question_quiet(window_with_photo, qtbot,
     start_run(qtbot, window, TaskSettings(colorize=True))
     qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
     assert "mask you painted would be lost too" in window.save_question("closing").text
-    assert window.save_to(str(tmp_path / "restored.png"))
+    assert save_result(qtbot, window, tmp_path / "restored.png")
     assert not window.has_unsaved_work()
     paint(qtbot, window, [(20, 100), (60, 100)])
     assert window.mask_unsaved(), "a new stroke after saving"
@@ -200,7 +202,7 @@ def test_restore_again_after_saving_the_result_asks_nothing(window_with_photo, q
     window = window_with_photo(fake_restore())
     start_run(qtbot, window, TaskSettings(colorize=True))
     qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
-    assert window.save_to(str(tmp_path / "first.png"))
+    assert save_result(qtbot, window, tmp_path / "first.png")
     window.act_restore.trigger()
     assert window.runs.running and save_prompt_answers["asked"] == []
     assert window.runs.wait_idle(3000)
@@ -212,12 +214,13 @@ def test_save_reuses_the_format_options_chosen_in_save_as(window_with_photo, qtb
 
     calls = []
     real = file_ops.save_photo
-    monkeypatch.setattr(file_ops, "save_photo", lambda doc, path, quality=95, bit_depth=None: (
-        calls.append((path, quality, bit_depth)), real(doc, path, quality, bit_depth))[1])
+    monkeypatch.setattr(file_ops, "save_photo", lambda path, pixels, like=None, quality=95, bit_depth=None: (
+        calls.append((path, quality, bit_depth)), real(path, pixels, like, quality, bit_depth))[1])
     window = window_with_photo(fake_restore())
     jpeg, tiff = str(tmp_path / "out.jpg"), str(tmp_path / "out.tif")
     file_dialogs["save"] += [(jpeg, "JPEG (*.jpg *.jpeg)"), (tiff, "TIFF 16-bit (*.tif *.tiff)")]
     file_dialogs["int"].append((60, True))
     for action in (window.act_save_as, window.act_save, window.act_save_as, window.act_save):
         action.trigger()
+        wait_for_files(qtbot, window)
     assert calls == [(jpeg, 60, 8), (jpeg, 60, 8), (tiff, 60, 16), (tiff, 60, 16)]

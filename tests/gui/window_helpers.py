@@ -1,9 +1,11 @@
 """Helpers for main-window tests: a scripted restore function, photos with metadata, painting,
-starting a run, and the message boxes a window has opened. The fixtures that build windows are
-in conftest.py."""
+starting a run, opening and saving (in the background) and waiting for it, holding file work in
+its thread, and the message boxes a window has opened. The fixtures that build windows are in
+conftest.py."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -85,3 +87,39 @@ class StuckRestore:
         if cancel.is_set():
             raise Cancelled()
         yield from ()
+
+
+def wait_for_files(qtbot, window, timeout: int = 10_000) -> None:
+    """Wait until the window's file work (a photo or mask being read, a file being written) has ended."""
+    qtbot.waitUntil(lambda: not window.files.kind, timeout=timeout)
+
+
+def open_photo(qtbot, window, path) -> bool:
+    """Open ``path`` and wait for it; whether it is the window's photo now."""
+    window.open_path(str(path))
+    wait_for_files(qtbot, window)
+    return window.document.path == os.path.abspath(path)
+
+
+def save_result(qtbot, window, path, *options) -> bool:
+    """Save to ``path`` (with save_to's ``options``) and wait for it; whether the file was written."""
+    started = window.save_to(str(path), *options)
+    wait_for_files(qtbot, window)
+    return started and window.save_target is not None and window.save_target.path == str(path)
+
+
+class Held:
+    """Wraps ``function`` so a call from a worker thread waits for :attr:`release` (when
+    ``hold(*args)`` is true): :attr:`entered` is set once such a call has begun. A test holds a
+    file being read or written this way and looks at the window meanwhile."""
+
+    def __init__(self, function, hold=lambda *args: True):
+        self.function, self.hold = function, hold
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, *args, **kwargs):
+        assert threading.current_thread() is not threading.main_thread(), "file work on the UI thread"
+        if self.hold(*args):
+            self.entered.set()
+            assert self.release.wait(10), "never released"
+        return self.function(*args, **kwargs)
