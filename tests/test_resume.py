@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import Cancelled
-from engine.events import LogEvent, WindowFinished
+from engine.events import LogEvent, ProgressEvent, WindowFinished
 from engine.pipeline import restore
 from engine.request import RestoreRequest, Tasks
 from engine.tiling.canvas import Canvas
@@ -148,3 +148,37 @@ def test_nan_advice_follows_the_precision_that_ran(tmp_path, precision, advice, 
         for _ in restore(req, denoiser=OverflowingDenoiser(healthy_calls=0, precision=precision)):
             pass
     assert advice in str(err.value) and not_advice not in str(err.value).split(";")[1]
+
+
+def test_resumed_windows_are_reported_first_and_progress_starts_where_it_stopped(tmp_path):
+    req = make_request(tmp_path, hir=False)
+    with pytest.raises(Cancelled):
+        run_all(req, threading.Event(), cancel_after=5)
+    saved = ResumeState.saved_windows(tmp_path / "state")
+    den = TinyDenoiser()
+    seen = [(event, den.calls) for event in restore(req, denoiser=den)]
+    resumed = [(e, calls) for e, calls in seen if isinstance(e, WindowFinished) and e.resumed]
+    assert len(resumed) == saved >= 5 and all(calls == 0 for _, calls in resumed), "shown before any new work"
+    first_progress = next((e, calls) for e, calls in seen if isinstance(e, ProgressEvent))
+    assert first_progress[1] == 0 and first_progress[0].done == saved * req.steps
+    assert any(isinstance(e, LogEvent) and f"resuming: {saved} of 12 windows" in e.message for e, _ in seen)
+    result = seen[-1][0].result
+    for event, _ in resumed:  # their pixels are those of the result
+        rows, cols = event.box.slices()
+        np.testing.assert_allclose(event.pixels, result[rows, cols], atol=1e-6)
+
+
+def test_closing_the_event_stream_keeps_the_windows_finished_so_far(tmp_path):
+    """The app stops reading events when the user cancels: the generator is closed, not cancelled."""
+    req = make_request(tmp_path, hir=False, batch=1)
+    events = restore(req, denoiser=TinyDenoiser())
+    finished = []
+    for event in events:
+        if isinstance(event, WindowFinished):
+            finished.append(event.index)
+            if len(finished) == 2:  # the second is the first window of level 1: no level checkpoint yet
+                break
+    events.close()
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["stages"]["restore"]["finished"] == sorted(finished)
+
