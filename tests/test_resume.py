@@ -182,3 +182,11 @@ def test_closing_the_event_stream_keeps_the_windows_finished_so_far(tmp_path):
     state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert state["stages"]["restore"]["finished"] == sorted(finished)
 
+
+def test_a_replaced_state_drops_the_canvases_of_stages_the_new_request_has_not(tmp_path):
+    with pytest.raises(Cancelled):
+        run_all(make_request(tmp_path, hir=True), threading.Event(), cancel_after=5)
+    assert (tmp_path / "state" / "hir-low.npy").exists()
+    with pytest.raises(Cancelled):
+        run_all(make_request(tmp_path, hir=False), threading.Event(), cancel_after=3)
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["restore.npy", "state.json"]
