@@ -87,6 +87,23 @@ def test_fingerprint_ignores_batch_and_device_but_not_pixels():
     assert fp != request_fingerprint(req.to_dict(), changed)
 
 
+def test_the_request_hashes_in_memory_pixels_in_place():
+    """The app's requests carry the photo as an array: fingerprinting it must not copy it."""
+    import hashlib
+    import tracemalloc
+
+    image = np.random.default_rng(0).random((1000, 1000, 3), dtype=np.float32)  # 12 MB
+    req = RestoreRequest(image=image, tasks=Tasks(colorize=True))
+    tracemalloc.start()
+    try:
+        encoded = req.to_dict()["image"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert encoded["sha256"] == hashlib.sha256(image.tobytes()).hexdigest()
+    assert peak < 1_000_000, f"{peak} bytes allocated"
+
+
 def test_state_round_trip(tmp_path):
     plan = plan_windows(48, 48, 32, 16, 1)
     canvas = Canvas(48, 48)
