@@ -9,14 +9,14 @@ from typing import Any, Optional
 from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtWidgets import QWidget
 
-from gui import run_plan
+from gui import run_plan, run_state
 from gui.canvas import Canvas
 from gui.dialogs import show_error
 from gui.document import Document
 from gui.log_panel import LogPanel
 from gui.task_panel import TaskPanel
 from gui.undo import ApplyResultCommand
-from gui.worker import RestoreFunction, RestoreRun
+from gui.worker import RestoreFunction, RestoreRun, engine_restore
 
 
 class RunController(QObject):
@@ -63,7 +63,7 @@ class RunController(QObject):
         self.windows_finished = 0
         self.last_error = None
         self.log.add("info", f"Restore: {_describe(settings)} on {doc.size[1]}×{doc.size[0]}")
-        run = RestoreRun(request, self.restore, self)
+        run = RestoreRun(request, run_state.keeping_progress(self.restore or engine_restore), self)
         run.stage.connect(self._on_stage)
         run.plan.connect(self._on_plan)
         run.window_started.connect(self._on_window_started)
@@ -149,7 +149,9 @@ class RunController(QObject):
         if not has_preview and self.document.preview is not None:
             self.document.discard_preview()  # back to ready (_on_preview_changed); the stage below stays
         if outcome == "cancelled":
-            self.log.add("warning", f"Cancelled; {self.windows_finished} finished window(s) kept on the preview")
+            kept = ("; Restore with the same photo, mask and settings continues from them"
+                    if self.windows_finished else "")
+            self.log.add("warning", f"Cancelled; {self.windows_finished} finished window(s) kept on the preview{kept}")
             self.panel.set_stage("Cancelled — finished windows kept" if has_preview else "Cancelled")
         elif outcome == "finished":
             self.panel.set_stage("Done — Apply to keep the result, Discard to drop it")
