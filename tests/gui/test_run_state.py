@@ -185,3 +185,15 @@ def test_a_continued_state_counts_as_recently_used():
 def test_prune_without_a_cache_folder_does_nothing(tmp_path):
     assert prune(tmp_path / "missing") == []
 
+
+def test_the_app_prunes_old_states_when_it_starts(tmp_path, make_photo, qapp):
+    import main
+    from window_helpers import write_photo
+
+    old = make_state(runs_root(), "old", 10, age_days=run_state.MAX_AGE_DAYS + 1, now=time.time())
+    write_photo(tmp_path / "start.png", make_photo(16, 16))
+    assert main.main(["--quit-after-start", str(tmp_path / "start.png")]) == 0
+    for thread in threading.enumerate():
+        if thread.name == "prune-run-states":
+            thread.join(30)
+    assert not old.exists()
