@@ -76,8 +76,9 @@ def test_restore_after_cancel_continues_from_the_finished_windows(window_with_ph
     assert 1 <= len(saved) < WINDOWS
     assert "Restore with the same photo, mask and settings continues from them" in window.log_panel.plain_text()
     folder = state_folder(window.document.image)
+    assert window.pending_question().discard == "Continue", "Restore offers to continue, not to start over"
 
-    start_run(qtbot, window, settings())  # the kept partial result is discarded (conftest answers)
+    start_run(qtbot, window, settings())  # "Continue" (conftest answers "discard")
     qtbot.waitUntil(engine.held.is_set, timeout=60000)
     # before any new work: the finished windows are on the canvas, the progress is past them
     qtbot.waitUntil(lambda: window.runs.windows_finished == len(saved), timeout=10000)
