@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtWidgets import QWidget
 
 from gui import run_plan, run_state
+from gui.background import BackgroundTask
 from gui.canvas import Canvas
 from gui.dialogs import show_error
 from gui.document import Document
@@ -38,6 +39,8 @@ class RunController(QObject):
         panel.apply_requested.connect(self.apply)
         panel.discard_requested.connect(self.discard)
         document.preview_changed.connect(self._on_preview_changed)
+        document.image_changed.connect(self._look_for_saved_progress)
+        self._progress_check: Optional[BackgroundTask] = None
 
     @property
     def running(self) -> bool:
@@ -101,6 +104,23 @@ class RunController(QObject):
         """Block until every worker thread has stopped (tests, closing the window)."""
         runs = [r for r in [self.run, *self._winding_down] if r is not None]
         return all(r.wait(ms) for r in runs)
+
+    def _look_for_saved_progress(self) -> None:
+        """A photo just opened whose interrupted run Restore can continue: say so in the log."""
+        if self._progress_check is not None:
+            self._progress_check.discard()
+            self._progress_check = None
+        image = self.document.image
+        if image is None or image is not self.document.original:  # not a photo just opened
+            return
+        task = BackgroundTask(lambda progress, cancel: run_state.saved_windows(image), self)
+        task.succeeded.connect(self._on_saved_progress)
+        self._progress_check = task.start()
+
+    def _on_saved_progress(self, windows: int) -> None:
+        if windows and not self.running:
+            self.log.add("info", f"This photo has saved progress ({windows} finished windows): Restore with the "
+                                 "same mask and settings continues from it")
 
     # ---- events -----------------------------------------------------------------------
     def _on_stage(self, name: str, index: int, total: int) -> None:

@@ -63,6 +63,14 @@ def state_folder(image: np.ndarray, root: Optional[Path] = None) -> Path:
     return (root or runs_root()) / array_digest(image)[:32]
 
 
+def saved_windows(image: np.ndarray) -> int:
+    """Finished windows saved for the photo with these pixels, whatever mask and settings they
+    were restored with (the engine decides when a run starts). Imports torch: not on the GUI thread."""
+    from engine.tiling.resume import ResumeState
+
+    return ResumeState.saved_windows(state_folder(image))
+
+
 # ---- the lock that marks a state in use ----------------------------------------------------
 _HELD: set[Path] = set()  # folders this process holds the lock of
 _HELD_GUARD = threading.Lock()

@@ -110,6 +110,7 @@ def test_restore_after_closing_the_app_mid_run_continues(make_window, window_wit
     engine = EngineRuns()
     second = make_window(engine)
     assert second.open_path(str(tmp_path / "photo.png"))
+    qtbot.waitUntil(lambda: "This photo has saved progress" in second.log_panel.plain_text(), timeout=30000)
     start_run(qtbot, second, settings())
     qtbot.waitUntil(lambda: not second.runs.running, timeout=60000)
     assert engine.resumed(0), "the windows finished before closing were not redone"
