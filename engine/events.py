@@ -48,6 +48,7 @@ class WindowFinished:
     pixels: np.ndarray  # (box.height, box.width, 3) float32 in [0, 1]
     stage: str = "restore"
     scale_to_output: float = 1.0
+    resumed: bool = False  # finished by an earlier, interrupted run (see RestoreRequest.resume_dir)
 
 
 @dataclass(frozen=True)

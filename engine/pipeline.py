@@ -193,18 +193,18 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         return stage
 
     high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)
-    if resume is not None and progress.done:
-        progress.baseline = progress.done
+    low = make(low_problem, plan_low, "hir-low", 1, float(factor), settings) if plan_low is not None else None
+    progress.baseline = progress.done  # the calls of resumed windows were made by an earlier run
     yield StageEvent("restoring", 2, 3)
-    if plan_low is not None:
-        low = make(low_problem, plan_low, "hir-low", 1, float(factor), settings)
-        progress.baseline = progress.done
-        if resume is not None and (low.finished or high.finished):
-            yield LogEvent("info", f"resuming: {len(low.finished) + len(high.finished)} windows already finished")
+    stages = [st for st in (low, high) if st is not None]
+    resumed = sum(len(st.finished) for st in stages)
+    if resumed:
+        total = sum(len(st.plan.boxes) for st in stages)
+        yield LogEvent("info", f"resuming: {resumed} of {total} windows were already finished")
+        yield progress.event()  # progress starts where the earlier run stopped
+    if low is not None:
         canvas = yield from run_hir(HirPlan(low=low, high=high, factor=factor, start_t=warm_start_t))
     else:
-        if resume is not None and high.finished:
-            yield LogEvent("info", f"resuming: {len(high.finished)} windows already finished")
         canvas = yield from high.run()
 
     result = canvas.to_float(H, W)

@@ -45,6 +45,11 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
+def array_digest(value: np.ndarray) -> str:
+    """sha256 of an array's bytes in C order, read in place (no full-size copy of a contiguous array)."""
+    return hashlib.sha256(np.ascontiguousarray(value).data).hexdigest()
+
+
 @dataclass(frozen=True)
 class Quirks:
     """Parity switches that reproduce the reference code's behaviour. All off = the paper."""
@@ -135,8 +140,7 @@ class RestoreRequest:
 
         def enc(value: Any) -> Any:
             if isinstance(value, np.ndarray):
-                digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
-                return {"array": list(value.shape), "dtype": str(value.dtype), "sha256": digest}
+                return {"array": list(value.shape), "dtype": str(value.dtype), "sha256": array_digest(value)}
             return value
 
         out = {}

@@ -9,14 +9,15 @@ from typing import Any, Optional
 from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtWidgets import QWidget
 
-from gui import run_plan
+from gui import run_plan, run_state
+from gui.background import BackgroundTask
 from gui.canvas import Canvas
 from gui.dialogs import show_error
 from gui.document import Document
 from gui.log_panel import LogPanel
 from gui.task_panel import TaskPanel
 from gui.undo import ApplyResultCommand
-from gui.worker import RestoreFunction, RestoreRun
+from gui.worker import RestoreFunction, RestoreRun, engine_restore
 
 
 class RunController(QObject):
@@ -38,6 +39,8 @@ class RunController(QObject):
         panel.apply_requested.connect(self.apply)
         panel.discard_requested.connect(self.discard)
         document.preview_changed.connect(self._on_preview_changed)
+        document.image_changed.connect(self._look_for_saved_progress)
+        self._progress_check: Optional[BackgroundTask] = None
 
     @property
     def running(self) -> bool:
@@ -63,7 +66,7 @@ class RunController(QObject):
         self.windows_finished = 0
         self.last_error = None
         self.log.add("info", f"Restore: {_describe(settings)} on {doc.size[1]}×{doc.size[0]}")
-        run = RestoreRun(request, self.restore, self)
+        run = RestoreRun(request, run_state.keeping_progress(self.restore or engine_restore), self)
         run.stage.connect(self._on_stage)
         run.plan.connect(self._on_plan)
         run.window_started.connect(self._on_window_started)
@@ -101,6 +104,23 @@ class RunController(QObject):
         """Block until every worker thread has stopped (tests, closing the window)."""
         runs = [r for r in [self.run, *self._winding_down] if r is not None]
         return all(r.wait(ms) for r in runs)
+
+    def _look_for_saved_progress(self) -> None:
+        """A photo just opened whose interrupted run Restore can continue: say so in the log."""
+        if self._progress_check is not None:
+            self._progress_check.discard()
+            self._progress_check = None
+        image = self.document.image
+        if image is None or image is not self.document.original:  # not a photo just opened
+            return
+        task = BackgroundTask(lambda progress, cancel: run_state.saved_windows(image), self)
+        task.succeeded.connect(self._on_saved_progress)
+        self._progress_check = task.start()
+
+    def _on_saved_progress(self, windows: int) -> None:
+        if windows and not self.running:
+            self.log.add("info", f"This photo has saved progress ({windows} finished windows): Restore with the "
+                                 "same mask and settings continues from it")
 
     # ---- events -----------------------------------------------------------------------
     def _on_stage(self, name: str, index: int, total: int) -> None:
@@ -149,7 +169,9 @@ class RunController(QObject):
         if not has_preview and self.document.preview is not None:
             self.document.discard_preview()  # back to ready (_on_preview_changed); the stage below stays
         if outcome == "cancelled":
-            self.log.add("warning", f"Cancelled; {self.windows_finished} finished window(s) kept on the preview")
+            kept = ("; Restore with the same photo, mask and settings continues from them"
+                    if self.windows_finished else "")
+            self.log.add("warning", f"Cancelled; {self.windows_finished} finished window(s) kept on the preview{kept}")
             self.panel.set_stage("Cancelled — finished windows kept" if has_preview else "Cancelled")
         elif outcome == "finished":
             self.panel.set_stage("Done — Apply to keep the result, Discard to drop it")

@@ -104,15 +104,24 @@ class UnsavedWork:
         box.setDefaultButton(QMessageBox.Save if question.save else QMessageBox.Cancel)
         return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
 
+    def pending_question(self) -> SaveQuestion:
+        """What to ask before a new run replaces an unsaved result (``save``: apply it). A run that
+        stopped early is continued by discarding its windows: the new run shows them again."""
+        if not self.document.preview_finished:
+            return SaveQuestion("The last restoration stopped before the end.\nContinue it from its finished "
+                                "windows (same photo, mask and settings), or apply them, so a new restoration "
+                                "starts from them?", "Apply and restore", "Continue", "Cancel")
+        return SaveQuestion("The last result has not been applied or saved.\nApply it, so the new restoration "
+                            "starts from it, or discard it?", "Apply and restore", "Discard and restore", "Cancel")
+
     def ask_pending_result(self) -> str:
         """"apply" | "discard" | "cancel" before a new run replaces an unsaved result (tests replace this)."""
-        box = QMessageBox(QMessageBox.Question, "Unsaved result",
-                          "The last result has not been applied or saved.\nApply it, so the new restoration "
-                          "starts from it, or discard it?", QMessageBox.NoButton, self)
-        box.addButton(QMessageBox.Apply).setText("Apply and restore")
-        box.addButton(QMessageBox.Discard).setText("Discard and restore")
+        question = self.pending_question()
+        box = QMessageBox(QMessageBox.Question, "Unsaved result", question.text, QMessageBox.NoButton, self)
+        box.addButton(QMessageBox.Apply).setText(question.save)
+        box.addButton(QMessageBox.Discard).setText(question.discard)
         box.addButton(QMessageBox.Cancel)
-        box.setDefaultButton(QMessageBox.Apply)
+        box.setDefaultButton(QMessageBox.Apply if self.document.preview_finished else QMessageBox.Discard)
         return {QMessageBox.Apply: "apply", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
 
     def restore(self) -> bool:

@@ -57,10 +57,11 @@ def stop_live_threads() -> None:
     _LIVE.clear()
 
 
-def _default_restore() -> RestoreFunction:
-    from engine.pipeline import restore  # lazy: imports torch
+def engine_restore(request: Any, cancel: threading.Event) -> Iterator[Any]:
+    """``engine.pipeline.restore``, imported when a run starts (it imports torch)."""
+    from engine.pipeline import restore
 
-    return restore
+    return restore(request, cancel)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -114,7 +115,7 @@ class RestoreWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            restore = self._restore or _default_restore()
+            restore = self._restore or engine_restore
             for event in restore(self.request, self.cancel):
                 self._emit(event)
                 if self.cancel.is_set():

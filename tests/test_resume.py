@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import Cancelled
-from engine.events import LogEvent, WindowFinished
+from engine.events import LogEvent, ProgressEvent, WindowFinished
 from engine.pipeline import restore
 from engine.request import RestoreRequest, Tasks
 from engine.tiling.canvas import Canvas
@@ -87,6 +87,23 @@ def test_fingerprint_ignores_batch_and_device_but_not_pixels():
     assert fp != request_fingerprint(req.to_dict(), changed)
 
 
+def test_the_request_hashes_in_memory_pixels_in_place():
+    """The app's requests carry the photo as an array: fingerprinting it must not copy it."""
+    import hashlib
+    import tracemalloc
+
+    image = np.random.default_rng(0).random((1000, 1000, 3), dtype=np.float32)  # 12 MB
+    req = RestoreRequest(image=image, tasks=Tasks(colorize=True))
+    tracemalloc.start()
+    try:
+        encoded = req.to_dict()["image"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert encoded["sha256"] == hashlib.sha256(image.tobytes()).hexdigest()
+    assert peak < 1_000_000, f"{peak} bytes allocated"
+
+
 def test_state_round_trip(tmp_path):
     plan = plan_windows(48, 48, 32, 16, 1)
     canvas = Canvas(48, 48)
@@ -148,3 +165,45 @@ def test_nan_advice_follows_the_precision_that_ran(tmp_path, precision, advice, 
         for _ in restore(req, denoiser=OverflowingDenoiser(healthy_calls=0, precision=precision)):
             pass
     assert advice in str(err.value) and not_advice not in str(err.value).split(";")[1]
+
+
+def test_resumed_windows_are_reported_first_and_progress_starts_where_it_stopped(tmp_path):
+    req = make_request(tmp_path, hir=False)
+    with pytest.raises(Cancelled):
+        run_all(req, threading.Event(), cancel_after=5)
+    saved = ResumeState.saved_windows(tmp_path / "state")
+    den = TinyDenoiser()
+    seen = [(event, den.calls) for event in restore(req, denoiser=den)]
+    resumed = [(e, calls) for e, calls in seen if isinstance(e, WindowFinished) and e.resumed]
+    assert len(resumed) == saved >= 5 and all(calls == 0 for _, calls in resumed), "shown before any new work"
+    first_progress = next((e, calls) for e, calls in seen if isinstance(e, ProgressEvent))
+    assert first_progress[1] == 0 and first_progress[0].done == saved * req.steps
+    assert any(isinstance(e, LogEvent) and f"resuming: {saved} of 12 windows" in e.message for e, _ in seen)
+    result = seen[-1][0].result
+    for event, _ in resumed:  # their pixels are those of the result
+        rows, cols = event.box.slices()
+        np.testing.assert_allclose(event.pixels, result[rows, cols], atol=1e-6)
+
+
+def test_closing_the_event_stream_keeps_the_windows_finished_so_far(tmp_path):
+    """The app stops reading events when the user cancels: the generator is closed, not cancelled."""
+    req = make_request(tmp_path, hir=False, batch=1)
+    events = restore(req, denoiser=TinyDenoiser())
+    finished = []
+    for event in events:
+        if isinstance(event, WindowFinished):
+            finished.append(event.index)
+            if len(finished) == 2:  # the second is the first window of level 1: no level checkpoint yet
+                break
+    events.close()
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["stages"]["restore"]["finished"] == sorted(finished)
+
+
+def test_a_replaced_state_drops_the_canvases_of_stages_the_new_request_has_not(tmp_path):
+    with pytest.raises(Cancelled):
+        run_all(make_request(tmp_path, hir=True), threading.Event(), cancel_after=5)
+    assert (tmp_path / "state" / "hir-low.npy").exists()
+    with pytest.raises(Cancelled):
+        run_all(make_request(tmp_path, hir=False), threading.Event(), cancel_after=3)
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["restore.npy", "state.json"]

@@ -114,7 +114,7 @@ class MsrStage:
     finished: set[int] = field(default_factory=set)
     wrap_constraint: Optional[ConstraintWrapper] = None
     start: Optional[StartFn] = None
-    checkpoint: Optional[Callable[["MsrStage"], None]] = None  # called after each level / on cancel
+    checkpoint: Optional[Callable[["MsrStage"], None]] = None  # called after each level / on cancel or close
     cancel: Any = None
 
     def __post_init__(self) -> None:
@@ -127,6 +127,9 @@ class MsrStage:
         """Yield events; return the canvas (``canvas = yield from stage.run()``)."""
         plan = self.plan
         yield PlanEvent((plan.padded_height, plan.padded_width), plan.boxes, plan.levels, self.stage, self.scale_to_output)
+        for i in sorted(self.finished):  # resumed: already on the canvas, shown before any new work
+            box = plan.boxes[i]
+            yield WindowFinished(i, box, self.canvas.region(box), self.stage, self.scale_to_output, resumed=True)
         sequential = self.settings.quirks.carry_state_across_windows
         if sequential:  # the reference's carry-over only makes sense one window at a time, raster order
             groups = [[i] for i in range(len(plan.boxes))]
@@ -140,7 +143,7 @@ class MsrStage:
                     yield from self._run_with_split(todo[start : start + cap])
                 if todo and self.checkpoint is not None:
                     self.checkpoint(self)
-        except Cancelled:
+        except (Cancelled, GeneratorExit):  # GeneratorExit: the consumer stopped iterating (closed us)
             if self.checkpoint is not None:
                 self.checkpoint(self)
             raise

@@ -5,14 +5,16 @@ Layout of ``resume_dir``::
     state.json        {"version", "fingerprint", "stages": {name: {"finished": [...], "shape": [H, W]}}}
     <stage>.npy       the stage's canvas, uint16 (H, W, 3)
 
-Both are written atomically (:func:`engine.atomic_file.atomic_write`) after every finished level
-and when a run is cancelled. The fingerprint covers everything that changes the result (the request minus
-``resume_dir``, ``batch`` and ``device`` — batching does not change the result — plus the hash of
-the loaded image and mask pixels).
+Both are written atomically (:func:`engine.atomic_file.atomic_write`) after every finished level,
+and when a run is cancelled or its events are no longer read (the generator is closed). The
+fingerprint covers everything that changes the result (the request minus ``resume_dir``,
+``batch`` and ``device`` — batching does not change the result — plus the hash of the loaded
+image and mask pixels).
 
 **Mismatch policy:** state whose fingerprint differs from the new request is NOT resumed: the run
-starts fresh (the old state is overwritten as the new run progresses) and a warning LogEvent says
-so. A corrupt state file is treated the same way.
+starts fresh (the old state is overwritten as the new run progresses: its first save also removes
+the canvases of stages the new run does not have) and a warning LogEvent says so. A corrupt state
+file is treated the same way.
 
 With ``quirks.carry_state_across_windows`` the first window after a resume starts from fresh
 noise (the carried sample is not stored), so that parity mode is not bit-exact across a resume.
@@ -119,3 +121,6 @@ class ResumeState:
         doc = {"version": VERSION, "fingerprint": self.fingerprint, "stages": self.stages}
         with atomic_write(self.directory / STATE_FILE) as handle:
             handle.write(json.dumps(doc, indent=1).encode())
+        for stale in self.directory.glob("*.npy"):  # canvases of the replaced request's other stages
+            if stale.stem not in self.stages:
+                stale.unlink(missing_ok=True)

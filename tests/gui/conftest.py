@@ -19,9 +19,11 @@ if not SHARED_DATA.is_dir():
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path_factory, monkeypatch):
-    """Every test reads and writes QSettings (and the models folder) in its own temporary folder."""
+    """Every test reads and writes QSettings (and the models folder, and the progress of runs) in
+    its own temporary folder."""
     folder = tmp_path_factory.mktemp("settings")
     monkeypatch.setenv("RESTORER_MODELS_DIR", str(folder / "models"))
+    monkeypatch.setenv("RESTORER_RUNS_DIR", str(folder / "runs"))
     QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(folder))
     QSettings.setPath(QSettings.IniFormat, QSettings.SystemScope, str(folder / "system"))
     yield folder

@@ -1,0 +1,237 @@
+"""The progress the app keeps for its runs, so that Restore continues an interrupted job.
+
+Every run keeps the engine's resume state (:mod:`engine.tiling.resume`: the finished windows,
+saved after every wavefront level and when the run stops) in a folder of the user cache, one per
+photo: ``<user cache>/Restorer/runs/<sha256 of the photo's pixels>/`` (``$RESTORER_RUNS_DIR``
+replaces ``<user cache>/Restorer/runs``).
+
+One folder per photo, not per job: the engine's fingerprint (photo, mask and settings) decides
+whether the saved windows belong to the new run. The same photo, mask and settings continue where
+they stopped; another mask or other settings start fresh and replace the state, so a photo never
+has more than one. The pixels name the folder, not the file: a pasted photo, a renamed or moved
+file and a file overwritten with other pixels are all told apart correctly.
+
+* **Kept** after Cancel, an error, closing the app, a crash or a power cut.
+* **Removed** when the run finishes: the result is complete.
+* **Pruned** when the app starts and when a run starts: states not used for ``MAX_AGE_DAYS``,
+  then the least recently used while all of them together take more than ``MAX_TOTAL_BYTES``.
+* **In use:** a run holds an OS lock on ``<folder>/lock`` (the system drops it if the process
+  dies), and a locked state is never pruned. A new run of the same photo waits while this app's
+  cancelled run of it is still stopping (at most one model call); while another Restorer process
+  restores it, the new run keeps no progress.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Optional
+
+import numpy as np
+
+from engine.events import FinishedEvent, LogEvent
+from engine.request import array_digest
+
+RUNS_DIR_ENV = "RESTORER_RUNS_DIR"
+LOCK_FILE = "lock"
+#: A state not used for this long is deleted.
+MAX_AGE_DAYS = 14
+#: All states together may take this much; beyond it the least recently used are deleted.
+MAX_TOTAL_BYTES = 10 * 1024**3
+#: Seconds between looks while a new run waits for this app's cancelled run of the same photo.
+WAIT_POLL_SECONDS = 0.1
+
+#: restore(request, cancel) -> iterator of engine events
+RestoreFunction = Callable[[Any, threading.Event], Iterator[Any]]
+
+
+def runs_root() -> Path:
+    """The folder that holds one state folder per photo."""
+    env = os.environ.get(RUNS_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("Restorer", appauthor=False)) / "runs"
+
+
+def state_folder(image: np.ndarray, root: Optional[Path] = None) -> Path:
+    """The state folder of the photo with these pixels."""
+    return (root or runs_root()) / array_digest(image)[:32]
+
+
+def saved_windows(image: np.ndarray) -> int:
+    """Finished windows saved for the photo with these pixels, whatever mask and settings they
+    were restored with (the engine decides when a run starts). Imports torch: not on the GUI thread."""
+    from engine.tiling.resume import ResumeState
+
+    return ResumeState.saved_windows(state_folder(image))
+
+
+# ---- the lock that marks a state in use ----------------------------------------------------
+_HELD: set[Path] = set()  # folders this process holds the lock of
+_HELD_GUARD = threading.Lock()
+
+
+class StateLock:
+    """An exclusive OS lock on ``folder/lock``, taken without waiting. It conflicts with every
+    other holder, this process included, and the system drops it when the process ends."""
+
+    def __init__(self, folder: Path, handle: BinaryIO):
+        self.folder, self._handle = folder, handle
+
+    @classmethod
+    def take(cls, folder: Path) -> Optional["StateLock"]:
+        """The lock, or None while another run holds it. Raises OSError if the folder cannot be made."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with _HELD_GUARD:
+            handle = open(folder / LOCK_FILE, "a+b")
+            try:
+                _os_lock(handle, True)
+            except OSError:
+                handle.close()
+                return None
+            _HELD.add(folder)
+        return cls(folder, handle)
+
+    def mark_used(self) -> None:
+        """Pruning goes by last use: a state being continued is as new as a new one."""
+        os.utime(self.folder / LOCK_FILE)
+
+    def release(self) -> None:
+        with _HELD_GUARD:
+            if not self._handle.closed:
+                _os_lock(self._handle, False)
+                self._handle.close()
+                _HELD.discard(self.folder)
+
+    def remove_folder(self) -> None:
+        """Delete the state, then let go (on Windows, let go first: an open file cannot be deleted)."""
+        if os.name == "nt":
+            self.release()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+
+def held_here(folder: Path) -> bool:
+    """Whether a run of this process holds ``folder``'s lock."""
+    with _HELD_GUARD:
+        return folder in _HELD
+
+
+def _os_lock(handle: BinaryIO, lock: bool) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK if lock else msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), (fcntl.LOCK_EX | fcntl.LOCK_NB) if lock else fcntl.LOCK_UN)
+
+
+# ---- pruning --------------------------------------------------------------------------------
+def _usage(folder: Path) -> tuple[float, int]:
+    """(last use: the newest modification time inside, bytes) of a state folder."""
+    last, size = folder.stat().st_mtime, 0
+    for entry in os.scandir(folder):
+        info = entry.stat(follow_symlinks=False)
+        last, size = max(last, info.st_mtime), size + info.st_size
+    return last, size
+
+
+def prune(root: Optional[Path] = None, now: Optional[float] = None) -> list[Path]:
+    """Delete the states not used for MAX_AGE_DAYS, then the least recently used ones while all
+    together take more than MAX_TOTAL_BYTES. A state in use is never deleted. Returns the deleted
+    folders."""
+    root = root or runs_root()
+    now = time.time() if now is None else now
+    states = []
+    try:
+        for folder in root.iterdir():
+            if folder.is_dir():
+                states.append((*_usage(folder), folder))
+    except OSError:  # no cache folder yet, or one being deleted
+        return []
+    removed, kept = [], 0
+    for used, size, folder in sorted(states, key=lambda s: s[0], reverse=True):  # newest first
+        if (now - used > MAX_AGE_DAYS * 86400 or kept + size > MAX_TOTAL_BYTES) and _remove_unless_in_use(folder):
+            removed.append(folder)
+        else:
+            kept += size
+    return removed
+
+
+def _remove_unless_in_use(folder: Path) -> bool:
+    try:
+        lock = StateLock.take(folder)
+    except OSError:
+        return False
+    if lock is None:
+        return False
+    lock.remove_folder()
+    return True
+
+
+def prune_in_background() -> None:
+    """:func:`prune` in a thread of its own (at start-up: the window does not wait for it)."""
+    threading.Thread(target=prune, name="prune-run-states", daemon=True).start()
+
+
+# ---- runs that keep their progress ----------------------------------------------------------
+def keeping_progress(restore: RestoreFunction, root: Optional[Path] = None) -> RestoreFunction:
+    """``restore`` with the progress kept in the photo's state folder (see the module's doc).
+    It runs where ``restore`` runs: the hashing and the file work stay off the GUI thread."""
+
+    def run(request: Any, cancel: threading.Event) -> Iterator[Any]:
+        folder = state_folder(request.image, root)
+        try:
+            lock = yield from _claim(folder, cancel)
+        except OSError as exc:
+            lock = None
+            yield LogEvent("warning", f"the progress of this run cannot be kept ({exc}): if it stops, "
+                                      "the next run starts from the beginning")
+        else:
+            if lock is None and not cancel.is_set():
+                yield LogEvent("warning", "another Restorer window is restoring this photo: the progress of "
+                                          "this run is not kept if it stops")
+        if lock is None:
+            if not cancel.is_set():
+                yield from restore(request, cancel)
+            return
+        lock.mark_used()
+        complete = False
+        events = restore(request.replace(resume_dir=str(folder)), cancel)
+        try:
+            prune(root)
+            for event in events:
+                yield event
+                if isinstance(event, FinishedEvent):
+                    complete = not cancel.is_set()  # set: the app may have dropped the result
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # the engine saves the windows finished so far before the lock goes
+            (lock.remove_folder if complete else lock.release)()
+
+    return run
+
+
+def _claim(folder: Path, cancel: threading.Event) -> Iterator[LogEvent]:
+    """``lock = yield from _claim(...)``: the folder's lock, after waiting while a cancelled run of
+    this process still holds it; None when another process holds it, or on cancel."""
+    lock = StateLock.take(folder)
+    told = False
+    while lock is None and held_here(folder) and not cancel.is_set():
+        if not told:
+            yield LogEvent("info", "waiting for the cancelled restoration of this photo to stop")
+            told = True
+        cancel.wait(WAIT_POLL_SECONDS)
+        lock = StateLock.take(folder)
+    if lock is None and not cancel.is_set():
+        lock = StateLock.take(folder)  # it may have stopped between the two looks
+    return lock
