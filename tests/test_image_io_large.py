@@ -1,5 +1,6 @@
 """Large scans: a photo is decoded from its path (no copy of the file in memory), TIFF strips go
-straight into the float photo, and all of it stays exact."""
+straight into the float photo, saving makes the 8/16-bit pixels and nothing else full-size, and all
+of it stays lossless and readable by other programs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from PIL import Image, PngImagePlugin
 
 import engine.image_io.codecs as codecs
 from engine.errors import InputError
-from engine.image_io import load_image, save_image
+from engine.image_io import LoadedImage, load_image, save_image
 from engine.image_io.codecs import _png_chunk
 from engine.image_io.pixels import apply_orientation, inverse_orientation
 
@@ -129,3 +130,37 @@ def test_a_truncated_16bit_file_read_from_its_path_gives_an_input_error(tmp_path
     (tmp_path / f"cut{suffix}").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="corrupt|truncated|cannot decode"):
         load_image(tmp_path / f"cut{suffix}")
+
+
+# ------------------------------------------------------------------------------- encoding
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_saving_16_bits_makes_the_uint16_pixels_and_nothing_else_full_size(tmp_path, suffix, alpha):
+    """Old way: a clipped float copy, the uint16 pixels, an RGBA float concatenation for alpha, a BGR
+    copy (PNG) and the encoded file in memory, copied again before writing."""
+    pixels = _scan(1000, 1200, 4 if alpha else 3)
+    rgb = pixels[..., :3] / np.float32(65535)
+    alpha_channel = pixels[..., 3] / np.float32(65535) if alpha else None
+    save_image(tmp_path / f"warm{suffix}", rgb[:8], bit_depth=16)
+    _, peak = _peak(lambda: save_image(tmp_path / f"o{suffix}", rgb, bit_depth=16, alpha=alpha_channel))
+    encoded = 0 if suffix == ".tif" else (tmp_path / f"o{suffix}").stat().st_size  # OpenCV encodes in memory
+    assert peak < 1.4 * pixels.nbytes + encoded  # and bands of rows: a float copy alone would be 2 ×
+    back = load_image(tmp_path / f"o{suffix}")
+    assert np.array_equal(back.rgb, rgb) and (not alpha or np.array_equal(back.alpha, alpha_channel))
+
+
+def test_tiffs_are_written_with_fast_deflate_and_the_predictor_and_read_back_everywhere(tmp_path):
+    rgb = _scan(50, 70) / np.float32(65535)
+    save_image(tmp_path / "rgb8.tif", rgb, bit_depth=8)
+    save_image(tmp_path / "rgb16.tif", rgb, bit_depth=16)
+    gray = np.repeat(rgb[..., :1], 3, axis=2)
+    save_image(tmp_path / "gray16.tif", gray, like=LoadedImage(gray, bit_depth=16, mode="I;16"))
+    with tifffile.TiffFile(tmp_path / "rgb16.tif") as tif:
+        page = tif.pages[0]
+        assert int(page.compression) == 8 and int(page.predictor) == 2  # Adobe deflate, horizontal differencing
+        assert np.array_equal(page.asarray(), np.round(rgb * 65535).astype(np.uint16))
+    with Image.open(tmp_path / "rgb8.tif") as im:  # libtiff, as in most other programs
+        assert np.array_equal(np.asarray(im), np.round(rgb * 255).astype(np.uint8))
+    with Image.open(tmp_path / "gray16.tif") as im:
+        assert im.mode == "I;16"
+        assert np.array_equal(np.asarray(im).astype(np.uint16), np.round(gray[..., 0] * 65535).astype(np.uint16))

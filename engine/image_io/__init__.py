@@ -13,7 +13,7 @@ RGB PNGs to 8 bits); tifffile (with imagecodecs for LZW, JPEG, ...) for TIFFs (8
 Pillow as fallback for the photometric kinds tifffile is not asked to convert (CMYK, YCbCr, palette).
 A file is decoded from its path, never read into memory whole, and the only full-size arrays made
 are the decoder's pixels (none for most TIFFs: their strips are converted as they are decoded) and
-the float result.
+the float result; saving makes the 8/16-bit pixels and writes them straight into the file.
 
 Guards, on the size in the header, before any pixel is decoded: images above ``DEFAULT_MAX_PIXELS``
 (400 megapixels, e.g. 25000×16000; a decompression bomb) are refused with an :class:`InputError`
@@ -24,13 +24,12 @@ what the computer has available (:mod:`engine.host_memory`; ``bytes_per_pixel``)
 from __future__ import annotations
 
 import functools
-import io
 import struct
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import BinaryIO, Callable, Optional, Union
 
 import numpy as np
 
@@ -286,7 +285,7 @@ def save_image(
     if alpha is not None and fmt == "JPEG":
         notes.append("JPEG has no transparency; the alpha channel was dropped")
         alpha = None
-    pixels = to_uint(rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2), depth)
+    pixels = to_uint(rgb, depth, alpha)
     gray = like is not None and _is_gray_mode(like.mode) and fmt in _GRAY_FORMATS and _is_gray(pixels)
     if gray:
         pixels = pixels[..., 0] if alpha is None else pixels[..., [0, 3]]
@@ -297,8 +296,11 @@ def save_image(
                      f"not fit a{' gray' if gray else 'n RGB'} result and was not embedded")
         icc = None
     exif = like.exif if like is not None else None
-    data = _encode(np.ascontiguousarray(pixels), fmt, icc, exif, quality)
-    _write_atomically(path, data)
+    try:
+        with atomic_write(path) as handle:
+            _encode(handle, np.ascontiguousarray(pixels), fmt, icc, exif, quality)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return notes
 
 
@@ -323,13 +325,15 @@ def _resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
-def _encode(pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes], quality: int) -> bytes:
-    """uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA -> file bytes;
-    16 bits only for PNG and TIFF."""
+def _encode(handle: BinaryIO, pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes],
+            quality: int) -> None:
+    """Write uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA to
+    ``handle`` as ``fmt``; 16 bits only for PNG and TIFF. ``pixels`` may be changed (they are
+    save_image's own)."""
     if fmt == "TIFF":
-        return encode_tiff(pixels, icc, exif)
+        return encode_tiff(handle, pixels, icc, exif)
     if pixels.dtype == np.uint16:
-        return encode_png16(pixels, icc, exif)
+        return encode_png16(handle, pixels, icc, exif)
     im = Image.fromarray(pixels)  # L, LA, RGB or RGBA from the shape
     options: dict = {}
     if icc:
@@ -341,18 +345,7 @@ def _encode(pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[b
         options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
     elif fmt == "WEBP":
         options.update(quality=int(quality), lossless=quality >= 100)
-    buffer = io.BytesIO()
-    im.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash never leaves a half-written file there."""
-    try:
-        with atomic_write(path) as handle:
-            handle.write(data)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    im.save(handle, fmt, **options)
 
 
 # ------------------------------------------------------------------------- model tensors

@@ -52,14 +52,24 @@ def to_unit_float(a: np.ndarray, divisor: float, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_uint(pixels: np.ndarray, depth: int) -> np.ndarray:
-    """Float in [0, 1] -> uint8 (depth 8) or uint16 (depth 16), rounded to nearest (one float
-    temporary, not three)."""
-    top = 255.0 if depth == 8 else 65535.0
-    scaled = np.clip(pixels, 0.0, 1.0)
-    scaled *= top
-    np.round(scaled, out=scaled)
-    return scaled.astype(np.uint8 if depth == 8 else np.uint16)
+def to_uint(rgb: np.ndarray, depth: int, alpha: Optional[np.ndarray] = None) -> np.ndarray:
+    """Float (H, W, 3) RGB in [0, 1], and (H, W) alpha if given -> uint8 (depth 8) or uint16 (depth
+    16) (H, W, 3|4), rounded to nearest. Converted in bands of rows: the output is the only
+    full-size array made."""
+    top = np.float32(255.0 if depth == 8 else 65535.0)
+    height, width = rgb.shape[:2]
+    out = np.empty((height, width, 3 if alpha is None else 4), np.uint8 if depth == 8 else np.uint16)
+    for start in range(0, height, BAND_ROWS):
+        rows = slice(start, start + BAND_ROWS)
+        parts = [(rgb[rows], out[rows, :, :3])]
+        if alpha is not None:
+            parts.append((alpha[rows], out[rows, :, 3]))
+        for values, target in parts:
+            scaled = np.clip(values, 0.0, 1.0)
+            scaled *= top
+            np.round(scaled, out=scaled)
+            target[...] = scaled
+    return out
 
 
 def swap_red_blue(pixels: np.ndarray) -> np.ndarray:
