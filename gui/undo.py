@@ -1,7 +1,8 @@
 """Undoable edits (QUndoCommand) that keep what undo and redo need once: a mask edit keeps the
 blocks of the mask it changed as the mask does not show them now (old while done, new while
 undone) and swaps them with the mask's; an Apply keeps the photo it replaced (a reference: never a
-copy)."""
+copy). The document's history (:mod:`gui.history`) weighs them by their arrays and drops the
+oldest when they hold too much."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ Block = tuple[Region, np.ndarray]
 
 
 class Step(QUndoCommand):
-    """An undoable edit. ``done``: the document shows the edit already (a stroke painted live), so
-    the redo that pushing it runs is skipped."""
+    """An undoable edit that says which arrays it holds (for the history's budget) and can be
+    carried into a rebuilt history. ``done``: the document shows the edit already (a stroke
+    painted live, a step carried over), so the redo that pushing it runs is skipped."""
 
     def __init__(self, text: str, done: bool = False):
         super().__init__(text)
@@ -39,6 +41,17 @@ class Step(QUndoCommand):
 
     def revert(self) -> None:
         raise NotImplementedError
+
+    def arrays(self) -> list[np.ndarray]:
+        """The arrays this step keeps alive."""
+        raise NotImplementedError
+
+    def carried(self) -> "Step":
+        """The same edit as a new command, done (the history's QUndoStack deletes this one)."""
+        twin = type(self).__new__(type(self))
+        Step.__init__(twin, self.text(), done=True)
+        twin.__dict__.update({key: value for key, value in vars(self).items() if key != "_skip_redo"})
+        return twin
 
 
 class MaskEditCommand(Step):
@@ -70,6 +83,9 @@ class MaskEditCommand(Step):
         self.blocks = swapped
 
     revert = apply
+
+    def arrays(self) -> list[np.ndarray]:
+        return [values for _, values in self.blocks]
 
 
 def stroke_command(document: Document, deltas: Sequence[Delta], text: str) -> MaskEditCommand:
@@ -115,3 +131,6 @@ class ApplyResultCommand(Step):
         if self.mask_block is not None:
             (top, left, _, _), values = self.mask_block
             self.document.set_mask_region(top, left, values)
+
+    def arrays(self) -> list[np.ndarray]:
+        return [self.old_image, self.new_image] + ([self.mask_block[1]] if self.mask_block is not None else [])

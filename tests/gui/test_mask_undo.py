@@ -194,7 +194,7 @@ def test_a_whole_mask_edit_keeps_the_changed_block_once(make_photo, op):
     doc.undo_stack.push(command)
     after = doc.mask.copy()
     (_, _, h, w), = (region for region, _ in command.blocks)
-    assert command.nbytes == h * w
+    assert command.nbytes == h * w and doc.undo_stack.held_bytes() == h * w
     for expected in (before, after, before):
         doc.undo_stack.undo() if expected is before else doc.undo_stack.redo()
         assert np.array_equal(doc.mask, expected)
