@@ -6,8 +6,10 @@ The figures are peak resident bytes per pixel above what the process held before
 the real pipeline and a trivial denoiser on generated photos (the slope between two sizes from 4 to
 36 megapixels, so fixed costs do not count):
 
-- decoding (``load_image``): about 14 bytes per pixel for gray, 20 for RGB, 24 for a 16-bit RGB
-  PNG, 25 for RGBA: the decoder's pixels, the array taken from them, the float32 RGB (and alpha).
+- decoding (``load_image``, from a path): about 14 bytes per pixel for gray, 19 for RGB (PNG or
+  JPEG), 24 for RGBA (Pillow's pixels, the array taken from them, the float32 RGB and alpha); 18
+  for a 16-bit RGB PNG (OpenCV's array and the float); 12 for a 16-bit TIFF, whose strips are
+  converted into the float as they are decoded.
 - restoring (``engine.pipeline.restore``, then saving): 45 bytes per pixel to colorize, 67 to fill
   a mask, 44 per output pixel for ×2 super-resolution. The peak is at the end, during the
   consistency check: the photo, the float result, its [-1, 1] copy, the observation y and A x.
@@ -29,8 +31,8 @@ from engine.errors import InputError
 if TYPE_CHECKING:
     from engine.request import Tasks
 
-#: Decoding one pixel (see above), with a margin.
-DECODE_BYTES_PER_PIXEL = 32
+#: Decoding one pixel (see above: the most, RGBA), with a margin.
+DECODE_BYTES_PER_PIXEL = 28
 #: Restoring, per output pixel: the float result, its [-1, 1] copy, the canvas (freed before the
 #: check but alive until the result exists) and the transients of A† at output resolution.
 RESTORE_BYTES_PER_OUTPUT_PIXEL = 38

@@ -20,7 +20,7 @@ from gui.compare import CompareState, draw_holding_badge, draw_split_line
 from gui.document import Document
 from gui.layer_image import MaskLayer, RgbLayer
 from gui.mask_tools import Brush, StrokeRecorder
-from gui.undo import MaskEditCommand
+from gui.undo import stroke_command
 
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
 GRID_ZOOM = 8.0  # pixel grid from this zoom on
@@ -385,7 +385,7 @@ class Canvas(QWidget):
         deltas = stroke.finish() if stroke is not None else None
         if deltas:
             text = "Erase mask" if stroke.brush.erase else "Paint mask"
-            self.document.undo_stack.push(MaskEditCommand(self.document, deltas, text))
+            self.document.undo_stack.push(stroke_command(self.document, deltas, text))
 
     def abort_stroke(self) -> None:
         stroke, self._stroke = self._stroke, None

@@ -9,6 +9,9 @@ Arrays (all numpy, GUI thread only):
   written through ``set_mask_region`` and ``set_mask`` only, which keep count of the pixels to
   fill, so ``has_mask`` never scans it;
 - ``preview``: (H·s, W·s, 3) float32 in [0, 1] or None, the result layer of a run, s = its upscale.
+
+``undo_stack`` is the undo history (:mod:`gui.history`): it drops its oldest steps when they hold
+more memory than its budget (an Apply keeps the photo it replaced).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
+
+from gui.history import UndoHistory
 
 #: A region (top, left, height, width) in the coordinates of the array a signal is about.
 Region = tuple[int, int, int, int]
@@ -32,7 +36,7 @@ class Document(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self.undo_stack = QUndoStack(self)
+        self.undo_stack = UndoHistory(self, kept_elsewhere=lambda: (self.image, self.original))
         self.image: Optional[np.ndarray] = None
         self.original: Optional[np.ndarray] = None
         self.mask: Optional[np.ndarray] = None

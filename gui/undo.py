@@ -1,4 +1,8 @@
-"""Undoable edits (QUndoCommand). Mask edits store deltas: blocks of the mask with their old and new pixels."""
+"""Undoable edits (QUndoCommand) that keep what undo and redo need once: a mask edit keeps the
+blocks of the mask it changed as the mask does not show them now (old while done, new while
+undone) and swaps them with the mask's; an Apply keeps the photo it replaced (a reference: never a
+copy). The document's history (:mod:`gui.history`) weighs them by their arrays and drops the
+oldest when they hold too much."""
 
 from __future__ import annotations
 
@@ -10,55 +14,97 @@ from PySide6.QtGui import QUndoCommand
 from gui.document import Document
 from gui.mask_tools import Delta, Region, changed_region, nonzero_region
 
+#: A block of the mask (top, left, height, width) and its (h, w) uint8 pixels that the mask does not show now
+Block = tuple[Region, np.ndarray]
 
-class MaskEditCommand(QUndoCommand):
-    """Replace blocks of the mask: each delta (region (top, left, h, w), old, new) holds the old
-    and new pixels there, (h, w) uint8. A brush stroke holds a delta per tile it changed.
 
-    A brush stroke is painted live and committed at mouse release as one command, so ``redo``
-    on the first push is a no-op when the mask already holds the new pixels.
-    """
+class Step(QUndoCommand):
+    """An undoable edit that says which arrays it holds (for the history's budget) and can be
+    carried into a rebuilt history. ``done``: the document shows the edit already (a stroke
+    painted live, a step carried over), so the redo that pushing it runs is skipped."""
 
-    def __init__(self, document: Document, deltas: Sequence[Delta], text: str = "Paint mask"):
+    def __init__(self, text: str, done: bool = False):
         super().__init__(text)
+        self._skip_redo = done
+
+    def redo(self) -> None:
+        if self._skip_redo:
+            self._skip_redo = False
+        else:
+            self.apply()
+
+    def undo(self) -> None:
+        self.revert()
+
+    def apply(self) -> None:
+        raise NotImplementedError
+
+    def revert(self) -> None:
+        raise NotImplementedError
+
+    def arrays(self) -> list[np.ndarray]:
+        """The arrays this step keeps alive."""
+        raise NotImplementedError
+
+    def carried(self) -> "Step":
+        """The same edit as a new command, done (the history's QUndoStack deletes this one)."""
+        twin = type(self).__new__(type(self))
+        Step.__init__(twin, self.text(), done=True)
+        twin.__dict__.update({key: value for key, value in vars(self).items() if key != "_skip_redo"})
+        return twin
+
+
+class MaskEditCommand(Step):
+    """Swap blocks of the mask: each block holds the pixels of its region that the mask does not
+    show now, (h, w) uint8; redo and undo both swap them with the mask's. A brush stroke holds a
+    block per tile it changed; it is painted live and committed at mouse release, done."""
+
+    def __init__(self, document: Document, blocks: Sequence[Block], text: str = "Paint mask", done: bool = True):
+        super().__init__(text, done)
         self.document = document
-        self.deltas = [(tuple(int(v) for v in region), old, new) for region, old, new in deltas]
+        self.blocks = [(tuple(int(v) for v in region), values) for region, values in blocks]
 
     @property
     def region(self) -> Region:
         """The bounding box of the blocks."""
-        tops, lefts, bottoms, rights = zip(*((t, l, t + h, l + w) for (t, l, h, w), _, _ in self.deltas))
+        tops, lefts, bottoms, rights = zip(*((t, l, t + h, l + w) for (t, l, h, w), _ in self.blocks))
         return min(tops), min(lefts), max(bottoms) - min(tops), max(rights) - min(lefts)
 
     @property
     def nbytes(self) -> int:
-        return sum(old.nbytes + new.nbytes for _, old, new in self.deltas)
+        return sum(values.nbytes for _, values in self.blocks)
 
-    def _write(self, new: bool) -> None:
-        for (top, left, h, w), old_values, new_values in self.deltas:
-            values = new_values if new else old_values
-            if not np.array_equal(self.document.mask[top : top + h, left : left + w], values):
-                self.document.set_mask_region(top, left, values)
+    def apply(self) -> None:
+        swapped = []
+        for (top, left, h, w), values in self.blocks:
+            shown = self.document.mask[top : top + h, left : left + w].copy()
+            self.document.set_mask_region(top, left, values)
+            swapped.append(((top, left, h, w), shown))
+        self.blocks = swapped
 
-    def redo(self) -> None:
-        self._write(True)
+    revert = apply
 
-    def undo(self) -> None:
-        self._write(False)
+    def arrays(self) -> list[np.ndarray]:
+        return [values for _, values in self.blocks]
+
+
+def stroke_command(document: Document, deltas: Sequence[Delta], text: str) -> MaskEditCommand:
+    """The undo step of a stroke already painted into the mask: its deltas' old pixels."""
+    return MaskEditCommand(document, [(region, old) for region, old, _new in deltas], text, done=True)
 
 
 def mask_replace_command(document: Document, new_mask: np.ndarray, text: str) -> Optional[MaskEditCommand]:
-    """A delta command turning the document's mask into ``new_mask`` (None if nothing changes)."""
+    """A command turning the document's mask into ``new_mask`` (None if nothing changes); it keeps
+    the changed block of ``new_mask`` (no copy when that is all of it) until pushed, then the old."""
     region = changed_region(document.mask, new_mask)
     if region is None:
         return None
     top, left, h, w = region
-    old = document.mask[top : top + h, left : left + w].copy()
     new = np.ascontiguousarray(new_mask[top : top + h, left : left + w])
-    return MaskEditCommand(document, [(region, old, new)], text)
+    return MaskEditCommand(document, [(region, new)], text, done=False)
 
 
-class ApplyResultCommand(QUndoCommand):
+class ApplyResultCommand(Step):
     """Make the run's result the current photo (the preview is consumed); undo restores the photo
     and mask. The mask stays, untouched, when the run did not fill it and the size is unchanged;
     otherwise it is cleared (a mask used by Fill is done with, and a mask cannot follow an
@@ -76,12 +122,15 @@ class ApplyResultCommand(QUndoCommand):
             top, left, h, w = region
             self.mask_block = region, document.mask[top : top + h, left : left + w].copy()
 
-    def redo(self) -> None:
+    def apply(self) -> None:
         self.document.replace_image(self.new_image, self.keep_mask)
         self.document.discard_preview()
 
-    def undo(self) -> None:
+    def revert(self) -> None:
         self.document.replace_image(self.old_image, self.keep_mask)
         if self.mask_block is not None:
             (top, left, _, _), values = self.mask_block
             self.document.set_mask_region(top, left, values)
+
+    def arrays(self) -> list[np.ndarray]:
+        return [self.old_image, self.new_image] + ([self.mask_block[1]] if self.mask_block is not None else [])

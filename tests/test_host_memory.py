@@ -51,8 +51,8 @@ def test_load_image_refuses_before_decoding(tmp_path, available, kind):
     else:  # a TIFF Pillow cannot open: the tifffile path has the same guard
         tifffile.imwrite(path, pixels, photometric="rgb")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    available(50_000_000)  # 3 MP × 32 bytes = 96 MB needed
-    with pytest.raises(InputError, match=r"3000×1000 = 3 megapixels needs about 0.096 GB, but only 0.05 GB"):
+    available(50_000_000)  # 3 MP × 28 bytes = 84 MB needed
+    with pytest.raises(InputError, match=r"3000×1000 = 3 megapixels needs about 0.084 GB, but only 0.05 GB"):
         load_image(path)
     available(10**12)
     with pytest.raises(InputError, match="corrupt|truncated|cannot decode"):

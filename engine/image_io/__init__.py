@@ -11,6 +11,9 @@ gray when it is still exactly gray (not colorized).
 Decoders: Pillow for most files and for metadata; OpenCV for 16-bit PNGs (Pillow reduces 16-bit
 RGB PNGs to 8 bits); tifffile (with imagecodecs for LZW, JPEG, ...) for TIFFs (8/16-bit, float), with
 Pillow as fallback for the photometric kinds tifffile is not asked to convert (CMYK, YCbCr, palette).
+A file is decoded from its path, never read into memory whole, and the only full-size arrays made
+are the decoder's pixels (none for most TIFFs: their strips are converted as they are decoded) and
+the float result; saving makes the 8/16-bit pixels and writes them straight into the file.
 
 Guards, on the size in the header, before any pixel is decoded: images above ``DEFAULT_MAX_PIXELS``
 (400 megapixels, e.g. 25000×16000; a decompression bomb) are refused with an :class:`InputError`
@@ -21,13 +24,12 @@ what the computer has available (:mod:`engine.host_memory`; ``bytes_per_pixel``)
 from __future__ import annotations
 
 import functools
-import io
 import struct
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import BinaryIO, Callable, Optional, Union
 
 import numpy as np
 
@@ -35,15 +37,16 @@ from engine.atomic_file import atomic_write
 from engine.errors import InputError
 from engine.host_memory import DECODE_BYTES_PER_PIXEL, check_fits
 from engine.image_io.codecs import (
+    Source,
     decode_pixels,
     decode_tiff,
     encode_png16,
     encode_tiff,
-    to_uint,
-    to_unit_float,
-    unit_scale,
+    find_png_exif,
+    opened,
 )
 from engine.image_io.exif import descriptive_exif
+from engine.image_io.pixels import FloatPhoto, apply_orientation, to_uint  # noqa: F401 - apply_orientation is API
 
 try:  # Pillow is a hard dependency; imported here so errors name this module
     from PIL import Image, UnidentifiedImageError
@@ -93,17 +96,19 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     if isinstance(source, np.ndarray):
         return _from_array(source, check)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(bytes(source), None, check)
+        data = bytes(source)
+        return _decode(data, data[:_HEAD_BYTES], None, check)
     path = Path(source)
     if not path.exists():
         raise InputError(f"image not found: {path}")
     if path.is_dir():
         raise InputError(f"expected an image file, got a folder: {path}")
-    try:
-        data = path.read_bytes()
+    try:  # the decoders read the file themselves; its first bytes say which one
+        with open(path, "rb") as handle:
+            head = handle.read(_HEAD_BYTES)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return _decode(data, path, check)
+    return _decode(path, head, path, check)
 
 
 def _from_array(array: np.ndarray, check: SizeCheck) -> LoadedImage:
@@ -114,26 +119,13 @@ def _from_array(array: np.ndarray, check: SizeCheck) -> LoadedImage:
         raise InputError(f"an image array must be (H, W) or (H, W, 1-4), got shape {a.shape}")
     check(a.shape[1], a.shape[0])
     bit_depth = 16 if a.dtype == np.uint16 else 8  # float arrays are written with 8 bits unless asked
-    return _finish(a, "array", None, None, None, None, bit_depth)
+    return _finish(FloatPhoto.of(a), "array", None, None, None, None, bit_depth)
 
 
-def _finish(pixels: np.ndarray, mode: str, icc: Optional[bytes], exif: Optional[bytes], fmt: Optional[str],
+def _finish(photo: FloatPhoto, mode: str, icc: Optional[bytes], exif: Optional[bytes], fmt: Optional[str],
             path: Optional[Path], bit_depth: Optional[int] = None) -> LoadedImage:
-    """(H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA pixels of any type
-    (:func:`unit_scale`), any strides (e.g. an oriented view) -> LoadedImage. The float RGB is
-    written in one pass into its own array (gray is broadcast to the three channels), so decoding
-    costs one full-size float copy and nothing else. ``bit_depth`` defaults to the pixels' own."""
-    divisor, depth = unit_scale(pixels)
-    colour, alpha = pixels, None
-    if pixels.ndim == 2:
-        colour = pixels[..., None]
-    elif pixels.shape[2] in (2, 4):
-        colour, alpha = pixels[..., :-1], pixels[..., -1]
-    height, width = pixels.shape[:2]
-    rgb = to_unit_float(colour, divisor, np.empty((height, width, 3), np.float32))
-    if alpha is not None:
-        alpha = to_unit_float(alpha, divisor, np.empty((height, width), np.float32))
-    return LoadedImage(rgb, alpha, bit_depth or depth, mode, icc or None, exif, fmt, path)
+    """The LoadedImage of a decoded photo; ``bit_depth`` defaults to that of its pixels."""
+    return LoadedImage(photo.rgb, photo.alpha, bit_depth or photo.bit_depth, mode, icc or None, exif, fmt, path)
 
 
 def _check_size(width: int, height: int, *, max_pixels: int, bytes_per_pixel: float) -> None:
@@ -148,72 +140,55 @@ def _check_size(width: int, height: int, *, max_pixels: int, bytes_per_pixel: fl
     check_fits(width, height, bytes_per_pixel)
 
 
-def _decode(data: bytes, path: Optional[Path], check: SizeCheck) -> LoadedImage:
+#: Bytes read from the start of a file to choose its decoder (a PNG's bit depth is at byte 24).
+_HEAD_BYTES = 32
+
+
+def _decode(source: Source, head: bytes, path: Optional[Path], check: SizeCheck) -> LoadedImage:
     name = str(path) if path is not None else "the image data"
-    if not data:
+    if not head:
         raise InputError(f"{name} is empty (0 bytes)")
     try:
         with _PIL_LIMIT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own guard below
             try:
-                im = Image.open(io.BytesIO(data))
+                im = Image.open(opened(source))
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
-        if data[:4] in (b"II*\x00", b"MM\x00*"):  # TIFFs Pillow cannot open (float, 16-bit planes)
-            return _decode_tiff_without_pillow(data, name, path, check)
+        if head[:4] in (b"II*\x00", b"MM\x00*"):  # TIFFs Pillow cannot open (float, 16-bit planes)
+            return _decode_tiff_without_pillow(source, name, path, check)
         reason = "unknown format" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
         raise InputError(f"{name} is not an image or is damaged ({reason})") from exc
     with im:  # closing frees Pillow's copy of the pixels before the float RGB is made
         check(im.width, im.height)
         try:
+            find_png_exif(im, source)
             exif = im.getexif()
         except Exception:  # malformed EXIF must not cost the user the photo
             exif = Image.Exif()
         icc, mode, fmt, exif_bytes = im.info.get("icc_profile"), im.mode, im.format, descriptive_exif(exif)
         try:
-            decoded = decode_pixels(im, data)
+            decoded = decode_pixels(im, source, head)
         except InputError:
             raise
         except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
             raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
-    pixels = apply_orientation(decoded.pixels, decoded.orientation)
-    return _finish(pixels, decoded.mode or mode, icc, exif_bytes, fmt, path)
+    return _finish(decoded.float_photo(), decoded.mode or mode, icc, exif_bytes, fmt, path)
 
 
-def _decode_tiff_without_pillow(data: bytes, name: str, path: Optional[Path], check: SizeCheck) -> LoadedImage:
-    decoded = decode_tiff(data, check_size=check)
+def _decode_tiff_without_pillow(source: Source, name: str, path: Optional[Path], check: SizeCheck) -> LoadedImage:
+    decoded = decode_tiff(source, check_size=check)
     if decoded is None:
         raise InputError(f"{name} is a TIFF this program cannot decode (unsupported layout or compression)")
-    pixels = apply_orientation(decoded.pixels, decoded.orientation)
-    mode = "RGB" if pixels.ndim == 3 and pixels.shape[2] >= 3 else "L"
-    return _finish(pixels, mode, decoded.icc, None, "TIFF", path)
+    photo = decoded.float_photo()
+    return _finish(photo, "L" if photo.gray else "RGB", decoded.icc, None, "TIFF", path)
 
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1-8) to (H, W[, C]) pixels, as ``PIL.ImageOps.exif_transpose``."""
-    swap = (1, 0) + tuple(range(2, pixels.ndim))
-    if orientation == 2:
-        return pixels[:, ::-1]
-    if orientation == 3:
-        return pixels[::-1, ::-1]
-    if orientation == 4:
-        return pixels[::-1]
-    if orientation == 5:
-        return pixels.transpose(swap)
-    if orientation == 6:
-        return np.rot90(pixels, k=-1)
-    if orientation == 7:
-        return pixels.transpose(swap)[::-1, ::-1]
-    if orientation == 8:
-        return np.rot90(pixels, k=1)
-    return pixels
 
 
 def load_mask(source: Union[ImageInput, LoadedImage], size: tuple[int, int]) -> np.ndarray:
@@ -310,7 +285,7 @@ def save_image(
     if alpha is not None and fmt == "JPEG":
         notes.append("JPEG has no transparency; the alpha channel was dropped")
         alpha = None
-    pixels = to_uint(rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2), depth)
+    pixels = to_uint(rgb, depth, alpha)
     gray = like is not None and _is_gray_mode(like.mode) and fmt in _GRAY_FORMATS and _is_gray(pixels)
     if gray:
         pixels = pixels[..., 0] if alpha is None else pixels[..., [0, 3]]
@@ -321,8 +296,11 @@ def save_image(
                      f"not fit a{' gray' if gray else 'n RGB'} result and was not embedded")
         icc = None
     exif = like.exif if like is not None else None
-    data = _encode(np.ascontiguousarray(pixels), fmt, icc, exif, quality)
-    _write_atomically(path, data)
+    try:
+        with atomic_write(path) as handle:
+            _encode(handle, np.ascontiguousarray(pixels), fmt, icc, exif, quality)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return notes
 
 
@@ -347,13 +325,15 @@ def _resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
-def _encode(pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes], quality: int) -> bytes:
-    """uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA -> file bytes;
-    16 bits only for PNG and TIFF."""
+def _encode(handle: BinaryIO, pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes],
+            quality: int) -> None:
+    """Write uint8/uint16 (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA to
+    ``handle`` as ``fmt``; 16 bits only for PNG and TIFF. ``pixels`` may be changed (they are
+    save_image's own)."""
     if fmt == "TIFF":
-        return encode_tiff(pixels, icc, exif)
+        return encode_tiff(handle, pixels, icc, exif)
     if pixels.dtype == np.uint16:
-        return encode_png16(pixels, icc, exif)
+        return encode_png16(handle, pixels, icc, exif)
     im = Image.fromarray(pixels)  # L, LA, RGB or RGBA from the shape
     options: dict = {}
     if icc:
@@ -365,18 +345,7 @@ def _encode(pixels: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[b
         options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
     elif fmt == "WEBP":
         options.update(quality=int(quality), lossless=quality >= 100)
-    buffer = io.BytesIO()
-    im.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash never leaves a half-written file there."""
-    try:
-        with atomic_write(path) as handle:
-            handle.write(data)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    im.save(handle, fmt, **options)
 
 
 # ------------------------------------------------------------------------- model tensors

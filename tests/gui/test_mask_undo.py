@@ -1,4 +1,4 @@
-"""Mask painting and undo: one step per stroke, stored as a bounding-box delta, exact undo/redo."""
+"""Mask painting and undo: one step per stroke, stored as the blocks it changed (their old pixels, once), exact undo/redo."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def test_stroke_command_stores_only_the_changed_pixels_blocks(canvas, qtbot):
     top, left, h, w = command.region
     assert top <= 16 and top + h >= 24 and left <= 16 and left + w >= 44
     assert h <= 12 and w <= 34, f"region {command.region} should hug the stroke"
-    assert all(old.shape == new.shape == region[2:] for region, old, new in command.deltas)
-    assert command.nbytes <= 2 * h * w
+    assert all(old.shape == region[2:] for region, old in command.blocks)
+    assert command.nbytes <= h * w, "the old pixels of the blocks, once (the new ones are in the mask)"
     changed = np.argwhere(doc.mask > 0)
     assert changed[:, 0].min() >= top and changed[:, 0].max() < top + h
     assert changed[:, 1].min() >= left and changed[:, 1].max() < left + w
@@ -180,6 +180,24 @@ def test_whole_mask_operations_are_undoable(op, check):
     assert check(before, doc.mask)
     doc.undo_stack.undo()
     assert np.array_equal(doc.mask, before)
+
+
+@pytest.mark.parametrize("op", [mask_tools.invert_mask, lambda m: mask_tools.grow_mask(m, 3),
+                                lambda m: mask_tools.mask_from_image(np.eye(60, 80, dtype=np.float32), m.shape)])
+def test_a_whole_mask_edit_keeps_the_changed_block_once(make_photo, op):
+    """Invert, grow and import kept the changed block twice (its old and its new pixels)."""
+    doc = Document()
+    doc.set_photo(make_photo(60, 80))
+    doc.set_mask(np.where(np.arange(80) < 30, 255, 0).astype(np.uint8)[None, :].repeat(60, axis=0))
+    before = doc.mask.copy()
+    command = mask_replace_command(doc, op(doc.mask), "op")
+    doc.undo_stack.push(command)
+    after = doc.mask.copy()
+    (_, _, h, w), = (region for region, _ in command.blocks)
+    assert command.nbytes == h * w and doc.undo_stack.held_bytes() == h * w
+    for expected in (before, after, before):
+        doc.undo_stack.undo() if expected is before else doc.undo_stack.redo()
+        assert np.array_equal(doc.mask, expected)
 
 
 def test_mask_file_round_trip(tmp_path):
