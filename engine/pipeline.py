@@ -189,7 +189,7 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         if resume is not None:
             stage.canvas, stage.finished = resume.load_stage(name, plan.padded_height, plan.padded_width, plan.boxes)
             progress.done += len(stage.finished) * stage_settings.schedule.num_calls
-            stage.checkpoint = lambda st: resume.save_stage(st.stage, st.canvas, st.finished)
+            stage.checkpoint = lambda st: resume.save_stage(st.stage, st.canvas, st.finished, st.plan.boxes)
         return stage
 
     high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)

@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from engine.events import WindowFinished, WindowStarted
+from engine.events import PlanEvent, WindowFinished, WindowStarted
+from engine.tiling.resume import ResumeState
 from gui.run_plan import TaskSettings
 from gui.run_state import runs_root, state_folder
 from gui.worker import engine_restore, live_threads
@@ -68,6 +69,14 @@ def cancel_after_first_window(qtbot, window) -> list[int]:
     return state["stages"]["restore"]["finished"]
 
 
+def saved_canvas(folder, events):
+    """The canvas the state in ``folder`` holds, on the plan of the run whose ``events`` are given."""
+    state = json.loads((folder / "state.json").read_text())
+    plan = next(e for e in events if isinstance(e, PlanEvent))
+    canvas, _ = ResumeState.open(folder, state["fingerprint"])[0].load_stage("restore", *plan.output_size, plan.boxes)
+    return canvas
+
+
 def test_restore_after_cancel_continues_from_the_finished_windows(window_with_photo, qtbot):
     engine = EngineRuns("stop", "hold")
     window = window_with_photo(engine, size=(96, 96))
@@ -83,7 +92,7 @@ def test_restore_after_cancel_continues_from_the_finished_windows(window_with_ph
     # before any new work: the finished windows are on the canvas, the progress is past them
     qtbot.waitUntil(lambda: window.runs.windows_finished == len(saved), timeout=10000)
     assert engine.resumed(1) == saved
-    canvas = np.load(folder / "restore.npy").astype(np.float32) / 65535
+    canvas = saved_canvas(folder, engine.runs[1]).pixels.astype(np.float32) / 65535
     boxes = {e.index: e.box for e in engine.runs[1] if isinstance(e, WindowFinished)}
     for index in saved:
         rows, cols = boxes[index].slices()
