@@ -1,9 +1,11 @@
 """What a resume state writes: each save only the pixels added since the previous one, and never a
-file the state on disk lists, so a crash at any moment leaves the last saved state intact."""
+file the state on disk lists, so a crash at any moment leaves the last saved state intact; and a
+state that cannot be written never stops the run."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 from pathlib import Path
 
@@ -11,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from engine.events import LogEvent
 from engine.tiling import resume
 from engine.tiling.canvas import Canvas
 from engine.tiling.resume import STATE_FILE, ResumeState
 from engine.tiling.window_plan import plan_windows
+from tests.test_resume import make_request, run_all
 
 #: 15 × 19 windows of 32 px overlapping by 16: 33 wavefront levels.
 PLAN = plan_windows(256, 320, 32, 16, 1)
@@ -168,3 +172,45 @@ def test_a_canvas_written_in_any_order_comes_back_exactly(tmp_path):
     assert finished == set(range(len(plan.boxes)))
     np.testing.assert_array_equal(back.pixels, canvas.pixels)
     assert back.written.all()
+
+
+# ---------------------------------------------------------------- a state that cannot be written
+def warnings_of(events) -> list[str]:
+    """The warnings besides the test model's "random weights"."""
+    return [e.message for e in events if isinstance(e, LogEvent) and e.level == "warning"
+            and "random weights" not in e.message]
+
+
+def test_a_save_that_fails_mid_run_warns_once_and_the_run_goes_on(tmp_path, monkeypatch):
+    reference, _ = run_all(make_request(hir=False))
+    req = make_request(tmp_path, hir=False)  # 12 windows in 6 levels
+    real, writes = resume.atomic_write, [0]
+
+    @contextlib.contextmanager
+    def full_after_two_saves(path):
+        writes[0] += 1
+        if writes[0] > 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        with real(path) as handle:
+            yield handle
+
+    monkeypatch.setattr(resume, "atomic_write", full_after_two_saves)
+    events, _ = run_all(req)
+    np.testing.assert_array_equal(events[-1].result, reference[-1].result)
+    saved = ResumeState.saved_windows(tmp_path / "state")
+    [warning] = warnings_of(events)
+    assert "No space left on device" in warning and "the run goes on" in warning
+    assert saved == 3 and "continues from the 3 window(s) saved before" in warning
+    monkeypatch.setattr(resume, "atomic_write", real)
+    again, den = run_all(req)  # what was saved before the disk filled up is sound
+    assert any(isinstance(e, LogEvent) and "resuming: 3 of 12" in e.message for e in again)
+    np.testing.assert_array_equal(again[-1].result, reference[-1].result)
+
+
+def test_a_state_folder_that_cannot_be_made_warns_and_the_run_goes_on(tmp_path):
+    reference, _ = run_all(make_request(hir=False))
+    (tmp_path / "state").write_text("a file where the folder should be")
+    events, _ = run_all(make_request(tmp_path / "state", hir=False))
+    [warning] = warnings_of(events)
+    assert "cannot be saved" in warning and "starts from the beginning" in warning
+    np.testing.assert_array_equal(events[-1].result, reference[-1].result)

@@ -24,6 +24,10 @@ list). The saved pixels are final: once written, a canvas pixel never changes (`
 fills only unwritten pixels), and a finished window's whole box is written. Loading replays the
 patches in order with the same claims, giving back the canvas and the written map exactly.
 
+**A state that cannot be written never stops the run:** :meth:`ResumeState.try_save` returns a
+warning for the log the first time a save fails (full disk, read-only or removed folder) and saves
+nothing more; what is on disk is the last save that succeeded.
+
 The fingerprint covers everything that changes the result (the request minus ``resume_dir``,
 ``batch`` and ``device`` — batching does not change the result — plus the hash of the loaded
 image and mask pixels).
@@ -71,6 +75,14 @@ def request_fingerprint(request_dict: dict[str, Any], *arrays: Optional[np.ndarr
     return digest.hexdigest()
 
 
+def unsaved_progress_warning(directory: str | os.PathLike, exc: OSError, saved: int = 0) -> str:
+    """The log line for progress that cannot be written: the run goes on all the same."""
+    after = (f"a new run continues from the {saved} window(s) saved before" if saved
+             else "a new run starts from the beginning")
+    return (f"the progress of this run cannot be saved in {directory} ({exc.strerror or exc}); the run goes "
+            f"on, but if it stops, {after}")
+
+
 class _Claims:
     """Which pixels of a window's box its share of a patch holds: those no window listed before it
     covers. Saving and loading list the same windows in the same order, so they agree on each."""
@@ -108,6 +120,7 @@ class ResumeState:
         self._claims: dict[str, _Claims] = {}  # stages loaded or saved by this run
         numbers = [int(n) for info in self.stages.values() for n, _ in info.get("patches", [])]
         self._next = max(numbers, default=-1) + 1  # no listed patch has this number or a higher one
+        self.failed = False  # a save failed: try_save saves nothing more
 
     @classmethod
     def open(cls, directory: str | os.PathLike, fingerprint: str) -> tuple["ResumeState", Optional[str]]:
@@ -220,6 +233,18 @@ class ResumeState:
         self.stages, self._next = stages, self._next + 1
         claims.commit(new)
         self._remove_unlisted()
+
+    def try_save(self, name: str, canvas: Canvas, finished: set[int], boxes: Sequence[Box]) -> Optional[str]:
+        """:meth:`save_stage`, except that a failed write does not stop the run: the first failure
+        returns a warning for the log, and from then on nothing is saved."""
+        if self.failed:
+            return None
+        try:
+            self.save_stage(name, canvas, finished, boxes)
+        except OSError as exc:
+            self.failed = True
+            return unsaved_progress_warning(self.directory, exc, self.resumed_windows)
+        return None
 
     def _remove_unlisted(self) -> None:
         """Patches of replaced requests, stages or versions, and any left by a failed save."""
