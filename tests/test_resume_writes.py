@@ -91,6 +91,7 @@ def test_a_save_writes_only_the_pixels_added_since_the_last_one(tmp_path, file_w
 
 def test_nothing_the_saved_state_lists_is_ever_written_again(tmp_path, file_writes):
     state, _ = ResumeState.open(tmp_path, "fp")
+    (tmp_path / ".restore.7.npy.0123456789ab.tmp").write_bytes(b"a write a power cut interrupted")
     for _ in levels_run(state):
         pass
     for name, _, listed in file_writes:
@@ -214,3 +215,14 @@ def test_a_state_folder_that_cannot_be_made_warns_and_the_run_goes_on(tmp_path):
     [warning] = warnings_of(events)
     assert "cannot be saved" in warning and "starts from the beginning" in warning
     np.testing.assert_array_equal(events[-1].result, reference[-1].result)
+
+
+def test_windows_saved_on_another_layout_are_not_loaded(tmp_path):
+    """Same canvas, other windows: window 1 of one plan is not window 1 of the other."""
+    overlapping, side_by_side = plan_windows(64, 96, 32, 16, 1), plan_windows(64, 96, 32, 0, 1)
+    canvas = Canvas(64, 96)
+    canvas.write(overlapping.boxes[1], torch.rand((3, 32, 32)) * 2 - 1)
+    ResumeState.open(tmp_path, "fp")[0].save_stage("restore", canvas, {1}, overlapping.boxes)
+    state = ResumeState.open(tmp_path, "fp")[0]
+    assert state.load_stage("restore", 64, 96, side_by_side.boxes)[1] == set()
+    assert ResumeState.open(tmp_path, "fp")[0].load_stage("restore", 64, 96, overlapping.boxes)[1] == {1}

@@ -2,7 +2,7 @@
 
 Layout of ``resume_dir``::
 
-    state.json        {"version", "fingerprint", "stages": {name: {"shape": [H, W],
+    state.json        {"version", "fingerprint", "stages": {name: {"shape": [H, W], "boxes": digest,
                        "finished": [window indices, in the order they were saved],
                        "patches": [[number, how many of the next finished windows it holds], ...]}}}
     <stage>.<number>.npy   a patch: (N, 3) uint16, the canvas pixels its windows added
@@ -19,10 +19,14 @@ over 150 levels: about 0.6 GB instead of 90 GB).
 patch has and is written atomically (:func:`engine.atomic_file.atomic_write`) before the
 state.json that lists it, which replaces the old one atomically. A crash or a failed write at any
 moment leaves the previous state.json and every patch it lists as they were; at most an unlisted
-patch is left over, which the next save deletes (a save removes every ``.npy`` state.json does not
-list). The saved pixels are final: once written, a canvas pixel never changes (``Canvas.write``
-fills only unwritten pixels), and a finished window's whole box is written. Loading replays the
-patches in order with the same claims, giving back the canvas and the written map exactly.
+patch or a temporary file is left over, which the next save deletes (a save removes every ``.npy``
+state.json does not list). Not one canvas file updated in place: a window's new pixels share disk
+blocks with pixels of finished windows beside them, so a crash while those blocks are written
+could damage saved pixels; patches never touch a byte that is listed. The saved pixels are final:
+once written, a canvas pixel never changes (``Canvas.write`` fills only unwritten pixels), and a
+finished window's whole box is written. Loading replays the patches in order with the same
+claims, giving back the canvas and the written map exactly; a stage is loaded only on the window
+layout it was saved on (its shape and a digest of its boxes).
 
 **A state that cannot be written never stops the run:** :meth:`ResumeState.try_save` returns a
 warning for the log the first time a save fails (full disk, read-only or removed folder) and saves
@@ -171,7 +175,7 @@ class ResumeState:
         """The stage's saved canvas and finished window indices, or a fresh canvas and none (its
         saved patches are then dropped by the next save)."""
         info = self.stages.get(name)
-        if info and list(info.get("shape", [])) == [height, width]:
+        if info and list(info.get("shape", [])) == [height, width] and info.get("boxes") == _digest(boxes):
             canvas, claims = Canvas(height, width), _Claims(boxes)
             try:
                 finished = self._replay(name, info, canvas, claims)
@@ -215,7 +219,8 @@ class ResumeState:
         if claims is None or claims.boxes != tuple(boxes):
             claims = self._claims[name] = _Claims(boxes)
             self.stages.pop(name, None)
-        info = self.stages.get(name) or {"shape": [canvas.height, canvas.width], "finished": [], "patches": []}
+        info = self.stages.get(name) or {"shape": [canvas.height, canvas.width], "boxes": _digest(boxes),
+                                         "finished": [], "patches": []}
         new = sorted(set(finished) - set(info["finished"]))
         if not new:
             return
@@ -247,16 +252,22 @@ class ResumeState:
         return None
 
     def _remove_unlisted(self) -> None:
-        """Patches of replaced requests, stages or versions, and any left by a failed save."""
+        """Patches of replaced requests, stages or versions, any left by a failed save, and the
+        temporary files of writes a crash interrupted."""
         listed = {_patch_name(name, n) for name, info in self.stages.items() for n, _ in info["patches"]}
         with contextlib.suppress(OSError):  # what is left over is only disk space
-            for path in self.directory.glob("*.npy"):
+            for path in [*self.directory.glob("*.npy"), *self.directory.glob(".*.tmp")]:
                 if path.name not in listed:
                     path.unlink(missing_ok=True)
 
 
 def _patch_name(stage: str, number: int) -> str:
     return f"{stage}.{int(number)}.npy"
+
+
+def _digest(boxes: Sequence[Box]) -> str:
+    """The window layout the claims depend on: patches saved on another one are not loaded."""
+    return hashlib.sha256(json.dumps([tuple(b) for b in boxes]).encode()).hexdigest()[:16]
 
 
 def _read(directory: Path) -> dict[str, Any]:
