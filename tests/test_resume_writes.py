@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,27 @@ def test_nothing_the_saved_state_lists_is_ever_written_again(tmp_path, file_writ
         assert name == STATE_FILE or name not in listed  # state.json itself is replaced atomically
     on_disk = {p.name for p in tmp_path.iterdir()}
     assert on_disk == listed_files(tmp_path) | {STATE_FILE}, "no leftovers"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="folders are synced on POSIX only")
+def test_a_patch_is_durably_named_before_the_state_that_lists_it(tmp_path, monkeypatch):
+    steps: list[str] = []
+    real_write, real_fsync = resume.atomic_write, os.fsync
+
+    @contextlib.contextmanager
+    def recorded(path):
+        with real_write(path) as handle:
+            yield handle
+        steps.append(Path(path).name)
+
+    def fsync(fd):
+        steps.append("sync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "sync file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(resume, "atomic_write", recorded)
+    monkeypatch.setattr(os, "fsync", fsync)
+    next(levels_run(ResumeState.open(tmp_path, "fp")[0]))
+    assert [s for s in steps if s != "sync file"] == ["restore.0.npy", "sync folder", STATE_FILE]
 
 
 def snapshots(tmp_path: Path):

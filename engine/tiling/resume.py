@@ -17,7 +17,8 @@ over 150 levels: about 0.6 GB instead of 90 GB).
 
 **Crash safety: nothing state.json lists is ever written again.** A patch gets a number no listed
 patch has and is written atomically (:func:`engine.atomic_file.atomic_write`) before the
-state.json that lists it, which replaces the old one atomically. A crash or a failed write at any
+state.json that lists it, which replaces the old one atomically (the folder is synced in between,
+so the patch's new name cannot be lost while the state.json naming it is kept). A crash or a failed write at any
 moment leaves the previous state.json and every patch it lists as they were; at most an unlisted
 patch or a temporary file is left over, which the next save deletes (a save removes every ``.npy``
 state.json does not list). Not one canvas file updated in place: a window's new pixels share disk
@@ -230,6 +231,7 @@ class ResumeState:
             parts.append(canvas.pixels[rows, cols][mask])
         with atomic_write(self.directory / _patch_name(name, self._next)) as handle:
             np.save(handle, np.concatenate(parts), allow_pickle=False)
+        _sync_folder(self.directory)  # the patch's name is on disk before a state.json names it
         info = {**info, "finished": info["finished"] + new, "patches": info["patches"] + [[self._next, len(new)]]}
         stages = {**self.stages, name: info}
         doc = {"version": VERSION, "fingerprint": self.fingerprint, "stages": stages}
@@ -263,6 +265,17 @@ class ResumeState:
 
 def _patch_name(stage: str, number: int) -> str:
     return f"{stage}.{int(number)}.npy"
+
+
+def _sync_folder(directory: Path) -> None:
+    """Make the renames done in ``directory`` durable (POSIX; Windows cannot open a folder)."""
+    if os.name == "nt":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _digest(boxes: Sequence[Box]) -> str:
