@@ -143,3 +143,27 @@ def test_a_changed_mask_starts_fresh_and_replaces_the_saved_state(window_with_ph
     assert "different request" in log and "resuming" not in log and engine.resumed(1) == []
     assert [p.name for p in runs_root().iterdir()] == [folder.name], "one state per photo"
     assert json.loads((folder / "state.json").read_text())["fingerprint"] != before, "replaced"
+
+
+def test_a_photo_opened_after_a_crash_gets_back_the_mask_its_saved_progress_needs(
+        make_window, window_with_photo, qtbot, tmp_path):
+    first = window_with_photo(EngineRuns("stop"), size=(96, 96))
+    paint(qtbot, first, [(20, 20), (60, 20)])
+    painted = first.document.engine_mask()
+    start_run(qtbot, first, settings(colorize=False, inpaint=True))
+    cancel_after_first_window(qtbot, first)
+    first.close()  # or the app crashed: the mask was never saved anywhere else
+    for thread in live_threads():
+        assert thread.wait(60000)
+
+    engine = EngineRuns()
+    second = make_window(engine)
+    assert second.open_path(str(tmp_path / "photo.png"))
+    qtbot.waitUntil(lambda: "its mask is back" in second.log_panel.plain_text(), timeout=30000)
+    np.testing.assert_array_equal(second.document.engine_mask(), painted)
+    second.document.undo_stack.undo()
+    assert not second.document.has_mask(), "undoable"
+    second.document.undo_stack.redo()
+    start_run(qtbot, second, settings(colorize=False, inpaint=True))
+    qtbot.waitUntil(lambda: not second.runs.running, timeout=60000)
+    assert engine.resumed(0), "the same mask: the windows finished before were not redone"

@@ -157,6 +157,32 @@ def test_a_state_that_cannot_be_written_warns_once_and_the_run_goes_on(monkeypat
     assert isinstance(events[-1], FinishedEvent) and not state_folder(req.image).exists()
 
 
+def test_a_stopped_run_keeps_its_mask_and_a_run_without_one_drops_it():
+    from engine.pipeline import restore
+    from tests.test_msr import TinyDenoiser
+    from tests.test_resume import make_request
+
+    def stopped_after_two_windows(req):
+        run = keeping_progress(lambda r, cancel: restore(r, cancel, denoiser=TinyDenoiser()))
+        events = run(req, threading.Event())
+        finished = 0
+        for event in events:
+            finished += isinstance(event, WindowFinished)
+            if finished == 2:
+                break
+        events.close()  # Cancel: the engine saves the windows finished so far
+
+    masked = make_request(hir=False)
+    mask = np.where(masked.mask, np.uint8(255), np.uint8(0))  # the app's masks
+    stopped_after_two_windows(masked.replace(mask=mask))
+    windows, saved = run_state.saved_progress(masked.image)
+    assert windows >= 1 and saved is not None
+    np.testing.assert_array_equal(saved, mask)
+    stopped_after_two_windows(masked.replace(mask=None, tasks=Tasks(colorize=True)))
+    windows, saved = run_state.saved_progress(masked.image)
+    assert windows >= 1 and saved is None
+
+
 def test_pruning_removes_old_states_only_and_never_one_in_use():
     root, now = runs_root(), time.time()
     old = make_state(root, "old", 10, age_days=run_state.MAX_AGE_DAYS + 1, now=now)
