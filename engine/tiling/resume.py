@@ -268,14 +268,16 @@ def _patch_name(stage: str, number: int) -> str:
 
 
 def _sync_folder(directory: Path) -> None:
-    """Make the renames done in ``directory`` durable (POSIX; Windows cannot open a folder)."""
+    """Make the renames done in ``directory`` durable (POSIX; Windows cannot open a folder). Where
+    the file system refuses it (some network ones), the renames are as durable as it makes them."""
     if os.name == "nt":
         return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _digest(boxes: Sequence[Box]) -> str:
