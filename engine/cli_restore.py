@@ -218,6 +218,8 @@ def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path
     if target.suffix.lower() not in SAVE_FORMATS:
         raise InputError(f"cannot write {target.name!r}: use .png, .jpg, .tif or .webp")
     state_dir = state_dir_for(target)
+    if args.resume:  # asked for: refused now if it cannot be kept (a failure mid-run only warns)
+        check_writable_folder(state_dir, "the saved progress")
     # the pipeline reads the photo and the mask itself: one copy of the pixels during the run
     request = build_request(args, str(source), None if mask_path is None else str(mask_path),
                             resume_dir=str(state_dir))

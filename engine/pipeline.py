@@ -32,7 +32,7 @@ from engine.tiling.hir import HirPlan, choose_factor, run_hir
 from engine.tiling.memory import plan_batch_size
 from engine.tiling.msr import MsrStage, Progress, SamplingSettings
 from engine.tiling.problem import PhotoProblem
-from engine.tiling.resume import ResumeState, request_fingerprint
+from engine.tiling.resume import ResumeState, request_fingerprint, unsaved_progress_warning
 from engine.tiling.window_plan import (
     NETWORK_MULTIPLE,
     WindowPlan,
@@ -146,7 +146,10 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     resume = None
     if request.resume_dir:
         fingerprint = request_fingerprint(request.to_dict(), rgb, fill)
-        resume, warning = ResumeState.open(request.resume_dir, fingerprint)
+        try:
+            resume, warning = ResumeState.open(request.resume_dir, fingerprint)
+        except OSError as exc:  # the state is only a convenience: the run goes on without it
+            warning = unsaved_progress_warning(request.resume_dir, exc)
         if warning:
             yield LogEvent("warning", warning)
 
@@ -189,7 +192,7 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         if resume is not None:
             stage.canvas, stage.finished = resume.load_stage(name, plan.padded_height, plan.padded_width, plan.boxes)
             progress.done += len(stage.finished) * stage_settings.schedule.num_calls
-            stage.checkpoint = lambda st: resume.save_stage(st.stage, st.canvas, st.finished)
+            stage.checkpoint = lambda st: resume.try_save(st.stage, st.canvas, st.finished, st.plan.boxes)
         return stage
 
     high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)

@@ -16,7 +16,7 @@ from gui.dialogs import show_error
 from gui.document import Document
 from gui.log_panel import LogPanel
 from gui.task_panel import TaskPanel
-from gui.undo import ApplyResultCommand
+from gui.undo import ApplyResultCommand, mask_replace_command
 from gui.worker import RestoreFunction, RestoreRun, engine_restore
 
 
@@ -113,14 +113,26 @@ class RunController(QObject):
         image = self.document.image
         if image is None or image is not self.document.original:  # not a photo just opened
             return
-        task = BackgroundTask(lambda progress, cancel: run_state.saved_windows(image), self)
+        task = BackgroundTask(lambda progress, cancel: run_state.saved_progress(image), self)
         task.succeeded.connect(self._on_saved_progress)
         self._progress_check = task.start()
 
-    def _on_saved_progress(self, windows: int) -> None:
-        if windows and not self.running:
+    def _on_saved_progress(self, saved: tuple[int, Optional[Any]]) -> None:
+        """Say so; and give back the mask of that run (undoably) while none is painted yet."""
+        windows, mask = saved
+        if not windows or self.running:
+            return
+        doc = self.document
+        command = None
+        if mask is not None and not doc.has_mask() and doc.mask is not None and doc.mask.shape == mask.shape:
+            command = mask_replace_command(doc, mask, "Restore the saved mask")
+        if command is None:
             self.log.add("info", f"This photo has saved progress ({windows} finished windows): Restore with the "
                                  "same mask and settings continues from it")
+            return
+        doc.undo_stack.push(command)
+        self.log.add("info", f"This photo has saved progress ({windows} finished windows): its mask is back "
+                             "(Undo removes it), and Restore with the same settings continues from it")
 
     # ---- events -----------------------------------------------------------------------
     def _on_stage(self, name: str, index: int, total: int) -> None:

@@ -19,10 +19,14 @@ file and a file overwritten with other pixels are all told apart correctly.
   dies), and a locked state is never pruned. A new run of the same photo waits while this app's
   cancelled run of it is still stopping (at most one model call); while another Restorer process
   restores it, the new run keeps no progress.
+* **The mask** of a run that fills a painted mask is kept beside the state (``mask.bits``: one bit
+  per pixel), so that the photo opened again after a crash gets it back and the run can continue;
+  a run without a mask removes it. The engine's fingerprint still decides what continues.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -32,11 +36,13 @@ from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 import numpy as np
 
+from engine.atomic_file import atomic_write
 from engine.events import FinishedEvent, LogEvent
 from engine.request import array_digest
 
 RUNS_DIR_ENV = "RESTORER_RUNS_DIR"
 LOCK_FILE = "lock"
+MASK_FILE = "mask.bits"
 #: A state not used for this long is deleted.
 MAX_AGE_DAYS = 14
 #: All states together may take this much; beyond it the least recently used are deleted.
@@ -63,12 +69,15 @@ def state_folder(image: np.ndarray, root: Optional[Path] = None) -> Path:
     return (root or runs_root()) / array_digest(image)[:32]
 
 
-def saved_windows(image: np.ndarray) -> int:
-    """Finished windows saved for the photo with these pixels, whatever mask and settings they
-    were restored with (the engine decides when a run starts). Imports torch: not on the GUI thread."""
+def saved_progress(image: np.ndarray) -> tuple[int, Optional[np.ndarray]]:
+    """(finished windows saved for the photo with these pixels, whatever mask and settings they
+    were restored with — the engine decides when a run starts; the mask of that run, uint8 0/255
+    of the photo's size, or None). Imports torch: not on the GUI thread."""
     from engine.tiling.resume import ResumeState
 
-    return ResumeState.saved_windows(state_folder(image))
+    folder = state_folder(image)
+    windows = ResumeState.saved_windows(folder)
+    return windows, (_saved_mask(folder, image.shape[:2]) if windows else None)
 
 
 # ---- the lock that marks a state in use ----------------------------------------------------
@@ -207,6 +216,7 @@ def keeping_progress(restore: RestoreFunction, root: Optional[Path] = None) -> R
         complete = False
         events = restore(request.replace(resume_dir=str(folder)), cancel)
         try:
+            _keep_mask(folder, request.mask)
             prune(root)
             for event in events:
                 yield event
@@ -219,6 +229,27 @@ def keeping_progress(restore: RestoreFunction, root: Optional[Path] = None) -> R
             (lock.remove_folder if complete else lock.release)()
 
     return run
+
+
+def _keep_mask(folder: Path, mask: Any) -> None:
+    """Keep the run's mask (the app's: uint8, 255 = fill) beside its state; none for a run without."""
+    path = folder / MASK_FILE
+    with contextlib.suppress(OSError):  # a convenience: the engine says when the state cannot be written
+        if isinstance(mask, np.ndarray) and mask.dtype == np.uint8:
+            with atomic_write(path) as handle:
+                np.save(handle, np.packbits(mask > 127, axis=-1), allow_pickle=False)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _saved_mask(folder: Path, size: tuple[int, int]) -> Optional[np.ndarray]:
+    try:
+        packed = np.load(folder / MASK_FILE, allow_pickle=False)
+        if packed.dtype != np.uint8 or packed.shape != (size[0], -(-size[1] // 8)):
+            return None
+        return np.unpackbits(packed, axis=-1, count=size[1]) * np.uint8(255)
+    except (OSError, ValueError):
+        return None
 
 
 def _claim(folder: Path, cancel: threading.Event) -> Iterator[LogEvent]:

@@ -18,6 +18,7 @@ from engine.errors import Cancelled
 from engine.events import FinishedEvent, LogEvent, ProgressEvent, StageEvent
 from engine.image_io import load_image
 from engine.request import RestoreRequest
+from engine.tiling.resume import VERSION
 
 SHARED_DATA = Path(os.environ.get("RESTORER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FAST = ["--model", "test-tiny", "--window", "64", "--device", "cpu", "--no-progress"]
@@ -76,7 +77,7 @@ def saved_state(target: Path, finished=(0, 1, 2)) -> Path:
     state = Path(str(target) + cli_restore.STATE_SUFFIX)
     state.mkdir(parents=True, exist_ok=True)
     stages = {"restore": {"finished": list(finished), "shape": [64, 64]}}
-    (state / "state.json").write_text(json.dumps({"version": 1, "fingerprint": "f", "stages": stages}))
+    (state / "state.json").write_text(json.dumps({"version": VERSION, "fingerprint": "f", "stages": stages}))
     return state
 
 

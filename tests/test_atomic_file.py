@@ -73,10 +73,11 @@ def _write_report(path):
 
 
 def _resume_state(path):
+    from engine.geometry import Box
     from engine.tiling.canvas import Canvas
     from engine.tiling.resume import STATE_FILE, ResumeState
 
-    ResumeState(path, "fp").save_stage("restore", Canvas(4, 5), set())
+    ResumeState(path, "fp").save_stage("restore", Canvas(4, 5), {0}, (Box(0, 0, 4, 5),))
     return path / STATE_FILE
 
 

@@ -1,9 +1,11 @@
 """``python -m engine restore`` never loses work: saved progress is kept unless the user says
-otherwise, originals are never overwritten, destinations are checked before any work, and a failed
-final write keeps the finished work for ``--resume``."""
+otherwise, originals are never overwritten, destinations are checked before any work, a failed
+final write keeps the finished work for ``--resume``, and progress that cannot be saved does not
+stop the run."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -219,3 +221,28 @@ def test_end_to_end_resume_writes_a_result_whose_save_failed_without_redoing_it(
         assert main(argv) == 2
     assert main([*argv, "--resume"]) == 0
     assert out.is_file() and json.loads(report.read_text())["denoiser_calls"] == 0
+
+
+# ------------------------------------------------------------- progress that cannot be saved
+def test_resume_refuses_a_state_folder_it_cannot_write_before_the_model_loads(tmp_path, capsys, fake):
+    photo, out = photo_file(tmp_path / "p.png"), tmp_path / "o.png"
+    cli_restore.state_dir_for(out).write_text("a file where the folder should be")
+    assert main(["restore", str(photo), "-o", str(out), "--colorize", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "the saved progress" in err and "is a file, not a folder" in err and not fake.requests
+
+
+@pytest.mark.slow
+def test_progress_that_cannot_be_saved_mid_run_warns_and_the_result_is_written(tmp_path, capsys, monkeypatch):
+    from engine.tiling import resume
+
+    def disk_full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(resume, "atomic_write", disk_full)
+    photo, out = photo_file(tmp_path / "p.png", (32, 48)), tmp_path / "o.png"
+    argv = ["restore", str(photo), "-o", str(out), "--sr", "2", "--steps", "1", "--overlap", "32", "--no-hir", *FAST]
+    assert main([*argv, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("cannot be saved") == 1 and "No space left on device" in err and "goes on" in err
+    assert out.is_file() and not cli_restore.state_dir_for(out).exists()

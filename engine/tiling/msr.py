@@ -114,7 +114,8 @@ class MsrStage:
     finished: set[int] = field(default_factory=set)
     wrap_constraint: Optional[ConstraintWrapper] = None
     start: Optional[StartFn] = None
-    checkpoint: Optional[Callable[["MsrStage"], None]] = None  # called after each level / on cancel or close
+    #: called after each level and on cancel or close; returns a warning for the log, or None
+    checkpoint: Optional[Callable[["MsrStage"], Optional[str]]] = None
     cancel: Any = None
 
     def __post_init__(self) -> None:
@@ -142,10 +143,12 @@ class MsrStage:
                 for start in range(0, len(todo), cap):
                     yield from self._run_with_split(todo[start : start + cap])
                 if todo and self.checkpoint is not None:
-                    self.checkpoint(self)
+                    warning = self.checkpoint(self)
+                    if warning:
+                        yield LogEvent("warning", warning)
         except (Cancelled, GeneratorExit):  # GeneratorExit: the consumer stopped iterating (closed us)
             if self.checkpoint is not None:
-                self.checkpoint(self)
+                self.checkpoint(self)  # no event now: the run is stopping (and a closed one cannot yield)
             raise
         return self.canvas
 

@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from engine.events import WindowFinished, WindowStarted
+from engine.events import PlanEvent, WindowFinished, WindowStarted
+from engine.tiling.resume import ResumeState
 from gui.run_plan import TaskSettings
 from gui.run_state import runs_root, state_folder
 from gui.worker import engine_restore, live_threads
@@ -68,6 +69,14 @@ def cancel_after_first_window(qtbot, window) -> list[int]:
     return state["stages"]["restore"]["finished"]
 
 
+def saved_canvas(folder, events):
+    """The canvas the state in ``folder`` holds, on the plan of the run whose ``events`` are given."""
+    state = json.loads((folder / "state.json").read_text())
+    plan = next(e for e in events if isinstance(e, PlanEvent))
+    canvas, _ = ResumeState.open(folder, state["fingerprint"])[0].load_stage("restore", *plan.output_size, plan.boxes)
+    return canvas
+
+
 def test_restore_after_cancel_continues_from_the_finished_windows(window_with_photo, qtbot):
     engine = EngineRuns("stop", "hold")
     window = window_with_photo(engine, size=(96, 96))
@@ -83,7 +92,7 @@ def test_restore_after_cancel_continues_from_the_finished_windows(window_with_ph
     # before any new work: the finished windows are on the canvas, the progress is past them
     qtbot.waitUntil(lambda: window.runs.windows_finished == len(saved), timeout=10000)
     assert engine.resumed(1) == saved
-    canvas = np.load(folder / "restore.npy").astype(np.float32) / 65535
+    canvas = saved_canvas(folder, engine.runs[1]).pixels.astype(np.float32) / 65535
     boxes = {e.index: e.box for e in engine.runs[1] if isinstance(e, WindowFinished)}
     for index in saved:
         rows, cols = boxes[index].slices()
@@ -134,3 +143,27 @@ def test_a_changed_mask_starts_fresh_and_replaces_the_saved_state(window_with_ph
     assert "different request" in log and "resuming" not in log and engine.resumed(1) == []
     assert [p.name for p in runs_root().iterdir()] == [folder.name], "one state per photo"
     assert json.loads((folder / "state.json").read_text())["fingerprint"] != before, "replaced"
+
+
+def test_a_photo_opened_after_a_crash_gets_back_the_mask_its_saved_progress_needs(
+        make_window, window_with_photo, qtbot, tmp_path):
+    first = window_with_photo(EngineRuns("stop"), size=(96, 96))
+    paint(qtbot, first, [(20, 20), (60, 20)])
+    painted = first.document.engine_mask()
+    start_run(qtbot, first, settings(colorize=False, inpaint=True))
+    cancel_after_first_window(qtbot, first)
+    first.close()  # or the app crashed: the mask was never saved anywhere else
+    for thread in live_threads():
+        assert thread.wait(60000)
+
+    engine = EngineRuns()
+    second = make_window(engine)
+    assert second.open_path(str(tmp_path / "photo.png"))
+    qtbot.waitUntil(lambda: "its mask is back" in second.log_panel.plain_text(), timeout=30000)
+    np.testing.assert_array_equal(second.document.engine_mask(), painted)
+    second.document.undo_stack.undo()
+    assert not second.document.has_mask(), "undoable"
+    second.document.undo_stack.redo()
+    start_run(qtbot, second, settings(colorize=False, inpaint=True))
+    qtbot.waitUntil(lambda: not second.runs.running, timeout=60000)
+    assert engine.resumed(0), "the same mask: the windows finished before were not redone"

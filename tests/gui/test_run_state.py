@@ -3,6 +3,7 @@ when a run finishes, kept when it stops, never pruned while in use, pruned when 
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -135,6 +136,51 @@ def test_a_cache_that_cannot_be_written_runs_without_keeping_progress(monkeypatc
     seen: list = []
     events = list(keeping_progress(saving_restore(seen))(request(), threading.Event()))
     assert seen == [None] and "cannot be kept" in events[0].message and isinstance(events[-1], FinishedEvent)
+
+
+def test_a_state_that_cannot_be_written_warns_once_and_the_run_goes_on(monkeypatch):
+    """Full disk, read-only cache: the progress the user did not ask for is given up, the run is not."""
+    from engine.pipeline import restore
+    from engine.tiling import resume
+    from tests.test_msr import TinyDenoiser
+    from tests.test_resume import make_request
+
+    def disk_full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(resume, "atomic_write", disk_full)
+    req = make_request(hir=False)  # several levels: a save is tried after each
+    run = keeping_progress(lambda r, cancel: restore(r, cancel, denoiser=TinyDenoiser()))
+    events = list(run(req, threading.Event()))
+    warnings = [e.message for e in events if isinstance(e, LogEvent) and "progress" in e.message]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0] and "goes on" in warnings[0]
+    assert isinstance(events[-1], FinishedEvent) and not state_folder(req.image).exists()
+
+
+def test_a_stopped_run_keeps_its_mask_and_a_run_without_one_drops_it():
+    from engine.pipeline import restore
+    from tests.test_msr import TinyDenoiser
+    from tests.test_resume import make_request
+
+    def stopped_after_two_windows(req):
+        run = keeping_progress(lambda r, cancel: restore(r, cancel, denoiser=TinyDenoiser()))
+        events = run(req, threading.Event())
+        finished = 0
+        for event in events:
+            finished += isinstance(event, WindowFinished)
+            if finished == 2:
+                break
+        events.close()  # Cancel: the engine saves the windows finished so far
+
+    masked = make_request(hir=False)
+    mask = np.where(masked.mask, np.uint8(255), np.uint8(0))  # the app's masks
+    stopped_after_two_windows(masked.replace(mask=mask))
+    windows, saved = run_state.saved_progress(masked.image)
+    assert windows >= 1 and saved is not None
+    np.testing.assert_array_equal(saved, mask)
+    stopped_after_two_windows(masked.replace(mask=None, tasks=Tasks(colorize=True)))
+    windows, saved = run_state.saved_progress(masked.image)
+    assert windows >= 1 and saved is None
 
 
 def test_pruning_removes_old_states_only_and_never_one_in_use():
