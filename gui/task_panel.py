@@ -12,11 +12,12 @@ from typing import NamedTuple, Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-    QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QScrollArea, QSlider, QVBoxLayout, QWidget,
 )
 
 from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
 from gui import run_plan
+from gui.advanced_box import AdvancedBox
 from gui.run_box import RunBox
 from gui.run_plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
 
@@ -144,68 +145,12 @@ class TaskPanel(QWidget):
         return box
 
     def _build_advanced(self) -> QWidget:
-        wrapper = QWidget()
-        outer = QVBoxLayout(wrapper)
-        outer.setContentsMargins(0, 0, 0, 0)
-        self.advanced_toggle = QToolButton()
-        self.advanced_toggle.setText("Advanced")
-        self.advanced_toggle.setCheckable(True)
-        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
-        self.advanced_toggle.setArrowType(Qt.RightArrow)
-        self.advanced = QGroupBox()
-        form = QFormLayout(self.advanced)
-
-        def spin(lo, hi, step=1, decimals=None, tip=""):
-            w = QDoubleSpinBox() if decimals is not None else QSpinBox()
-            if decimals is not None:
-                w.setDecimals(decimals)
-            w.setRange(lo, hi)
-            w.setSingleStep(step)
-            w.setToolTip(tip)
-            w.valueChanged.connect(self._on_edited)
-            return w
-
-        self.steps = spin(1, 1000, tip="Denoising steps per window")
-        self.travel_length = spin(1, 100, tip="Time travel jump length L (1 = off)")
-        self.travel_repeat = spin(1, 20, tip="Time travel repeats r (1 = off)")
-        self.eta = spin(0.0, 1.0, 0.05, 2, "η: 0 = deterministic DDIM, 1 = DDPM-like")
-        self.sigma_y = spin(0.0, 1.0, 0.01, 3, "Noise σ_y override for DDNM+ (0 = from Remove noise)")
-        self.seed = spin(0, 2**31 - 1, tip="Same seed + same settings = same result")
-        self.class_label = spin(0, 999, tip="ImageNet class for a class-conditional model (e.g. 0-999)")
-        self.guidance = spin(0.0, 20.0, 0.5, 1, "Classifier guidance towards the class (0 = off; needs the classifier)")
-        self.classifier = QComboBox()
-        self.classifier.setToolTip("The classifier that guides towards the class: an installed ADM classifier "
-                                   "(download or import one in Models…)")
+        box = AdvancedBox()
+        for name in AdvancedBox.WIDGETS:  # the panel's own names for them (the window and tests use these)
+            setattr(self, name, getattr(box, name))
+        box.edited.connect(self._on_edited)
         self.classifier.activated.connect(lambda _i: setattr(self, "_classifier", self.classifier.currentData()))
-        self.hir = QComboBox()
-        for label, value in (("Auto", "auto"), ("On", "on"), ("Off", "off")):
-            self.hir.addItem(label, value)
-        self.hir.setToolTip("Hierarchical restoration: a low-resolution pass first, for global sense")
-        self.window_size = spin(32, 1024, 32, tip="Window size the model restores at once")
-        self.overlap = spin(0, 1000, 16, tip="Overlap between neighbouring windows")
-        self.precision = QComboBox()
-        for label, p in (("Auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")):
-            self.precision.addItem(label, p)
-        self.precision.setToolTip("Auto: bf16 on GPUs and on CPUs with native bf16 (2-3× faster), else fp32")
-        self.compile = QCheckBox("Compile the network")
-        self.compile.setToolTip("torch.compile: faster steps on a GPU. The first run on this computer spends "
-                                "a minute or two compiling; later runs reuse the compiled kernels.")
-        self.compile.toggled.connect(self._on_edited)
-        self.device = QComboBox()
-        for w in (self.hir, self.precision, self.device, self.classifier):
-            w.currentIndexChanged.connect(self._on_edited)
-        for label, w in (("Steps", self.steps), ("Travel L", self.travel_length), ("Travel r", self.travel_repeat),
-                         ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed),
-                         ("Class", self.class_label), ("Guidance", self.guidance),
-                         ("Classifier", self.classifier), ("HiR", self.hir),
-                         ("Window", self.window_size), ("Overlap", self.overlap), ("Precision", self.precision),
-                         ("Speed", self.compile), ("Device", self.device)):
-            form.addRow(label, w)
-        self.advanced.setVisible(False)
-        self.advanced_toggle.toggled.connect(self._toggle_advanced)
-        outer.addWidget(self.advanced_toggle)
-        outer.addWidget(self.advanced)
-        return wrapper
+        return box
 
     def _build_run_box(self) -> QWidget:
         box = RunBox()
@@ -405,10 +350,6 @@ class TaskPanel(QWidget):
         self._refresh()
 
     # ---- reactions --------------------------------------------------------------------
-    def _toggle_advanced(self, on: bool) -> None:
-        self.advanced.setVisible(on)
-        self.advanced_toggle.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
-
     def _on_model_activated(self, index: int) -> None:
         if self.model.itemData(index) == CHOOSE_FILE:
             self.select_model(self._last_model)  # until a file is chosen (and checked)
