@@ -99,7 +99,7 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
 
             raw = load_file(str(path), device="cpu")
         else:
-            raw = _torch_load(path)
+            raw = _load_tensors_only(path)
     except ModelFileError:
         raise
     except Exception as exc:  # truncated zips, text files, ...
@@ -150,10 +150,10 @@ def load_plain_pickle(path: Union[str, Path], *, mmap: bool = False) -> object:
     path = Path(path)
     if checkpoint_format(path) != TORCH:
         raise ModelFileError(f"{path.name} is a safetensors file, not a PyTorch file")
-    return _torch_load(path, mmap=mmap)
+    return _load_tensors_only(path, mmap=mmap)
 
 
-def _torch_load(path: Path, *, mmap: bool = False) -> object:
+def _load_tensors_only(path: Path, *, mmap: bool = False) -> object:
     try:
         if str(path).endswith(".safetensors"):  # torch.load would hand this path to safetensors
             with open(path, "rb") as f:

@@ -341,38 +341,6 @@ def test_file_errors_have_fitting_titles(window_with_photo, tmp_path, file_dialo
     assert titles == ["Cannot open the photo", "Cannot save", "Cannot import the mask"]
 
 
-def test_a_chosen_model_file_is_checked_and_kept_across_restarts(make_window, tmp_path, file_dialogs, qtbot):
-    import torch
-
-    from engine.models.tiny import build_tiny, tiny_adm_config
-
-    good, bogus = tmp_path / "mine.pt", tmp_path / "bogus.pt"
-    torch.save(build_tiny(tiny_adm_config()).state_dict(), good)
-    bogus.write_bytes(b"garbage" * 10)
-    window = make_window()
-    window.interactive = True
-    file_dialogs["open"] += [(str(bogus), ""), (str(good), "")]
-    window.choose_model_file()  # checked in the background
-    qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=10_000)
-    [(title, text)] = open_dialogs(window)
-    assert title == "Cannot use this model file" and "bogus.pt" in text
-    assert window.panel.settings().model == "test-tiny" and window.panel.model.findData(str(bogus)) < 0
-    window.choose_model_file()
-    qtbot.waitUntil(lambda: window.panel.settings().model == str(good), timeout=10_000)
-    assert "adm" in window.panel.model_purpose.text()
-    window.close()
-
-    again = make_window()
-    assert again.panel.settings().model == str(good), "still chosen after the model list is refreshed"
-    again.refresh_models([])
-    assert again.panel.settings().model == str(good)
-    again.close()
-
-    good.unlink()
-    gone = make_window()
-    assert gone.panel.settings().model == "test-tiny" and gone.panel.model.findData(str(good)) < 0
-
-
 @pytest.mark.parametrize("tasks, kept", [(dict(colorize=True), True), (dict(inpaint=True), False)])
 def test_apply_keeps_the_mask_unless_the_run_filled_it(window_with_photo, qtbot, tasks, kept):
     window = window_with_photo(fake_restore())
