@@ -316,3 +316,20 @@ def test_a_background_task_lets_go_of_its_work_once_run(qtbot):
     qtbot.waitUntil(lambda: not live_threads(), timeout=5000)
     gc.collect()
     assert outcome.args == [(64, 64, 3)] and freed() is None and QApplication.overrideCursor() is None
+
+
+@pytest.mark.parametrize("budget", [None, 1])  # 1: each push drops every older step
+def test_an_undo_and_a_stroke_made_while_saving_leave_the_document_modified(window_with_photo, qtbot, tmp_path,
+                                                                            held, budget):
+    window = window_with_photo(fake_restore())
+    if budget is not None:
+        window.document.undo_stack.budget = budget
+    saving = held("save_photo")
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    assert window.save_to(str(tmp_path / "restored.png")) and saving.entered.wait(5)
+    window.act_undo.trigger()
+    paint(qtbot, window, [(100, 100), (140, 120)])  # back at as many steps as when Save was pressed
+    saving.release.set()
+    wait_for_files(qtbot, window)
+    assert window.document.modified and window.windowTitle().startswith("photo.png*"), \
+        "the history changed while saving: what it shows now is not what was saved"
