@@ -58,6 +58,7 @@ class Canvas(QWidget):
         self._window_state: dict[int, str] = {}  # index -> running | finished
         self._estimates: dict[int, QImage] = {}  # index -> a running window's current estimate
         self._stroke: Optional[StrokeRecorder] = None
+        self._painting = False  # the stroke is writing into the mask (its own mask_changed)
         self._pan_from: Optional[QPointF] = None
         self._space_held = False
         self._cursor: Optional[QPointF] = None
@@ -172,6 +173,10 @@ class Canvas(QWidget):
         self.update()
 
     def _on_mask_changed(self, region) -> None:
+        if self._stroke is not None and not self._painting:
+            # changed under the stroke: a photo or mask read in the background arrived, an undo.
+            # The stroke ends here; what it painted stays, part of the state before that change.
+            self._stroke = None
         mask = self.document.mask
         if region is None or mask is None or self._mask is None or self._mask.source is not mask:
             self._mask = MaskLayer(mask) if mask is not None else None  # drawn from the document's mask
@@ -352,7 +357,11 @@ class Canvas(QWidget):
 
     def _paint_at(self, pos: QPointF) -> None:
         s = self.to_scene(pos)
-        self._stroke.paint_to(s.x(), s.y())  # the document says what changed (mask_changed)
+        self._painting = True
+        try:
+            self._stroke.paint_to(s.x(), s.y())  # the document says what changed (mask_changed)
+        finally:
+            self._painting = False
 
     def mouseMoveEvent(self, event) -> None:
         pos = self._pointer(event)

@@ -115,7 +115,8 @@ def show_error(parent: Optional[QWidget], kind: str, message: str, title: str = 
     elif kind == "internal":
         head, _, details = message.partition("\n\n")
         box.setWindowTitle("Unexpected error")
-        box.setText(f"Something went wrong inside the app: {head}\nThe log has the details.")
+        where = "\nShow Details… has the technical details (copy them into a bug report)." if details else ""
+        box.setText(f"Something went wrong inside the app: {head}{where}")
         box.setDetailedText(details)
     else:
         box.setWindowTitle(title)

@@ -9,6 +9,8 @@ Arrays (all numpy, GUI thread only):
   written through ``set_mask_region`` and ``set_mask`` only, which keep count of the pixels to
   fill, so ``has_mask`` never scans it;
 - ``preview``: (H·s, W·s, 3) float32 in [0, 1] or None, the result layer of a run, s = its upscale.
+  A run that fills the mask remembers the marks it started with (one bit a pixel), and the
+  preview the regions of the windows it finished: :meth:`filled_marks` is what Apply clears.
 
 ``undo_stack`` is the undo history (:mod:`gui.history`): it drops its oldest steps when they hold
 more memory than its budget (an Apply keeps the photo it replaced).
@@ -44,8 +46,9 @@ class Document(QObject):
         self.preview: Optional[np.ndarray] = None
         self.preview_scale: int = 1
         self.preview_finished = False  # True once the run that made the preview completed
-        self.preview_fills_mask = False  # the run that makes the preview fills the masked areas
         self.preview_report: dict[str, Any] = {}
+        self._run_marks: Optional[np.ndarray] = None  # the mask != 0 when a filling run began, packed bits
+        self._finished: list[Region] = []  # the preview's regions that finished windows wrote
         self.loaded: Any = None  # engine.image_io.LoadedImage of the file (EXIF, ICC, bit depth)
         self.path: str = ""
         self._modified = False
@@ -72,6 +75,7 @@ class Document(QObject):
         self.preview = None
         self.preview_scale = 1
         self.preview_finished = False
+        self._forget_run()
         self.loaded = loaded
         self.path = path
         self.image_changed.emit()
@@ -125,8 +129,10 @@ class Document(QObject):
         h, w = self.size
         self.preview_scale = int(scale)
         self.preview_finished = False
-        self.preview_fills_mask = fills_mask
         self.preview_report = {}
+        self._forget_run()
+        if fills_mask and scale == 1:  # an upscaled result cannot keep the mask: Apply clears it
+            self._run_marks = np.packbits(self.mask != 0, axis=1)
         self.preview = None  # a last result is let go before the new one is made
         if scale == 1:
             self.preview = self.image.copy()
@@ -155,6 +161,7 @@ class Document(QObject):
             return None
         self.preview[top:bottom, left:right] = np.clip(pixels[: bottom - top, : right - left, :3], 0, 1)
         region = (top, left, bottom - top, right - left)
+        self._finished.append(region)
         self.preview_changed.emit(region)
         return region
 
@@ -168,7 +175,28 @@ class Document(QObject):
     def discard_preview(self) -> None:
         self.preview = None
         self.preview_finished = False
+        self._forget_run()
         self.preview_changed.emit(None)
+
+    def _forget_run(self) -> None:
+        self._run_marks, self._finished = None, []
+
+    def filled_marks(self, region: Region) -> Optional[np.ndarray]:
+        """(h, w) bool over ``region`` of the photo: the pixels of the mask that the preview has
+        filled, i.e. marked (any value, soft edges too) when its run began, inside a window that
+        finished (anywhere once the run completed). None when the run filled nothing (no Fill)
+        or the preview is upscaled."""
+        if self._run_marks is None or self.preview is None or self.preview.shape[:2] != self.size:
+            return None
+        top, left, h, w = region
+        rows = np.unpackbits(self._run_marks[top : top + h], axis=1, count=self.size[1])
+        marks = rows[:, left : left + w].view(bool)
+        if self.preview_finished:
+            return marks
+        done = np.zeros_like(marks)
+        for t, l, bh, bw in self._finished:
+            done[max(t - top, 0) : max(t + bh - top, 0), max(l - left, 0) : max(l + bw - left, 0)] = True
+        return marks & done
 
     # ---- state ------------------------------------------------------------------------
     @property

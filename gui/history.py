@@ -59,6 +59,14 @@ class UndoHistory(QUndoStack):
         super().__init__(parent)
         self.budget = default_budget() if budget is None else int(budget)
         self._kept_elsewhere = kept_elsewhere
+        #: goes up with every push, undo and redo: the same number means nothing was done or
+        #: undone since (the index cannot tell: dropping steps shifts it, and an undo and a new
+        #: step give it back with another state)
+        self.changes = 0
+        self.indexChanged.connect(self._count_change)
+
+    def _count_change(self, _index: int) -> None:
+        self.changes += 1
 
     def push(self, step) -> None:
         super().push(step)

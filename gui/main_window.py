@@ -30,7 +30,7 @@ from gui.run_controller import RunController
 from gui.run_plan import TaskSettings
 from gui.settings import AppSettings
 from gui.task_panel import TaskPanel
-from gui.undo import mask_replace_command
+from gui.undo import ApplyResultCommand, mask_replace_command
 from gui.worker import RestoreFunction
 
 GROW_STEP = 4  # pixels per Grow / Shrink
@@ -115,6 +115,9 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.act_redo = d.undo_stack.createRedoAction(self, "&Redo")
         self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         self.act_redo.setIcon(icon("redo"))
+        for act, redo in ((self.act_undo, False), (self.act_redo, True)):  # the stack's text and enabling stay
+            act.triggered.disconnect()
+            act.triggered.connect(lambda _checked=False, redo=redo: self.undo_or_redo(redo))
         self.act_clear_mask = a("Clear mask", lambda: self.mask_op(mask_tools.clear_mask, "Clear mask"),
                                 "Ctrl+Delete", "mask-clear")
         self.act_invert_mask = a("Invert mask", lambda: self.mask_op(mask_tools.invert_mask, "Invert mask"),
@@ -286,6 +289,17 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         command = mask_replace_command(self.document, op(self.document.mask), text)
         if command is not None:
             self.document.undo_stack.push(command)
+
+    def undo_or_redo(self, redo: bool) -> None:
+        """Undo (or Redo) the last step, except an Apply while a run is going: that would swap
+        the photo the run restores, and its result would land on another photo."""
+        stack = self.document.undo_stack
+        step = stack.command(stack.index() if redo else stack.index() - 1)
+        if self.runs.running and isinstance(step, ApplyResultCommand):
+            what = "Redo" if redo else "Undo"
+            self.statusBar().showMessage(f"{what} of Apply waits for the restoration: cancel it first", 5000)
+            return
+        (stack.redo if redo else stack.undo)()
 
     def cancel_or_abort(self) -> None:
         if self.canvas._stroke is not None:

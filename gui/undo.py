@@ -106,24 +106,35 @@ def mask_replace_command(document: Document, new_mask: np.ndarray, text: str) ->
 
 class ApplyResultCommand(Step):
     """Make the run's result the current photo (the preview is consumed); undo restores the photo
-    and mask. The mask stays, untouched, when the run did not fill it and the size is unchanged;
-    otherwise it is cleared (a mask used by Fill is done with, and a mask cannot follow an
-    upscale), and the command keeps the block of it that marked anything, for undo."""
+    and mask. When the size is unchanged the mask stays, less the marks the run filled
+    (``Document.filled_marks``: a mask used by Fill is done with, but marks in windows a
+    cancelled run never reached, and strokes painted since it began, are still to do); an
+    upscaled result gets an empty mask (a mask cannot follow an upscale). The command keeps the
+    block of the mask that marked anything, for undo, and that block after Apply when it changes."""
 
     def __init__(self, document: Document, result: np.ndarray, text: str = "Apply restoration"):
         super().__init__(text)
         self.document = document
         self.old_image = document.image
         self.new_image = result
-        self.keep_mask = not document.preview_fills_mask and result.shape[:2] == document.size
+        self.keep_mask = result.shape[:2] == document.size
         self.mask_block: Optional[tuple[Region, np.ndarray]] = None
-        region = None if self.keep_mask else nonzero_region(document.mask)
-        if region is not None:
+        self.mask_after: Optional[np.ndarray] = None  # the block after Apply (None: cleared or unchanged)
+        region = nonzero_region(document.mask)
+        filled = document.filled_marks(region) if self.keep_mask and region is not None else None
+        if region is not None and (filled is not None or not self.keep_mask):
             top, left, h, w = region
             self.mask_block = region, document.mask[top : top + h, left : left + w].copy()
+            if filled is not None:
+                after = np.where(filled, np.uint8(0), self.mask_block[1])
+                self.mask_after = after if after.any() else None
 
     def apply(self) -> None:
         self.document.replace_image(self.new_image, self.keep_mask)
+        if self.keep_mask and self.mask_block is not None:
+            (top, left, h, w), _old = self.mask_block
+            after = self.mask_after if self.mask_after is not None else np.zeros((h, w), np.uint8)
+            self.document.set_mask_region(top, left, after)
         self.document.discard_preview()
 
     def revert(self) -> None:
@@ -133,4 +144,5 @@ class ApplyResultCommand(Step):
             self.document.set_mask_region(top, left, values)
 
     def arrays(self) -> list[np.ndarray]:
-        return [self.old_image, self.new_image] + ([self.mask_block[1]] if self.mask_block is not None else [])
+        blocks = [block for block in (self.mask_block and self.mask_block[1], self.mask_after) if block is not None]
+        return [self.old_image, self.new_image] + blocks

@@ -137,7 +137,7 @@ class FileCommands(UnsavedWork):
         doc = self.document
         # The photo and the result are replaced, never changed in place (gui.document); the mask is
         # painted in place, so the digest of the mask saved with the result is taken from a copy.
-        pixels, like, mask, clean = file_ops.result_pixels(doc), doc.loaded, doc.mask.copy(), doc.undo_stack.index()
+        pixels, like, mask, clean = file_ops.result_pixels(doc), doc.loaded, doc.mask.copy(), doc.undo_stack.changes
         name = Path(path).name
 
         def written(result: tuple[list[str], Optional[bytes]]) -> None:
@@ -145,7 +145,7 @@ class FileCommands(UnsavedWork):
             for note in notes:
                 self.log_panel.add("warning", note)
             self.save_target = file_ops.SaveTarget(path, quality, bit_depth)
-            if doc.undo_stack.index() == clean:  # an edit made while saving is not in the file
+            if doc.undo_stack.changes == clean:  # an edit or undo made while saving is not in the file
                 doc.undo_stack.setClean()
             self._mark_saved(pixels, mask_digest)
             self.log_panel.add("info", f"Saved {path}")

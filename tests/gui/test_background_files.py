@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
@@ -316,3 +316,55 @@ def test_a_background_task_lets_go_of_its_work_once_run(qtbot):
     qtbot.waitUntil(lambda: not live_threads(), timeout=5000)
     gc.collect()
     assert outcome.args == [(64, 64, 3)] and freed() is None and QApplication.overrideCursor() is None
+
+
+@pytest.mark.parametrize("budget", [None, 1])  # 1: each push drops every older step
+def test_an_undo_and_a_stroke_made_while_saving_leave_the_document_modified(window_with_photo, qtbot, tmp_path,
+                                                                            held, budget):
+    window = window_with_photo(fake_restore())
+    if budget is not None:
+        window.document.undo_stack.budget = budget
+    saving = held("save_photo")
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    assert window.save_to(str(tmp_path / "restored.png")) and saving.entered.wait(5)
+    window.act_undo.trigger()
+    paint(qtbot, window, [(100, 100), (140, 120)])  # back at as many steps as when Save was pressed
+    saving.release.set()
+    wait_for_files(qtbot, window)
+    assert window.document.modified and window.windowTitle().startswith("photo.png*"), \
+        "the history changed while saving: what it shows now is not what was saved"
+
+
+@pytest.mark.parametrize("arriving", ["photo", "mask"])
+def test_a_file_read_while_a_stroke_is_painted_ends_the_stroke(window_with_photo, qtbot, tmp_path, held, file_dialogs,
+                                                               arriving):
+    window = window_with_photo()
+    doc, canvas = window.document, window.canvas
+    if arriving == "photo":
+        reading = held("load_photo")
+        write_photo(tmp_path / "small.png", np.zeros((8, 8, 3), np.float32))
+        assert window.open_path(str(tmp_path / "small.png"))
+    else:
+        reading = held("load_mask_file")
+        file_ops.save_mask_file(np.where(np.arange(64) < 16, 255, 0).astype(np.uint8)[None].repeat(64, 0),
+                                str(tmp_path / "mask.png"))
+        file_dialogs["open"].append((str(tmp_path / "mask.png"), ""))
+        window.act_import_mask.trigger()
+    assert reading.entered.wait(5)
+    canvas.set_zoom(4.0)
+    canvas.offset = QPointF(0, 0)
+    canvas.set_brush_radius(3)
+    qtbot.mousePress(canvas, Qt.LeftButton, pos=QPoint(20, 20))
+    qtbot.mouseMove(canvas, QPoint(40, 20))
+    reading.release.set()
+    wait_for_files(qtbot, window)  # it arrives mid-stroke
+    arrived = doc.mask.copy()
+    qtbot.mouseMove(canvas, QPoint(60, 30))  # on the old photo's mask: beyond this 8×8 one
+    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=QPoint(60, 30))
+    assert np.array_equal(doc.mask, arrived), "the stroke ended when the file arrived"
+    if arriving == "photo":
+        assert doc.size == (8, 8) and not doc.mask.any() and doc.undo_stack.count() == 0
+    else:
+        assert doc.undo_stack.count() == 1 and doc.undo_stack.undoText() == "Import mask"
+        doc.undo_stack.undo()
+        assert doc.mask[5, 5:10].all() and not doc.mask[:, 16:].any(), "before the import: what the stroke painted"

@@ -83,7 +83,7 @@ def test_a_run_and_apply_reuse_one_result_layer_and_copy_no_mask(window_with_pho
     window = window_with_photo(fake_restore())
     doc, canvas = window.document, window.canvas
     paint(qtbot, window, [(20, 20), (60, 20)])
-    mask = doc.mask
+    mask, marked = doc.mask, np.argwhere(doc.mask)
     layers = []
     doc.preview_changed.connect(lambda _region: layers.append(canvas._preview))
     start_run(qtbot, window, TaskSettings(**tasks))
@@ -94,8 +94,9 @@ def test_a_run_and_apply_reuse_one_result_layer_and_copy_no_mask(window_with_pho
     assert canvas._base is layers[0], "the applied result is shown by the layer that showed it"
     apply = doc.undo_stack.command(doc.undo_stack.count() - 1)
     if tasks.get("inpaint"):  # the filled mask is cleared: the command keeps its marked block only
-        (region, values), painted = apply.mask_block, np.argwhere(mask)
-        assert region[:2] == tuple(painted.min(axis=0)) and values.shape == tuple(np.ptp(painted, axis=0) + 1)
+        region, values = apply.mask_block
+        assert region[:2] == tuple(marked.min(axis=0)) and values.shape == tuple(np.ptp(marked, axis=0) + 1)
+        assert doc.mask is mask and not mask.any(), "cleared in place, not replaced"
     else:
         assert doc.mask is mask and apply.mask_block is None, "a mask that stays is neither copied nor replaced"
 

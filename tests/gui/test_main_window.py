@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QImage
+from PySide6.QtWidgets import QMessageBox
 
 from engine.errors import InputError, ModelFileError, OutOfMemory
 from engine.events import PlanEvent, ProgressEvent, WindowFinished, WindowStarted
@@ -138,6 +139,16 @@ def test_run_errors_open_a_dialog(window_with_photo, qtbot, error, title):
     qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=3000)
     [(shown_title, text)] = open_dialogs(window)
     assert shown_title == title and str(error) in text
+
+
+def test_an_unexpected_error_says_where_its_details_are(window_with_photo, qtbot):
+    window = window_with_photo(fake_restore(error=RuntimeError("kaboom")))
+    window.runs.show_dialogs = True
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=3000)
+    [box] = [box for box in window.findChildren(QMessageBox) if box.isVisible()]
+    assert "RuntimeError: kaboom" in box.text() and "Traceback" in box.detailedText()
+    assert "Show Details" in box.text(), "the traceback is behind Show Details…: the log has its first line"
 
 
 def test_restore_shortcut_without_a_task_explains_why(window_with_photo):
