@@ -169,7 +169,8 @@ class RunController(QObject):
         self.log.add("info", f"Finished{took}: result {result.shape[1]}×{result.shape[0]}")
 
     def _on_failed(self, kind: str, message: str) -> None:
-        self.log.add("error", message.splitlines()[0] if message else kind)
+        # an internal error's traceback goes into the log too: Copy then gives a useful bug report
+        self.log.add("error", (message if kind == "internal" else message.splitlines()[0]) if message else kind)
         self._error(kind, message)
 
     def _on_ended(self, outcome: str) -> None:

@@ -101,3 +101,14 @@ def test_every_writer_creates_files_with_the_normal_mode(tmp_path, umask, write)
     written = write(tmp_path / "out")
     assert mode(written) == 0o644
     assert not [p for p in written.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_a_file_in_place_of_a_folder_is_named(tmp_path, depth):
+    (tmp_path / "photo.png").write_bytes(b"x")
+    target = tmp_path / "photo.png" / "/".join(["sub"] * (depth - 1)) / "out.png"
+    with pytest.raises(NotADirectoryError) as caught:
+        with atomic_write(target) as handle:
+            handle.write(b"y")
+    assert caught.value.strerror == f"{tmp_path / 'photo.png'} is a file, not a folder"
+    assert (tmp_path / "photo.png").read_bytes() == b"x"

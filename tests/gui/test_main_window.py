@@ -148,7 +148,8 @@ def test_an_unexpected_error_says_where_its_details_are(window_with_photo, qtbot
     qtbot.waitUntil(lambda: bool(open_dialogs(window)), timeout=3000)
     [box] = [box for box in window.findChildren(QMessageBox) if box.isVisible()]
     assert "RuntimeError: kaboom" in box.text() and "Traceback" in box.detailedText()
-    assert "Show Details" in box.text(), "the traceback is behind Show Details…: the log has its first line"
+    assert "Show Details" in box.text(), "the traceback is behind Show Details…"
+    assert "Traceback" in window.log_panel.plain_text(), "and in the log, so Copy gives a full bug report"
 
 
 def test_restore_shortcut_without_a_task_explains_why(window_with_photo):
