@@ -332,6 +332,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self._photo_has_colours = self.document.has_image and run_plan.has_colours(self.document.image)
         h, w = self.document.size
         self.status_size.setText(f"{w} × {h} px" if w else "")
+        self.status_cursor.setText("")  # the pixel under the cursor is another one now
         self._update_panel_context()
         self._update_title()
 
