@@ -131,7 +131,7 @@ class Document(QObject):
         self.preview_finished = False
         self.preview_report = {}
         self._forget_run()
-        if fills_mask and scale == 1:  # an upscaled result cannot keep the mask: Apply clears it
+        if fills_mask:
             self._run_marks = np.packbits(self.mask != 0, axis=1)
         self.preview = None  # a last result is let go before the new one is made
         if scale == 1:
@@ -184,9 +184,11 @@ class Document(QObject):
     def filled_marks(self, region: Region) -> Optional[np.ndarray]:
         """(h, w) bool over ``region`` of the photo: the pixels of the mask that the preview has
         filled, i.e. marked (any value, soft edges too) when its run began, inside a window that
-        finished (anywhere once the run completed). None when the run filled nothing (no Fill)
-        or the preview is upscaled."""
-        if self._run_marks is None or self.preview is None or self.preview.shape[:2] != self.size:
+        finished (anywhere once the run completed); on an upscaled preview (×s) a photo pixel is
+        filled when its s×s block lies inside such a window. None when the run filled nothing
+        (no Fill) or the preview is not the photo ×s."""
+        s = self.preview_scale
+        if self._run_marks is None or self.preview is None or self.preview.shape[:2] != (self.size[0] * s, self.size[1] * s):
             return None
         top, left, h, w = region
         rows = np.unpackbits(self._run_marks[top : top + h], axis=1, count=self.size[1])
@@ -194,8 +196,9 @@ class Document(QObject):
         if self.preview_finished:
             return marks
         done = np.zeros_like(marks)
-        for t, l, bh, bw in self._finished:
-            done[max(t - top, 0) : max(t + bh - top, 0), max(l - left, 0) : max(l + bw - left, 0)] = True
+        for t, l, bh, bw in self._finished:  # preview pixels -> the photo pixels they cover whole
+            t0, l0, t1, l1 = -(-t // s) - top, -(-l // s) - left, (t + bh) // s - top, (l + bw) // s - left
+            done[max(t0, 0) : max(t1, 0), max(l0, 0) : max(l1, 0)] = True
         return marks & done
 
     # ---- state ------------------------------------------------------------------------

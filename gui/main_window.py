@@ -45,13 +45,13 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.settings = settings or AppSettings()
         self.interactive = interactive  # False in tests: no modal dialogs
         self.document = Document(self)
-        self._mark_saved()  # nothing to save yet
         self._photo_has_colours = False  # checked once per photo (the panel's Colorize hint)
         self.canvas = Canvas(self.document)
         self.panel = TaskPanel()
         self.log_panel = LogPanel()
         self.runs = RunController(self.document, self.canvas, self.panel, self.log_panel, restore, self)
         self.runs.show_dialogs = interactive
+        self._mark_saved()  # nothing to save yet
         self.files = FileJobs(self.statusBar(), self)  # a photo or mask being read, a file being written
         self._run_state = "ready"
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
@@ -227,7 +227,9 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         d.image_changed.connect(self._on_image_changed)
         d.mask_changed.connect(lambda _r: self._update_panel_context())
         d.path_changed.connect(lambda _p: self._update_title())
-        d.modified_changed.connect(lambda _m: self._update_title())
+        # an edit, undo or redo; a result or none (a method, not a lambda: not called once the window is deleted)
+        d.undo_stack.indexChanged.connect(self._update_title)
+        d.preview_changed.connect(self._update_title)
         self.panel.choose_model_file.connect(self.choose_model_file)
         self.panel.restore_requested.connect(self.restore)
         self.runs.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
@@ -330,6 +332,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self._photo_has_colours = self.document.has_image and run_plan.has_colours(self.document.image)
         h, w = self.document.size
         self.status_size.setText(f"{w} × {h} px" if w else "")
+        self.status_cursor.setText("")  # the pixel under the cursor is another one now
         self._update_panel_context()
         self._update_title()
 
@@ -338,9 +341,9 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask(),
                                self._photo_has_colours)
 
-    def _update_title(self) -> None:
+    def _update_title(self, *_why) -> None:
         name = Path(self.document.path).name if self.document.path else ("Pasted image" if self.document.has_image else "")
-        star = "*" if self.document.modified else ""
+        star = "*" if self.has_unsaved_work() else ""  # what closing would ask about
         self.setWindowTitle(f"{name}{star} — Restorer" if name else "Restorer")
 
     def _show_cursor(self, x: int, y: int) -> None:
@@ -352,6 +355,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
 
     def _on_run_state(self, state: str) -> None:
         self._run_state = state
+        self._update_title()
         self.act_cancel.setEnabled(True)
         self.act_apply.setEnabled(state == "preview")
         self.act_discard.setEnabled(state == "preview")

@@ -106,35 +106,43 @@ def mask_replace_command(document: Document, new_mask: np.ndarray, text: str) ->
 
 class ApplyResultCommand(Step):
     """Make the run's result the current photo (the preview is consumed); undo restores the photo
-    and mask. When the size is unchanged the mask stays, less the marks the run filled
-    (``Document.filled_marks``: a mask used by Fill is done with, but marks in windows a
-    cancelled run never reached, and strokes painted since it began, are still to do); an
-    upscaled result gets an empty mask (a mask cannot follow an upscale). The command keeps the
-    block of the mask that marked anything, for undo, and that block after Apply when it changes."""
+    and mask. The mask stays, less the marks the run filled (``Document.filled_marks``: a mask
+    used by Fill is done with, but marks in windows a cancelled run never reached, and strokes
+    painted since it began, are still to do); on an upscaled result (×s) the marks that stay are
+    scaled ×s (nearest neighbour). A result of another size gets an empty mask. The command keeps
+    the block of the mask that marked anything, for undo, and that block after Apply when it changes."""
 
     def __init__(self, document: Document, result: np.ndarray, text: str = "Apply restoration"):
         super().__init__(text)
         self.document = document
         self.old_image = document.image
         self.new_image = result
-        self.keep_mask = result.shape[:2] == document.size
+        h, w = document.size
+        scale = result.shape[0] // h if h else 0
+        self.scale = scale if result.shape[:2] == (h * scale, w * scale) else 0  # 0: the mask cannot follow
+        self.keep_mask = self.scale == 1
         self.mask_block: Optional[tuple[Region, np.ndarray]] = None
-        self.mask_after: Optional[np.ndarray] = None  # the block after Apply (None: cleared or unchanged)
+        self.mask_after: Optional[np.ndarray] = None  # the block after Apply, ×scale (None: cleared or unchanged)
         region = nonzero_region(document.mask)
-        filled = document.filled_marks(region) if self.keep_mask and region is not None else None
+        filled = document.filled_marks(region) if self.scale and region is not None else None
         if region is not None and (filled is not None or not self.keep_mask):
-            top, left, h, w = region
-            self.mask_block = region, document.mask[top : top + h, left : left + w].copy()
-            if filled is not None:
-                after = np.where(filled, np.uint8(0), self.mask_block[1])
-                self.mask_after = after if after.any() else None
+            top, left, bh, bw = region
+            self.mask_block = region, document.mask[top : top + bh, left : left + bw].copy()
+            after = self.mask_block[1] if filled is None else np.where(filled, np.uint8(0), self.mask_block[1])
+            if self.scale > 1 and after.any():
+                import cv2
+
+                after = cv2.resize(after, (bw * self.scale, bh * self.scale), interpolation=cv2.INTER_NEAREST)
+            self.mask_after = after if self.scale and after.any() else None
 
     def apply(self) -> None:
         self.document.replace_image(self.new_image, self.keep_mask)
-        if self.keep_mask and self.mask_block is not None:
+        if self.mask_block is not None:
             (top, left, h, w), _old = self.mask_block
-            after = self.mask_after if self.mask_after is not None else np.zeros((h, w), np.uint8)
-            self.document.set_mask_region(top, left, after)
+            if self.mask_after is not None:
+                self.document.set_mask_region(top * self.scale, left * self.scale, self.mask_after)
+            elif self.keep_mask:
+                self.document.set_mask_region(top, left, np.zeros((h, w), np.uint8))
         self.document.discard_preview()
 
     def revert(self) -> None:

@@ -71,6 +71,7 @@ class FileCommands(UnsavedWork):
         with busy_cursor():
             self.document.set_photo(pixels, path=path, loaded=loaded)
         self._mark_saved()
+        self.statusBar().clearMessage()  # e.g. "Cancelled": about the photo before
         self.save_target = None
         if path:
             self.settings.set("last_dir", str(Path(path).parent))

@@ -32,8 +32,9 @@ class SaveQuestion(NamedTuple):
 
 
 class UnsavedWork:
-    """Needs ``document``, ``runs``, ``panel``, ``files``, ``save`` and ``export_mask`` from the window
-    it is mixed into, which calls :meth:`_mark_saved` once it has a document."""
+    """Needs ``document``, ``runs``, ``panel``, ``files``, ``save``, ``export_mask`` and
+    ``_update_title`` (shows :meth:`has_unsaved_work`) from the window it is mixed into, which calls
+    :meth:`_mark_saved` once it has a document and its runs."""
 
     def _mark_saved(self, written: Optional[np.ndarray] = None, mask: Optional[bytes] = None) -> None:
         """Remember what is safe on disk: the photo as opened (``written`` None: a photo was just
@@ -50,6 +51,7 @@ class UnsavedWork:
         """The mask with this ``painted_digest`` is in a file (imported, exported) or done with (a
         result saved). Remembered by its digest: a scan's mask is tens of megabytes."""
         self._kept_mask = digest
+        self._update_title()
 
     def _on_disk(self, pixels: Optional[np.ndarray]) -> bool:
         return any(ref is not None and ref() is pixels for ref in (self._opened_pixels, self._saved_pixels))

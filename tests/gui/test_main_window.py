@@ -429,3 +429,16 @@ def test_importing_a_mask_of_another_size(window_with_photo, tmp_path, file_dial
         return
     assert doc.mask[:16].all() and not doc.mask[16:].any()
     assert ("scaled from 16×16 to the photo's 32×32" in status) == (outcome == "scaled")
+
+
+def test_opening_another_photo_clears_the_cursor_readout_and_the_run_message(window_with_photo, qtbot, tmp_path):
+    window = window_with_photo(fake_restore(delay=10))
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    window.runs.cancel()
+    window.canvas.cursor_moved.emit(5, 5)  # the pointer over the photo
+    assert window.statusBar().currentMessage() == "Cancelled" and window.status_cursor.text().startswith("x 5, y 5")
+
+    write_photo(tmp_path / "next.png", np.zeros((16, 16, 3), np.float32))
+    assert open_photo(qtbot, window, tmp_path / "next.png")
+    assert window.status_cursor.text() == "", "the old photo's position and colour"
+    assert window.statusBar().currentMessage() == "", "the old photo's run"

@@ -224,3 +224,28 @@ def test_save_reuses_the_format_options_chosen_in_save_as(window_with_photo, qtb
         action.trigger()
         wait_for_files(qtbot, window)
     assert calls == [(jpeg, 60, 8), (jpeg, 60, 8), (tiff, 60, 16), (tiff, 60, 16)]
+
+
+def test_the_title_star_shows_what_closing_would_ask_about(window_with_photo, qtbot, tmp_path):
+    """The title's ``*`` is the unsaved-work question's decision: a finished result not saved has
+    it (the undo history has no step for it) and a save takes it away; a painted mask has it,
+    still after the result of a run is discarded."""
+    window = window_with_photo(fake_restore())
+
+    def starred() -> bool:
+        assert window.has_unsaved_work() == window.windowTitle().startswith("photo.png*"), window.windowTitle()
+        return window.has_unsaved_work()
+
+    assert not starred()
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
+    assert starred(), "a finished result, not saved"
+    assert save_result(qtbot, window, tmp_path / "restored.png")
+    assert not window.windowTitle().startswith("restored.png*") and not window.has_unsaved_work()
+
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    assert "*" in window.windowTitle(), "a painted mask"
+    start_run(qtbot, window, TaskSettings(colorize=True))
+    qtbot.waitUntil(lambda: not window.runs.running, timeout=5000)
+    window.runs.discard()
+    assert "*" in window.windowTitle() and window.has_unsaved_work(), "the mask is still not saved"
