@@ -29,10 +29,12 @@ file and a file overwritten with other pixels are all told apart correctly.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Optional
 
@@ -66,9 +68,38 @@ def runs_root() -> Path:
     return Path(platformdirs.user_cache_dir("Restorer", appauthor=False)) / "runs"
 
 
+def pixel_digest(image: np.ndarray) -> str:
+    """``array_digest(image)``, hashed once per array: the app replaces its photo's pixels, never
+    changes them in place. Any thread."""
+    with _DIGESTS_GUARD:
+        known = _DIGESTS.get(id(image))
+        if known is not None and known[0]() is image:
+            return known[1]
+    digest = array_digest(image)
+    with _DIGESTS_GUARD:
+        for key in [k for k, (ref, _) in _DIGESTS.items() if ref() is None]:
+            del _DIGESTS[key]
+        _DIGESTS[id(image)] = (weakref.ref(image), digest)
+    return digest
+
+
+_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}
+_DIGESTS_GUARD = threading.Lock()
+
+
 def state_folder(image: np.ndarray, root: Optional[Path] = None) -> Path:
     """The state folder of the photo with these pixels."""
-    return (root or runs_root()) / array_digest(image)[:32]
+    return (root or runs_root()) / pixel_digest(image)[:32]
+
+
+def request_key(request: Any) -> str:
+    """A digest of what decides whether a run continues the saved state: equal keys give the
+    engine equal fingerprints (:func:`engine.tiling.resume.request_fingerprint`). Cheap: the
+    photo's pixels by :func:`pixel_digest`; only ``resume_dir`` and ``batch`` are left out."""
+    mask = request.mask
+    arrays = request.replace(image=f"pixels:{pixel_digest(request.image)}", resume_dir=None, batch="auto",
+                             mask=f"pixels:{array_digest(mask)}" if isinstance(mask, np.ndarray) else mask)
+    return hashlib.sha256(arrays.to_json().encode()).hexdigest()
 
 
 def saved_progress(image: np.ndarray) -> tuple[int, Optional[np.ndarray]]:
