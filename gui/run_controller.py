@@ -34,6 +34,7 @@ class RunController(QObject):
         self._plan_scale = 1.0  # stage pixels -> scene pixels of the current plan
         self.windows_finished = 0
         self.last_error: Optional[tuple[str, str]] = None
+        self._run_key: Optional[str] = None  # run_state.request_key of the last run started
         self.show_dialogs = True
         panel.cancel_requested.connect(self.cancel)
         panel.apply_requested.connect(self.apply)
@@ -57,11 +58,12 @@ class RunController(QObject):
             self._error("error", problems[0])
             return False
         try:
-            request = run_plan.build_request(settings, doc.image, doc.engine_mask() if settings.inpaint else None)
+            request = self._request(settings)
             run_plan.check_memory(request)
         except Exception as exc:  # noqa: BLE001 - InputError and friends: show, do not crash
             self._error("error", str(exc))
             return False
+        self._run_key = run_state.request_key(request)
         doc.begin_preview(settings.upscale, fills_mask=settings.inpaint)
         self.windows_finished = 0
         self.last_error = None
@@ -85,6 +87,21 @@ class RunController(QObject):
         self.state_changed.emit("running")
         run.start()
         return True
+
+    def _request(self, settings: run_plan.TaskSettings) -> Any:
+        doc = self.document
+        return run_plan.build_request(settings, doc.image, doc.engine_mask() if settings.inpaint else None)
+
+    def would_continue(self) -> bool:
+        """Whether Restore now would continue the last run from its saved windows: the same photo,
+        mask and settings (a new request starts over and replaces them)."""
+        if self._run_key is None or not self.document.has_image:
+            return False
+        try:
+            request = self._request(self.panel.settings())
+        except Exception:  # noqa: BLE001 - a request that cannot start continues nothing
+            return False
+        return run_state.request_key(request) == self._run_key
 
     def cancel(self) -> None:
         run = self.run

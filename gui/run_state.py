@@ -17,8 +17,10 @@ file and a file overwritten with other pixels are all told apart correctly.
   then the least recently used while all of them together take more than ``MAX_TOTAL_BYTES``.
 * **In use:** a run holds an OS lock on ``<folder>/lock`` (the system drops it if the process
   dies), and a locked state is never pruned. A new run of the same photo waits while this app's
-  cancelled run of it is still stopping (at most one model call); while another Restorer process
-  restores it, the new run keeps no progress.
+  cancelled run of it is still stopping (at most one model call); while another run restores it
+  (in another Restorer process, or in another window of this one), the new run keeps no progress.
+  A finished run deletes the state before it lets go: a run waiting for it then takes the lock
+  on a lock file of its own, and the bookkeeping of this process's locks goes by lock, not folder.
 * **The mask** of a run that fills a painted mask is kept beside the state (``mask.bits``: one bit
   per pixel), so that the photo opened again after a crash gets it back and the run can continue;
   a run without a mask removes it. The engine's fingerprint still decides what continues.
@@ -27,10 +29,12 @@ file and a file overwritten with other pixels are all told apart correctly.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Optional
 
@@ -64,9 +68,38 @@ def runs_root() -> Path:
     return Path(platformdirs.user_cache_dir("Restorer", appauthor=False)) / "runs"
 
 
+def pixel_digest(image: np.ndarray) -> str:
+    """``array_digest(image)``, hashed once per array: the app replaces its photo's pixels, never
+    changes them in place. Any thread."""
+    with _DIGESTS_GUARD:
+        known = _DIGESTS.get(id(image))
+        if known is not None and known[0]() is image:
+            return known[1]
+    digest = array_digest(image)
+    with _DIGESTS_GUARD:
+        for key in [k for k, (ref, _) in _DIGESTS.items() if ref() is None]:
+            del _DIGESTS[key]
+        _DIGESTS[id(image)] = (weakref.ref(image), digest)
+    return digest
+
+
+_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}
+_DIGESTS_GUARD = threading.Lock()
+
+
 def state_folder(image: np.ndarray, root: Optional[Path] = None) -> Path:
     """The state folder of the photo with these pixels."""
-    return (root or runs_root()) / array_digest(image)[:32]
+    return (root or runs_root()) / pixel_digest(image)[:32]
+
+
+def request_key(request: Any) -> str:
+    """A digest of what decides whether a run continues the saved state: equal keys give the
+    engine equal fingerprints (:func:`engine.tiling.resume.request_fingerprint`). Cheap: the
+    photo's pixels by :func:`pixel_digest`; only ``resume_dir`` and ``batch`` are left out."""
+    mask = request.mask
+    arrays = request.replace(image=f"pixels:{pixel_digest(request.image)}", resume_dir=None, batch="auto",
+                             mask=f"pixels:{array_digest(mask)}" if isinstance(mask, np.ndarray) else mask)
+    return hashlib.sha256(arrays.to_json().encode()).hexdigest()
 
 
 def saved_progress(image: np.ndarray) -> tuple[int, Optional[np.ndarray]]:
@@ -81,30 +114,46 @@ def saved_progress(image: np.ndarray) -> tuple[int, Optional[np.ndarray]]:
 
 
 # ---- the lock that marks a state in use ----------------------------------------------------
-_HELD: set[Path] = set()  # folders this process holds the lock of
-_HELD_GUARD = threading.Lock()
+_HELD: set["StateLock"] = set()  # the locks this process holds (by lock: one may be let go as another is taken)
+_HELD_GUARD = threading.RLock()
 
 
 class StateLock:
     """An exclusive OS lock on ``folder/lock``, taken without waiting. It conflicts with every
     other holder, this process included, and the system drops it when the process ends."""
 
-    def __init__(self, folder: Path, handle: BinaryIO):
-        self.folder, self._handle = folder, handle
+    def __init__(self, folder: Path, handle: BinaryIO, run_cancel: Optional[threading.Event] = None):
+        self.folder, self._handle, self.run_cancel = folder, handle, run_cancel
 
     @classmethod
-    def take(cls, folder: Path) -> Optional["StateLock"]:
-        """The lock, or None while another run holds it. Raises OSError if the folder cannot be made."""
-        folder.mkdir(parents=True, exist_ok=True)
-        with _HELD_GUARD:
-            handle = open(folder / LOCK_FILE, "a+b")
-            try:
-                _os_lock(handle, True)
-            except OSError:
-                handle.close()
-                return None
-            _HELD.add(folder)
-        return cls(folder, handle)
+    def take(cls, folder: Path, run_cancel: Optional[threading.Event] = None) -> Optional["StateLock"]:
+        """The lock, or None while another holder has it. ``run_cancel``: the cancel token of the
+        run that takes it (None: a moment's holder, such as pruning). Raises OSError if the folder
+        cannot be made.
+
+        A holder that deletes the folder does so before letting go (:meth:`remove_folder`): the
+        lock then won is on a file no longer in the folder, so it is dropped and taken again on
+        the file the folder has now."""
+        while True:
+            folder.mkdir(parents=True, exist_ok=True)
+            with _HELD_GUARD:
+                try:
+                    handle = open(folder / LOCK_FILE, "a+b")
+                except FileNotFoundError:  # the folder was being deleted: make it again
+                    continue
+                try:
+                    _os_lock(handle, True)
+                    current = _still_linked(handle, folder / LOCK_FILE)
+                except OSError:
+                    handle.close()
+                    return None
+                if not current:
+                    _os_lock(handle, False)
+                    handle.close()
+                    continue
+                lock = cls(folder, handle, run_cancel)
+                _HELD.add(lock)
+                return lock
 
     def mark_used(self) -> None:
         """Pruning goes by last use: a state being continued is as new as a new one."""
@@ -115,7 +164,7 @@ class StateLock:
             if not self._handle.closed:
                 _os_lock(self._handle, False)
                 self._handle.close()
-                _HELD.discard(self.folder)
+                _HELD.discard(self)
 
     def remove_folder(self) -> None:
         """Delete the state, then let go (on Windows, let go first: an open file cannot be deleted)."""
@@ -128,7 +177,25 @@ class StateLock:
 def held_here(folder: Path) -> bool:
     """Whether a run of this process holds ``folder``'s lock."""
     with _HELD_GUARD:
-        return folder in _HELD
+        return any(lock.folder == folder for lock in _HELD)
+
+
+def _stopping_here(folder: Path) -> bool:
+    """Whether this process holds ``folder``'s lock, and only for a moment: a cancelled run that
+    is still stopping (at most one model call), or pruning. Not while a run of it goes on."""
+    with _HELD_GUARD:
+        holders = [lock for lock in _HELD if lock.folder == folder]
+        return bool(holders) and all(lock.run_cancel is None or lock.run_cancel.is_set() for lock in holders)
+
+
+def _still_linked(handle: BinaryIO, path: Path) -> bool:
+    """Whether the open file ``handle`` is still the one at ``path`` (not deleted meanwhile)."""
+    if os.name == "nt":  # an open file cannot be deleted there
+        return True
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _os_lock(handle: BinaryIO, lock: bool) -> None:
@@ -254,15 +321,16 @@ def _saved_mask(folder: Path, size: tuple[int, int]) -> Optional[np.ndarray]:
 
 def _claim(folder: Path, cancel: threading.Event) -> Iterator[LogEvent]:
     """``lock = yield from _claim(...)``: the folder's lock, after waiting while a cancelled run of
-    this process still holds it; None when another process holds it, or on cancel."""
-    lock = StateLock.take(folder)
+    this process still holds it; None when a run goes on holding it (in another process, or in
+    another window of this one), or on cancel."""
+    lock = StateLock.take(folder, cancel)
     told = False
-    while lock is None and held_here(folder) and not cancel.is_set():
+    while lock is None and _stopping_here(folder) and not cancel.is_set():
         if not told:
             yield LogEvent("info", "waiting for the cancelled restoration of this photo to stop")
             told = True
         cancel.wait(WAIT_POLL_SECONDS)
-        lock = StateLock.take(folder)
+        lock = StateLock.take(folder, cancel)
     if lock is None and not cancel.is_set():
-        lock = StateLock.take(folder)  # it may have stopped between the two looks
+        lock = StateLock.take(folder, cancel)  # it may have stopped between the two looks
     return lock

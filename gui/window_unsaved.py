@@ -108,7 +108,13 @@ class UnsavedWork:
 
     def pending_question(self) -> SaveQuestion:
         """What to ask before a new run replaces an unsaved result (``save``: apply it). A run that
-        stopped early is continued by discarding its windows: the new run shows them again."""
+        stopped early is continued by discarding its windows: the new run shows them again; unless
+        the mask or settings have changed since, and the new run would replace them."""
+        if not self.document.preview_finished and not self.runs.would_continue():
+            return SaveQuestion("The last restoration stopped before the end, and the mask or settings have "
+                                "changed since: a new restoration starts over and replaces its finished windows."
+                                "\nApply them, so the new restoration starts from them, or discard them?",
+                                "Apply and restore", "Discard and start over", "Cancel")
         if not self.document.preview_finished:
             return SaveQuestion("The last restoration stopped before the end.\nContinue it from its finished "
                                 "windows (same photo, mask and settings), or apply them, so a new restoration "
@@ -123,7 +129,7 @@ class UnsavedWork:
         box.addButton(QMessageBox.Apply).setText(question.save)
         box.addButton(QMessageBox.Discard).setText(question.discard)
         box.addButton(QMessageBox.Cancel)
-        box.setDefaultButton(QMessageBox.Apply if self.document.preview_finished else QMessageBox.Discard)
+        box.setDefaultButton(QMessageBox.Discard if question.discard == "Continue" else QMessageBox.Apply)
         return {QMessageBox.Apply: "apply", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
 
     def restore(self) -> bool:

@@ -107,6 +107,23 @@ def test_restore_after_cancel_continues_from_the_finished_windows(window_with_ph
     assert window.runs.wait_idle(10000) and not folder.exists(), "a finished run leaves no state behind"
 
 
+def test_restore_offers_to_continue_only_what_would_continue(window_with_photo, qtbot):
+    """Another mask or other settings start over and replace the saved windows: Restore says so."""
+    window = window_with_photo(EngineRuns("stop"), size=(96, 96))
+    paint(qtbot, window, [(20, 20), (60, 20)])
+    start_run(qtbot, window, settings(colorize=False, inpaint=True))
+    cancel_after_first_window(qtbot, window)
+    assert window.pending_question().discard == "Continue"
+
+    window.panel.set_settings(settings(colorize=False, inpaint=True, seed=7))
+    question = window.pending_question()
+    assert question.discard == "Discard and start over" and "replaces its finished windows" in question.text
+    window.panel.set_settings(settings(colorize=False, inpaint=True))
+    assert window.pending_question().discard == "Continue", "the same settings again"
+    paint(qtbot, window, [(100, 100), (140, 120)])  # more damage marked
+    assert window.pending_question().discard == "Discard and start over"
+
+
 def test_restore_after_closing_the_app_mid_run_continues(make_window, window_with_photo, qtbot, tmp_path):
     first = window_with_photo(EngineRuns("stop"), size=(96, 96))
     start_run(qtbot, first, settings())

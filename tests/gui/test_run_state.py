@@ -74,7 +74,9 @@ def test_a_finished_run_removes_its_state_and_a_stopped_one_keeps_it():
     events.close()  # Cancel: the app stops reading
     assert seen[-1] == ("closed, locked", True)
     assert (folder / "state.json").exists(), "kept for the next run"
-    assert StateLock.take(folder) is not None, "and no longer locked"
+    again = StateLock.take(folder)
+    assert again is not None, "and no longer locked"
+    again.release()
 
     list(keeping_progress(saving_restore(seen))(req, threading.Event()))
     assert not folder.exists(), "the result is complete: nothing to continue"
@@ -91,9 +93,15 @@ def test_a_result_that_arrives_after_cancel_keeps_the_state():
     assert (state_folder(req.image) / "state.json").exists()
 
 
+def cancelled() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
 def test_a_new_run_waits_for_the_cancelled_run_of_the_same_photo():
     req = request()
-    held = StateLock.take(state_folder(req.image))  # the cancelled run, still in its last model call
+    held = StateLock.take(state_folder(req.image), cancelled())  # the cancelled run, still in its last model call
     seen: list = []
     events = keeping_progress(saving_restore(seen))(req, threading.Event())
     first = next(events)
@@ -104,7 +112,7 @@ def test_a_new_run_waits_for_the_cancelled_run_of_the_same_photo():
 
 def test_cancel_while_waiting_ends_the_run():
     req = request()
-    held = StateLock.take(state_folder(req.image))
+    held = StateLock.take(state_folder(req.image), cancelled())
     cancel = threading.Event()
     seen: list = []
     events = keeping_progress(saving_restore(seen))(req, cancel)
@@ -112,6 +120,68 @@ def test_cancel_while_waiting_ends_the_run():
     cancel.set()
     assert list(events) == [] and seen == []
     held.release()
+
+
+def test_a_photo_another_window_of_this_app_is_restoring_runs_without_waiting_or_keeping_progress():
+    """Two windows restoring the same photo: the second does not wait for the whole first run."""
+    req = request()
+    running = StateLock.take(state_folder(req.image), threading.Event())  # the first window's run, going on
+    try:
+        seen: list = []
+        events = list(keeping_progress(saving_restore(seen))(req, threading.Event()))
+    finally:
+        running.release()
+    assert seen == [None] and "another Restorer window" in events[0].message
+    assert isinstance(events[-1], FinishedEvent)
+
+
+def test_a_run_that_takes_the_lock_while_a_finished_run_deletes_the_state_stays_recorded(monkeypatch):
+    """The finished run deletes the folder under its lock, then lets go; a waiting run that takes
+    the lock in between keeps it: still locked, still this process's, never pruned."""
+    folder = state_folder(request().image)
+    finishing = StateLock.take(folder)
+    (folder / "state.json").write_text("{}")
+    rmtree, waiting = run_state.shutil.rmtree, []
+
+    def then_the_waiting_run_takes_it(path, **kwargs):
+        rmtree(path, **kwargs)
+        waiting.append(StateLock.take(folder, threading.Event()))
+
+    monkeypatch.setattr(run_state.shutil, "rmtree", then_the_waiting_run_takes_it)
+    finishing.remove_folder()
+    monkeypatch.undo()
+    lock = waiting[0]
+    try:
+        assert lock is not None and run_state.held_here(folder)
+        assert StateLock.take(folder) is None, "still locked"
+        assert prune(now=time.time() + (run_state.MAX_AGE_DAYS + 1) * DAY) == [] and folder.exists()
+    finally:
+        lock.release()
+    assert not run_state.held_here(folder)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="an open file cannot be deleted there")
+def test_a_lock_won_on_a_deleted_lock_file_is_taken_again_on_the_folder_s_own(monkeypatch):
+    """The waiting run opened the lock file just before the finished run deleted the folder and
+    let go: its lock on the deleted file would lock nothing, so it takes the new file's."""
+    folder = state_folder(request().image)
+    finishing = StateLock.take(folder)
+    os_lock, deleted = run_state._os_lock, []
+
+    def the_finished_run_lets_go_first(handle, lock):
+        if lock and not deleted:
+            deleted.append(True)
+            finishing.remove_folder()
+        os_lock(handle, lock)
+
+    monkeypatch.setattr(run_state, "_os_lock", the_finished_run_lets_go_first)
+    lock = StateLock.take(folder)
+    monkeypatch.undo()
+    try:
+        assert deleted and lock is not None
+        assert StateLock.take(folder) is None, "the folder's lock file is the one locked"
+    finally:
+        lock.release()
 
 
 @pytest.mark.skipif(os.name == "nt", reason="simulates another process with flock")
