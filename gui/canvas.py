@@ -13,13 +13,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QCursor, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QCursor, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
 from gui.compare import CompareState, draw_holding_badge, draw_split_line
 from gui.document import Document
 from gui.layer_image import MaskLayer, RgbLayer
 from gui.mask_tools import Brush, StrokeRecorder
+from gui.plan_overlay import PlanOverlay
 from gui.undo import stroke_command
 
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
@@ -53,10 +54,7 @@ class Canvas(QWidget):
         self._original: Optional[RgbLayer] = None
         self._original_source = None
         self._mask: Optional[MaskLayer] = None
-        self._plan: list[QRectF] = []
-        self._plan_edges = np.zeros((0, 4))  # left, top, right, bottom of each plan box (scene)
-        self._window_state: dict[int, str] = {}  # index -> running | finished
-        self._estimates: dict[int, QImage] = {}  # index -> a running window's current estimate
+        self.plan = PlanOverlay()
         self._stroke: Optional[StrokeRecorder] = None
         self._painting = False  # the stroke is writing into the mask (its own mask_changed)
         self._pan_from: Optional[QPointF] = None
@@ -119,32 +117,24 @@ class Canvas(QWidget):
     # ---- run overlay ------------------------------------------------------------------
     def set_plan(self, boxes: Sequence[QRectF]) -> None:
         """Window boxes of the coming stage, in scene (photo pixel) coordinates."""
-        self._plan = list(boxes)
-        self._plan_edges = np.array([[b.left(), b.top(), b.right(), b.bottom()] for b in self._plan]).reshape(-1, 4)
-        self._window_state = {}
-        self._estimates = {}
+        self.plan.set_boxes(boxes)
         self.update()
 
     def set_window_state(self, index: int, state: str) -> None:
-        self._window_state[index] = state
-        if state != "running":
-            self._estimates.pop(index, None)
-        if 0 <= index < len(self._plan):
-            self.update(self.scene_rect_to_widget(self._plan[index]))
+        box = self.plan.set_state(index, state)
+        if box is not None:
+            self.update(self.scene_rect_to_widget(box))
 
     def show_estimate(self, index: int, pixels: np.ndarray) -> None:
         """Show running window ``index``'s current estimate ((h, w, 3) float in [0, 1]) over its plan
         box until it finishes or the run ends; the document is not touched."""
-        if not 0 <= index < len(self._plan):
-            return
-        rgb = np.ascontiguousarray((np.clip(pixels[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
-        h, w = rgb.shape[:2]
-        self._estimates[index] = QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
-        self.update(self.scene_rect_to_widget(self._plan[index]))
+        box = self.plan.set_estimate(index, pixels)
+        if box is not None:
+            self.update(self.scene_rect_to_widget(box))
 
     def clear_estimates(self) -> None:
-        if self._estimates:
-            self._estimates = {}
+        if self.plan.estimates:
+            self.plan.estimates = {}
             self.update()
 
     def clear_plan(self) -> None:
@@ -153,8 +143,7 @@ class Canvas(QWidget):
     def plan_indices_in(self, area: QRect) -> np.ndarray:
         """Indices of the plan boxes that intersect ``area`` (widget coordinates)."""
         tl, br = self.to_scene(QPointF(area.topLeft())), self.to_scene(QPointF(area.bottomRight() + QPoint(1, 1)))
-        left, top, right, bottom = self._plan_edges.T
-        return np.flatnonzero((left < br.x()) & (right > tl.x()) & (top < br.y()) & (bottom > tl.y()))
+        return self.plan.indices_in(tl.x(), tl.y(), br.x(), br.y())
 
     # ---- document signals -------------------------------------------------------------
     def _on_image_changed(self) -> None:
@@ -234,7 +223,7 @@ class Canvas(QWidget):
         zoom, off = self.zoom, (self.offset.x(), self.offset.y())
         before, after = self._before_after()
         after.draw(painter, zoom, off, exposed)
-        self._draw_estimates(painter)
+        self.plan.draw_estimates(painter, zoom, self.offset)
         before_area = self.compare.before_clip(self.rect()).intersected(exposed)
         if before is not None and not before_area.isEmpty():
             painter.save()
@@ -243,8 +232,8 @@ class Canvas(QWidget):
             painter.restore()
         if self._mask is not None and self.mask_visible and not self.compare.holding_original:
             self._mask.draw_with_opacity(painter, zoom, off, exposed, self.mask_opacity)
-        if self.busy and self._plan:
-            self._draw_plan(painter, exposed)
+        if self.busy and self.plan.boxes:  # pens reach past the boxes
+            self.plan.draw_boxes(painter, self.plan_indices_in(exposed.adjusted(-3, -3, 3, 3)), zoom, self.offset)
         if zoom >= GRID_ZOOM:
             self._draw_grid(painter, exposed)
         painter.setClipping(False)
@@ -252,32 +241,6 @@ class Canvas(QWidget):
             draw_holding_badge(painter, self.rect(), self.compare_labels[0])
         draw_split_line(painter, self.compare, self.rect(), self.compare_labels)
         self._draw_brush_outline(painter)
-
-    def _draw_estimates(self, painter: QPainter) -> None:
-        for index, image in self._estimates.items():
-            box = self._plan[index]
-            painter.drawImage(QRectF(self.to_widget(box.topLeft()), self.to_widget(box.bottomRight())), image)
-
-    def _draw_plan(self, painter: QPainter, exposed: QRect) -> None:
-        """The boxes that intersect the exposed area (a large photo has thousands of windows),
-        in one batch per state: pending, finished, then running on top."""
-        indices = self.plan_indices_in(exposed.adjusted(-3, -3, 3, 3))  # pens reach past the box
-        ox, oy = self.offset.x(), self.offset.y()
-        edges = self._plan_edges[indices] * self.zoom + (ox, oy, ox, oy)
-        rects: dict[str, list[QRectF]] = {"pending": [], "finished": [], "running": []}
-        for i, (left, top, right, bottom) in zip(indices.tolist(), edges.tolist()):
-            group = rects.get(self._window_state.get(i, "pending"), rects["pending"])
-            group.append(QRectF(left + 1, top + 1, right - left - 2, bottom - top - 2))
-        painter.save()
-        painter.setRenderHint(QPainter.Antialiasing, False)
-        for state, pen, brush in (("pending", QPen(QColor(255, 255, 255, 90), 1, Qt.DashLine), Qt.NoBrush),
-                                  ("finished", QPen(QColor(80, 220, 120, 200), 1.5), Qt.NoBrush),
-                                  ("running", QPen(QColor(255, 200, 40), 2.5), QColor(255, 200, 40, 40))):
-            if rects[state]:
-                painter.setPen(pen)
-                painter.setBrush(brush)
-                painter.drawRects(rects[state])
-        painter.restore()
 
     def _draw_grid(self, painter: QPainter, exposed: QRect) -> None:
         h, w = self.document.size

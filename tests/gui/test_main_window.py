@@ -83,7 +83,7 @@ def test_running_estimates_show_on_the_canvas_but_never_enter_the_result(window_
     window = window_with_photo(estimating_restore())
     before = window.document.image.copy()
     start_run(qtbot, window, TaskSettings(colorize=True))
-    qtbot.waitUntil(lambda: 1 in window.canvas._estimates, timeout=3000)
+    qtbot.waitUntil(lambda: 1 in window.canvas.plan.estimates, timeout=3000)
     canvas = window.canvas
     canvas.busy = False  # without the plan overlay's tint on running windows
     shot = canvas.grab().toImage()
@@ -93,7 +93,7 @@ def test_running_estimates_show_on_the_canvas_but_never_enter_the_result(window_
     preview = window.document.preview
     assert np.allclose(preview[:32, 32:], before[:32, 32:]), "but the result holds only finished windows"
     window.act_cancel.trigger()
-    assert not canvas._estimates, "cancelled: the estimate is gone"
+    assert not canvas.plan.estimates, "cancelled: the estimate is gone"
     assert np.allclose(window.document.preview[:32, :32], 0.25)
     assert np.allclose(window.document.preview[:32, 32:], before[:32, 32:])
     assert window.runs.wait_idle(3000)
@@ -322,7 +322,7 @@ def test_run_status_is_cleared_when_the_result_is_applied_discarded_or_a_photo_o
         getattr(panel, f"{end}_button").click()
     assert panel.stage_label.text() == "" and not panel.progress.isVisible()
     assert not panel.apply_button.isEnabled() and not window.act_apply.isEnabled()
-    assert not window.canvas._plan and window.act_restore.isEnabled()
+    assert not window.canvas.plan.boxes and window.act_restore.isEnabled()
 
 
 def test_closing_during_a_long_model_call_closes_at_once(window_with_photo, qtbot):
