@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from gui.app import apply_theme, create_application
     from gui.main_window import MainWindow
-    from gui.run_state import prune_in_background
+    from gui.run.state import prune_in_background
     from gui.settings import AppSettings
 
     app = create_application([sys.argv[0]])
-    prune_in_background()  # the progress of old runs (gui.run_state)
+    prune_in_background()  # the progress of old runs (gui.run.state)
     settings = AppSettings()
     if args.theme:
         settings.theme = args.theme

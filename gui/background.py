@@ -3,7 +3,7 @@
 A :class:`BackgroundTask` runs ``work(progress, cancel)`` once in a thread of its own and reports
 the outcome through its signals, in the GUI thread, with plain data only. ``cancel`` is a
 ``threading.Event`` the work may check; a torch.load of a 2 GB file cannot be interrupted, so the
-thread has no Qt parent and :func:`gui.worker.keep_alive` keeps it until it ends: closing a window
+thread has no Qt parent and :func:`gui.run.worker.keep_alive` keeps it until it ends: closing a window
 in the middle neither blocks the GUI nor destroys a running QThread (which would abort the process).
 After :meth:`BackgroundTask.discard` nothing the work reports reaches the GUI: a stale result
 (of a file the user has since replaced by another, or of a closed window) never wins.
@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from gui.dialogs import busy_cursor
-from gui.worker import keep_alive
+from gui.run.worker import keep_alive
 
 #: work(progress, cancel) -> result; ``progress`` sends any plain object to the GUI thread
 Work = Callable[[Callable[[Any], None], threading.Event], Any]

@@ -1,7 +1,7 @@
 """The main window: canvas in the middle, task panel on the right, log at the bottom, menus,
-tool bar and status bar. File handling is in :mod:`gui.window_files` (files read and written in the
-background by :mod:`gui.file_jobs`), runs in :mod:`gui.run_controller`, the model list, model files
-and the Models dialog in :mod:`gui.window_models`.
+tool bar and status bar. File handling is in :mod:`gui.files.window_files` (files read and written in the
+background by :mod:`gui.files.jobs`), runs in :mod:`gui.run.controller`, the model list, model files
+and the Models dialog in :mod:`gui.models.window_models`.
 """
 
 from __future__ import annotations
@@ -16,22 +16,24 @@ from PySide6.QtWidgets import (
     QApplication, QDockWidget, QLabel, QMainWindow, QSlider, QToolBar,
 )
 
-from gui import file_ops, mask_tools, run_plan
+from gui.files import ops as file_ops
+from gui.document import mask_tools
+from gui.run import plan as run_plan
 from gui.app import apply_theme, icon
 from gui.background import BackgroundTask
-from gui.canvas import Canvas
-from gui.file_jobs import SAVE, FileJobs
-from gui.window_files import FileCommands
-from gui.window_models import ModelCommands
+from gui.canvas.view import Canvas
+from gui.files.jobs import SAVE, FileJobs
+from gui.files.window_files import FileCommands
+from gui.models.window_models import ModelCommands
 from gui.dialogs import ShortcutsDialog, show_about, show_error
-from gui.document import Document
-from gui.log_panel import LogPanel
-from gui.run_controller import RunController
-from gui.run_plan import TaskSettings
+from gui.document.document import Document
+from gui.panels.log_panel import LogPanel
+from gui.run.controller import RunController
+from gui.run.plan import TaskSettings
 from gui.settings import AppSettings
-from gui.task_panel import TaskPanel
-from gui.undo import ApplyResultCommand, mask_replace_command
-from gui.worker import RestoreFunction
+from gui.panels.task_panel import TaskPanel
+from gui.document.undo import ApplyResultCommand, mask_replace_command
+from gui.run.worker import RestoreFunction
 
 GROW_STEP = 4  # pixels per Grow / Shrink
 
@@ -55,7 +57,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.files = FileJobs(self.statusBar(), self)  # a photo or mask being read, a file being written
         self._run_state = "ready"
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
-        self.welcome_on_first_run = False  # main() sets it: show gui.welcome once the model list is known
+        self.welcome_on_first_run = False  # main() sets it: show gui.models.welcome once the model list is known
         self._model_check: Optional[BackgroundTask] = None  # a chosen checkpoint being read
         self._models_dialog = None  # made on first use (models_dialog)
         self.setWindowTitle("Restorer")
@@ -271,11 +273,11 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         """Closes at once, unless a file is being saved: then the window stays, says so, and closes
         once the file is written (or stays with the error, the work unsaved). A photo or mask still
         being read is dropped. A run is stopped by confirm_discard; its worker thread may still be in
-        a model call, and gui.worker keeps it alive (and waits for it at exit) instead of blocking here."""
+        a model call, and gui.run.worker keeps it alive (and waits for it at exit) instead of blocking here."""
         if self.files.kind != SAVE:
             self.files.drop()  # a photo or mask still being read: not wanted any more
             if self.confirm_discard("closing", self.close):
-                self._drop_model_check()  # its thread ends on its own; gui.worker waits for it at exit
+                self._drop_model_check()  # its thread ends on its own; gui.run.worker waits for it at exit
                 self.save_settings()
                 super().closeEvent(event)
                 return

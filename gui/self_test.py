@@ -18,7 +18,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-GUI_MODULES = ("gui.models_dialog", "gui.welcome")  # plus every other gui.* module found
+GUI_MODULES = ("gui.models.dialog", "gui.models.welcome")  # plus every other gui.* module found
 
 
 def _import_all(package: str) -> list[str]:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-import engine.cli_console as cli_console
-import engine.cli_restore as cli_restore
+import engine.cli.console as cli_console
+import engine.cli.restore as cli_restore
 from engine.errors import Cancelled
 from engine.events import FinishedEvent, LogEvent, ProgressEvent, StageEvent
 from engine.image_io import load_image

@@ -115,7 +115,7 @@ def test_errors_are_one_line_with_exit_code_2(env, capsys):
 
 
 def test_ctrl_c_keeps_the_partial_download_and_download_or_repair_resumes_it(env, capsys, monkeypatch):
-    import engine.cli_models as cli_models
+    import engine.cli.models as cli_models
     from engine.models import download as dl
     from tests.test_download import FakeModelServer  # answers Range requests, and records them
 

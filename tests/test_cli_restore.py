@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engine.cli_console as cli_console
-import engine.cli_restore as cli_restore
+import engine.cli.console as cli_console
+import engine.cli.restore as cli_restore
 from engine.cli import build_parser, main
 from engine.image_io import load_mask
 from engine.request import RestoreRequest

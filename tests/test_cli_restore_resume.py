@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import engine.cli_console as cli_console
-import engine.cli_restore as cli_restore
+import engine.cli.console as cli_console
+import engine.cli.restore as cli_restore
 from engine.cli import main
 from tests.cli_restore_helpers import FAST, FakePipeline, photo_file, saved_state
 

@@ -59,7 +59,7 @@ def test_an_opaque_alpha_leaves_the_colour_to_decide(tmp_path):
 
 
 def test_the_gui_imports_label_masks_by_the_same_rule(tmp_path):
-    from gui import file_ops
+    from gui.files import ops as file_ops
 
     Image.fromarray(_labels()).save(tmp_path / "m.png")
     imported = file_ops.load_mask_file(str(tmp_path / "m.png"), (20, 24))  # scaled ×2 to the photo

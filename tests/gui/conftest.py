@@ -34,7 +34,7 @@ def save_prompt_answers(monkeypatch):
     """The "save before closing?" question never blocks a test: it answers "discard" and records
     the action it was asked about (tests append other answers to use them first). The question
     before a new run replaces an unsaved result answers from ``pending`` ("discard" when empty)."""
-    from gui.window_unsaved import UnsavedWork
+    from gui.files.unsaved import UnsavedWork
 
     record = {"asked": [], "answers": [], "pending": []}
 

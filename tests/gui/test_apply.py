@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from engine.geometry import Box
-from gui.run_plan import TaskSettings
+from gui.run.plan import TaskSettings
 from window_helpers import fake_restore, paint, start_run
 
 FILL = TaskSettings(inpaint=True)

@@ -14,9 +14,9 @@ from PySide6.QtGui import QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from engine.geometry import Box
-from gui import file_ops
-from gui.run_plan import TaskSettings
-from gui.worker import live_threads
+from gui.files import ops as file_ops
+from gui.run.plan import TaskSettings
+from gui.run.worker import live_threads
 from window_helpers import Held, fake_restore, open_photo, paint, save_result, start_run, wait_for_files, write_photo
 
 

@@ -14,8 +14,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 
 from engine import host_memory, image_io
 from engine.request import Tasks
-from gui.document import Document
-from gui.run_plan import PREVIEW_BYTES_PER_OUTPUT_PIXEL, TaskSettings
+from gui.document.document import Document
+from gui.run.plan import PREVIEW_BYTES_PER_OUTPUT_PIXEL, TaskSettings
 from window_helpers import BOXES, fake_restore, open_photo, paint, start_run, wait_for_files
 
 

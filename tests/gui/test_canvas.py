@@ -7,9 +7,9 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, QRect, Qt
 from PySide6.QtGui import QImage, QPainter
 
-from gui.canvas import GRID_ZOOM, Canvas
-from gui.document import Document
-from gui.layer_image import MaskLayer, RgbLayer
+from gui.canvas.view import GRID_ZOOM, Canvas
+from gui.document.document import Document
+from gui.canvas.layer_image import MaskLayer, RgbLayer
 
 
 @pytest.fixture

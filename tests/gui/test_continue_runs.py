@@ -11,9 +11,9 @@ import pytest
 
 from engine.events import PlanEvent, WindowFinished, WindowStarted
 from engine.tiling.resume import ResumeState
-from gui.run_plan import TaskSettings
-from gui.run_state import runs_root, state_folder
-from gui.worker import engine_restore, live_threads
+from gui.run.plan import TaskSettings
+from gui.run.state import runs_root, state_folder
+from gui.run.worker import engine_restore, live_threads
 from window_helpers import paint, start_run
 
 pytest.importorskip("engine.pipeline")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gui import file_ops
-from gui.document import Document
+from gui.files import ops as file_ops
+from gui.document.document import Document
 
 
 @pytest.mark.parametrize("colorize", [False, True])

@@ -16,9 +16,9 @@ from PySide6.QtWidgets import QMessageBox
 from engine.errors import InputError, ModelFileError, OutOfMemory
 from engine.events import PlanEvent, ProgressEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
-from gui.run_plan import TaskSettings
+from gui.run.plan import TaskSettings
 from gui.settings import SETTINGS_VERSION, AppSettings
-from gui.worker import live_threads
+from gui.run.worker import live_threads
 from window_helpers import (BOXES, StuckRestore, fake_restore, open_dialogs, open_photo, paint, save_result, start_run,
                             wait_for_files, write_photo)
 
@@ -77,7 +77,7 @@ def estimating_restore(estimate: float = 0.7):
 
 
 def test_running_estimates_show_on_the_canvas_but_never_enter_the_result(window_with_photo, qtbot, monkeypatch):
-    from gui.worker import RestoreWorker
+    from gui.run.worker import RestoreWorker
 
     monkeypatch.setattr(RestoreWorker, "PREVIEW_INTERVAL", 0.0)
     window = window_with_photo(estimating_restore())
@@ -414,7 +414,7 @@ def test_a_recent_file_that_is_gone_leaves_the_recent_menu(make_window, make_pho
 
 @pytest.mark.parametrize("size, outcome", [((32, 32), "same"), ((16, 16), "scaled"), ((32, 16), "refused")])
 def test_importing_a_mask_of_another_size(window_with_photo, tmp_path, file_dialogs, qtbot, size, outcome):
-    from gui import file_ops
+    from gui.files import ops as file_ops
 
     window = window_with_photo(size=(32, 32))
     mask = np.zeros(size, np.uint8)

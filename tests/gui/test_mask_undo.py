@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-from gui import mask_tools
-from gui.canvas import Canvas
-from gui.document import Document
-from gui.mask_tools import Brush, StrokeRecorder, segment_footprint
-from gui.undo import MaskEditCommand, mask_replace_command
+from gui.document import mask_tools
+from gui.canvas.view import Canvas
+from gui.document.document import Document
+from gui.document.mask_tools import Brush, StrokeRecorder, segment_footprint
+from gui.document.undo import MaskEditCommand, mask_replace_command
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def test_mask_file_round_trip(tmp_path):
 
     from PIL import Image
 
-    from gui import file_ops
+    from gui.files import ops as file_ops
 
     mask = np.zeros((600, 800), np.uint8)
     mask[5:10, 3:20] = 255

@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QApplication
 
 from engine.errors import ModelFileError
 from gui.main_window import MainWindow
-from gui.task_panel import ModelChoice
-from gui.worker import live_threads
+from gui.panels.task_panel import ModelChoice
+from gui.run.worker import live_threads
 from window_helpers import open_dialogs
 
 
@@ -135,7 +135,7 @@ def test_a_folder_is_called_a_folder(make_window, file_dialogs, tmp_path, qtbot)
 
 def test_restore_waits_while_a_chosen_file_is_checked(window_with_photo, file_dialogs, slow_check, qtbot):
     """A run started during the check would use the model selected before: Restore waits, and says why."""
-    from gui.run_plan import TaskSettings
+    from gui.run.plan import TaskSettings
     from window_helpers import fake_restore
 
     window = window_with_photo(fake_restore())

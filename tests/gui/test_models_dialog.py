@@ -75,7 +75,7 @@ def fake_store(tmp_path, monkeypatch):
 
 
 def test_download_shows_progress_and_installs(qtbot, fake_store):
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
 
     dialog = ModelsDialog(mirror="")
     qtbot.addWidget(dialog)
@@ -95,7 +95,7 @@ def test_download_shows_progress_and_installs(qtbot, fake_store):
 
 
 def test_cancel_leaves_partial_then_resume(qtbot, fake_store):
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
 
     dialog = ModelsDialog(mirror="")
     qtbot.addWidget(dialog)
@@ -115,7 +115,7 @@ def test_cancel_leaves_partial_then_resume(qtbot, fake_store):
 
 
 def test_failed_download_shows_error_inline(qtbot, fake_store):
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
 
     dialog = ModelsDialog(mirror="")
     qtbot.addWidget(dialog)
@@ -126,7 +126,7 @@ def test_failed_download_shows_error_inline(qtbot, fake_store):
 
 def test_import_verify_remove(qtbot, fake_store, tmp_path, monkeypatch):
     from engine.models.tiny import build_tiny, tiny_ddpm_config
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
 
     ckpt = tmp_path / "my_faces.pt"
     torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
@@ -152,7 +152,7 @@ def test_import_verify_remove(qtbot, fake_store, tmp_path, monkeypatch):
 
 def test_importing_an_installed_file_again_selects_its_model(qtbot, fake_store, tmp_path):
     from engine.models.tiny import build_tiny, tiny_ddpm_config
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
 
     ckpt = tmp_path / "my_faces.pt"
     torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
@@ -168,7 +168,7 @@ def test_importing_an_installed_file_again_selects_its_model(qtbot, fake_store, 
 
 
 def test_welcome_dialog_offers_download_and_labels_test_model(qtbot, fake_store):
-    from gui.welcome import CONTINUE, WelcomeDialog, should_show_welcome
+    from gui.models.welcome import CONTINUE, WelcomeDialog, should_show_welcome
 
     assert should_show_welcome()
     welcome = WelcomeDialog()
@@ -191,7 +191,7 @@ def test_welcome_dialog_offers_download_and_labels_test_model(qtbot, fake_store)
 
 
 def test_the_mirror_is_kept_in_the_app_settings(qtbot, fake_store, monkeypatch):
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
     from gui.settings import AppSettings
 
     dialog = ModelsDialog()
@@ -208,7 +208,7 @@ def test_the_mirror_is_kept_in_the_app_settings(qtbot, fake_store, monkeypatch):
 def test_cancel_stops_an_import_and_changes_nothing(qtbot, fake_store, tmp_path, monkeypatch):
     from engine.models import store
     from engine.models.tiny import build_tiny, tiny_ddpm_config
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
 
     ckpt = tmp_path / "big_faces.pt"
     torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
@@ -244,7 +244,7 @@ def slow_import(path, **options):  # stuck in torch.load of a large file
     release.wait(30)
     raise store.ModelFileError("too late")
 store.import_model_file = slow_import
-from gui.models_dialog import ModelsDialog
+from gui.models.dialog import ModelsDialog
 dialog = ModelsDialog(mirror="")
 dialog.show()
 dialog.import_file(sys.argv[1])
@@ -280,7 +280,7 @@ def test_the_main_window_keeps_one_models_dialog_and_its_running_job(qtbot, make
 
     from engine.models import store
     from engine.models.tiny import build_tiny, tiny_ddpm_config
-    from gui.models_dialog import ModelsDialog
+    from gui.models.dialog import ModelsDialog
 
     ckpt = tmp_path / "slow_faces.pt"
     torch.save(build_tiny(tiny_ddpm_config()).state_dict(), ckpt)
@@ -312,7 +312,7 @@ def test_the_main_window_keeps_one_models_dialog_and_its_running_job(qtbot, make
 
 
 def test_the_welcome_uses_the_windows_models_dialog(qtbot, make_window):
-    from gui.welcome import WelcomeDialog
+    from gui.models.welcome import WelcomeDialog
 
     window = make_window()
     welcome = WelcomeDialog(window)

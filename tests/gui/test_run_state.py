@@ -1,4 +1,4 @@
-"""The progress the app keeps for its runs (gui.run_state): one state folder per photo, removed
+"""The progress the app keeps for its runs (gui.run.state): one state folder per photo, removed
 when a run finishes, kept when it stops, never pruned while in use, pruned when old or too big."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from engine.events import FinishedEvent, LogEvent, WindowFinished
 from engine.geometry import Box
 from engine.request import RestoreRequest, Tasks
-from gui import run_state
-from gui.run_state import StateLock, keeping_progress, prune, runs_root, state_folder
+from gui.run import state as run_state
+from gui.run.state import StateLock, keeping_progress, prune, runs_root, state_folder
 
 DAY = 86400.0
 

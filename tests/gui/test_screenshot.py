@@ -13,7 +13,7 @@ from PySide6.QtCore import QPointF, Qt
 from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.tiling.window_plan import plan_windows
 from gui.main_window import MainWindow
-from gui.run_plan import TaskSettings
+from gui.run.plan import TaskSettings
 from gui.settings import AppSettings
 from window_helpers import open_photo
 

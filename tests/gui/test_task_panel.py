@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gui import run_plan
-from gui.run_plan import QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
-from gui.task_panel import ModelChoice, TaskPanel
+from gui.run import plan as run_plan
+from gui.run.plan import QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
+from gui.panels.task_panel import ModelChoice, TaskPanel
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gui import history, mask_tools
-from gui.document import Document
-from gui.undo import ApplyResultCommand, mask_replace_command
+from gui.document import history
+from gui.document import mask_tools
+from gui.document.document import Document
+from gui.document.undo import ApplyResultCommand, mask_replace_command
 
 
 @pytest.fixture

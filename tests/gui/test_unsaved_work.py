@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QCloseEvent, QDropEvent, QGuiApplication, QImage
 
 from engine.geometry import Box
-from gui.run_plan import TaskSettings
+from gui.run.plan import TaskSettings
 from window_helpers import fake_restore, open_photo, paint, save_result, start_run, wait_for_files, write_photo
 
 BIG_BOXES = (Box(0, 0, 64, 64), Box(0, 64, 64, 64), Box(64, 0, 64, 64), Box(64, 64, 64, 64))
@@ -210,7 +210,7 @@ def test_restore_again_after_saving_the_result_asks_nothing(window_with_photo, q
 
 def test_save_reuses_the_format_options_chosen_in_save_as(window_with_photo, qtbot, tmp_path, file_dialogs,
                                                           monkeypatch):
-    from gui import file_ops
+    from gui.files import ops as file_ops
 
     calls = []
     real = file_ops.save_photo

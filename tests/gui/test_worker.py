@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from engine.errors import EngineError, InputError, OutOfMemory
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
-from gui.worker import RestoreRun, live_threads, stop_live_threads
+from gui.run.worker import RestoreRun, live_threads, stop_live_threads
 from window_helpers import StuckRestore
 
 SIGNALS = ("stage", "plan", "window_started", "window_finished", "progress", "log", "finished", "failed", "ended")
@@ -150,7 +150,7 @@ def test_generator_ending_without_result_is_a_failure(qtbot):
 def test_running_windows_preview_is_throttled_and_matches_the_batch(qtbot):
     """In-step previews: the running windows' current x̂0, at most once per interval, each
     paired with its own box; nothing is copied while no preview is due."""
-    from gui.worker import RestoreWorker
+    from gui.run.worker import RestoreWorker
 
     boxes = (Box(0, 0, 8, 8), Box(0, 8, 8, 8))
     calls = []

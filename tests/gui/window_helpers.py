@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QMessageBox
 from engine.errors import Cancelled
 from engine.events import FinishedEvent, PlanEvent, ProgressEvent, StageEvent, WindowFinished, WindowStarted
 from engine.geometry import Box
-from gui.run_plan import TaskSettings
+from gui.run.plan import TaskSettings
 
 BOXES = (Box(0, 0, 32, 32), Box(0, 32, 32, 32), Box(32, 0, 32, 32), Box(32, 32, 32, 32))
 

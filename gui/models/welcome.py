@@ -9,7 +9,7 @@ from typing import Optional
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QFileDialog, QLabel, QPushButton, QVBoxLayout
 
-from gui.models_dialog import ModelsDialog, human_size
+from gui.models.dialog import ModelsDialog, human_size
 
 DOWNLOAD, IMPORT, OPEN_MODELS, CONTINUE = "download", "import", "open-models", "continue"
 

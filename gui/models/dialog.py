@@ -215,7 +215,7 @@ class ModelsDialog(QDialog):
 
     def _finish(self, then: Callable[[], None]) -> None:
         if self._task is not None:
-            self._task.deleteLater()  # its thread is kept alive by gui.worker until it has ended
+            self._task.deleteLater()  # its thread is kept alive by gui.run.worker until it has ended
         self._task = None
         self.progress_bar.setVisible(False)
         self.progress_label.setText("")

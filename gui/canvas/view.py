@@ -16,12 +16,12 @@ from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QCursor, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
-from gui.compare import CompareState, draw_holding_badge, draw_split_line
-from gui.document import Document
-from gui.layer_image import MaskLayer, RgbLayer
-from gui.mask_tools import Brush, StrokeRecorder
-from gui.plan_overlay import PlanOverlay
-from gui.undo import stroke_command
+from gui.canvas.compare import CompareState, draw_holding_badge, draw_split_line
+from gui.document.document import Document
+from gui.canvas.layer_image import MaskLayer, RgbLayer
+from gui.document.mask_tools import Brush, StrokeRecorder
+from gui.canvas.plan_overlay import PlanOverlay
+from gui.document.undo import stroke_command
 
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
 GRID_ZOOM = 8.0  # pixel grid from this zoom on

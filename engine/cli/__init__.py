@@ -10,10 +10,10 @@ import argparse
 import importlib
 import sys
 
-from engine.cli_common import DefaultsHelpFormatter, name_commands
+from engine.cli.common import DefaultsHelpFormatter, name_commands
 from engine.errors import EngineError
 
-SUBCOMMANDS = ("cli_restore", "cli_models", "cli_train", "cli_evaluate", "cli_bench")
+SUBCOMMANDS = ("restore", "models", "train", "evaluate", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"engine.{name}")
+            module = importlib.import_module(f"engine.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"engine.{name}":
+            if exc.name != f"engine.cli.{name}":
                 raise
             continue
         module.register(sub)

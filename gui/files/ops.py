@@ -11,8 +11,8 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 from PySide6.QtGui import QImage
 
-from gui.document import Document, loaded_pixels, to_float_rgb
-from gui.mask_tools import mask_from_image
+from gui.document.document import Document, loaded_pixels, to_float_rgb
+from gui.document.mask_tools import mask_from_image
 
 OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp);;All files (*)"
 #: Save-as filters -> (extension, bit depth or None = as the input)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli_common import check_writable_file, parse_travel, whole, writing
+from engine.cli.common import check_writable_file, parse_travel, whole, writing
 from engine.errors import InputError
 from engine.request import PRECISION_CHOICES
 

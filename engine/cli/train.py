@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from engine.cli_common import (below_one, check_writable_file, positive, refuse_overwriting, refuse_writing_inside,
+from engine.cli.common import (below_one, check_writable_file, positive, refuse_overwriting, refuse_writing_inside,
                                whole, writing)
 from engine.errors import InputError
 from engine.events import LogEvent
@@ -94,7 +94,7 @@ def _follow(events: Iterator[Any], cancel: threading.Event) -> Any:
     returns the TrainFinished or TrainCancelled event, if any."""
     from tqdm import tqdm
 
-    from engine.cli_console import cancel_on_ctrl_c
+    from engine.cli.console import cancel_on_ctrl_c
     from engine.training.trainer import SampleGridSaved, TrainCancelled, TrainFinished, TrainProgress
 
     bar = None

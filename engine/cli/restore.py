@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 
-from engine.cli_common import (check_model, check_writable_file, check_writable_folder, fraction, model_inputs,
+from engine.cli.common import (check_model, check_writable_file, check_writable_folder, fraction, model_inputs,
                                non_negative, parse_travel, refuse_overwriting, refuse_same_destination, show_defaults,
                                whole, writing)
 from engine.errors import Cancelled, EngineError, InputError
-from engine.cli_console import EventRenderer, drain
+from engine.cli.console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
 from engine.report import peak_rss_mb, write_report

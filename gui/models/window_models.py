@@ -9,8 +9,8 @@ from typing import Optional
 from PySide6.QtWidgets import QFileDialog
 
 from gui.background import BackgroundTask
-from gui.run_plan import TEST_TINY
-from gui.task_panel import ModelChoice
+from gui.run.plan import TEST_TINY
+from gui.panels.task_panel import ModelChoice
 
 
 def model_choice(entry) -> ModelChoice:
@@ -130,7 +130,7 @@ class ModelCommands:
         """The window's one Models dialog, made on first use. A download or import started in it
         goes on while it is hidden (Esc) and is still shown when the dialog is opened again."""
         if self._models_dialog is None:
-            from gui.models_dialog import ModelsDialog
+            from gui.models.dialog import ModelsDialog
 
             self._models_dialog = ModelsDialog(self, settings=self.settings)
             self._models_dialog.models_changed.connect(self.refresh_models)
@@ -152,7 +152,7 @@ class ModelCommands:
         if self.installed_model_count:
             return
         try:
-            from gui.welcome import show_welcome_if_needed
+            from gui.models.welcome import show_welcome_if_needed
         except ImportError:
             return
         show_welcome_if_needed(self)

@@ -6,7 +6,7 @@ is a QUndoStack that, after each push, drops its oldest steps until what it hold
 budget (:func:`default_budget`). The newest step is always kept, however large. A dropped step is
 gone: it cannot be undone, and Undo is disabled once the oldest kept step has been undone.
 
-What the history holds is the arrays its steps hold (``arrays()``, see :class:`gui.undo.Step`),
+What the history holds is the arrays its steps hold (``arrays()``, see :class:`gui.document.undo.Step`),
 each counted once however many steps share it (an Apply keeps the photo before it, which the next
 Apply keeps as the photo it replaced) and not at all while the document holds it anyway (the photo
 shown, the original).
@@ -50,7 +50,7 @@ def _owner(array: np.ndarray) -> np.ndarray:
 
 
 class UndoHistory(QUndoStack):
-    """A QUndoStack of :class:`gui.undo.Step` that holds at most ``budget`` bytes beyond the arrays
+    """A QUndoStack of :class:`gui.document.undo.Step` that holds at most ``budget`` bytes beyond the arrays
     ``kept_elsewhere()`` returns (the document's own), dropping its oldest steps first."""
 
     def __init__(self, parent: Optional[QObject] = None,

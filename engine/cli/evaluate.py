@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from engine.cli_common import (check_model, check_writable_file, fraction, model_inputs, refuse_overwriting, whole,
+from engine.cli.common import (check_model, check_writable_file, fraction, model_inputs, refuse_overwriting, whole,
                                writing)
 from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Optional
 
-from engine.cli_common import name_commands
+from engine.cli.common import name_commands
 from engine.errors import EngineError
 
 

@@ -9,15 +9,16 @@ from typing import Any, Optional
 from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtWidgets import QWidget
 
-from gui import run_plan, run_state
+from gui.run import plan as run_plan
+from gui.run import state as run_state
 from gui.background import BackgroundTask
-from gui.canvas import Canvas
+from gui.canvas.view import Canvas
 from gui.dialogs import show_error
-from gui.document import Document
-from gui.log_panel import LogPanel
-from gui.task_panel import TaskPanel
-from gui.undo import ApplyResultCommand, mask_replace_command
-from gui.worker import RestoreFunction, RestoreRun, engine_restore
+from gui.document.document import Document
+from gui.panels.log_panel import LogPanel
+from gui.panels.task_panel import TaskPanel
+from gui.document.undo import ApplyResultCommand, mask_replace_command
+from gui.run.worker import RestoreFunction, RestoreRun, engine_restore
 
 
 class RunController(QObject):

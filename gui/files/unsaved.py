@@ -10,7 +10,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import numpy as np
 from PySide6.QtWidgets import QMessageBox
 
-from gui import file_ops
+from gui.files import ops as file_ops
 
 
 def painted_digest(mask: Optional[np.ndarray]) -> Optional[bytes]:

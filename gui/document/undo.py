@@ -1,7 +1,7 @@
 """Undoable edits (QUndoCommand) that keep what undo and redo need once: a mask edit keeps the
 blocks of the mask it changed as the mask does not show them now (old while done, new while
 undone) and swaps them with the mask's; an Apply keeps the photo it replaced (a reference: never a
-copy). The document's history (:mod:`gui.history`) weighs them by their arrays and drops the
+copy). The document's history (:mod:`gui.document.history`) weighs them by their arrays and drops the
 oldest when they hold too much."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 from PySide6.QtGui import QUndoCommand
 
-from gui.document import Document
-from gui.mask_tools import Delta, Region, changed_region, nonzero_region
+from gui.document.document import Document
+from gui.document.mask_tools import Delta, Region, changed_region, nonzero_region
 
 #: A block of the mask (top, left, height, width) and its (h, w) uint8 pixels that the mask does not show now
 Block = tuple[Region, np.ndarray]

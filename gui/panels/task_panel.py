@@ -1,7 +1,7 @@
 """The task panel: what to do, with which model and quality, and the Restore / Cancel / Apply controls.
 
-The panel only edits a :class:`~gui.run_plan.TaskSettings`; whether the combination can run,
-how long it should take and the engine request come from :mod:`gui.run_plan`.
+The panel only edits a :class:`~gui.run.plan.TaskSettings`; whether the combination can run,
+how long it should take and the engine request come from :mod:`gui.run.plan`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
-from gui import run_plan
-from gui.advanced_box import AdvancedBox
-from gui.run_box import RunBox
-from gui.run_plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
+from gui.run import plan as run_plan
+from gui.panels.advanced_box import AdvancedBox
+from gui.panels.run_box import RunBox
+from gui.run.plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
 
 CHOOSE_FILE = "__choose_file__"
 

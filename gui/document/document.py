@@ -12,7 +12,7 @@ Arrays (all numpy, GUI thread only):
   A run that fills the mask remembers the marks it started with (one bit a pixel), and the
   preview the regions of the windows it finished: :meth:`filled_marks` is what Apply clears.
 
-``undo_stack`` is the undo history (:mod:`gui.history`): it drops its oldest steps when they hold
+``undo_stack`` is the undo history (:mod:`gui.document.history`): it drops its oldest steps when they hold
 more memory than its budget (an Apply keeps the photo it replaced).
 """
 
@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from gui.history import UndoHistory
+from gui.document.history import UndoHistory
 
 #: A region (top, left, height, width) in the coordinates of the array a signal is about.
 Region = tuple[int, int, int, int]

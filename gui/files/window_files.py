@@ -1,7 +1,7 @@
 """File commands of the main window (a mixin): open, paste, drag and drop, save, masks, recent
-files. Files are read and written in the background (:mod:`gui.file_jobs`), from a snapshot taken
+files. Files are read and written in the background (:mod:`gui.files.jobs`), from a snapshot taken
 when the command is given; the questions that keep unsaved work from being lost are in
-:mod:`gui.window_unsaved`."""
+:mod:`gui.files.unsaved`."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import numpy as np
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
-from gui import file_ops
+from gui.files import ops as file_ops
 from gui.dialogs import busy_cursor
-from gui.file_jobs import MASK, PHOTO, SAVE
-from gui.window_unsaved import UnsavedWork, painted_digest
+from gui.files.jobs import MASK, PHOTO, SAVE
+from gui.files.unsaved import UnsavedWork, painted_digest
 
 
 class FileCommands(UnsavedWork):
-    """Needs ``document``, ``settings``, ``runs``, ``files`` (a gui.file_jobs.FileJobs), ``log_panel``,
+    """Needs ``document``, ``settings``, ``runs``, ``files`` (a gui.files.jobs.FileJobs), ``log_panel``,
     ``recent_menu``, ``save_target``, ``mask_op`` and ``_error`` from the window it is mixed into."""
 
     def _may_start(self, kind: str) -> bool:
@@ -136,7 +136,7 @@ class FileCommands(UnsavedWork):
         if not self._can_save():
             return False
         doc = self.document
-        # The photo and the result are replaced, never changed in place (gui.document); the mask is
+        # The photo and the result are replaced, never changed in place (gui.document.document); the mask is
         # painted in place, so the digest of the mask saved with the result is taken from a copy.
         pixels, like, mask, clean = file_ops.result_pixels(doc), doc.loaded, doc.mask.copy(), doc.undo_stack.changes
         name = Path(path).name

@@ -1,0 +1,1 @@
+"""The photo canvas: zoom and pan, display layers, before/after compare, the run's window overlay."""

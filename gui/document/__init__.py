@@ -1,0 +1,1 @@
+"""The open photo and its mask: pixels, painting, undo and redo."""

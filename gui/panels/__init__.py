@@ -1,0 +1,1 @@
+"""The side and bottom panels: tasks (with Advanced and the run box) and the log."""
