@@ -71,7 +71,9 @@ def test_fast_and_baseline_paths_give_the_same_restoration():
                          tiling="msr", hir=False, device="cpu", seed=5)
     fast = run_to_completion(req.replace(batch=4), denoiser=make_denoiser(net, cfg, fast_path("fp32", 4, True), 32))
     base = run_to_completion(req.replace(batch=1), denoiser=make_denoiser(net, cfg, BASELINE, 32))
-    np.testing.assert_allclose(fast.result, base.result, atol=2e-4)
+    # float reordering (batched convolutions sum in another order) moves a rare pixel by ~2e-4
+    np.testing.assert_allclose(fast.result, base.result, atol=1e-3)
+    assert float(np.abs(fast.result - base.result).mean()) < 1e-5
     assert fast.report["batches"] < base.report["batches"]
 
 
