@@ -211,7 +211,8 @@ def cmd_import(args) -> int:
         print(exc)
         return 0
     kind = "catalog model" if result.matched_catalog else "custom model"
-    print(f"imported {result.architecture} checkpoint as {kind} '{result.model_id}' at {result.path}")
+    what = f": {result.kind.summary}" if result.kind and result.kind.summary else ""
+    print(f"imported {result.architecture} checkpoint as {kind} '{result.model_id}' at {result.path}{what}")
     return 0
 
 

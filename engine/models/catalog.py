@@ -60,6 +60,13 @@ class ModelEntry:
     custom: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @property
+    def role(self) -> str:
+        """What the model is for (engine.models.kinds): diffusion, classifier, cleanup, ..."""
+        from engine.models.kinds import role_of
+
+        return role_of(self.architecture)
+
 
 @dataclass(frozen=True)
 class ModelState:
@@ -251,10 +258,11 @@ def _custom_entry(mid: str, raw: dict[str, Any]) -> ModelEntry:
         size_exact=raw.get("size_bytes") is not None,
         sha256=None,
         hash_policy="record-on-first-download",
+        licence=str(raw.get("licence") or ""),
         description=str(raw.get("description") or "Imported by you."),
         image_size=int(raw.get("image_size") or 256),
         custom=True,
-        extra={k: v for k, v in raw.items() if k not in ("display_name", "purpose", "file_name")},
+        extra={k: v for k, v in raw.items() if k not in ("display_name", "purpose", "file_name", "licence")},
     )
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from engine.errors import ModelFileError
+from engine.models import kinds
 from engine.models.catalog import require_model_file
 
 StateDict = Dict[str, torch.Tensor]
@@ -92,6 +93,14 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
     ``{"state_dict": ...}``-style containers and ``module.``/``model.`` prefixes.
 
     Raises ModelFileError for anything that is not a readable dict of tensors."""
+    path = Path(path)
+    return unwrap_state_dict(read_checkpoint(path), source=path.name)
+
+
+def read_checkpoint(path: Union[str, Path]) -> object:
+    """What a checkpoint file holds, read safely (``weights_only=True`` or safetensors; which of
+    the two from the file's first bytes): tensors in plain containers, on the CPU, not unwrapped.
+    Raises ModelFileError for a file that cannot be read so."""
     path = require_model_file(Path(path))
     try:
         if checkpoint_format(path) == SAFETENSORS:
@@ -106,8 +115,8 @@ def load_state_dict(path: Union[str, Path]) -> StateDict:
         raise ModelFileError(
             f"{path.name} could not be read as a model checkpoint ({type(exc).__name__}: "
             f"{_first_line(exc)}). It may be truncated, not a PyTorch/safetensors file, or contain "
-            f"code, which is never loaded; {EXPECTED}") from exc
-    return unwrap_state_dict(raw, source=path.name)
+            f"code, which is never loaded") from exc
+    return raw
 
 
 #: How files that are often picked by mistake begin, and what to call them.
@@ -207,6 +216,37 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str) -> Tuple[int, ...]:
     if key not in sd:
         raise KeyError(key)
     return tuple(sd[key].shape)
+
+
+#: The families read here and their roles (see engine.models.kinds).
+FAMILIES = {"adm": kinds.DIFFUSION, "ddpm": kinds.DIFFUSION, "adm-classifier": kinds.CLASSIFIER}
+
+
+def inspect(raw: object, source: str) -> Optional["kinds.ModelKind"]:
+    """The kind of a checkpoint when it is an ADM UNet, ADM classifier or DDPM Model (see
+    engine.models.kinds), checked to build that network exactly (on the meta device: no memory);
+    None when it is none of them."""
+    try:
+        sd = unwrap_state_dict(raw, source)
+        family = detect_family(sd, source)
+    except ModelFileError:
+        return None
+    config = detect_config(sd, source=source)
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    except Exception as exc:  # noqa: BLE001 - any build failure means the file is not usable
+        raise ModelFileError(f"{source}: the detected {family} network cannot be built ({exc})") from exc
+    actual = {k: tuple(v.shape) for k, v in sd.items()}
+    if expected != actual:
+        missing = sorted(set(expected) - set(actual))[:3]
+        odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
+        raise ModelFileError(f"{source} looks like {a_family(family)} model but its tensors do not fit it "
+                             f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
+    names = {"adm": "ADM UNet", "ddpm": "DDPM UNet", "adm-classifier": "ADM classifier"}
+    return kinds.ModelKind(family=family, role=FAMILIES[family], image_size=config.image_size,
+                           num_classes=config.num_classes, summary=f"{names[family]}, {config.image_size} px",
+                           config=config)
 
 
 def a_family(family: str) -> str:

@@ -14,17 +14,17 @@ import shutil
 import threading
 import time
 import unicodedata
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
-
-import torch
 
 from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import download as dl
 from engine.models import sidecar_image_size
 from engine.models.checkpoint import sidecar_path
+from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
@@ -45,6 +45,7 @@ class ImportResult:
     architecture: str
     matched_catalog: bool  # True: the file is a known catalog model; False: registered as custom
     sha256: str
+    kind: Optional[ModelKind] = None  # what the file is (role, summary, licence)
 
 
 @dataclass(frozen=True)
@@ -107,26 +108,13 @@ def with_companions(model_id: str, models_dir: PathLike = None) -> list[str]:
 # --------------------------------------------------------------------------- import
 
 
-def inspect_checkpoint(path: Path):
-    """Load tensors safely (weights_only / safetensors), detect the architecture and check the
-    file builds that network exactly (on the meta device: no memory). Returns the ModelConfig."""
-    from engine.models.checkpoint import a_family, build_model, detect_config, load_state_dict
-
-    state_dict = load_state_dict(path)
-    config = detect_config(state_dict, source=path.name)
-    try:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
-    except Exception as exc:  # noqa: BLE001 - any build failure means the file is not usable
-        raise ModelFileError(f"{path.name}: the detected {config.family} network cannot be built ({exc})") from exc
-    actual = {k: tuple(v.shape) for k, v in state_dict.items()}
-    if expected != actual:
-        missing = sorted(set(expected) - set(actual))[:3]
-        odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
-        raise ModelFileError(f"{path.name} looks like {a_family(config.family)} model but its tensors do not fit it "
-                             f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
-    native = sidecar_image_size(path)  # a model we trained: the size it was trained at
-    return config.replace(image_size=native) if native else config
+def inspect_checkpoint(path: Path) -> ModelKind:
+    """Read a model file safely (weights_only / safetensors) and say what it is: its family,
+    role and configuration, checked to build its network exactly (see engine.models.kinds).
+    Raises ModelFileError naming what was expected."""
+    kind = inspect_file(path)
+    native = sidecar_image_size(path) if kind.role == DIFFUSION else None  # a model we trained
+    return dataclasses.replace(kind, image_size=native) if native else kind
 
 
 def _slug(text: str) -> str:
@@ -208,20 +196,21 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
         mid, dest = _new_custom_place(directory, src, model_id)
     _install(directory, src, dest, mode, sha256, size)
     if entry is None:
-        if config.family == "adm-classifier" and purpose == "custom":
+        if config.role == CLASSIFIER and purpose == "custom":
             purpose = "classifier guidance"
 
         def add_custom(data):
             data["custom"][mid] = {
                 "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,
                 "architecture": config.family, "size_bytes": size, "image_size": config.image_size,
-                "num_classes": config.num_classes,
+                "num_classes": config.num_classes, "scale": config.scale, "summary": config.summary,
+                "licence": config.licence,
                 "description": description or f"Imported from {src}", "imported_from": str(src.absolute()),
                 "import_mode": mode,
             }
 
         cat.update_registry(directory, add_custom)
-    return ImportResult(mid, dest, config.family, entry is not None and not entry.custom, sha256)
+    return ImportResult(mid, dest, config.family, entry is not None and not entry.custom, sha256, config)
 
 
 def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
@@ -243,11 +232,13 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
 
     def refresh(data):
         data["custom"][mid].update(architecture=config.family, size_bytes=size, image_size=config.image_size,
-                                   num_classes=config.num_classes, description=description or f"Imported from {src}", imported_from=str(src.absolute()),
+                                   num_classes=config.num_classes, scale=config.scale, summary=config.summary,
+                                   licence=config.licence, description=description or f"Imported from {src}",
+                                   imported_from=str(src.absolute()),
                                    **({"display_name": display_name} if display_name else {}))
 
     cat.update_registry(directory, refresh)
-    return ImportResult(mid, dest, config.family, False, sha256)
+    return ImportResult(mid, dest, config.family, False, sha256, config)
 
 
 def _imported_from(directory: Path, raw: dict, src: Path) -> bool:

@@ -298,7 +298,7 @@ class ModelsDialog(QDialog):
                 return
             kind = "as" if result.matched_catalog else "as your own model"
             use = (" It is a classifier: it guides a class-conditional model towards a class. Choose it as the "
-                   "Classifier in the Restore panel's Advanced settings." if result.architecture == "adm-classifier"
+                   "Classifier in the Restore panel's Advanced settings." if result.kind and result.kind.role == "classifier"
                    else "")
             self.show_message(f"Imported {Path(path).name} {kind} “{name}”.{use}")
 

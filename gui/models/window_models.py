@@ -32,9 +32,11 @@ class ModelCommands:
         Imports the engine's model package, i.e. torch."""
         from engine.models import catalog
 
+        from engine.models.kinds import CLASSIFIER, DIFFUSION
+
         states = catalog.installed_models()
-        return ([model_choice(s.entry) for s in states if s.entry.architecture != "adm-classifier"],
-                [model_choice(s.entry) for s in states if s.entry.architecture == "adm-classifier"])
+        return ([model_choice(s.entry) for s in states if s.entry.role == DIFFUSION],
+                [model_choice(s.entry) for s in states if s.entry.role == CLASSIFIER])
 
     @classmethod
     def installed_models(cls) -> list[ModelChoice]:
@@ -64,6 +66,7 @@ class ModelCommands:
         Raises engine.errors.EngineError saying why not."""
         from engine.errors import EngineError, ModelFileError
         from engine.models import sidecar_image_size
+        from engine.models.kinds import CLASSIFIER, DIFFUSION, refuse_role
         from engine.models.store import inspect_checkpoint, installed_model_of
 
         file = Path(path)
@@ -71,14 +74,15 @@ class ModelCommands:
             installed = installed_model_of(file) if file.is_file() else None
         except EngineError:  # a damaged catalog or registry: the file is still usable on its own
             installed = None
-        if installed is not None and installed.architecture != "adm-classifier":
+        if installed is not None and installed.role == DIFFUSION:
             return model_choice(installed)
         config = inspect_checkpoint(file)
-        if config.family == "adm-classifier":
+        if config.role == CLASSIFIER:
             how = (f"It is installed as “{installed.display_name}”: choose it" if installed
                    else "Import it in Models…, then choose it")
             raise ModelFileError(f"{file.name} is an ADM classifier, not a diffusion model: it guides a "
                                  f"class-conditional model. {how} as the Classifier in Advanced.")
+        refuse_role(config, DIFFUSION, file.name, "Import it in Models… to use it for what it does.")
         window = sidecar_image_size(file) or config.image_size
         return ModelChoice(str(file), file.name, f"Checkpoint file ({config.family}, {window} px window): {file}",
                            window, class_cond=config.class_cond)
