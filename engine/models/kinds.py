@@ -43,6 +43,7 @@ ROLE_NAMES = {
 #: The modules that read model files, asked in this order (see the module doc).
 FAMILY_MODULES = (
     "engine.models.checkpoint",  # ADM, ADM classifier, DDPM
+    "engine.cleanup.networks",  # spandrel's image-to-image networks (stage-1 clean-up); stays last
 )
 
 
@@ -85,7 +86,8 @@ def role_of(family: str) -> str:
 
 def expected_kinds() -> str:
     """Every kind of file the app takes, for a refusal."""
-    return "; ".join(getattr(m, "EXPECTED", "") for m in _modules() if getattr(m, "EXPECTED", ""))
+    phrases = (getattr(m, "EXPECTED", "").removeprefix("expected ") for m in _modules())
+    return "; or ".join(p for p in phrases if p)
 
 
 def inspect_raw(raw: object, source: str) -> ModelKind:
