@@ -42,17 +42,20 @@ from engine.tiling.window_plan import (
     plan_windows,
 )
 
+from engine.cleanup.stage import CleanupStage
+
 # Module-level names so tests can substitute a fast fake model.
 from engine.models import load_denoiser, load_guidance  # noqa: E402
 
 RANDOM_MODEL_WARNING = "{model} has random weights: its output is NOT a restoration"
+_NO_STAGE2 = object()  # stands for the denoiser when the clean-up result is the whole answer
 
 
-def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def _load_inputs(request: RestoreRequest, cleanup_scale: int = 0) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None)."""
     from engine.image_io import load_image, load_mask
 
-    need = restore_bytes_per_input_pixel(request.tasks)  # refused before decoding when it cannot fit
+    need = restore_bytes_per_input_pixel(request.tasks, cleanup_scale)  # refused before decoding when it cannot fit
     rgb = load_image(request.image, bytes_per_pixel=need).rgb
     mask = None
     if request.tasks.inpaint:
@@ -113,18 +116,26 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     (padded) canvas of the stage.
     """
     started = time.perf_counter()
-    tasks = request.tasks
-    if not tasks.any():
+    if not request.tasks.any() and not request.cleanup:
         raise InputError("nothing to do: tick at least one task")
-    yield StageEvent("loading image", 0, 3)
-    rgb, fill = _load_inputs(request)
-    h_in, w_in = rgb.shape[:2]
+    n_stages = 4 if request.cleanup else 3
+    yield StageEvent("loading image", 0, n_stages)
+    device = pick_device(request.device)
+    request = request.replace(precision=pick_precision(request.precision, device))
+    pre = CleanupStage.load(request, device) if request.cleanup else None  # two stages: engine/cleanup/stage.py
+    rgb, fill = _load_inputs(request, pre.memory_scale if pre else 0)
+    fingerprint_fields = {}
+    if pre is not None:  # from here on, `request` is stage 2's: the cleaned photo, softened, is its photo
+        fingerprint_fields = pre.fingerprint_fields()
+        request = pre.plan(request, rgb.shape[:2], device)
+    tasks = request.tasks
+    h_in, w_in = pre.stage2_photo_size if pre else rgb.shape[:2]
     s = tasks.sr
     H, W = h_in * s, w_in * s
 
-    yield StageEvent("loading model", 1, 3)
-    device = pick_device(request.device)
-    request = request.replace(precision=pick_precision(request.precision, device))
+    yield StageEvent("loading model", 1, n_stages)
+    if pre is not None and not pre.needs_stage2:
+        denoiser = _NO_STAGE2
     if denoiser is None:
         denoiser = load_denoiser(request.model, device=device, precision=request.precision,
                                  class_label=request.class_label, compile=request.compile)
@@ -145,7 +156,7 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
 
     resume = None
     if request.resume_dir:
-        fingerprint = request_fingerprint(request.to_dict(), rgb, fill)
+        fingerprint = request_fingerprint({**request.to_dict(), **fingerprint_fields}, rgb, fill)
         try:
             resume, warning = ResumeState.open(request.resume_dir, fingerprint)
         except OSError as exc:  # the state is only a convenience: the run goes on without it
@@ -157,12 +168,30 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if monochrome:
         yield LogEvent("info", "the photo is black and white, so the result stays black and white "
                                "(tick Colorize to add colour)")
-    base = _photo_problem(rgb, fill, tasks, device, request.quirks, monochrome)  # rgb becomes the photo in [-1, 1]
 
-    # geometry: HiR factor, alignment, plans, padding
+    # geometry (HiR factor, alignment, plans) and schedules: from the sizes alone
     factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
     align = math.lcm(s, factor)
     plan_high = plan_stage(H, W, request, align)
+    schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
+    sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
+    settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
+    warm_start_t = request.hir_start if factor > 1 else (pre.soft.start_t if pre else None)
+    high_settings = settings if warm_start_t is None else dataclasses.replace(
+        settings, schedule=make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=warm_start_t))
+    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + (len(pre.boxes) if pre else 0))
+    if pre is not None:
+        yield StageEvent("cleaning up (stage 1)", 2, n_stages)
+        rgb, fill = yield from pre.run(rgb, fill, monochrome, progress, resume, cancel)
+        if not pre.needs_stage2:  # fidelity 1 and nothing else to do: the cleaned photo is the result
+            result = pre.result_without_stage2()
+            report = _report(request, None, result, pre.photo_size, pre.output_size, progress, [], 1, device, False,
+                             time.perf_counter() - started)
+            report.update(pre.report(result), consistency=0.0, monochrome=monochrome, denoiser_calls=0)
+            yield FinishedEvent(result, report)
+            return
+
+    base = _photo_problem(rgb, fill, tasks, device, request.quirks, monochrome)  # rgb becomes the photo in [-1, 1]
     problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
     base = problem_high.cropped(H, W)  # a view: the photo is held once, padded
     del rgb, fill
@@ -170,19 +199,14 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if factor > 1 and low_problem is None:
         yield LogEvent("info", "hierarchical restoration skipped: nothing to solve at the low scale")
         factor = 1
+        if warm_start_t is not None:  # HiR's warm start starts from phase 1, which is not run
+            progress.total -= (high_settings.schedule.num_calls - schedule.num_calls) * len(plan_high.boxes)
+            warm_start_t, high_settings = None, settings
     plan_low = None
     if low_problem is not None:
         plan_low = plan_stage(low_problem.height, low_problem.width, request, low_problem.scale)
         low_problem = low_problem.padded(plan_low.padded_height, plan_low.padded_width)
-
-    schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
-    sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
-    settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
-    warm_start_t = request.hir_start if plan_low is not None else None
-    high_settings = settings if warm_start_t is None else dataclasses.replace(
-        settings, schedule=make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=warm_start_t))
-    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes)
-                        + (schedule.num_calls * len(plan_low.boxes) if plan_low else 0))
+        progress.total += schedule.num_calls * len(plan_low.boxes)
     cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)
 
     def make(problem: PhotoProblem, plan: WindowPlan, name: str, stage_id: int, scale: float,
@@ -192,13 +216,16 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         if resume is not None:
             stage.canvas, stage.finished = resume.load_stage(name, plan.padded_height, plan.padded_width, plan.boxes)
             progress.done += len(stage.finished) * stage_settings.schedule.num_calls
+            progress.baseline += len(stage.finished) * stage_settings.schedule.num_calls  # made by an earlier run
             stage.checkpoint = lambda st: resume.try_save(st.stage, st.canvas, st.finished, st.plan.boxes)
         return stage
 
     high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)
     low = make(low_problem, plan_low, "hir-low", 1, float(factor), settings) if plan_low is not None else None
-    progress.baseline = progress.done  # the calls of resumed windows were made by an earlier run
-    yield StageEvent("restoring", 2, 3)
+    if pre is not None and warm_start_t is not None:  # the fast preset: start from the cleaned photo, noised
+        high.start = pre.warm_start(plan_high.padded_height, plan_high.padded_width, high_settings.schedule,
+                                    device, torch.float32)
+    yield StageEvent("restoring (stage 2)" if pre else "restoring", n_stages - 1, n_stages)
     stages = [st for st in (low, high) if st is not None]
     resumed = sum(len(st.finished) for st in stages)
     if resumed:
@@ -217,6 +244,11 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         yield LogEvent("warning", f"compiling the network failed, so it ran uncompiled: {compile_failure}")
     report = _report(request, base, result, (h_in, w_in), (H, W), progress, [p for p in (plan_low, plan_high) if p],
                      factor, device, is_random, time.perf_counter() - started)
+    if pre is not None:  # the consistency above is with the soft observation y = A(x1); crop the padding
+        result = np.ascontiguousarray(result[: pre.output_size[0], : pre.output_size[1]])
+        report.update(pre.report(result), input_size=[pre.photo_size[1], pre.photo_size[0]],
+                      output_size=[pre.output_size[1], pre.output_size[0]],
+                      denoiser_calls=report["denoiser_calls"] - pre.tiles_computed)
     if compile_failure:
         report["compiled"] = False
     yield FinishedEvent(result, report)
@@ -238,7 +270,7 @@ def _report(request, base, result, input_hw, output_hw, progress, plans, factor,
     return {
         "input_size": [int(input_hw[1]), int(input_hw[0])],  # width, height
         "output_size": [int(output_hw[1]), int(output_hw[0])],
-        "consistency": _consistency(base, result),
+        "consistency": _consistency(base, result) if base is not None else None,
         "denoiser_calls": progress.done - progress.baseline,
         "seconds": round(seconds, 3),
         "device": describe_device(device),
@@ -249,7 +281,7 @@ def _report(request, base, result, input_hw, output_hw, progress, plans, factor,
         "batches": progress.batches,
         "levels": sum(p.num_levels for p in plans),
         "hir_factor": factor,
-        "monochrome": base.monochrome,
+        "monochrome": bool(getattr(base, "monochrome", False)),
         "model": request.model,
         "is_random_model": is_random,
     }

@@ -26,6 +26,9 @@ ImageSource = Union[str, np.ndarray]
 #: The classifier that guides class-conditional models unless a request names another.
 DEFAULT_CLASSIFIER = "adm-256-classifier"
 
+#: Fidelity of a two-stage run (engine/cleanup/fidelity.py): between the cleaned photo and realness.
+DEFAULT_FIDELITY = 0.5
+
 #: The smallest window the networks take (they downsample 5 times).
 MIN_WINDOW = 32
 
@@ -107,7 +110,7 @@ class RestoreRequest:
     resume_dir: Optional[str] = None  # where interrupted-job state is kept (and resumed from)
     # two stages (engine/cleanup): a restoration network cleans the photo, then the model above restores it
     cleanup: Optional[str] = None  # stage-1 network: catalog/imported id or file (None: one stage)
-    fidelity: float = 0.5  # 1 = the cleaned photo as is ... 0 = most realness (engine/cleanup/fidelity.py)
+    fidelity: float = DEFAULT_FIDELITY  # 1 = the cleaned photo as is ... 0 = most realness (engine/cleanup/fidelity.py)
     warm_start: bool = False  # fast: stage 2 starts from the cleaned photo, noised, with fewer steps
     quirks: Quirks = field(default_factory=Quirks)
 

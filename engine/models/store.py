@@ -24,7 +24,7 @@ from engine.models import catalog as cat
 from engine.models import download as dl
 from engine.models import sidecar_image_size
 from engine.models.checkpoint import sidecar_path
-from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file
+from engine.models.kinds import CLASSIFIER, CLEANUP, DIFFUSION, ModelKind, inspect_file
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
@@ -198,6 +198,8 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     if entry is None:
         if config.role == CLASSIFIER and purpose == "custom":
             purpose = "classifier guidance"
+        elif config.role == CLEANUP and purpose == "custom":
+            purpose = "clean-up"
 
         def add_custom(data):
             data["custom"][mid] = {
