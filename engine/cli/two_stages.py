@@ -17,7 +17,8 @@ def check_cleanup_options(args: argparse.Namespace) -> None:
         options = (("--fidelity", args.fidelity), ("--warm-start", args.warm_start))
         given = [name for name, value in options if value is not None]
         if given:
-            raise InputError(f"{' and '.join(given)} set(s) the second stage of --cleanup: add --cleanup MODEL")
+            raise InputError(f"{' and '.join(given)} {'belongs' if len(given) == 1 else 'belong'} to the second "
+                             "stage of a two-stage run: add --cleanup MODEL")
         return
     for option, value in (("--deblur", args.deblur), ("--noise", args.noise)):
         if value:
