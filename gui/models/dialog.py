@@ -302,8 +302,9 @@ class ModelsDialog(QDialog):
                    "Classifier in the Restore panel's Advanced settings." if result.kind and result.kind.role == "classifier"
                    else "")
             if result.kind and result.kind.role == "cleanup":
-                use = (f" It is a clean-up network ({result.kind.summary}; code licence {result.kind.licence or 'not "
-                       "stated'}): choose it under Clean up unknown damage in the Restore panel.")
+                licence = result.kind.licence or "not stated"
+                use = (f" It is a clean-up network ({result.kind.summary}; code licence {licence}): choose it under "
+                       "Clean up unknown damage in the Restore panel.")
             self.show_message(f"Imported {Path(path).name} {kind} “{name}”.{use}")
 
         self._start(work, done, f"Checking {Path(path).name}…", "Import cancelled: nothing was changed.")

@@ -29,11 +29,18 @@ def stage1_seconds(settings, image_size: tuple[int, int], device_kind: str) -> f
 
 def stage2_settings(settings):
     """The settings stage 2 runs with: the soft observation's σ_y in place of Remove noise, no
-    deblur, HiR off, fewer steps for the fast start. Nothing to do (``any_task`` False) at
-    fidelity 1 with no other task. A one-stage run's settings are returned as they are."""
+    deblur, HiR off, fewer steps for the fast start. A one-stage run's settings are returned as
+    they are."""
     if not settings.cleanup:
         return settings
     soft = soft_observation(settings.fidelity, settings.warm_start)
     return dataclasses.replace(settings, cleanup=False, denoise=False, deblur=False, hir="off",
-                               sigma_y=soft.sigma_y if soft.k > 1 or soft.sigma_y > 0 else 0.0,
-                               steps=soft.steps(settings.steps))
+                               sigma_y=soft.sigma_y, steps=soft.steps(settings.steps))
+
+
+def stage2_runs(settings) -> bool:
+    """Whether stage 2 runs at all: not at fidelity 1 with nothing else to do (engine/cleanup/stage.py)."""
+    if not settings.cleanup:
+        return settings.any_task()
+    soft = soft_observation(settings.fidelity)
+    return soft.k > 1 or soft.sigma_y > 0 or settings.inpaint or settings.colorize or settings.upscale > 1

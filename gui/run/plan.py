@@ -203,11 +203,11 @@ class Estimate(NamedTuple):
 
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
                  cpu_native_bf16: bool = False) -> Estimate:
-    from gui.run.cleanup_plan import stage1_seconds, stage2_settings
+    from gui.run.cleanup_plan import stage1_seconds, stage2_runs, stage2_settings
 
-    stage1 = stage1_seconds(settings, image_size, device_kind)
+    stage1, runs = stage1_seconds(settings, image_size, device_kind), stage2_runs(settings)
     settings = stage2_settings(settings)  # what stage 2 of a two-stage run does (itself otherwise)
-    windows = count_windows(settings, image_size) if settings.any_task() else 0
+    windows = count_windows(settings, image_size) if runs else 0
     calls = windows * denoiser_calls_per_window(settings.steps, settings.travel_length, settings.travel_repeat)
     seconds = calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
                                        cpu_native_bf16)

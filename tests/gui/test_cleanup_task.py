@@ -70,9 +70,12 @@ def test_the_request_and_the_estimate_count_stage_1(photo):
     request = run_plan.build_request(s, photo, None)
     assert (request.cleanup, request.fidelity, request.warm_start) == ("random-cleanup", 0.5, True)
     assert request.tasks.noise == 0 and request.tasks.deblur is None  # the network does those
-    with_stage1 = run_plan.estimate_run(s, (2000, 3000), "cpu")
-    one_stage = run_plan.estimate_run(settings(cleanup=False, colorize=True), (2000, 3000), "cpu")
-    assert with_stage1.seconds > one_stage.seconds * 0 + 60  # 6 MP of stage 1 at ×1
+    from gui.run.cleanup_plan import stage1_seconds
+
+    estimate, stage1 = run_plan.estimate_run(s, (2000, 3000), "cpu"), stage1_seconds(s, (2000, 3000), "cpu")
+    per_call = run_plan.seconds_per_call("cpu", "test-tiny", 64, "auto")
+    assert estimate.windows > 0 and stage1 > 0  # fidelity 0.5: stage 2 pools by 4, even with no other task
+    assert estimate.seconds == pytest.approx(stage1 + estimate.calls * per_call)
     only_stage1 = run_plan.estimate_run(settings(fidelity=1.0), (2000, 3000), "cpu")
     assert only_stage1.windows == 0 and only_stage1.seconds > 0  # fidelity 1: stage 2 is not run
 
@@ -159,3 +162,18 @@ def test_a_run_cancelled_after_stage_1_has_filled_no_marks(window_with_photo, qt
     assert window.document.preview is not None, "stage 1's tiles are on the preview"
     window.runs.apply()
     np.testing.assert_array_equal(window.document.engine_mask(), marks)  # stage 1 fills nothing: all marks stay
+
+
+def test_the_models_dialog_imports_a_cleanup_network_and_shows_what_it_is(qtbot, tmp_path):
+    from gui.models.dialog import ModelsDialog
+
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    dialog.select("scunet-real-psnr")
+    assert "Network: SCUNet, ×1." in dialog.details.text() and "Apache-2.0" in dialog.details.text()
+    dialog.import_file(str(save(compact(2), tmp_path / "my_cleaner.pth")))
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    assert dialog.status_of("my_cleaner") == "installed", dialog.last_error
+    assert ("It is a clean-up network (RealESRGAN Compact, ×2; code licence BSD-3-Clause): choose it under Clean up "
+            "unknown damage") in dialog.message_label.text()
+    assert "Network: RealESRGAN Compact, ×2." in dialog.details.text()
