@@ -64,7 +64,8 @@ def main(photo: str, out: str) -> int:
                 done[event.stage] = set()
                 canvas[event.stage] = np.full((*event.output_size, 3), 0.9, np.float32)
                 if event.stage == "restore":  # stage 1 is finished: its result is the background
-                    canvas["restore"][: rgb.shape[0], : rgb.shape[1]] = canvas["cleanup"][: rgb.shape[0], : rgb.shape[1]]
+                    h, w = rgb.shape[:2]
+                    canvas["restore"][:h, :w] = canvas["cleanup"][:h, :w]
             elif isinstance(event, WindowFinished):
                 rows, cols = event.box.slices()
                 canvas[event.stage][rows, cols] = event.pixels

@@ -47,6 +47,14 @@ def swinir(seed: int = 0):
                   img_size=16)
 
 
+def gray_dncnn(seed: int = 0):
+    """DnCNN for gray photos (1 channel in and out), 17 layers of 16 features."""
+    from spandrel.architectures.DnCNN import DnCNN
+
+    torch.manual_seed(seed)
+    return DnCNN(in_nc=1, out_nc=1, nc=16, nb=17)
+
+
 def save(net, path: Path, wrapper: str | None = "params") -> Path:
     """``path`` ending .safetensors is written with safetensors; anything else with torch.save,
     wrapped as training code writes it (``{"params": state_dict}``) unless ``wrapper`` is None."""

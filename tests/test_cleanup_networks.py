@@ -16,7 +16,7 @@ from engine.errors import ModelFileError
 from engine.models import catalog as cat
 from engine.models import kinds, load_denoiser, store
 from engine.models.tiny import build_tiny, tiny_adm_config
-from tests.cleanup_helpers import compact, esrgan, save, scunet, swinir
+from tests.cleanup_helpers import compact, esrgan, gray_dncnn, save, scunet, swinir
 
 CPU = torch.device("cpu")
 
@@ -34,6 +34,7 @@ def models_dir(tmp_path, monkeypatch):
     (lambda: esrgan(4), "bsrnet-like.safetensors", "ESRGAN, ×4", "Apache-2.0", 4),
     (lambda: compact(2), "compact", "RealESRGAN Compact, ×2", "BSD-3-Clause", 2),  # no suffix: content decides
     (swinir, "swinir.bin", "SwinIR, ×4", "Apache-2.0", 4),
+    (gray_dncnn, "dncnn_gray.pth", "DnCNN, ×1, gray", "MIT", 1),  # restores each RGB channel as a gray photo
 ])
 def test_a_spandrel_file_is_recognised_by_its_content_and_runs(tmp_path, make, name, summary, licence, scale):
     path = save(make(), tmp_path / name)
@@ -42,9 +43,13 @@ def test_a_spandrel_file_is_recognised_by_its_content_and_runs(tmp_path, make, n
         "spandrel", kinds.CLEANUP, summary, licence, scale)
     assert kinds.role_of("spandrel") == kinds.CLEANUP
     net = networks.load_network(str(path), device=CPU)
-    out = net.run(torch.rand(1, 3, 40, 44))
+    x = torch.rand(1, 3, 40, 44)
+    out = net.run(x)
     assert out.shape == (1, 3, 40 * scale, 44 * scale) and out.dtype == torch.float32
     assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    if net.channels == 1:  # the green channel restored alone is the green channel of the RGB result
+        green = net.run(x[:, 1:2].repeat(1, 3, 1, 1))[:, :1]
+        assert torch.allclose(out[:, 1:2], green, atol=1e-6)
 
 
 def test_an_import_shows_architecture_scale_and_licence(models_dir, tmp_path, capsys):

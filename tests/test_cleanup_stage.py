@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.cleanup import fidelity as fid
-from engine.cleanup.stage import STAGE, SpandrelPreStage, load_spandrel
+from engine.cleanup.stage import STAGE, load_spandrel
 from engine.events import FinishedEvent, PlanEvent, ProgressEvent, WindowFinished
 from engine.evaluation.real import RealEvalConfig, stage1_only
 from engine.pipeline import restore
@@ -151,7 +151,8 @@ def test_one_progress_covers_both_stages_and_stage_1_arrives_first(tmp_path):
     progress = [e for e in events if isinstance(e, ProgressEvent)]
     assert len({e.total for e in progress}) == 1 and progress[-1].done == progress[-1].total
     stages = [e.stage for e in events if isinstance(e, (PlanEvent, WindowFinished))]
-    assert stages[0] == STAGE and stages[-1] == "restore" and stages.index("restore") > len(stages) - stages[::-1].index(STAGE) - 1
+    last_tile = len(stages) - 1 - stages[::-1].index(STAGE)
+    assert stages[0] == STAGE and stages[-1] == "restore" and stages.index("restore") > last_tile  # stage 1 first
     tiles = report["cleanup"]["tiles"]
     assert progress[-1].total == tiles + report["denoiser_calls"] and report["cleanup"]["tiles_computed"] == tiles
 

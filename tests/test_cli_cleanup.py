@@ -4,6 +4,7 @@ from the command line: options, refusals, an end-to-end run on an old photo, fol
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -48,8 +49,6 @@ def test_bad_combinations_are_refused_before_anything_runs(tmp_path, capsys, cle
     photo = photo_file(tmp_path / "in.png")
     extra = [str(cleanup_file) if e == "CLEAN" else e for e in extra]
     assert main(["restore", str(photo), "-o", str(tmp_path / "out.png"), *FAST, *extra]) == 2
-    import re
-
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "out.png").exists()
 
@@ -118,7 +117,8 @@ def test_evaluate_real_reports_degraded_stage_1_and_both_stages(tmp_path, capsys
         assert row in table
     doc = json.loads(report.read_text())
     rows = {r["variant"]: r for r in doc["results"]}
-    assert rows["degraded (bicubic)"]["degradation"]["scale"] == 2 and 40 <= rows["F=1.00"]["degradation"]["jpeg_quality"] <= 80
+    assert rows["degraded (bicubic)"]["degradation"]["scale"] == 2
+    assert 40 <= rows["F=1.00"]["degradation"]["jpeg_quality"] <= 80
     assert rows["F=1.00"]["consistency"] < 1e-3  # fidelity 1: exactly the ×2 soft observation
     assert main(["evaluate", "--data", str(data), "--task", "real", "--size", "32"]) == 2  # needs --cleanup
 
@@ -132,3 +132,31 @@ def test_the_realistic_degradation_is_reproducible():
     c, other = degrade_real(clean, 2, seed=6)
     assert np.array_equal(a, b) and a.shape == (16, 16, 3) and params != other and not np.array_equal(a, c)
     assert 0.5 <= params["blur_sigma"] <= 1.5 and 2 / 255 <= params["noise_sigma"] <= 8 / 255
+
+
+def test_resume_keeps_and_reuses_a_finished_stage_1(tmp_path, capsys, cleanup_file):
+    """An interrupted two-stage job: without --resume the CLI refuses to start over its saved work;
+    with --resume stage 1 is not run again."""
+    import threading
+
+    from engine.errors import Cancelled
+    from engine.events import WindowFinished
+    from engine.pipeline import restore
+
+    photo = tmp_path / "scan.png"
+    Image.fromarray((smooth_photo(96, 128) * 255).astype(np.uint8)).save(photo)  # several stage-2 windows
+    out = tmp_path / "out.png"
+    argv = ["restore", str(photo), "-o", str(out), "--cleanup", str(cleanup_file), "--steps", "1", *FAST]
+    args = build_parser().parse_args(argv)
+    request = cli_restore.build_request(args, str(photo), resume_dir=str(cli_restore.state_dir_for(out)))
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):  # the job stops in stage 2, after stage 1 finished
+        for event in restore(request, cancel):
+            if isinstance(event, WindowFinished) and event.stage == "restore":
+                cancel.set()
+    assert main(argv) == 2 and "add --resume to continue it" in capsys.readouterr().err
+    report = tmp_path / "r.json"
+    assert main([*argv, "--resume", "--report", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["cleanup"]["tiles_computed"] == 0 and data["cleanup"]["tiles_resumed"] == data["cleanup"]["tiles"]
+    assert "stage 1 was finished by an earlier run" in capsys.readouterr().err

@@ -220,18 +220,29 @@ def pick_dtype(descriptor: Any, precision: str, device: torch.device) -> torch.d
     return torch.float32
 
 
-def load_network(spec: str, *, device: torch.device, precision: str = "fp32") -> LoadedNetwork:
-    """A clean-up network from a catalog/imported id or a file. A file of another kind (a
-    diffusion model, a classifier) is refused naming what it is and what was expected."""
+def read_model_file(spec: str) -> tuple[Path, object]:
+    """(file, what it holds, read safely) for a catalog/imported id or a file."""
     from engine.models.catalog import resolve_model_file
     from engine.models.checkpoint import read_checkpoint
 
     path = Path(resolve_model_file(spec))
-    raw = read_checkpoint(path)
+    return path, read_checkpoint(path)
+
+
+def load_network(spec: str, *, device: torch.device, precision: str = "fp32", raw: object = None) -> LoadedNetwork:
+    """A clean-up network from a catalog/imported id or a file (``raw``: the file already read by
+    :func:`read_model_file`). A file of another kind (a diffusion model, a classifier) is refused
+    naming what it is and what was expected."""
+    from engine.models.catalog import resolve_model_file
+
+    if raw is None:
+        path, raw = read_model_file(spec)
+    else:
+        path = Path(resolve_model_file(spec))
     descriptor = read_descriptor(raw, path.name, device="cpu")
     if descriptor is None:  # not spandrel's: say what it is (kinds raises when nobody claims it)
-        kinds.refuse_role(kinds.inspect_raw(raw, path.name), kinds.CLEANUP, path.name,
-                          "Choose it as the diffusion model (the Model setting, --model) instead")
+        kind = kinds.inspect_raw(raw, path.name)
+        kinds.refuse_role(kind, kinds.CLEANUP, path.name, advice_for(kind.role))
         raise ModelFileError(f"{path.name} is not {kinds.ROLE_NAMES[kinds.CLEANUP]}; expected {EXPECTED}")
     del raw
     kind = describe(descriptor, path.name)
@@ -239,6 +250,15 @@ def load_network(spec: str, *, device: torch.device, precision: str = "fp32") ->
     descriptor.model.to(device=device, dtype=dtype)
     descriptor.model.eval().requires_grad_(False)
     return LoadedNetwork(descriptor, kind, str(spec) if not Path(str(spec)).is_file() else path.name, device, dtype)
+
+
+#: Where a model of another role goes instead, for a refusal.
+ADVICE = {kinds.DIFFUSION: "Choose it as the diffusion model (the Model setting, --model) instead",
+          kinds.CLASSIFIER: "It guides a class-conditional model: choose it as the Classifier (Advanced, --classifier)"}
+
+
+def advice_for(role: str) -> str:
+    return ADVICE.get(role, "Import it in Models to use it for what it does")
 
 
 def output_scale(network_scale: int, wanted: int) -> int:

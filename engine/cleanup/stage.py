@@ -86,10 +86,11 @@ def _ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def load_spandrel(spec: str, device: torch.device, precision: str) -> SpandrelPreStage:
+def load_spandrel(spec: str, device: torch.device, precision: str, raw: object = None) -> SpandrelPreStage:
+    """A spandrel clean-up network as a pre-stage (``raw``: its file already read)."""
     from engine.cleanup.networks import load_network, tile_context
 
-    net = load_network(spec, device=device, precision=precision)
+    net = load_network(spec, device=device, precision=precision, raw=raw)
     multiple = net.multiple()
     overlap, margin = tile_context(net.descriptor)
     tile = max(_ceil_to(max(net.kind.image_size, net.minimum()), multiple), _ceil_to(2 * overlap + 1, multiple))
@@ -98,25 +99,22 @@ def load_spandrel(spec: str, device: torch.device, precision: str) -> SpandrelPr
     return SpandrelPreStage(net, tiles)
 
 
-#: Loaders of pre-stage networks by the role of the model file (engine.models.kinds).
-PRESTAGE_LOADERS: dict[str, Callable[[str, torch.device, str], PreStageNetwork]] = {kinds.CLEANUP: load_spandrel}
-
-
-def _role(spec: str) -> str:
-    from pathlib import Path
-
-    from engine.models import catalog
-
-    if Path(spec).expanduser().is_file():
-        return kinds.inspect_file(Path(spec).expanduser()).role
-    return catalog.get_entry(spec).role
+#: Loaders of pre-stage networks by the role of the model file (engine.models.kinds):
+#: ``loader(spec, device, precision, raw)``, raw being the file's contents, read once.
+PRESTAGE_LOADERS: dict[str, Callable[..., PreStageNetwork]] = {kinds.CLEANUP: load_spandrel}
 
 
 def load_prestage(spec: str, device: torch.device, precision: str) -> PreStageNetwork:
-    """The pre-stage network for a model id or file; a model no pre-stage runs is refused."""
-    role = _role(spec)
-    loader = PRESTAGE_LOADERS.get(role, load_spandrel)  # spandrel's loader names a file of another role
-    return loader(spec, device, precision)
+    """The pre-stage network for a model id or file, by what the file is; a model no pre-stage
+    runs (a diffusion model, a classifier) is refused naming what it is."""
+    from engine.cleanup.networks import advice_for, read_model_file
+
+    path, raw = read_model_file(spec)
+    kind = kinds.inspect_raw(raw, path.name)  # ModelFileError when no family claims the file
+    loader = PRESTAGE_LOADERS.get(kind.role)
+    if loader is None:
+        kinds.refuse_role(kind, kinds.CLEANUP, path.name, advice_for(kind.role))
+    return loader(spec, device, precision, raw)
 
 
 def area_downsample(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -323,8 +321,9 @@ class CleanupStage:
         moved = area_downsample(np.ascontiguousarray(result[: h * self.q, : w * self.q]), h, w) - self.x1
         return {
             "cleanup": {"model": self.network.name, "network": self.network.summary, "licence": self.network.licence,
-                        "scale": self.network.spec.scale, "tiles": len(self.boxes), "tiles_computed": self.tiles_computed,
-                        "tiles_resumed": self.resumed, "seconds": round(self.seconds, 3)},
+                        "scale": self.network.spec.scale, "tiles": len(self.boxes),
+                        "tiles_computed": self.tiles_computed, "tiles_resumed": self.resumed,
+                        "seconds": round(self.seconds, 3)},
             "fidelity": self.fidelity,
             "soft_observation": {"k": self.soft.k, "sigma_y": self.soft.sigma_y, "start_t": self.soft.start_t,
                                  "stage2": self.needs_stage2},

@@ -41,4 +41,5 @@ def describe_two_stages(report: dict[str, Any]) -> str:
     consistency = report.get("consistency")
     agrees = f"{consistency:.2e}" if isinstance(consistency, (int, float)) else "n/a"
     return (line + f"; stage 2: fidelity {report['fidelity']:g} (k={soft['k']}, σ_y={soft['sigma_y']:g}), "
-            f"consistency with the soft observation {agrees}, RMS change from stage 1 {report['change_from_stage1']:.4f}")
+            f"consistency with the soft observation {agrees}, "
+            f"RMS change from stage 1 {report['change_from_stage1']:.4f}")

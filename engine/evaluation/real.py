@@ -107,7 +107,8 @@ def stage1_only(photo: np.ndarray, config: RealEvalConfig) -> np.ndarray:
     return bicubic_upscale(stage.x1, stage.q) if stage.q > 1 else stage.x1
 
 
-def two_stages(photo: np.ndarray, clean: np.ndarray, fidelity: float, config: RealEvalConfig) -> tuple[np.ndarray, dict]:
+def two_stages(photo: np.ndarray, clean: np.ndarray, fidelity: float,
+               config: RealEvalConfig) -> tuple[np.ndarray, dict]:
     """The whole pipeline (stage 1 + 2) at ``fidelity``; with the oracle as stage 2's prior."""
     from engine.pipeline import run_to_completion
 
@@ -138,7 +139,8 @@ def evaluate_real(config: RealEvalConfig, warn: Callable[[str], None] = lambda _
                          degradation=params)
         start = time.perf_counter()
         x1 = stage1_only(photo, config)
-        yield RealResult(name, STAGE1, psnr(x1, clean), ssim(x1, clean), time.perf_counter() - start, degradation=params)
+        yield RealResult(name, STAGE1, psnr(x1, clean), ssim(x1, clean), time.perf_counter() - start,
+                         degradation=params)
         for fidelity in config.fidelities:
             start = time.perf_counter()
             result, report = two_stages(photo, clean, fidelity, config)

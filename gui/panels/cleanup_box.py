@@ -61,9 +61,9 @@ class CleanupBox(QWidget):
     def values(self) -> dict[str, Any]:
         """The TaskSettings fields this box holds."""
         model = self.model.currentData()
-        chosen = model if model not in (None, GET_MORE) else self._wanted
+        chosen = model if model not in (None, GET_MORE) else ""  # only an installed network (else: Get more…)
         scale = next((c.scale for c in self._choices if c.id == chosen), 1)
-        return {"cleanup": self.enabled.isChecked(), "cleanup_model": chosen or "", "cleanup_scale": scale,
+        return {"cleanup": self.enabled.isChecked(), "cleanup_model": chosen, "cleanup_scale": scale,
                 "fidelity": self.fidelity.value() / 100.0, "warm_start": self.fast.isChecked()}
 
     def set_values(self, settings: Any) -> None:

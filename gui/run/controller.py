@@ -242,7 +242,8 @@ class RunController(QObject):
 
 def _describe(s: run_plan.TaskSettings) -> str:
     tasks = [name for name, on in ((f"clean up with {s.cleanup_model} (fidelity {s.fidelity:.2f})", s.cleanup),
-                                   ("fill", s.inpaint), ("colorize", s.colorize), (f"upscale ×{s.upscale}", s.upscale > 1),
+                                   ("fill", s.inpaint), ("colorize", s.colorize),
+                                   (f"upscale ×{s.upscale}", s.upscale > 1),
                                    (f"denoise σ={s.noise_sigma:.3f}", s.noise_sigma > 0 and not s.cleanup),
                                    (f"deblur σ={s.deblur_sigma:g}", s.deblur and not s.cleanup)) if on]
     return f"{', '.join(tasks)}; model {s.model}, {s.steps} steps, seed {s.seed}, device {s.device}"
