@@ -27,7 +27,7 @@ from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import RestoreRequest
-from engine.samplers import make_schedule
+from engine.samplers import Schedule, make_schedule
 from engine.tiling.hir import HirPlan, choose_factor, run_hir
 from engine.tiling.memory import plan_batch_size
 from engine.tiling.msr import MsrStage, Progress, SamplingSettings
@@ -100,6 +100,16 @@ def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> 
         return plan_windows(height, width, (ceil_to(height, block), ceil_to(width, block)), 0, align)
     window = effective_window(request.window, align)
     return plan_windows(height, width, window, effective_overlap(window, request.overlap, align), align)
+
+
+def schedule_for(request: RestoreRequest, t_start: Optional[int] = None) -> Schedule:
+    """The sampling schedule of ``request`` (from ``t_start`` for a warm start): the one place the
+    pipeline builds one, so the spacing switch (``quirks.skip_spacing``) holds for every stage."""
+    spacing = "skip" if request.quirks.skip_spacing else "even"
+    if t_start is not None and t_start + 1 < request.steps:
+        raise InputError(f"the HiR warm start at timestep {t_start} leaves fewer timesteps than the {request.steps} "
+                         f"steps: start at {request.steps - 1} or later, or use fewer steps")
+    return make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=t_start, spacing=spacing)
 
 
 def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *,
@@ -175,12 +185,12 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         plan_low = plan_stage(low_problem.height, low_problem.width, request, low_problem.scale)
         low_problem = low_problem.padded(plan_low.padded_height, plan_low.padded_width)
 
-    schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
+    schedule = schedule_for(request)
     sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
     settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
     warm_start_t = request.hir_start if plan_low is not None else None
     high_settings = settings if warm_start_t is None else dataclasses.replace(
-        settings, schedule=make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=warm_start_t))
+        settings, schedule=schedule_for(request, t_start=warm_start_t))
     progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes)
                         + (schedule.num_calls * len(plan_low.boxes) if plan_low else 0))
     cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)

@@ -26,7 +26,7 @@ from engine.cli.console import EventRenderer, drain
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
 from engine.report import peak_rss_mb, write_report
-from engine.request import Quirks, RestoreRequest, Tasks
+from engine.request import Quirks, RestoreRequest, Tasks, quirk_docs
 
 STATE_SUFFIX = ".restorer-state"
 QUIRK_NAMES = tuple(f.name for f in dataclasses.fields(Quirks))
@@ -105,7 +105,8 @@ def register(subparsers: Any) -> None:
     model.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the network: faster steps after a one-time compile (cached on disk)")
     model.add_argument("--quirk", action="append", default=[], choices=QUIRK_NAMES, metavar="NAME",
-                       help="reference-code parity switch (repeatable): " + ", ".join(QUIRK_NAMES))
+                       help="reference-code parity switch, repeatable (all off = the paper): "
+                       + "; ".join(f"{name}: {doc}" for name, doc in quirk_docs().items()))
     tiling = p.add_argument_group("large photos")
     tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"),
                         help="none: the whole photo as one window; auto, msr: window by window "
