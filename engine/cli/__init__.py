@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import sys
 
 from engine.cli.common import DefaultsHelpFormatter, name_commands
@@ -17,8 +18,24 @@ SUBCOMMANDS = ("restore", "models", "train", "evaluate", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, formatter_class=DefaultsHelpFormatter, **kwargs) -> None:
-        super().__init__(*args, formatter_class=formatter_class, **kwargs)  # every subcommand shows defaults
+    """Every subcommand's parser: shows defaults, and takes options only as written in full (an
+    abbreviation such as ``evaluate --sr 4`` would silently mean ``--sr-kernel 4``)."""
+
+    def __init__(self, *args, formatter_class=DefaultsHelpFormatter, allow_abbrev=False, **kwargs) -> None:
+        super().__init__(*args, formatter_class=formatter_class, allow_abbrev=allow_abbrev, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        """An option that is not one of this command's, e.g. an abbreviation, is named before any
+        other complaint (argparse would first ask for the missing arguments)."""
+        given = sys.argv[1:] if args is None else list(args)
+        if not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):  # a command's own parser
+            for arg in itertools.takewhile(lambda a: a != "--", given):
+                option = arg.split("=", 1)[0]
+                if option.startswith("--") and option not in self._option_string_actions:
+                    meant = [o for o in self._option_string_actions if o.startswith(option)]
+                    hint = f" (options are written in full: did you mean {' or '.join(meant)}?)" if meant else ""
+                    self.error(f"unrecognized option {option}{hint}")
+        return super().parse_known_args(given, namespace)
 
     def error(self, message: str) -> None:  # one clear line, exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
