@@ -12,6 +12,7 @@ import itertools
 import sys
 
 from engine.cli.common import DefaultsHelpFormatter, name_commands
+from engine.cli.console import exit_code_of, sigterm_as_interrupt
 from engine.errors import EngineError
 
 SUBCOMMANDS = ("restore", "models", "train", "evaluate", "bench")
@@ -58,11 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)  # importing the subcommands takes a while (torch)
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():  # a session logging out stops a command as Ctrl-C does
+            args = build_parser().parse_args(argv)  # importing the subcommands takes a while (torch)
+            return int(args.func(args) or 0)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:  # a file no check foresaw (a full disk, a folder made read-only): one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        code = exit_code_of(exc)
+        print("terminated" if code != 130 else "interrupted", file=sys.stderr)
+        return code

@@ -133,10 +133,9 @@ class ResumeState:
 
         Returns (state, warning): warning is a message for a LogEvent when existing state was
         ignored (other request or version, unreadable; its state.json is removed), else None.
-        Raises OSError when the folder cannot be made or old state cannot be removed.
+        Raises OSError when old state cannot be removed. The folder is made by the first save.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / STATE_FILE
         if not path.exists():
             return cls(directory, fingerprint), None
@@ -250,6 +249,8 @@ class ResumeState:
             self.save_stage(name, canvas, finished, boxes)
         except OSError as exc:
             self.failed = True
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()  # a folder the failed save made, left empty: not kept as if it held work
             return unsaved_progress_warning(self.directory, exc, self.resumed_windows)
         return None
 
