@@ -194,10 +194,18 @@ def cmd_verify(args) -> int:
         return 0
     for r in results:
         print(f"{r.model_id}: {r.status}" + (f" ({r.detail})" if r.detail else ""))
-    bad = [r.model_id for r in results if r.status in ("mismatch", "partial", "missing")]
+    bad = [r for r in results if r.status in ("mismatch", "partial", "missing", "unusable")]
     if bad:
-        hint = "" if args.repair else " — run `python -m engine models verify --repair`"
-        raise EngineError(f"{len(bad)} model(s) not usable: {', '.join(bad)}{hint}")
+        from engine.models import catalog as cat
+
+        def downloadable(r) -> bool:
+            entry = cat.get_entry(r.model_id, args.models_dir)
+            return r.status != "unusable" and not entry.custom and bool(entry.urls or args.mirror)
+
+        hint = "" if args.repair or not any(map(downloadable, bad)) else " — run `python -m engine models verify --repair`"
+        if any(r.status != "partial" and cat.get_entry(r.model_id, args.models_dir).custom for r in bad):
+            hint += "; an imported model is imported again with `python -m engine models import PATH`"
+        raise EngineError(f"{len(bad)} model(s) not usable: {', '.join(r.model_id for r in bad)}{hint}")
     return 0
 
 

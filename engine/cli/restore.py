@@ -3,7 +3,8 @@
 Builds a :class:`~engine.request.RestoreRequest`, drains :func:`engine.pipeline.restore`, renders
 its events on stderr (tqdm progress over denoiser calls, log lines), saves the result with the
 input's metadata, alpha and bit depth, and optionally writes the run report as JSON.
-Exit codes: 0 done, 1 some files of a folder failed, 2 unusable input/arguments, 130 cancelled.
+Exit codes: 0 done, 1 some files of a folder failed, 2 unusable input/arguments, 130 cancelled (Ctrl-C),
+143 terminated (SIGTERM: the finished windows are kept as after Ctrl-C).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from engine.models import catalog as cat
 from engine.models import download as dl
 from engine.models import sidecar_image_size
 from engine.models.checkpoint import sidecar_path
-from engine.models.import_place import new_custom_place, same_file
-from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file
+from engine.models.import_place import imported_from, match_catalog, new_custom_place, same_file
+from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file, non_finite_in_file
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
@@ -117,23 +117,6 @@ def inspect_checkpoint(path: Path) -> ModelKind:
     return dataclasses.replace(kind, image_size=native) if native else kind
 
 
-def _match_catalog(directory: Path, src: Path, size: int, family: str, sha256: str) -> Optional[cat.ModelEntry]:
-    """The catalog model this file is, unless another file already holds that model's place."""
-    registry = cat.read_registry(directory)
-    for entry in cat.load_catalog().values():
-        if entry.architecture != family or (entry.sha256 and entry.sha256 != sha256):
-            continue
-        placed = cat.state_of(entry, directory, registry)
-        if placed.status == cat.INSTALLED and not same_file(placed.path, src):
-            continue  # never replace an installed file with other bytes
-        if entry.size_exact and entry.size_bytes == size:
-            return entry
-        plausible = entry.size_bytes is None or abs(size - entry.size_bytes) <= 0.05 * entry.size_bytes
-        if entry.file_name == src.name and plausible and not entry.size_exact:
-            return entry
-    return None
-
-
 def _place(src: Path, dest: Path, mode: str) -> None:
     """Copy/link ``src`` to ``dest`` atomically (a temporary name of its own + rename); never half a
     file at dest."""
@@ -186,7 +169,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
         with cat.store_lock(directory, cancel):  # the id, the file and the registry: one import at a time
             entry = _entry_with_hash(directory, sha256, src)
             if entry is None and not model_id:
-                entry = _match_catalog(directory, src, size, config.family, sha256)
+                entry = match_catalog(directory, src, size, config.family, sha256)
             if entry is not None:  # the model this file is (again): its id and place
                 mid, dest = entry.id, directory / entry.file_name
             else:
@@ -230,7 +213,7 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
     src = Path(src).expanduser()
     directory = cat.models_dir(models_dir)
     imported = cat.read_registry(directory)["custom"]
-    mid = next((m for m, raw in imported.items() if _imported_from(directory, raw, src)), None)
+    mid = next((m for m, raw in imported.items() if imported_from(directory, raw, src)), None)
     if mid is None:
         return None
     config = inspect_checkpoint(src)
@@ -249,23 +232,6 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
             _install(directory, src, dest, imported[mid].get("import_mode", "copy"), sha256, size)
             cat.update_registry(directory, refresh)
     return ImportResult(mid, dest, config.family, False, sha256, config)
-
-
-def _imported_from(directory: Path, raw: dict, src: Path) -> bool:
-    """Whether the custom model ``raw`` was imported from the file ``src``. Imports record its
-    absolute path. Older ones may hold a path relative to a working folder that was not recorded,
-    so in general it cannot be resolved: a linked import still tells (its file in the models folder
-    is, or points at, the original), else the path is taken relative to the current folder, which
-    is right when run from the folder of that import (the entry is then made absolute)."""
-    if not raw.get("imported_from"):
-        return False
-    origin = Path(raw["imported_from"])
-    if origin.is_absolute():
-        return same_file(origin, src)
-    installed = directory / raw.get("file_name", "")
-    if same_file(installed, src):
-        return True
-    return not installed.is_symlink() and same_file(origin, src)  # a link knows where it came from
 
 
 def _install(directory: Path, src: Path, dest: Path, mode: str, sha256: str, size: int) -> None:
@@ -350,7 +316,11 @@ def verify_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: Path
             continue
         digest = dl.sha256_file(path, (lambda d, t, m=mid: progress(m, d, t)) if progress else None, cancel)
         expected = reference_hash(entry, cat.read_registry(directory))
-        if expected is None:
+        broken = _weights_problem(path) if expected in (None, digest) else ""
+        if broken:  # the right bytes, but weights that cannot restore anything
+            cat.update_registry(directory, lambda data, f=entry.file_name: data["damaged"].__setitem__(f, broken))
+            results.append(VerifyResult(mid, "unusable", broken))
+        elif expected is None:
             _record_hash(directory, entry.file_name, digest, path.stat().st_size, "verify (first hash)")
             results.append(VerifyResult(mid, "recorded", f"sha256 {digest} recorded"))
         elif digest == expected:
@@ -363,19 +333,42 @@ def verify_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: Path
     return results
 
 
+def _weights_problem(path: Path) -> str:
+    """Why the weights in ``path`` cannot restore anything (NaN or infinite values), or "". A file
+    that cannot be read as tensors is left to the hash (and to the run, which says why)."""
+    try:
+        return non_finite_in_file(path)
+    except ModelFileError:
+        return ""
+
+
+def _cannot_download(entry: cat.ModelEntry) -> str:
+    """Why Repair cannot fetch ``entry`` again, and what to do instead."""
+    if entry.custom:
+        origin = entry.extra.get("imported_from")
+        return (f"it was imported by you, so it cannot be downloaded again: import "
+                f"{origin if origin else 'the original file'} again to put it back, or remove it")
+    where = "; ".join(entry.manual_sources) or "its authors' page"
+    return f"it has no download address: get {entry.file_name} from {where}, then import it"
+
+
 def repair_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: PathLike = None,
                   mirror: Optional[str] = None, progress: Optional[dl.ProgressCallback] = None,
                   cancel: Optional[threading.Event] = None, **download_options) -> list[VerifyResult]:
     """Verify, then re-download damaged files and finish partial downloads (resuming them).
 
     A damaged file is deleted first; the new download is checked against the pinned or
-    recorded hash. Imported (custom) models cannot be re-downloaded and stay marked damaged.
+    recorded hash. Imported (custom) models and models without a download address cannot be
+    re-downloaded: they stay marked damaged, and their detail says what to do instead.
     """
     directory = cat.models_dir(models_dir)
     results = verify_models(model_ids, models_dir=directory, cancel=cancel)
     out = []
     for res in results:
         entry = cat.get_entry(res.model_id, directory)
+        if res.status in ("mismatch", "unusable") and (entry.custom or not (entry.urls or mirror)):
+            out.append(VerifyResult(res.model_id, res.status, f"{res.detail}; {_cannot_download(entry)}"))
+            continue
         if res.status not in ("mismatch", "partial") or entry.custom or not (entry.urls or mirror):
             out.append(res)
             continue
