@@ -45,6 +45,15 @@ def test_every_command_refuses_abbreviated_options(path, parser, capsys):
         assert f"unrecognized option {abbreviation} (options are written in full: did you mean --" in err.err
 
 
+@pytest.mark.parametrize("path", [(), ("models",)])
+def test_commands_of_commands_refuse_abbreviations_too(path, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*path, "--hel"])
+    err = capsys.readouterr()
+    assert info.value.code == 2 and "usage:" not in err.out
+    assert "unrecognized option --hel (options are written in full: did you mean --help?)" in err.err
+
+
 def test_evaluate_sr_is_not_taken_for_sr_kernel(capsys, tmp_path):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--data", str(tmp_path), "--task", "sr4", "--sr", "4"])

@@ -29,13 +29,13 @@ class _Parser(argparse.ArgumentParser):
         """An option that is not one of this command's, e.g. an abbreviation, is named before any
         other complaint (argparse would first ask for the missing arguments)."""
         given = sys.argv[1:] if args is None else list(args)
-        if not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):  # a command's own parser
-            for arg in itertools.takewhile(lambda a: a != "--", given):
-                option = arg.split("=", 1)[0]
-                if option.startswith("--") and option not in self._option_string_actions:
-                    meant = [o for o in self._option_string_actions if o.startswith(option)]
-                    hint = f" (options are written in full: did you mean {' or '.join(meant)}?)" if meant else ""
-                    self.error(f"unrecognized option {option}{hint}")
+        has_commands = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        for arg in itertools.takewhile(lambda a: a != "--" and not (has_commands and not a.startswith("-")), given):
+            option = arg.split("=", 1)[0]  # a parser of commands checks only what comes before the command
+            if option.startswith("--") and option not in self._option_string_actions:
+                meant = [o for o in self._option_string_actions if o.startswith(option)]
+                hint = f" (options are written in full: did you mean {' or '.join(meant)}?)" if meant else ""
+                self.error(f"unrecognized option {option}{hint}")
         return super().parse_known_args(given, namespace)
 
     def error(self, message: str) -> None:  # one clear line, exit code 2
