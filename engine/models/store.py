@@ -23,6 +23,7 @@ from engine.models import catalog as cat
 from engine.models import download as dl
 from engine.models import sidecar_image_size
 from engine.models.checkpoint import sidecar_path
+from engine.models.folder_lock import store_lock
 from engine.models.import_place import imported_from, match_catalog, new_custom_place, same_file
 from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file, non_finite_in_file
 
@@ -166,7 +167,7 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
         size = src.stat().st_size
         sha256 = dl.sha256_file(src, progress=progress, cancel=cancel)
         _entry_with_hash(directory, sha256, src)  # already installed: said at once, without waiting
-        with cat.store_lock(directory, cancel):  # the id, the file and the registry: one import at a time
+        with store_lock(directory, cancel):  # the id, the file and the registry: one import at a time
             entry = _entry_with_hash(directory, sha256, src)
             if entry is None and not model_id:
                 entry = match_catalog(directory, src, size, config.family, sha256)
@@ -228,7 +229,7 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
     with _os_errors(f"cannot import {src.name} into {directory}"):
         size, sha256 = src.stat().st_size, dl.sha256_file(src)
         dest = directory / imported[mid]["file_name"]
-        with cat.store_lock(directory):
+        with store_lock(directory):
             _install(directory, src, dest, imported[mid].get("import_mode", "copy"), sha256, size)
             cat.update_registry(directory, refresh)
     return ImportResult(mid, dest, config.family, False, sha256, config)
@@ -387,18 +388,19 @@ def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
     Returns the paths deleted.
     """
     directory = cat.models_dir(models_dir)
-    entry = cat.get_entry(model_id, directory)
-    removed = []
-    for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX),
-                 _metadata_of(directory / entry.file_name)):
-        if path is not None and (path.is_file() or path.is_symlink()):
-            path.unlink()
-            removed.append(path)
 
     def forget(data):
         data["hashes"].pop(entry.file_name, None)
         data["damaged"].pop(entry.file_name, None)
         data["custom"].pop(model_id, None)
 
-    cat.update_registry(directory, forget)
+    removed = []
+    with store_lock(directory), _os_errors(f"cannot remove {model_id} from {directory}"):  # not during an import
+        entry = cat.get_entry(model_id, directory)
+        for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX),
+                     _metadata_of(directory / entry.file_name)):
+            if path is not None and (path.is_file() or path.is_symlink()):
+                path.unlink()
+                removed.append(path)
+        cat.update_registry(directory, forget)
     return removed
