@@ -21,13 +21,13 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
-from engine.device import describe_device, pick_device, pick_precision
+from engine.device import describe_device, pick_device, pick_precision, precision_warning
 from engine.errors import EngineError, InputError
 from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import RestoreRequest
-from engine.samplers import make_schedule
+from engine.samplers import Schedule, make_schedule
 from engine.tiling.hir import HirPlan, choose_factor, run_hir
 from engine.tiling.memory import plan_batch_size
 from engine.tiling.msr import MsrStage, Progress, SamplingSettings
@@ -51,18 +51,20 @@ RANDOM_MODEL_WARNING = "{model} has random weights: its output is NOT a restorat
 _NO_STAGE2 = object()  # stands for the denoiser when the clean-up result is the whole answer
 
 
-def _load_inputs(request: RestoreRequest, cleanup_scale: int = 0) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None)."""
-    from engine.image_io import load_image, load_mask
+def _load_inputs(request: RestoreRequest, cleanup_scale: int = 0) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+    """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None, a note on the file's other frames)."""
+    from engine.image_io import frames_note, load_image, load_mask
 
     need = restore_bytes_per_input_pixel(request.tasks, cleanup_scale)  # refused before decoding when it cannot fit
-    rgb = load_image(request.image, bytes_per_pixel=need).rgb
+    loaded = load_image(request.image, bytes_per_pixel=need)
+    rgb, note = loaded.rgb, frames_note(loaded.frames)
+    del loaded
     mask = None
     if request.tasks.inpaint:
         mask = load_mask(request.mask, rgb.shape[:2])
         if not mask.any():
             raise InputError("the mask is empty: paint the areas to fill (white = fill)")
-    return rgb, mask
+    return rgb, mask, note
 
 
 #: A photo whose channels differ by at most this (in [0, 1]) at every pixel is black and white:
@@ -105,6 +107,16 @@ def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> 
     return plan_windows(height, width, window, effective_overlap(window, request.overlap, align), align)
 
 
+def schedule_for(request: RestoreRequest, t_start: Optional[int] = None) -> Schedule:
+    """The sampling schedule of ``request`` (from ``t_start`` for a warm start): the one place the
+    pipeline builds one, so the spacing switch (``quirks.skip_spacing``) holds for every stage."""
+    spacing = "skip" if request.quirks.skip_spacing else "even"
+    if t_start is not None and t_start + 1 < request.steps:
+        raise InputError(f"the HiR warm start at timestep {t_start} leaves fewer timesteps than the {request.steps} "
+                         f"steps: start at {request.steps - 1} or later, or use fewer steps")
+    return make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=t_start, spacing=spacing)
+
+
 def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *,
             denoiser: Optional[Any] = None) -> Iterator[Event]:
     """Run ``request``; yield events, the last being :class:`FinishedEvent`.
@@ -123,7 +135,9 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     device = pick_device(request.device)
     request = request.replace(precision=pick_precision(request.precision, device))
     pre = CleanupStage.load(request, device) if request.cleanup else None  # two stages: engine/cleanup/stage.py
-    rgb, fill = _load_inputs(request, pre.memory_scale if pre else 0)
+    rgb, fill, frames_note = _load_inputs(request, pre.memory_scale if pre else 0)
+    if frames_note:  # an animated GIF, a multi-page TIFF
+        yield LogEvent("warning", frames_note)
     fingerprint_fields = {}
     if pre is not None:  # from here on, `request` is stage 2's: the cleaned photo, softened, is its photo
         fingerprint_fields = pre.fingerprint_fields()
@@ -134,6 +148,9 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     H, W = h_in * s, w_in * s
 
     yield StageEvent("loading model", 1, n_stages)
+    slow = precision_warning(request.precision, device)
+    if slow:
+        yield LogEvent("warning", slow)
     if pre is not None and not pre.needs_stage2:
         denoiser = _NO_STAGE2
     if denoiser is None:
@@ -150,6 +167,10 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if request.guidance_scale:
         guidance = load_guidance(request.model, class_label=request.class_label, scale=request.guidance_scale,
                                  device=device, precision=request.precision, classifier=request.classifier)
+        if guidance is None:
+            yield LogEvent("warning", "classifier guidance is off: it steers towards a class, and no class was given"
+                           if request.class_label is None else f"{request.model} cannot be guided by a classifier, "
+                           "so classifier guidance is off")
     is_random = bool(getattr(denoiser, "is_random", False))
     if is_random:
         yield LogEvent("warning", RANDOM_MODEL_WARNING.format(model=request.model))
@@ -173,12 +194,16 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
     align = math.lcm(s, factor)
     plan_high = plan_stage(H, W, request, align)
-    schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
+    if request.tiling != "none" and plan_high.window_h != request.window:
+        yield LogEvent("info", f"windows are {plan_high.window_h} px, not {request.window}: a window is a multiple of "
+                               f"{math.lcm(align, NETWORK_MULTIPLE)} px (the network's {NETWORK_MULTIPLE}"
+                               + (f" and the scale {align})" if align > 1 else ")"))
+    schedule = schedule_for(request)
     sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
     settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
     warm_start_t = request.hir_start if factor > 1 else (pre.soft.start_t if pre else None)
     high_settings = settings if warm_start_t is None else dataclasses.replace(
-        settings, schedule=make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=warm_start_t))
+        settings, schedule=schedule_for(request, t_start=warm_start_t))
     progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + (len(pre.boxes) if pre else 0))
     if pre is not None:
         yield StageEvent("cleaning up (stage 1)", 2, n_stages)
@@ -225,6 +250,8 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if pre is not None and warm_start_t is not None:  # the fast preset: start from the cleaned photo, noised
         high.start = pre.warm_start(plan_high.padded_height, plan_high.padded_width, high_settings.schedule,
                                     device, torch.float32)
+    for warning in resume.warnings if resume is not None else ():  # saved windows that could not be read
+        yield LogEvent("warning", warning)
     yield StageEvent("restoring (stage 2)" if pre else "restoring", n_stages - 1, n_stages)
     stages = [st for st in (low, high) if st is not None]
     resumed = sum(len(st.finished) for st in stages)
