@@ -204,7 +204,8 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     warm_start_t = request.hir_start if factor > 1 else (pre.soft.start_t if pre else None)
     high_settings = settings if warm_start_t is None else dataclasses.replace(
         settings, schedule=schedule_for(request, t_start=warm_start_t))
-    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + (len(pre.boxes) if pre else 0))
+    tiles = len(pre.plan_tiles()) if pre else 0  # stage 1's tiles, sized for the memory stage 2's network left
+    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + tiles)
     if pre is not None:
         yield StageEvent("cleaning up (stage 1)", 2, n_stages)
         rgb, fill = yield from pre.run(rgb, fill, monochrome, progress, resume, cancel)

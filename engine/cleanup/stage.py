@@ -11,9 +11,10 @@ reflection to a multiple of k; the result is cropped back.
 
 1. ``pre = CleanupStage.load(request, device)``: the network (before the photo is decoded: its
    scale sets the memory the photo needs, :attr:`memory_scale`);
-2. ``request = pre.plan(request, (h, w), device)``: the tiles, and stage 2's request (tasks as
-   above, HiR off, fewer steps for the warm start; :attr:`needs_stage2` is False at fidelity 1
-   with nothing else to do);
+2. ``request = pre.plan(request, (h, w), device)``: stage 2's request (tasks as above, HiR off,
+   fewer steps for the warm start; :attr:`needs_stage2` is False at fidelity 1 with nothing else
+   to do); ``pre.plan_tiles()`` once stage 2's network is loaded (the tile size comes from the
+   device memory left);
 3. ``rgb, fill = yield from pre.run(rgb, fill, monochrome, progress, resume, cancel)``: stage 1
    (events with stage ``"cleanup"``, one progress unit per tile, finished tiles kept with the
    resume state and reused), returning stage 2's photo and mask;
@@ -209,13 +210,19 @@ class CleanupStage:
 
         self.photo_size, self.scale = (int(photo_size[0]), int(photo_size[1])), int(request.tasks.sr)
         self.out_scale = output_scale(self.network.spec.scale, self.scale)
-        side = tile_side(self.network.spec, device)  # once: the plan must not change during the run
-        self.tile_spec = dataclasses.replace(self.network.spec, tile=side, bytes_per_pixel=0.0)
-        self.boxes = plan_tiles(*self.photo_size, self.tile_spec)
         t = request.tasks
         self.tasks = Tasks(inpaint=t.inpaint, colorize=t.colorize, sr=self.q * self.soft.k, noise=self.soft.sigma_y)
         return request.replace(tasks=self.tasks, cleanup=None, warm_start=False, hir=False,
                                steps=self.soft.steps(request.steps))
+
+    def plan_tiles(self) -> list[Box]:
+        """The tiles, sized from the device's free memory now (after stage 2's network is loaded),
+        once: the plan must not change during the run."""
+        if not self.boxes:
+            side = tile_side(self.network.spec, self.device)
+            self.tile_spec = dataclasses.replace(self.network.spec, tile=side, bytes_per_pixel=0.0)
+            self.boxes = plan_tiles(*self.photo_size, self.tile_spec)
+        return self.boxes
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """What the stage-2 request leaves out that changes the result (for the resume state)."""
@@ -227,6 +234,7 @@ class CleanupStage:
         """Stage 1 on ``rgb`` (h, w, 3) [0, 1]; returns stage 2's photo (x1 pooled by k, [0, 1]) and
         mask (the fill mask at x1's scale, max-pooled by k)."""
         started = time.perf_counter()
+        self.plan_tiles()
         store, warning = self._store(resume)
         if warning:
             yield LogEvent("warning", warning)

@@ -101,7 +101,7 @@ def stage1_only(photo: np.ndarray, config: RealEvalConfig) -> np.ndarray:
                              device=config.device, precision=pick_precision("auto", device))
     stage = CleanupStage.load(request, device)
     stage.plan(request, photo.shape[:2], device)
-    run = stage.run(photo, None, False, Progress(total=len(stage.boxes)), None, None)
+    run = stage.run(photo, None, False, Progress(total=len(stage.plan_tiles())), None, None)
     for _event in run:
         pass
     return bicubic_upscale(stage.x1, stage.q) if stage.q > 1 else stage.x1
