@@ -13,7 +13,7 @@ import sys
 from engine.cli.common import DefaultsHelpFormatter, name_commands
 from engine.errors import EngineError
 
-SUBCOMMANDS = ("restore", "models", "train", "evaluate", "bench")
+SUBCOMMANDS = ("restore", "models", "detect", "train", "evaluate", "bench")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -98,6 +98,8 @@ def detect(image: np.ndarray, detector: Union[str, Path] = DEFAULT_DETECTOR, *,
         progress = Progress(total=tile_count(height, width, photo.shape[2]) + 1)
         yield StageEvent("detecting damage")
         scores = yield from builtin_scores(photo, cancel=cancel, progress=progress, stage=stage)
+        progress.done += 1  # the tears, found on the whole photo
+        yield progress.event()
         summary = "built-in detector (image processing)"
     else:
         yield StageEvent("loading the damage detector")
@@ -143,7 +145,7 @@ def network_scores(photo: np.ndarray, net: torch.nn.Module, *, device: str = "au
     ``short_side``), in blended tiles; (h, w) float32."""
     from engine.device import pick_device
     from engine.detection.thin_damage import gray_of
-    from engine.tiling.blended import TileSpec, plan_tiles, run_tiles
+    from engine.tiling.blended import plan_tiles, run_tiles
     from engine.tiling.msr import Progress
 
     torch_device = pick_device(device)
