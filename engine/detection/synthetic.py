@@ -2,8 +2,8 @@
 
 :func:`add_damage` draws, from a seed, what old prints suffer on a clean photo:
 
-- **scratches**: thin curved strokes (smooth random curves) of varying width (about 0.1–0.6 % of
-  the shorter side, at least one pixel), light or dark, whose strength fades in and out along
+- **scratches**: thin curved strokes (smooth random curves) of varying width (about 0.1–0.8 % of
+  the shorter side, at least one pixel), light (neutral or the cream of old paper) or dark, whose strength fades in and out along
   their length, with soft (anti-aliased) edges;
 - **cracks**: a network of jagged, branching light lines, as where the emulsion of a print cracked
   and the paper shows;
@@ -154,13 +154,22 @@ def _torn_corner(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     return cv2.resize(layer, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
 
 
+def _tone(rng: np.random.Generator, level: float, channels: int, dark: bool) -> np.ndarray:
+    """The colour of damage at gray ``level``: neutral, or (light damage, half the time) the cream
+    of old photographic paper."""
+    tone = np.full(channels, level, np.float32)
+    if channels == 3 and not dark and rng.random() < 0.5:
+        tone *= np.float32([1.0, 0.97, 0.88]) * rng.uniform(0.97, 1.0)
+    return tone
+
+
 def add_damage(image: np.ndarray, seed: int, spec: DamageSpec = DamageSpec()) -> Damaged:
     """``image`` (H, W) or (H, W, C) float32 in [0, 1] with damage drawn on it from ``seed``."""
     rng = np.random.default_rng(seed)
     photo = np.asarray(image, np.float32)
     gray_input = photo.ndim == 2
     photo = photo[..., None] if gray_input else photo
-    height, width = photo.shape[:2]
+    height, width, channels = photo.shape
     side = min(height, width)
     out = photo.copy()
     kinds = {}
@@ -183,12 +192,13 @@ def add_damage(image: np.ndarray, seed: int, spec: DamageSpec = DamageSpec()) ->
             else:
                 _speck(rng, alpha, max(1.0, rng.uniform(0.002, 0.008) * side))
             level = rng.uniform(0.0, 0.12) if dark else rng.uniform(0.85, 1.0)
-            composite(alpha, np.float32(level))
+            composite(alpha, _tone(rng, level, channels, dark))
             visible |= alpha > VISIBLE_ALPHA
         kinds[kind] = visible
     if spec.torn_corner:
         alpha = _torn_corner(rng, height, width)
-        paper = rng.uniform(0.0, 0.08) if rng.random() < 0.25 else rng.uniform(0.88, 0.98)
+        dark = rng.random() < 0.25
+        paper = _tone(rng, rng.uniform(0.0, 0.08) if dark else rng.uniform(0.88, 0.98), channels, dark)
         grain = rng.normal(0, 0.01, (height, width, 1)).astype(np.float32)
         composite(alpha, np.clip(paper + grain, 0, 1))
         kinds["tear"] = alpha > VISIBLE_ALPHA

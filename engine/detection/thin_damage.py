@@ -5,9 +5,9 @@ image and its half, so wider damage is seen too):
 
 1. **Response.** The top-hat of the gray image with a disc of ``k`` pixels (``k`` follows the
    image size: about 1.2 % of its shorter side, at least 5) keeps what is thinner than ``k``.
-   It is divided by the texture of its surroundings (the local spread of the image with thin
-   things removed by a median filter), so a faint scratch on a smooth sky counts as much as a
-   strong one on a textured wall.
+   It is divided by the texture of its surroundings (the local spread of the image with the thin
+   things of that polarity removed: its opening, or closing), so a faint scratch on a smooth sky
+   counts as much as a strong one on a textured wall.
 2. **Candidates.** Pixels that stand out (normalised response and contrast over thresholds) form
    connected components; for scratches, small gaps are closed first.
 3. **Shape tests and score.** Long components are scratch candidates, small compact ones speck
@@ -37,10 +37,10 @@ LINE_FEATURES = ("z", "log_extent", "density", "desaturation", "log_elongation",
                  "lineness")
 SPECK_FEATURES = ("z", "log_area", "density", "desaturation", "contrast", "texture", "dark")
 #: Logistic weights and bias (bench/fit_damage_detector.py prints them).
-LINE_WEIGHTS = (0.711, 0.631, -10.5, -32.4, 0.187, 2.55, 1.04, -0.401, -0.499)
-LINE_BIAS = -2.59
-SPECK_WEIGHTS = (0.482, 0.261, -12.5, -22.4, 1.37, 3.49, 0.2)
-SPECK_BIAS = -2.25
+LINE_WEIGHTS = (0.531, 0.69, -12, -24.7, 0.46, 3.41, -10.4, -1.22, -0.448)
+LINE_BIAS = -1.88
+SPECK_WEIGHTS = (0.386, 0.196, -13.2, -26.3, 1.55, 3.87, -0.325)
+SPECK_BIAS = -2.65
 
 LINE_MIN_EXTENT = 0.04  # of the shorter side: shorter components are not scratches
 SPECK_MAX_RADIUS = 0.024  # of the shorter side: larger components are not specks
@@ -79,17 +79,17 @@ def _maps(rgb: np.ndarray, short: int) -> list[dict]:
     """Per polarity: the response maps of one scale (see the module doc)."""
     g = gray_of(rgb)
     k = structure_size(short)
-    median = cv2.medianBlur(np.clip(g * 255 + 0.5, 0, 255).astype(np.uint8), k).astype(np.float32) / 255
-    mean = cv2.blur(median, (3 * k, 3 * k))
-    texture = np.sqrt(np.maximum(cv2.blur(median * median, (3 * k, 3 * k)) - mean * mean, 0))
     desaturation = None
     if rgb.ndim == 3:
         sat = rgb.max(axis=2) - rgb.min(axis=2)
         desaturation = sat - cv2.blur(sat, (2 * k + 1, 2 * k + 1))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     out = []
-    for dark, op in ((0.0, cv2.MORPH_TOPHAT), (1.0, cv2.MORPH_BLACKHAT)):
-        contrast = cv2.morphologyEx(g, op, disc, borderType=cv2.BORDER_REFLECT)
+    for dark, op in ((0.0, cv2.MORPH_OPEN), (1.0, cv2.MORPH_CLOSE)):
+        background = cv2.morphologyEx(g, op, disc, borderType=cv2.BORDER_REFLECT)  # the thin things removed
+        contrast = background - g if dark else g - background  # the top-hat (black-hat)
+        mean = cv2.blur(background, (3 * k, 3 * k))
+        texture = np.sqrt(np.maximum(cv2.blur(background * background, (3 * k, 3 * k)) - mean * mean, 0))
         lines = np.zeros_like(contrast)
         for kernel in _line_kernels(2 * k + 1):
             np.maximum(lines, cv2.morphologyEx(contrast, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REFLECT),
