@@ -36,7 +36,7 @@ def served(tmp_path, monkeypatch):
         "checkpoints/restoration/other.pth": payload(50_000, seed=3), MEMBER: member, "README.txt": b"x"})
     catalog = tmp_path / "models.json"
     catalog.write_text(json.dumps({"models": [{
-        "id": "scratch-net", "display_name": "Scratch detector", "purpose": "damage detection",
+        "id": "scratch-net", "display_name": "Scratch detector", "purpose": "finding damage",
         "file_name": "FT_Epoch_latest.pt", "architecture": "bopb-scratch", "archive_member": MEMBER,
         "urls": [server.url("global_checkpoints.zip")], "sha256": None, "hash_policy": "record-on-first-download"}]}))
     monkeypatch.setenv("RESTORER_MODEL_CATALOG", str(catalog))

@@ -107,8 +107,7 @@ def detect(image: np.ndarray, detector: Union[str, Path] = DEFAULT_DETECTOR, *,
         yield StageEvent("detecting damage")
         scores = yield from network_scores(photo, net, device=device, cancel=cancel, stage=stage)
         spec = name
-    result = DamageScores(_to_bytes(scores, height, width), spec, summary)
-    return result
+    return DamageScores(_to_bytes(scores, height, width), spec, summary)
 
 
 def detect_damage(image: np.ndarray, detector: Union[str, Path] = DEFAULT_DETECTOR, *,
@@ -122,20 +121,32 @@ def detect_damage(image: np.ndarray, detector: Union[str, Path] = DEFAULT_DETECT
             return stop.value
 
 
+_loaded: dict[tuple, tuple] = {}  # the last network read: {(file, size, mtime): (network, summary)}
+_loading = threading.Lock()
+
+
 def load_network(spec: str):
     """(network, name, summary) of a scratch-detector model id or file; a file of another kind is
-    refused: "x.pt is a diffusion model (...), not a damage detector"."""
+    refused: "x.pt is a diffusion model (...), not a damage detector". The last one read is kept
+    (a folder of photos, or Detect again, does not read the file each time)."""
     from engine.detection.network_file import build_network
     from engine.models import kinds
     from engine.models.catalog import resolve_model_file
     from engine.models.checkpoint import read_checkpoint
 
     path = resolve_model_file(spec)
-    raw = read_checkpoint(path)
-    kind = kinds.inspect_raw(raw, path.name)
-    kinds.refuse_role(kind, kinds.DETECTOR, path.name,
-                      "Choose the built-in detector or the scratch detector of Bringing Old Photos Back to Life")
-    return build_network(raw, path.name), spec, kind.summary
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _loading:
+        if key not in _loaded:
+            raw = read_checkpoint(path)
+            kind = kinds.inspect_raw(raw, path.name)
+            kinds.refuse_role(kind, kinds.DETECTOR, path.name,
+                              "Choose the built-in detector or the scratch detector of Bringing Old Photos Back to Life")
+            _loaded.clear()
+            _loaded[key] = build_network(raw, path.name), kind.summary
+        net, summary = _loaded[key]
+    return net, spec, summary
 
 
 def network_scores(photo: np.ndarray, net: torch.nn.Module, *, device: str = "auto",

@@ -64,6 +64,7 @@ class DamageCommands:
         self.damage_panel.detect_requested.connect(self.detect_damage)
         self.damage_panel.cancel_requested.connect(self.cancel_detection)
         self.damage_panel.sensitivity_changed.connect(self.set_damage_sensitivity)
+        self.damage_dock.visibilityChanged.connect(self._list_detectors)  # models installed since are offered
         self.document.image_changed.connect(self._forget_proposal)
         self.document.undo_stack.indexChanged.connect(self._show_proposal_state)  # a method: not after deletion
 
@@ -104,7 +105,9 @@ class DamageCommands:
         if self._damage_task is not None and self._damage_task.active:
             self._damage_task.cancel()
 
-    def _list_detectors(self) -> None:
+    def _list_detectors(self, visible: bool = True) -> None:
+        if not visible:
+            return
         from engine.models import catalog
         from engine.models.kinds import DETECTOR
 

@@ -149,3 +149,23 @@ def test_detection_can_be_cancelled_and_a_new_photo_drops_it(damaged_window, qtb
     release.set()
     qtbot.wait(200)
     assert window._damage_task is None and not marked(window).any() and window.document.undo_stack.count() == 0
+
+
+def test_an_installed_scratch_network_is_offered_and_used(damaged_window, qtbot, tmp_path):
+    import torch
+
+    from engine.detection.network import ScratchNetConfig, ScratchUNet
+    from engine.models import store
+
+    window, _ = damaged_window(size=(64, 80))
+    checkpoint = tmp_path / "FT_Epoch_latest.pt"
+    torch.save({"model_state": ScratchUNet(ScratchNetConfig(depth=2, conv_num=1, wf=2)).state_dict()}, checkpoint)
+    model_id = store.import_model_file(checkpoint).model_id
+    window.damage_dock.show()
+    window.damage_dock.raise_()
+    qtbot.waitUntil(lambda: window.damage_panel.detector_combo.count() == 2, timeout=5000)
+    window.damage_panel.detector_combo.setCurrentIndex(1)
+    assert window.damage_panel.detector() == model_id
+    detect(qtbot, window)
+    assert window.proposal is not None and window.proposal.scores.detector == model_id
+    assert window.proposal.scores.scores.shape == (64, 80)
