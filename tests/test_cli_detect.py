@@ -100,3 +100,18 @@ def test_mask_auto_in_folder_mode(tmp_path):
     damaged_file(photos / "a.png", 4, (64, 64), tear=False)
     assert main(["restore", str(photos), "-o", str(restored), "--mask", "auto", *FAST]) == 0
     assert (restored / "a.png").is_file()
+
+
+def test_evaluate_detector_prints_the_quality_table(tmp_path, capsys):
+    photos = tmp_path / "clean"
+    photos.mkdir()
+    for i in range(2):
+        clean_file(photos / f"p{i}.png", seed=i, size=(96, 128))
+    report = tmp_path / "quality.json"
+    assert main(["evaluate", "--detector", "builtin", "--data", str(photos), "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "| builtin | 2 |" in out and "precision" in out and "Sensitivity 0.6" in out
+    summary = json.loads(report.read_text())["summaries"][0]
+    assert summary["images"] == 2 and 0 < summary["recall"] <= 1 and summary["clean_marked_mean"] < 0.01
+    assert main(["evaluate", "--data", str(photos)]) == 2
+    assert "give --task (restoration) or --detector" in capsys.readouterr().err

@@ -161,7 +161,7 @@ def network_scores(photo: np.ndarray, net: torch.nn.Module, *, device: str = "au
 
     torch_device = pick_device(device)
     height, width = photo.shape[:2]
-    f = short_side / min(height, width)
+    f = min(short_side / min(height, width), 16 * short_side / max(height, width))  # a long strip: ≤ 4096 px
     size = (max(1, round(width * f)), max(1, round(height * f)))
     gray = gray_of(photo[..., 0] if photo.shape[2] == 1 else photo)
     work = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)[..., None]

@@ -143,6 +143,8 @@ class DamageCommands:
         self.proposal = proposal
         self.document.undo_stack.push(command)
         self._show_proposal_state()
+        self.log_panel.add("info", f"Detect damage ({scores.summary}): {self._marked_share():.1%} of the photo marked "
+                           f"at sensitivity {self.damage_panel.sensitivity():g}")
 
     def _ask_marks(self) -> Optional[str]:
         """Add the proposal to the marks the user painted, or replace them (None: neither)."""
@@ -182,13 +184,15 @@ class DamageCommands:
         if self.proposal is None or (self._damage_task is not None and self._damage_task.active):
             return
         if self.proposal_is_live():
-            share = float(np.count_nonzero(self.document.mask > 127)) / max(self.document.mask.size, 1)
             self.damage_panel.set_status(
-                f"Marked {share:.1%} of the photo ({self.proposal.scores.summary}). Move Sensitivity to mark "
+                f"Marked {self._marked_share():.1%} of the photo ({self.proposal.scores.summary}). Move Sensitivity to mark "
                 "more or less; correct it with the brush and eraser; Undo takes it back.")
         else:
             self.damage_panel.set_status("The proposal is part of your mask now: Sensitivity no longer changes "
                                          "it. Detect again to start over.")
+
+    def _marked_share(self) -> float:
+        return float(np.count_nonzero(self.document.mask > 127)) / max(self.document.mask.size, 1)
 
     def _forget_proposal(self) -> None:
         """A new photo: the scores and a detection still running are not its."""
