@@ -115,3 +115,14 @@ def test_evaluate_detector_prints_the_quality_table(tmp_path, capsys):
     assert summary["images"] == 2 and 0 < summary["recall"] <= 1 and summary["clean_marked_mean"] < 0.01
     assert main(["evaluate", "--data", str(photos)]) == 2
     assert "give --task (restoration) or --detector" in capsys.readouterr().err
+
+
+def test_a_folder_whose_masks_would_clash_or_replace_a_photo_is_refused(tmp_path, capsys):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    clean_file(photos / "a.png")
+    clean_file(photos / "a.jpg")
+    assert main(["detect", str(photos), "-o", str(tmp_path / "out")]) == 2
+    assert "give each its own name" in capsys.readouterr().err
+    assert main(["detect", str(photos), "-o", str(photos)]) == 2
+    assert "never overwritten" in capsys.readouterr().err and not (tmp_path / "out").exists()
