@@ -126,3 +126,20 @@ def test_a_folder_whose_masks_would_clash_or_replace_a_photo_is_refused(tmp_path
     assert "give each its own name" in capsys.readouterr().err
     assert main(["detect", str(photos), "-o", str(photos)]) == 2
     assert "never overwritten" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_during_detection_writes_no_mask(tmp_path, capsys, monkeypatch):
+    import signal
+
+    import engine.detection as detection
+
+    photo = clean_file(tmp_path / "p.png")
+    real = detection.detect
+
+    def interrupted(image, detector="builtin", *, cancel=None, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # the user presses Ctrl-C: cancel is set, the tiles stop
+        yield from real(image, detector, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(detection, "detect", interrupted)
+    assert main(["detect", str(photo), "-o", str(tmp_path / "m.png"), "--no-progress"]) == 130
+    assert "cancelled: no mask was written" in capsys.readouterr().err and not (tmp_path / "m.png").exists()

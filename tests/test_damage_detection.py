@@ -69,7 +69,9 @@ def test_synthetic_damage_on_kodak_photos_reaches_the_stated_precision_and_recal
     for i, path in enumerate(sorted(KODAK.glob("*.png"))[:4]):
         damaged = add_damage(load_photo(path), i)
         mask = detect_damage(damaged.image).mask()
-        hit, marked, truth_pixels = hit + (mask & damaged.mask).sum(), marked + mask.sum(), truth_pixels + damaged.mask.sum()
+        hit += (mask & damaged.mask).sum()
+        marked += mask.sum()
+        truth_pixels += damaged.mask.sum()
     assert hit / marked >= 0.4 and hit / truth_pixels >= 0.65, (hit / marked, hit / truth_pixels)
 
 

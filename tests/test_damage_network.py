@@ -36,8 +36,9 @@ def training_checkpoint(path: Path, net: ScratchUNet, counters: bool = True) -> 
     """As the official FT_Epoch_latest.pt: the network under model_state, beside training state."""
     state = {k: v for k, v in net.state_dict().items() if counters or not k.endswith("num_batches_tracked")}
     adam = {i: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(3)} for i in range(2)}
-    torch.save({"model_state": state, "optimizer_state": {"state": adam, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
-                "epoch_id": 40, "scheduler_state": {"last_epoch": 40}}, path)
+    optimizer = {"state": adam, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}
+    torch.save({"model_state": state, "optimizer_state": optimizer, "epoch_id": 40,
+                "scheduler_state": {"last_epoch": 40}}, path)
     return path
 
 

@@ -4,7 +4,7 @@ Finds scratches, cracks, dust, tears and missing corners and writes the proposed
 fill, an 8-bit PNG or TIFF the app and ``restore --mask`` read). PHOTO may be a folder: OUTPUT is
 then a folder of masks named like the photos (``x.jpg`` -> ``x.png``), which ``restore --mask``
 takes in folder mode. Exit codes: 0 done, 1 some photos of a folder failed, 2 unusable input,
-130 cancelled.
+130 cancelled (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.cli.common import (check_writable_file, check_writable_folder, fraction, refuse_overwriting,
                                refuse_same_destination, writing)
-from engine.cli.console import EventRenderer, cancel_on_ctrl_c
+from engine.cli.console import EventRenderer, StopRequest, cancel_on_ctrl_c, exit_code_of, stopped_by
 from engine.errors import Cancelled, EngineError, InputError
 
 MASK_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise InputError(f"input not found: {source}")
     renderer = EventRenderer(show_progress=not args.no_progress, what=("detecting", "tile"))
-    cancel = threading.Event()
+    cancel = StopRequest()
     try:
         with cancel_on_ctrl_c(cancel, renderer.say):
             if source.is_dir():
@@ -103,10 +103,12 @@ def run(args: argparse.Namespace) -> int:
             check_writable_file(target, "the mask")
             _check_detector(args.detector)
             detect_file(args, source, target, renderer, cancel)
-    except (Cancelled, KeyboardInterrupt):
+    except (Cancelled, KeyboardInterrupt) as stop:
         renderer.close()
-        renderer.say("cancelled; no mask was written")
-        return 130
+        code = exit_code_of(stop, cancel)
+        kept = "the masks written before are kept" if source.is_dir() else "no mask was written"
+        renderer.say(f"{stopped_by(code)}: {kept}")
+        return code
     return 0
 
 
@@ -119,7 +121,8 @@ def _run_folder(args: argparse.Namespace, folder: Path, out_dir: Path, renderer:
     if not photos:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     targets = {p: out_dir / (p.stem + ".png") for p in photos}
-    refuse_overwriting({f"the photo {p.name}": p for p in photos}, {f"the mask of {p.name}": t for p, t in targets.items()})
+    refuse_overwriting({f"the photo {p.name}": p for p in photos},
+                       {f"the mask of {p.name}": t for p, t in targets.items()})
     seen: dict[Path, Path] = {}
     for photo, target in targets.items():
         refuse_same_destination({f"the mask of {seen[target].name}": target} if target in seen else {},

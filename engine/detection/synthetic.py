@@ -3,8 +3,8 @@
 :func:`add_damage` draws, from a seed, what old prints suffer on a clean photo:
 
 - **scratches**: thin curved strokes (smooth random curves) of varying width (about 0.1–0.8 % of
-  the shorter side, at least one pixel), light (neutral or the cream of old paper) or dark, whose strength fades in and out along
-  their length, with soft (anti-aliased) edges;
+  the shorter side, at least one pixel), light (neutral or the cream of old paper) or dark, whose
+  strength fades in and out along their length, with soft (anti-aliased) edges;
 - **cracks**: a network of jagged, branching light lines, as where the emulsion of a print cracked
   and the paper shows;
 - **dust specks**: small irregular blobs, light or dark;

@@ -46,7 +46,8 @@ def _regions(view: np.ndarray) -> list[tuple[np.ndarray, float, float]]:
                 continue
             corner = bool(region[0, 0] or region[0, -1] or region[-1, 0] or region[-1, -1])
             grown = region.astype(np.uint8)
-            ring = (cv2.dilate(grown, np.ones((9, 9), np.uint8)) > 0) & ~(cv2.dilate(grown, np.ones((3, 3), np.uint8)) > 0)
+            near = cv2.dilate(grown, np.ones((3, 3), np.uint8)) > 0
+            ring = (cv2.dilate(grown, np.ones((9, 9), np.uint8)) > 0) & ~near
             inside = float(g[region].mean())
             contrast = abs(inside - float(g[ring].mean())) if ring.any() else 0.0
             spread = float(g[region].std())

@@ -98,6 +98,7 @@ def format_summary(summaries: Sequence[Summary], sensitivity: float, note: Optio
              "|" + "---|" * (6 + len(KINDS) + 1)]
     for s in summaries:
         kinds = " | ".join("–" if s.recall_by_kind[k] is None else f"{s.recall_by_kind[k]:.2f}" for k in KINDS)
+        clean = f"{100 * s.clean_marked_mean:.2f} % / {100 * s.clean_marked_max:.2f} %"
         lines.append(f"| {s.detector} | {s.images} | {s.precision:.2f} | {s.recall:.2f} | {s.iou:.2f} | {kinds} | "
-                     f"{100 * s.clean_marked_mean:.2f} % / {100 * s.clean_marked_max:.2f} % | {s.seconds_per_photo:.2f} |")
+                     f"{clean} | {s.seconds_per_photo:.2f} |")
     return "\n".join(lines)

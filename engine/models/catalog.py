@@ -173,7 +173,8 @@ def _entry_from_json(raw: Any, where: str) -> ModelEntry:
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise CatalogError(f"{where}: {mid}: size_bytes must be a positive whole number")
     member = raw.get("archive_member")
-    if member is not None and (not isinstance(member, str) or not member or member.startswith("/") or ".." in member.split("/")):
+    inside = isinstance(member, str) and member and not member.startswith("/") and ".." not in member.split("/")
+    if member is not None and not inside:
         raise CatalogError(f"{where}: {mid}: archive_member must be a path inside the archive, got {member!r}")
     for key in ("urls", "manual_sources", "companions"):
         if not isinstance(raw.get(key, []), list):

@@ -185,8 +185,8 @@ class DamageCommands:
             return
         if self.proposal_is_live():
             self.damage_panel.set_status(
-                f"Marked {self._marked_share():.1%} of the photo ({self.proposal.scores.summary}). Move Sensitivity to mark "
-                "more or less; correct it with the brush and eraser; Undo takes it back.")
+                f"Marked {self._marked_share():.1%} of the photo ({self.proposal.scores.summary}). Move "
+                "Sensitivity to mark more or less; correct it with the brush and eraser; Undo takes it back.")
         else:
             self.damage_panel.set_status("The proposal is part of your mask now: Sensitivity no longer changes "
                                          "it. Detect again to start over.")
