@@ -26,7 +26,7 @@ from engine.errors import EngineError, InputError
 from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
-from engine.request import RestoreRequest
+from engine.request import MASK_AUTO, RestoreRequest
 from engine.samplers import Schedule, make_schedule
 from engine.tiling.hir import HirPlan, choose_factor, run_hir
 from engine.tiling.memory import plan_batch_size
@@ -60,11 +60,42 @@ def _load_inputs(request: RestoreRequest, cleanup_scale: int = 0) -> tuple[np.nd
     rgb, note = loaded.rgb, frames_note(loaded.frames)
     del loaded
     mask = None
-    if request.tasks.inpaint:
+    if request.tasks.inpaint and not _auto_mask(request):
         mask = load_mask(request.mask, rgb.shape[:2])
         if not mask.any():
             raise InputError("the mask is empty: paint the areas to fill (white = fill)")
     return rgb, mask, note
+
+
+def _auto_mask(request: RestoreRequest) -> bool:
+    return isinstance(request.mask, str) and request.mask == MASK_AUTO
+
+
+def _detected_damage(rgb: np.ndarray, request: RestoreRequest, cancel: Optional[threading.Event]):
+    """The fill mask of ``mask="auto"``: the damage the default detector finds at its default
+    sensitivity (``(fill, request)``; with nothing found, the request without the fill task, or
+    InputError when filling was all there was to do). Only its stage and log events are passed on."""
+    from engine.detection import DEFAULT_DETECTOR, DEFAULT_SENSITIVITY, detect
+
+    events = detect(rgb, DEFAULT_DETECTOR, cancel=cancel, device=request.device)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            scores = stop.value
+            break
+        if isinstance(event, (StageEvent, LogEvent)):
+            yield event
+    fill = scores.mask(DEFAULT_SENSITIVITY)
+    del scores
+    if fill.any():
+        yield LogEvent("info", f"damage found on {fill.mean():.2%} of the photo: it will be filled")
+        return fill, request
+    tasks = dataclasses.replace(request.tasks, inpaint=False)
+    if not tasks.any() and not request.cleanup:
+        raise InputError("no damage was found in the photo, so there is nothing to fill: paint a mask instead")
+    yield LogEvent("info", "no damage was found, so nothing is filled")
+    return None, request.replace(tasks=tasks, mask=None)
 
 
 #: A photo whose channels differ by at most this (in [0, 1]) at every pixel is black and white:
@@ -138,6 +169,8 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     rgb, fill, frames_note = _load_inputs(request, pre.memory_scale if pre else 0)
     if frames_note:  # an animated GIF, a multi-page TIFF
         yield LogEvent("warning", frames_note)
+    if request.tasks.inpaint and _auto_mask(request):  # the damage of the photo as it is, before any clean-up
+        fill, request = yield from _detected_damage(rgb, request, cancel)
     fingerprint_fields = {}
     if pre is not None:  # from here on, `request` is stage 2's: the cleaned photo, softened, is its photo
         fingerprint_fields = pre.fingerprint_fields()

@@ -26,6 +26,9 @@ ImageSource = Union[str, np.ndarray]
 #: The classifier that guides class-conditional models unless a request names another.
 DEFAULT_CLASSIFIER = "adm-256-classifier"
 
+#: ``RestoreRequest.mask`` that asks for the damage the default detector finds (engine.detection)
+MASK_AUTO = "auto"
+
 #: Fidelity of a two-stage run (engine/cleanup/fidelity.py): between the cleaned photo and realness.
 DEFAULT_FIDELITY = 0.5
 
@@ -103,7 +106,7 @@ class Tasks:
 class RestoreRequest:
     image: ImageSource
     tasks: Tasks = field(default_factory=Tasks)
-    mask: Optional[ImageSource] = None
+    mask: Optional[ImageSource] = None  # white = fill; MASK_AUTO: the damage the detector finds
     model: str = "adm-256-uncond"  # catalog id, a checkpoint path, or "test-tiny"
     class_label: Optional[int] = None  # ImageNet class for the class-conditional ADM
     guidance_scale: float = 0.0  # classifier guidance scale (0 = off)

@@ -23,7 +23,8 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Alt+drag", "Erase with the brush tool"), ("Space+drag, middle drag", "Pan"),
     ("Wheel", "Zoom around the cursor"), ("+ / -", "Zoom in / out"),
     ("Ctrl+0 / Ctrl+1", "Fit to window / 100 %"), ("Ctrl+Z", "Undo"), ("Ctrl+Shift+Z, Ctrl+Y", "Redo"),
-    ("Ctrl+I", "Invert mask"), ("Ctrl+Delete", "Clear mask"), ("M", "Show/hide the mask"),
+    ("Ctrl+D", "Detect damage (a proposed mask)"), ("Ctrl+I", "Invert mask"), ("Ctrl+Delete", "Clear mask"),
+    ("M", "Show/hide the mask"),
     ("C", "Before/after split"), ("\\ (hold)", "Show the original / the photo before the run"),
     ("Ctrl+Return", "Apply the result"), ("F1", "This list"),
 ]

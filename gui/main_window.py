@@ -26,6 +26,7 @@ from gui.files.jobs import SAVE, FileJobs
 from gui.files.window_files import FileCommands
 from gui.models.window_models import ModelCommands
 from gui.dialogs import ShortcutsDialog, show_about, show_error
+from gui.document.damage import DamageCommands
 from gui.document.document import Document
 from gui.panels.log_panel import LogPanel
 from gui.run.controller import RunController
@@ -38,7 +39,7 @@ from gui.run.worker import RestoreFunction
 GROW_STEP = 4  # pixels per Grow / Shrink
 
 
-class MainWindow(FileCommands, ModelCommands, QMainWindow):
+class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
     probed = Signal(object, object)  # installed_choices(), (spec, description) devices: from a probe thread
 
     def __init__(self, settings: Optional[AppSettings] = None, restore: Optional[RestoreFunction] = None,
@@ -64,6 +65,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.setCentralWidget(self.canvas)
         self.setAcceptDrops(True)
         self._build_docks()
+        self.build_damage_dock()
         self._build_actions()
         self._build_toolbar()
         self._build_menus()
@@ -124,6 +126,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
                                 "Ctrl+Delete", "mask-clear")
         self.act_invert_mask = a("Invert mask", lambda: self.mask_op(mask_tools.invert_mask, "Invert mask"),
                                  "Ctrl+I", "mask-invert")
+        self.act_detect = a("&Detect damage", self.detect_damage, "Ctrl+D", "detect")
         self.act_grow = a(f"Grow mask ({GROW_STEP} px)", lambda: self.mask_op(
             lambda m: mask_tools.grow_mask(m, GROW_STEP), "Grow mask"), "Ctrl+Shift+G")
         self.act_shrink = a(f"Shrink mask ({GROW_STEP} px)", lambda: self.mask_op(
@@ -162,7 +165,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.hardness_slider = self._slider(bar, "Hardness", 0, 100, "Soft (0) to hard (100) brush edge")
         self.opacity_slider = self._slider(bar, "Mask", 0, 100, "Mask overlay opacity")
         bar.addSeparator()
-        for act in (self.act_clear_mask, self.act_invert_mask, None, self.act_fit, self.act_compare):
+        for act in (self.act_detect, self.act_clear_mask, self.act_invert_mask, None, self.act_fit, self.act_compare):
             bar.addSeparator() if act is None else bar.addAction(act)
         self.addToolBar(Qt.TopToolBarArea, bar)
         self.toolbar = bar
@@ -203,7 +206,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         m.addActions([self.act_show_mask, self.act_compare, self.act_dark])
         m.addActions([self.panel_dock.toggleViewAction(), self.log_dock.toggleViewAction()])
         m = mb.addMenu("&Tools")
-        m.addActions([self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_larger])
+        m.addActions([self.act_detect, self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_larger])
         m = mb.addMenu("&Run")
         m.addActions([self.act_restore, self.act_cancel, self.act_apply, self.act_discard])
         m.addSeparator()

@@ -76,7 +76,7 @@ def test_good_arguments_reach_the_benchmark(measured):
     assert (run["batch"], run["window"], run["steps"], run["travel"], run["unet_iters"]) == (3, 64, 2, (2, 1), 2)
 
 
-@pytest.mark.parametrize("command", ["restore", "models", "train", "evaluate", "bench"])
+@pytest.mark.parametrize("command", ["restore", "models", "detect", "train", "evaluate", "bench"])
 def test_help_texts_are_plain_text(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -90,7 +90,7 @@ def _help(capsys, *command: str) -> str:
     return " ".join(capsys.readouterr().out.split())  # one line: argparse wraps where it likes
 
 
-ALL_COMMANDS = [("restore",), ("train",), ("evaluate",), ("bench",), *[("models", action) for action in (
+ALL_COMMANDS = [("restore",), ("detect",), ("train",), ("evaluate",), ("bench",), *[("models", action) for action in (
     "list", "download", "verify", "repair", "import", "remove", "path")]]
 
 

@@ -15,7 +15,7 @@ from engine.cli.common import DefaultsHelpFormatter, name_commands
 from engine.cli.console import exit_code_of, sigterm_as_interrupt
 from engine.errors import EngineError
 
-SUBCOMMANDS = ("restore", "models", "train", "evaluate", "bench")
+SUBCOMMANDS = ("restore", "models", "detect", "train", "evaluate", "bench")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,9 +19,10 @@ from engine.request import RestoreRequest
 class EventRenderer:
     """Shows pipeline events on stderr: a tqdm bar over denoiser calls, stages, log lines."""
 
-    def __init__(self, show_progress: bool = True, stream: Any = None) -> None:
+    def __init__(self, show_progress: bool = True, stream: Any = None, what: tuple[str, str] = ("denoising", "call")) -> None:
         self.stream = stream or sys.stderr
         self.show_progress = show_progress
+        self.what = what  # the bar's label and unit
         self.bar: Any = None
 
     def say(self, line: str) -> None:
@@ -60,7 +61,7 @@ class EventRenderer:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=event.total, unit="call", desc="denoising", file=self.stream,
+            self.bar = tqdm(total=event.total, unit=self.what[1], desc=self.what[0], file=self.stream,
                             dynamic_ncols=True, leave=False)
         if self.bar.total != event.total:
             self.bar.total = event.total

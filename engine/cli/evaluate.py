@@ -23,9 +23,13 @@ def register(subparsers) -> None:
         "The degraded input's least-squares image A†y and, for SR, bicubic upscaling are the baselines.",
     )
     p.add_argument("--data", required=True, help="folder of clean photos (files with 'mask' in the name are skipped)")
-    p.add_argument("--task", nargs="+", required=True, choices=TASKS + ("real",), metavar="TASK",
-                   help=f"one or more of: {', '.join(TASKS)}; or real: realistic damage (blur, downscale, noise, "
-                   "JPEG; seeded) restored in two stages (needs --cleanup; see engine/evaluation/real.py)")
+    p.add_argument("--task", nargs="+", choices=TASKS + ("real",), metavar="TASK",
+                   help=f"one or more of: {', '.join(TASKS)} (or --detector); or real: realistic damage (blur, "
+                   "downscale, noise, JPEG; seeded) restored in two stages (needs --cleanup; engine/evaluation/real.py)")
+    p.add_argument("--detector", action="append", metavar="builtin|ID|PATH",
+                   help="measure damage detection instead (repeatable): precision, recall and IoU on seeded synthetic "
+                   "damage, and what is marked on the clean photos (engine/evaluation/damage.py)")
+    p.add_argument("--sensitivity", type=fraction, help="the detectors' sensitivity (default: theirs)")
     p.add_argument("--model", default="adm-256-uncond",
                    help="catalog id, checkpoint path, test-tiny (random weights) or oracle (true noise; checks the algebra)")
     p.add_argument("--limit", type=whole(1), help="use only the first N photos")
@@ -51,9 +55,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if "real" in args.task:
-        return run_real(args)
     from engine.evaluation.evaluate import EvalConfig, evaluate, format_table, write_report
+
+    if args.detector:
+        return run_detection(args)
+    if args.task and "real" in args.task:
+        return run_real(args)
+    if not args.task:
+        raise InputError("give --task (restoration) or --detector (damage detection)")
 
     config = EvalConfig(
         data=args.data, tasks=tuple(dict.fromkeys(args.task)), model=args.model, limit=args.limit, noise=args.noise,
@@ -138,3 +147,36 @@ def run_real(args: argparse.Namespace) -> int:
         with writing(report_path, kept="; the results are printed above"):
             print(f"report: {write_real_report(report_path, config, results, complete=not interrupted)}")
     return 130 if interrupted else 0
+
+
+def run_detection(args: argparse.Namespace) -> int:
+    """``evaluate --detector D [--detector D2] --data DIR``: the damage detectors' quality table."""
+    import json
+
+    from engine.detection import DEFAULT_SENSITIVITY
+    from engine.evaluation.damage import evaluate_detection, format_summary, summarize
+    from engine.training.data import find_images
+
+    photos = find_images(args.data, what="evaluation data folder")[: args.limit]
+    sensitivity = DEFAULT_SENSITIVITY if args.sensitivity is None else args.sensitivity
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        if report_path.suffix.lower() != ".json":
+            raise InputError("--report of a detection evaluation must end in .json")
+        check_writable_file(report_path, "the report")
+        refuse_overwriting({f"the evaluated photo {p.name}": p for p in photos}, {"the report": report_path})
+    results = []
+    for r in evaluate_detection(photos, args.detector, sensitivity=sensitivity, seed=args.mask_seed, device=args.device):
+        results.append(r)
+        print(f"{r.image} {r.detector}: {r.true_positive} found, {r.false_positive} false, {r.false_negative} missed; "
+              f"{100 * r.clean_marked:.2f} % of the clean photo marked, {r.seconds:.2f} s", file=sys.stderr)
+    summaries = summarize(results)
+    print(format_summary(summaries, sensitivity, note=f"Synthetic damage seeds {args.mask_seed}..."
+                                                     f"{args.mask_seed + len(photos) - 1}, {len(photos)} photos."))
+    if report_path is not None:
+        from dataclasses import asdict
+
+        with writing(report_path):
+            report_path.write_text(json.dumps({"sensitivity": sensitivity, "summaries": [asdict(s) for s in summaries],
+                                               "photos": [asdict(r) for r in results]}, indent=1))
+    return 0

@@ -28,7 +28,7 @@ from engine.cli.two_stages import check_cleanup_options, cleanup_inputs, describ
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
 from engine.report import peak_rss_mb, write_report
-from engine.request import Quirks, RestoreRequest, Tasks, quirk_docs
+from engine.request import MASK_AUTO, Quirks, RestoreRequest, Tasks, quirk_docs
 
 STATE_SUFFIX = ".restorer-state"
 QUIRK_NAMES = tuple(f.name for f in dataclasses.fields(Quirks))
@@ -81,7 +81,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("input", metavar="INPUT", help="a photo, or a folder of photos")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file (a folder in folder mode)")
     task = p.add_argument_group("what to do (at least one)")
-    task.add_argument("--mask", metavar="MASK", help="white = fill (a folder of same-named masks in folder mode)")
+    task.add_argument("--mask", metavar="MASK|auto", help="white = fill (a folder of same-named masks in folder "
+                      "mode); auto: fill the damage the built-in detector finds (see `detect`)")
     task.add_argument("--inpaint", action="store_true", help="fill the masked areas (implied by --mask)")
     task.add_argument("--colorize", action="store_true", help="colour a black-and-white photo")
     task.add_argument("--sr", type=whole(1), metavar="N", help="upscale N times")
@@ -234,9 +235,9 @@ def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path
     state_dir = state_dir_for(target)
     if args.resume:  # asked for: refused now if it cannot be kept (a failure mid-run only warns)
         check_writable_folder(state_dir, "the saved progress")
-    # the pipeline reads the photo and the mask itself: one copy of the pixels during the run
-    request = build_request(args, str(source), None if mask_path is None else str(mask_path),
-                            resume_dir=str(state_dir))
+    # the pipeline reads the photo and the mask itself (or finds the damage): one copy of the pixels
+    mask = MASK_AUTO if args.mask == MASK_AUTO else None if mask_path is None else str(mask_path)
+    request = build_request(args, str(source), mask, resume_dir=str(state_dir))
     # refused here, before the model loads, when the run would not fit in memory
     loaded = load_image(source, bytes_per_pixel=restore_bytes_per_input_pixel(request.tasks))
     if mask_path is not None:
@@ -292,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
-        target, mask_path = Path(args.output), Path(args.mask) if args.mask else None
+        target, mask_path = Path(args.output), Path(args.mask) if args.mask not in (None, MASK_AUTO) else None
         refuse_overwriting({"the input photo": source, "the mask": mask_path, **model_inputs(args.model),
                             **cleanup_inputs(args.cleanup)},
                            {"OUTPUT": target, "the report": report_path})
@@ -352,7 +353,7 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
                 cancel: threading.Event) -> int:
     out_dir = Path(args.output)
     check_writable_folder(out_dir, "OUTPUT")
-    mask_dir = Path(args.mask) if args.mask else None
+    mask_dir = Path(args.mask) if args.mask not in (None, MASK_AUTO) else None
     refuse_overwriting({"the input folder": folder, "the mask folder": mask_dir}, {"OUTPUT": out_dir})
     if mask_dir is not None and not mask_dir.is_dir():
         raise InputError(f"in folder mode --mask must be a folder of masks: {mask_dir}")

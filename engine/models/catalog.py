@@ -32,6 +32,7 @@ HASH_POLICIES = ("pinned", "record-on-first-download")
 REGISTRY_NAME = "registry.json"
 PART_SUFFIX = ".part"
 MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+ARCHIVE_SUFFIX = ".archive"  # <file>.archive(.part): the archive a model is taken out of, while downloading
 
 _overrides: dict[str, Optional[Path]] = {"models_dir": None, "catalog": None}
 
@@ -52,6 +53,7 @@ class ModelEntry:
     size_bytes: Optional[int] = None
     size_exact: bool = False
     urls: tuple[str, ...] = ()
+    archive_member: Optional[str] = None  # the urls give a zip archive; the model is this member of it
     manual_sources: tuple[str, ...] = ()
     sha256: Optional[str] = None
     hash_policy: str = "record-on-first-download"
@@ -62,6 +64,14 @@ class ModelEntry:
     recommended: bool = False
     custom: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def download_name(self) -> str:
+        """The name of what the urls give: the archive's for a model taken out of one (a mirror
+        holds that file)."""
+        if self.archive_member and self.urls:
+            return self.urls[0].rstrip("/").rsplit("/", 1)[-1] or self.file_name
+        return self.file_name
 
     @property
     def role(self) -> str:
@@ -162,6 +172,10 @@ def _entry_from_json(raw: Any, where: str) -> ModelEntry:
     size = raw.get("size_bytes")
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise CatalogError(f"{where}: {mid}: size_bytes must be a positive whole number")
+    member = raw.get("archive_member")
+    inside = isinstance(member, str) and member and not member.startswith("/") and ".." not in member.split("/")
+    if member is not None and not inside:
+        raise CatalogError(f"{where}: {mid}: archive_member must be a path inside the archive, got {member!r}")
     for key in ("urls", "manual_sources", "companions"):
         if not isinstance(raw.get(key, []), list):
             raise CatalogError(f"{where}: {mid}: {key} must be a list")
@@ -175,6 +189,7 @@ def _entry_from_json(raw: Any, where: str) -> ModelEntry:
         size_bytes=size,
         size_exact=bool(raw.get("size_exact", False)),
         urls=tuple(raw.get("urls", [])),
+        archive_member=member,
         manual_sources=tuple(raw.get("manual_sources", [])),
         sha256=sha.lower() if sha else None,
         hash_policy=policy,
@@ -309,12 +324,19 @@ def state_of(entry: ModelEntry, directory: Path, registry: Optional[dict[str, An
         if expected is not None and actual != expected:
             return ModelState(entry, CORRUPT, path, f"size is {actual} bytes, expected {expected}")
         return ModelState(entry, INSTALLED, path)
-    part = path.with_name(path.name + PART_SUFFIX)
-    if part.is_file():
+    part = next((p for p in download_leftovers(path) if p.is_file()), None)
+    if part is not None:
         return ModelState(entry, PARTIAL, path, f"{part.stat().st_size} bytes downloaded so far")
     if path.is_symlink():
         return ModelState(entry, CORRUPT, path, "the link points to a file that no longer exists")
     return ModelState(entry, MISSING, path)
+
+
+def download_leftovers(path: Path) -> tuple[Path, ...]:
+    """What an unfinished download of the model file ``path`` leaves: its ``.part``, and for a model
+    taken out of an archive the archive (complete, or its own ``.part``)."""
+    archive = path.with_name(path.name + ARCHIVE_SUFFIX)
+    return path.with_name(path.name + PART_SUFFIX), archive.with_name(archive.name + PART_SUFFIX), archive
 
 
 def list_models(models_dir_override: Union[str, Path, None] = None) -> list[ModelState]:

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import download as dl
+from engine.models.archive import download_member
 from engine.models import sidecar_image_size
 from engine.models.checkpoint import sidecar_path
 from engine.models.folder_lock import store_lock
@@ -87,15 +88,17 @@ def download_model(model_id: str, *, models_dir: PathLike = None, mirror: Option
     entry = cat.get_entry(model_id, directory)
     if entry.custom:
         raise EngineError(f"{model_id!r} was imported by you; there is nothing to download — import the file again")
-    urls = dl.candidate_urls(entry.urls, entry.file_name, mirror)
+    urls = dl.candidate_urls(entry.urls, entry.download_name, mirror)
     if not urls:
         where = "; ".join(entry.manual_sources) or "its authors' page"
         raise dl.DownloadError(f"{entry.display_name} has no direct download address: get {entry.file_name} "
                                f"from {where}, then import it (or set a mirror that has it)")
     expected = reference_hash(entry, cat.read_registry(directory))
-    result = dl.download_file(urls, directory / entry.file_name, expected_sha256=expected,
-                              expected_size=entry.size_bytes, progress=progress, cancel=cancel,
-                              **download_options)
+    if entry.archive_member:  # the file is published inside an archive (engine/models/archive.py)
+        download_options["member"] = entry.archive_member
+    fetch = download_member if entry.archive_member else dl.download_file
+    result = fetch(urls, directory / entry.file_name, expected_sha256=expected, expected_size=entry.size_bytes,
+                   progress=progress, cancel=cancel, **download_options)
     _record_hash(directory, entry.file_name, result.sha256, result.size, f"download {result.url}")
     return result.path
 
@@ -306,14 +309,14 @@ def verify_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: Path
     entries = cat.all_entries(directory)
     ids = list(model_ids) if model_ids else [
         e.id for e in entries.values()
-        if (directory / e.file_name).exists() or (directory / (e.file_name + cat.PART_SUFFIX)).exists()
+        if any(p.exists() for p in (directory / e.file_name, *cat.download_leftovers(directory / e.file_name)))
     ]
     results = []
     for mid in ids:
         entry = cat.get_entry(mid, directory)
         path = directory / entry.file_name
         if not path.is_file():
-            partial = path.with_name(path.name + cat.PART_SUFFIX).is_file()
+            partial = any(p.is_file() for p in cat.download_leftovers(path))
             results.append(VerifyResult(mid, "partial" if partial else "missing",
                                         "download not finished" if partial else "not installed"))
             continue
@@ -399,7 +402,7 @@ def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
     removed = []
     with store_lock(directory), _os_errors(f"cannot remove {model_id} from {directory}"):  # not during an import
         entry = cat.get_entry(model_id, directory)
-        for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX),
+        for path in (directory / entry.file_name, *cat.download_leftovers(directory / entry.file_name),
                      _metadata_of(directory / entry.file_name)):
             if path is not None and (path.is_file() or path.is_symlink()):
                 path.unlink()
