@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from engine.cleanup import fidelity as fid
 from engine.cleanup.stage import STAGE, load_spandrel
-from engine.events import FinishedEvent, PlanEvent, ProgressEvent, WindowFinished
+from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, WindowFinished
 from engine.evaluation.real import RealEvalConfig, stage1_only
 from engine.pipeline import restore
 from engine.request import RestoreRequest, Tasks
@@ -228,3 +228,18 @@ def test_a_run_stopped_in_stage_2_reuses_the_finished_stage_1(tmp_path, small_ti
     other = request(photo, net_file, fidelity=0.75, resume_dir=str(state))  # another request starts over
     _, report, _ = run(other)
     assert report["cleanup"]["tiles_resumed"] == 0
+
+
+def test_an_automatic_mask_is_found_on_the_photo_before_the_clean_up(tmp_path):
+    from engine.request import MASK_AUTO
+
+    net_file = save(compact(1), tmp_path / "c.pth")
+    photo = smooth_photo(40, 56)
+    photo[18:20, 5:50] = 1.0  # a bright scratch
+    result, report, events = run(request(photo, net_file, fidelity=1.0, mask=MASK_AUTO, tasks=Tasks(inpaint=True)))
+    assert result.shape == photo.shape and report["cleanup"]["tiles"] >= 1
+    found = any(isinstance(e, LogEvent) and "damage found" in e.message for e in events)
+    assert report["soft_observation"]["stage2"] is found  # fidelity 1: stage 2 runs only to fill what was found
+    clean = smooth_photo(40, 56)  # no damage: nothing to fill, but the clean-up is still work to do
+    _, report, _ = run(request(clean, net_file, fidelity=1.0, mask=MASK_AUTO, tasks=Tasks(inpaint=True)))
+    assert report["soft_observation"]["stage2"] is False
