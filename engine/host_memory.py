@@ -41,14 +41,19 @@ RESTORE_BYTES_PER_PHOTO_PIXEL = 12
 RESTORE_BYTES_PER_OBSERVED_VALUE = 8
 #: Restoring, per input pixel when filling a mask: the mask as float32.
 RESTORE_BYTES_PER_MASK_PIXEL = 4
+#: Stage 1 (engine/cleanup), per pixel the clean-up network puts out: its float32 RGB blended
+#: canvas and the cleaned photo (not measured; float32 RGB twice).
+CLEANUP_BYTES_PER_NETWORK_PIXEL = 24
 
 
-def restore_bytes_per_input_pixel(tasks: "Tasks") -> float:
+def restore_bytes_per_input_pixel(tasks: "Tasks", cleanup_scale: int = 0) -> float:
     """Host bytes a restoration of ``tasks`` needs per input pixel: 58 to colorize, 78 to fill a
-    mask, 188 for ×2 super-resolution (measured: 45, 67 and 174)."""
+    mask, 188 for ×2 super-resolution (measured: 45, 67 and 174); with a clean-up network of
+    ``cleanup_scale`` (engine/cleanup), its blended canvas and the cleaned photo on top."""
     channels = 1 if tasks.colorize else 3
     return (tasks.sr ** 2 * RESTORE_BYTES_PER_OUTPUT_PIXEL + RESTORE_BYTES_PER_PHOTO_PIXEL
-            + channels * RESTORE_BYTES_PER_OBSERVED_VALUE + (RESTORE_BYTES_PER_MASK_PIXEL if tasks.inpaint else 0))
+            + channels * RESTORE_BYTES_PER_OBSERVED_VALUE + (RESTORE_BYTES_PER_MASK_PIXEL if tasks.inpaint else 0)
+            + cleanup_scale ** 2 * CLEANUP_BYTES_PER_NETWORK_PIXEL)
 
 
 def available_bytes(root: Path = Path("/")) -> Optional[int]:

@@ -42,17 +42,20 @@ from engine.tiling.window_plan import (
     plan_windows,
 )
 
+from engine.cleanup.stage import CleanupStage
+
 # Module-level names so tests can substitute a fast fake model.
 from engine.models import load_denoiser, load_guidance  # noqa: E402
 
 RANDOM_MODEL_WARNING = "{model} has random weights: its output is NOT a restoration"
+_NO_STAGE2 = object()  # stands for the denoiser when the clean-up result is the whole answer
 
 
-def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+def _load_inputs(request: RestoreRequest, cleanup_scale: int = 0) -> tuple[np.ndarray, Optional[np.ndarray], str]:
     """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None, a note on the file's other frames)."""
     from engine.image_io import frames_note, load_image, load_mask
 
-    need = restore_bytes_per_input_pixel(request.tasks)  # refused before decoding when it cannot fit
+    need = restore_bytes_per_input_pixel(request.tasks, cleanup_scale)  # refused before decoding when it cannot fit
     loaded = load_image(request.image, bytes_per_pixel=need)
     rgb, note = loaded.rgb, frames_note(loaded.frames)
     del loaded
@@ -89,7 +92,7 @@ def _detected_damage(rgb: np.ndarray, request: RestoreRequest, cancel: Optional[
         yield LogEvent("info", f"damage found on {fill.mean():.2%} of the photo: it will be filled")
         return fill, request
     tasks = dataclasses.replace(request.tasks, inpaint=False)
-    if not tasks.any():
+    if not tasks.any() and not request.cleanup:
         raise InputError("no damage was found in the photo, so there is nothing to fill: paint a mask instead")
     yield LogEvent("info", "no damage was found, so nothing is filled")
     return None, request.replace(tasks=tasks, mask=None)
@@ -156,26 +159,33 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     (padded) canvas of the stage.
     """
     started = time.perf_counter()
-    tasks = request.tasks
-    if not tasks.any():
+    if not request.tasks.any() and not request.cleanup:
         raise InputError("nothing to do: tick at least one task")
-    yield StageEvent("loading image", 0, 3)
-    rgb, fill, frames_note = _load_inputs(request)
+    n_stages = 4 if request.cleanup else 3
+    yield StageEvent("loading image", 0, n_stages)
+    device = pick_device(request.device)
+    request = request.replace(precision=pick_precision(request.precision, device))
+    pre = CleanupStage.load(request, device) if request.cleanup else None  # two stages: engine/cleanup/stage.py
+    rgb, fill, frames_note = _load_inputs(request, pre.memory_scale if pre else 0)
     if frames_note:  # an animated GIF, a multi-page TIFF
         yield LogEvent("warning", frames_note)
-    if tasks.inpaint and _auto_mask(request):
+    if request.tasks.inpaint and _auto_mask(request):  # the damage of the photo as it is, before any clean-up
         fill, request = yield from _detected_damage(rgb, request, cancel)
-        tasks = request.tasks
-    h_in, w_in = rgb.shape[:2]
+    fingerprint_fields = {}
+    if pre is not None:  # from here on, `request` is stage 2's: the cleaned photo, softened, is its photo
+        fingerprint_fields = pre.fingerprint_fields()
+        request = pre.plan(request, rgb.shape[:2], device)
+    tasks = request.tasks
+    h_in, w_in = pre.stage2_photo_size if pre else rgb.shape[:2]
     s = tasks.sr
     H, W = h_in * s, w_in * s
 
-    yield StageEvent("loading model", 1, 3)
-    device = pick_device(request.device)
-    request = request.replace(precision=pick_precision(request.precision, device))
+    yield StageEvent("loading model", 1, n_stages)
     slow = precision_warning(request.precision, device)
     if slow:
         yield LogEvent("warning", slow)
+    if pre is not None and not pre.needs_stage2:
+        denoiser = _NO_STAGE2
     if denoiser is None:
         denoiser = load_denoiser(request.model, device=device, precision=request.precision,
                                  class_label=request.class_label, compile=request.compile)
@@ -200,7 +210,7 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
 
     resume = None
     if request.resume_dir:
-        fingerprint = request_fingerprint(request.to_dict(), rgb, fill)
+        fingerprint = request_fingerprint({**request.to_dict(), **fingerprint_fields}, rgb, fill)
         try:
             resume, warning = ResumeState.open(request.resume_dir, fingerprint)
         except OSError as exc:  # the state is only a convenience: the run goes on without it
@@ -212,9 +222,8 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if monochrome:
         yield LogEvent("info", "the photo is black and white, so the result stays black and white "
                                "(tick Colorize to add colour)")
-    base = _photo_problem(rgb, fill, tasks, device, request.quirks, monochrome)  # rgb becomes the photo in [-1, 1]
 
-    # geometry: HiR factor, alignment, plans, padding
+    # geometry (HiR factor, alignment, plans) and schedules: from the sizes alone
     factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
     align = math.lcm(s, factor)
     plan_high = plan_stage(H, W, request, align)
@@ -222,6 +231,26 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         yield LogEvent("info", f"windows are {plan_high.window_h} px, not {request.window}: a window is a multiple of "
                                f"{math.lcm(align, NETWORK_MULTIPLE)} px (the network's {NETWORK_MULTIPLE}"
                                + (f" and the scale {align})" if align > 1 else ")"))
+    schedule = schedule_for(request)
+    sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
+    settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
+    warm_start_t = request.hir_start if factor > 1 else (pre.soft.start_t if pre else None)
+    high_settings = settings if warm_start_t is None else dataclasses.replace(
+        settings, schedule=schedule_for(request, t_start=warm_start_t))
+    tiles = len(pre.plan_tiles()) if pre else 0  # stage 1's tiles, sized for the memory stage 2's network left
+    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + tiles)
+    if pre is not None:
+        yield StageEvent("cleaning up (stage 1)", 2, n_stages)
+        rgb, fill = yield from pre.run(rgb, fill, monochrome, progress, resume, cancel)
+        if not pre.needs_stage2:  # fidelity 1 and nothing else to do: the cleaned photo is the result
+            result = pre.result_without_stage2()
+            report = _report(request, None, result, pre.photo_size, pre.output_size, progress, [], 1, device, False,
+                             time.perf_counter() - started)
+            report.update(pre.report(result), consistency=0.0, monochrome=monochrome, denoiser_calls=0)
+            yield FinishedEvent(result, report)
+            return
+
+    base = _photo_problem(rgb, fill, tasks, device, request.quirks, monochrome)  # rgb becomes the photo in [-1, 1]
     problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
     base = problem_high.cropped(H, W)  # a view: the photo is held once, padded
     del rgb, fill
@@ -229,19 +258,14 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if factor > 1 and low_problem is None:
         yield LogEvent("info", "hierarchical restoration skipped: nothing to solve at the low scale")
         factor = 1
+        if warm_start_t is not None:  # HiR's warm start starts from phase 1, which is not run
+            progress.total -= (high_settings.schedule.num_calls - schedule.num_calls) * len(plan_high.boxes)
+            warm_start_t, high_settings = None, settings
     plan_low = None
     if low_problem is not None:
         plan_low = plan_stage(low_problem.height, low_problem.width, request, low_problem.scale)
         low_problem = low_problem.padded(plan_low.padded_height, plan_low.padded_width)
-
-    schedule = schedule_for(request)
-    sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
-    settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
-    warm_start_t = request.hir_start if plan_low is not None else None
-    high_settings = settings if warm_start_t is None else dataclasses.replace(
-        settings, schedule=schedule_for(request, t_start=warm_start_t))
-    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes)
-                        + (schedule.num_calls * len(plan_low.boxes) if plan_low else 0))
+        progress.total += schedule.num_calls * len(plan_low.boxes)
     cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)
 
     def make(problem: PhotoProblem, plan: WindowPlan, name: str, stage_id: int, scale: float,
@@ -251,15 +275,18 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         if resume is not None:
             stage.canvas, stage.finished = resume.load_stage(name, plan.padded_height, plan.padded_width, plan.boxes)
             progress.done += len(stage.finished) * stage_settings.schedule.num_calls
+            progress.baseline += len(stage.finished) * stage_settings.schedule.num_calls  # made by an earlier run
             stage.checkpoint = lambda st: resume.try_save(st.stage, st.canvas, st.finished, st.plan.boxes)
         return stage
 
     high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)
     low = make(low_problem, plan_low, "hir-low", 1, float(factor), settings) if plan_low is not None else None
-    progress.baseline = progress.done  # the calls of resumed windows were made by an earlier run
+    if pre is not None and warm_start_t is not None:  # the fast preset: start from the cleaned photo, noised
+        high.start = pre.warm_start(plan_high.padded_height, plan_high.padded_width, high_settings.schedule,
+                                    device, torch.float32)
     for warning in resume.warnings if resume is not None else ():  # saved windows that could not be read
         yield LogEvent("warning", warning)
-    yield StageEvent("restoring", 2, 3)
+    yield StageEvent("restoring (stage 2)" if pre else "restoring", n_stages - 1, n_stages)
     stages = [st for st in (low, high) if st is not None]
     resumed = sum(len(st.finished) for st in stages)
     if resumed:
@@ -278,6 +305,11 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         yield LogEvent("warning", f"compiling the network failed, so it ran uncompiled: {compile_failure}")
     report = _report(request, base, result, (h_in, w_in), (H, W), progress, [p for p in (plan_low, plan_high) if p],
                      factor, device, is_random, time.perf_counter() - started)
+    if pre is not None:  # the consistency above is with the soft observation y = A(x1); crop the padding
+        result = np.ascontiguousarray(result[: pre.output_size[0], : pre.output_size[1]])
+        report.update(pre.report(result), input_size=[pre.photo_size[1], pre.photo_size[0]],
+                      output_size=[pre.output_size[1], pre.output_size[0]],
+                      denoiser_calls=report["denoiser_calls"] - pre.tiles_computed)
     if compile_failure:
         report["compiled"] = False
     yield FinishedEvent(result, report)
@@ -299,7 +331,7 @@ def _report(request, base, result, input_hw, output_hw, progress, plans, factor,
     return {
         "input_size": [int(input_hw[1]), int(input_hw[0])],  # width, height
         "output_size": [int(output_hw[1]), int(output_hw[0])],
-        "consistency": _consistency(base, result),
+        "consistency": _consistency(base, result) if base is not None else None,
         "denoiser_calls": progress.done - progress.baseline,
         "seconds": round(seconds, 3),
         "device": describe_device(device),
@@ -310,7 +342,7 @@ def _report(request, base, result, input_hw, output_hw, progress, plans, factor,
         "batches": progress.batches,
         "levels": sum(p.num_levels for p in plans),
         "hir_factor": factor,
-        "monochrome": base.monochrome,
+        "monochrome": bool(getattr(base, "monochrome", False)),
         "model": request.model,
         "is_random_model": is_random,
     }

@@ -29,6 +29,9 @@ DEFAULT_CLASSIFIER = "adm-256-classifier"
 #: ``RestoreRequest.mask`` that asks for the damage the default detector finds (engine.detection)
 MASK_AUTO = "auto"
 
+#: Fidelity of a two-stage run (engine/cleanup/fidelity.py): between the cleaned photo and realness.
+DEFAULT_FIDELITY = 0.5
+
 #: The smallest window the networks take (they downsample 5 times).
 MIN_WINDOW = 32
 
@@ -125,6 +128,10 @@ class RestoreRequest:
     overlap: int = 128
     batch: Union[int, Literal["auto"]] = "auto"
     resume_dir: Optional[str] = None  # where interrupted-job state is kept (and resumed from)
+    # two stages (engine/cleanup): a restoration network cleans the photo, then the model above restores it
+    cleanup: Optional[str] = None  # stage-1 network: catalog/imported id or file (None: one stage)
+    fidelity: float = DEFAULT_FIDELITY  # 1 = the cleaned photo as is ... 0 = most realness (engine/cleanup/fidelity.py)
+    warm_start: bool = False  # fast: stage 2 starts from the cleaned photo, noised, with fewer steps
     quirks: Quirks = field(default_factory=Quirks)
 
     def __post_init__(self) -> None:
@@ -151,6 +158,23 @@ class RestoreRequest:
             raise InputError(f"the HiR warm start must be a timestep in 1..999, got {self.hir_start}")
         if not 0 <= self.overlap < self.window:
             raise InputError(f"overlap must be in [0, window), got {self.overlap} for window {self.window}")
+        self._check_cleanup(t)
+
+    def _check_cleanup(self, t: Tasks) -> None:
+        """With a clean-up network the photo's noise and blur are its work, and the fidelity sets σ_y."""
+        from engine.cleanup.fidelity import check_fidelity
+
+        object.__setattr__(self, "fidelity", check_fidelity(self.fidelity))
+        if not self.cleanup:
+            if self.warm_start:
+                raise InputError("the warm start begins from the cleaned photo: it needs a clean-up model")
+            return
+        if t.deblur:
+            raise InputError("the clean-up model removes blur itself: deblur with a known kernel is not combined "
+                             "with it (leave out one or the other)")
+        if t.noise > 0:
+            raise InputError("with a clean-up model the fidelity sets the noise level of stage 2: leave out the "
+                             "noise level")
 
     def replace(self, **changes: Any) -> "RestoreRequest":
         return dataclasses.replace(self, **changes)

@@ -49,8 +49,11 @@ class EventRenderer:
         elif isinstance(event, PlanEvent):
             levels = len(set(event.levels)) if event.levels else 0
             h, w = event.output_size
-            self.say(f"{event.stage}: {w}×{h}, {len(event.boxes)} window(s) in {levels} level(s) "
-                     "(the windows of a level run together)")
+            if event.stage == "cleanup":
+                self.say(f"stage 1 (clean-up network): {w}×{h}, {len(event.boxes)} tile(s)")
+            else:
+                self.say(f"{event.stage}: {w}×{h}, {len(event.boxes)} window(s) in {levels} level(s) "
+                         "(the windows of a level run together)")
 
     def _progress(self, event: ProgressEvent) -> None:
         if not self.show_progress:

@@ -9,6 +9,7 @@ from typing import Optional
 
 from engine.cli.common import (check_model, check_writable_file, fraction, model_inputs, refuse_overwriting, whole,
                                writing)
+from engine.cli.two_stages import cleanup_inputs
 from engine.errors import InputError
 from engine.evaluation.evaluate import TASKS
 
@@ -22,8 +23,9 @@ def register(subparsers) -> None:
         "The degraded input's least-squares image A†y and, for SR, bicubic upscaling are the baselines.",
     )
     p.add_argument("--data", required=True, help="folder of clean photos (files with 'mask' in the name are skipped)")
-    p.add_argument("--task", nargs="+", choices=TASKS, metavar="TASK",
-                   help=f"one or more of: {', '.join(TASKS)} (or --detector)")
+    p.add_argument("--task", nargs="+", choices=TASKS + ("real",), metavar="TASK",
+                   help=f"one or more of: {', '.join(TASKS)} (or --detector); or real: realistic damage (blur, "
+                   "downscale, noise, JPEG; seeded) restored in two stages (needs --cleanup; engine/evaluation/real.py)")
     p.add_argument("--detector", action="append", metavar="builtin|ID|PATH",
                    help="measure damage detection instead (repeatable): precision, recall and IoU on seeded synthetic "
                    "damage, and what is marked on the clean photos (engine/evaluation/damage.py)")
@@ -43,6 +45,12 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1234, help="seed of the sampler and of the added noise")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--report", help="write per-image results to report.json or report.csv")
+    real = p.add_argument_group("--task real (two stages: a clean-up network, then --model)")
+    real.add_argument("--cleanup", metavar="ID|PATH", help="the stage-1 clean-up network")
+    real.add_argument("--fidelity", type=fraction, nargs="+", default=[0.25, 0.5, 0.75], metavar="F",
+                      help="stage 1 + 2 is measured at each of these fidelities")
+    real.add_argument("--real-scale", type=whole(1, 8), default=2, metavar="S",
+                      help="the degradation downscales by S, the restoration upscales by S")
     p.set_defaults(func=run)
 
 
@@ -51,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.detector:
         return run_detection(args)
+    if args.task and "real" in args.task:
+        return run_real(args)
     if not args.task:
         raise InputError("give --task (restoration) or --detector (damage detection)")
 
@@ -97,6 +107,46 @@ def _inputs(args: argparse.Namespace) -> dict[str, Optional[Path]]:
     files = {"the mask": None if args.mask in ("boxes", "strokes") else Path(args.mask),
              "the blur kernel": Path(kernel.strip()) if kind.strip().lower() == "kernel" else None}
     return {**photos, **files, **(model_inputs(args.model) if args.model != "oracle" else {})}
+
+
+def run_real(args: argparse.Namespace) -> int:
+    """``--task real``: the degraded photo, stage 1 alone and stage 1 + 2 at each fidelity."""
+    from engine.evaluation.real import RealEvalConfig, evaluate_real, format_real_table, write_real_report
+
+    if args.task != ["real"]:
+        raise InputError("--task real runs on its own: evaluate the other tasks in another run")
+    if not args.cleanup:
+        raise InputError("--task real needs --cleanup MODEL (the stage-1 clean-up network)")
+    config = RealEvalConfig(data=args.data, cleanup=args.cleanup, model=args.model,
+                            fidelities=tuple(dict.fromkeys(args.fidelity)), scale=args.real_scale, limit=args.limit,
+                            size=args.size, steps=args.steps, eta=args.eta, seed=args.seed, device=args.device,
+                            window=args.window)
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        if report_path.suffix.lower() not in (".json", ".csv"):
+            raise InputError("--report must end in .json or .csv")
+        check_writable_file(report_path, "the report")
+        refuse_overwriting({**_inputs(args), **cleanup_inputs(args.cleanup)}, {"the report": report_path})
+    check_model(args.cleanup)
+    if args.model != "oracle":
+        check_model(args.model)
+    results = []
+    try:
+        for r in evaluate_real(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
+            results.append(r)
+            print(f"{r.image} {r.variant}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f}, {r.seconds:.1f} s", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(results)} result(s); the table and report cover only those", file=sys.stderr)
+        if not results:
+            return 130
+        interrupted = True
+    else:
+        interrupted = False
+    print(format_real_table(results))
+    if report_path is not None:
+        with writing(report_path, kept="; the results are printed above"):
+            print(f"report: {write_real_report(report_path, config, results, complete=not interrupted)}")
+    return 130 if interrupted else 0
 
 
 def run_detection(args: argparse.Namespace) -> int:

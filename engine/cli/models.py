@@ -222,6 +222,8 @@ def cmd_import(args) -> int:
         return 0
     kind = "catalog model" if result.matched_catalog else "custom model"
     what = f": {result.kind.summary}" if result.kind and result.kind.summary else ""
+    if result.kind and result.kind.licence:
+        what += f" (code licence {result.kind.licence})"
     print(f"imported {result.architecture} checkpoint as {kind} '{result.model_id}' at {result.path}{what}")
     return 0
 

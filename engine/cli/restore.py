@@ -24,6 +24,7 @@ from engine.cli.common import (check_model, check_writable_file, check_writable_
                                whole, writing)
 from engine.errors import Cancelled, EngineError, InputError
 from engine.cli.console import EventRenderer, StopRequest, drain, exit_code_of, stopped_by
+from engine.cli.two_stages import check_cleanup_options, cleanup_inputs, describe_two_stages
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
 from engine.report import peak_rss_mb, write_report
@@ -88,6 +89,14 @@ def register(subparsers: Any) -> None:
     task.add_argument("--sr-kernel", choices=_choices(Tasks, "sr_kernel"), help="how the photo was downscaled")
     task.add_argument("--deblur", type=parse_deblur, metavar="gauss:SIGMA|uniform:SIZE|kernel:FILE")
     task.add_argument("--noise", type=fraction, metavar="SIGMA", help="noise level of the photo, 0..1")
+    two = p.add_argument_group("damage nobody can name (two stages: a restoration network cleans, then the model "
+                               "restores; combines with --mask, --colorize, --sr)")
+    two.add_argument("--cleanup", metavar="ID|PATH", help="the stage-1 clean-up network: catalog id or file "
+                     "(python -m engine models list: purpose clean-up)")
+    two.add_argument("--fidelity", type=fraction, metavar="F",
+                     help="1 = the cleaned photo as is, lower = more detail from the diffusion model")
+    two.add_argument("--warm-start", action="store_true", default=None,
+                     help="fast: stage 2 starts from the cleaned photo, noised, with fewer steps")
     model = p.add_argument_group("model and sampler")
     model.add_argument("--model", metavar="ID|PATH|test-tiny", help="catalog id, checkpoint file, or test-tiny")
     model.add_argument("--class", dest="class_label", type=whole(0), metavar="N",
@@ -144,8 +153,10 @@ def check_tasks(args: argparse.Namespace) -> None:
     """Argument combinations that can be refused before any photo is read, and a --model that cannot load."""
     if args.inpaint and not args.mask:
         raise InputError("--inpaint needs --mask (white = fill)")
-    if not (args.mask or args.inpaint or args.colorize or (args.sr or 1) > 1 or args.deblur or args.noise):
-        raise InputError("nothing to do: give --mask/--inpaint, --colorize, --sr N, --deblur or --noise")
+    if not (args.mask or args.inpaint or args.colorize or (args.sr or 1) > 1 or args.deblur or args.noise
+            or args.cleanup):
+        raise InputError("nothing to do: give --mask/--inpaint, --colorize, --sr N, --deblur, --noise or --cleanup")
+    check_cleanup_options(args)
     output, source = Path(args.output), Path(args.input)
     if output.is_dir() and not source.is_dir():
         raise InputError(f"OUTPUT {output} is a folder: give a file name, e.g. {output / source.name}")
@@ -155,7 +166,7 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError(f"OUTPUT {output} looks like a file name, but INPUT {source} is a folder: give a folder "
                          f"for the restored photos, e.g. {output.with_suffix('')}")
     check_overlap(args)
-    for spec in (args.model, args.classifier):
+    for spec in (args.model, args.classifier, args.cleanup):
         if spec:
             check_model(spec)
 
@@ -179,7 +190,8 @@ def build_request(args: argparse.Namespace, image: Any, mask: Any = None,
             tasks[name] = getattr(args, name)
     fields: dict[str, Any] = {}
     for name in ("model", "class_label", "guidance_scale", "classifier", "steps", "eta", "sampler", "seed", "device",
-                 "precision", "compile", "tiling", "hir", "hir_start", "window", "overlap", "batch"):
+                 "precision", "compile", "tiling", "hir", "hir_start", "window", "overlap", "batch", "cleanup",
+                 "fidelity", "warm_start"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.travel is not None:
@@ -244,6 +256,8 @@ def restore_file(args: argparse.Namespace, source: Path, target: Path, mask_path
             _write_report(report_path, report)
     for note in notes:
         renderer.say(f"note: {note}")
+    if report.get("cleanup"):
+        renderer.say(describe_two_stages(report))
     shutil.rmtree(state_dir, ignore_errors=True)  # the job is complete
     renderer.say(f"saved {target}")
     return report
@@ -280,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
         if source.is_dir():
             return _run_folder(args, source, renderer, cancel)
         target, mask_path = Path(args.output), Path(args.mask) if args.mask not in (None, MASK_AUTO) else None
-        refuse_overwriting({"the input photo": source, "the mask": mask_path, **model_inputs(args.model)},
+        refuse_overwriting({"the input photo": source, "the mask": mask_path, **model_inputs(args.model),
+                            **cleanup_inputs(args.cleanup)},
                            {"OUTPUT": target, "the report": report_path})
         refuse_same_destination({"OUTPUT": target}, {"the report": report_path})
         check_writable_file(target, "OUTPUT")
@@ -346,7 +361,8 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
     if not photos:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     if args.report:
-        refuse_overwriting({**{f"the input photo {p.name}": p for p in photos}, **model_inputs(args.model)},
+        refuse_overwriting({**{f"the input photo {p.name}": p for p in photos}, **model_inputs(args.model),
+                            **cleanup_inputs(args.cleanup)},
                            {"the report": Path(args.report)})
     targets = _folder_targets(out_dir, photos, renderer)
     refuse_same_destination({f"the output of {p.name}": t for p, t in targets.items()},

@@ -85,9 +85,25 @@ def _load_network(model: str, device: torch.device) -> Tuple[nn.Module, ModelCon
         config = TINY_MODELS[model]()
         return build_tiny(config, device=device), config, True
     path = _resolve(model)
-    net, config = load_model(path, device=device)
+    try:
+        net, config = load_model(path, device=device)
+    except ModelFileError:
+        _refuse_other_role(path)
+        raise
     size = sidecar_image_size(path)
     return net, (config.replace(image_size=size) if size else config), False
+
+
+def _refuse_other_role(path: Path) -> None:
+    """A file that is a model of another kind (e.g. a clean-up network) is named as such."""
+    from engine.models import kinds
+
+    try:
+        kind = kinds.inspect_file(path)
+    except ModelFileError:
+        return  # nobody claims it: the loader's own message says what was expected
+    kinds.refuse_role(kind, kinds.DIFFUSION, path.name,
+                      "Choose it as the clean-up model (Clean up unknown damage, --cleanup) instead")
 
 
 def load_denoiser(model: str, *, device: torch.device, precision: str = "fp32",

@@ -44,6 +44,7 @@ ROLE_NAMES = {
 FAMILY_MODULES = (
     "engine.models.checkpoint",  # ADM, ADM classifier, DDPM
     "engine.detection.network_file",  # the scratch detector of Bringing Old Photos Back to Life
+    "engine.cleanup.networks",  # spandrel's image-to-image networks (stage-1 clean-up); stays last
 )
 
 
@@ -86,7 +87,8 @@ def role_of(family: str) -> str:
 
 def expected_kinds() -> str:
     """Every kind of file the app takes, for a refusal."""
-    return "; ".join(getattr(m, "EXPECTED", "") for m in _modules() if getattr(m, "EXPECTED", ""))
+    phrases = (getattr(m, "EXPECTED", "").removeprefix("expected ") for m in _modules())
+    return "; or ".join(p for p in phrases if p)
 
 
 def inspect_raw(raw: object, source: str) -> ModelKind:

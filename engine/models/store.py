@@ -26,7 +26,7 @@ from engine.models import sidecar_image_size
 from engine.models.checkpoint import sidecar_path
 from engine.models.folder_lock import store_lock
 from engine.models.import_place import imported_from, match_catalog, new_custom_place, same_file
-from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file, non_finite_in_file
+from engine.models.kinds import CLASSIFIER, CLEANUP, DIFFUSION, ModelKind, inspect_file, non_finite_in_file
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
@@ -180,6 +180,8 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
                 mid, dest = new_custom_place(directory, src, model_id)
             if entry is None and config.role == CLASSIFIER and purpose == "custom":
                 purpose = "classifier guidance"
+            elif entry is None and config.role == CLEANUP and purpose == "custom":
+                purpose = "clean-up"
             placed_now = not (dest.exists() or dest.is_symlink())
             try:
                 _install(directory, src, dest, mode, sha256, size)

@@ -162,12 +162,16 @@ class ResumeState:
     @classmethod
     def saved_windows(cls, directory: str | os.PathLike) -> int:
         """How many finished windows the state in ``directory`` holds, whatever request it belongs
-        to (0 when there is no readable state of this version). Reads only; creates nothing."""
+        to (0 when there is no readable state of this version), with the finished tiles of its
+        blended-tile stages (:mod:`engine.tiling.tile_store`). Reads only; creates nothing."""
+        from engine.tiling.tile_store import TileStore
+
+        tiles = TileStore.saved_tiles(directory)
         try:
             data = _read(Path(directory))
-            return cls(directory, "", dict(data["stages"])).resumed_windows if data.get("version") == VERSION else 0
+            return tiles + (cls(directory, "", dict(data["stages"])).resumed_windows if data.get("version") == VERSION else 0)
         except (OSError, ValueError, KeyError, AttributeError, TypeError):
-            return 0
+            return tiles
 
     @property
     def resumed_windows(self) -> int:

@@ -143,8 +143,10 @@ class Document(QObject):
             self.preview = np.clip(upscaled, 0.0, 1.0, out=upscaled)
         self.preview_changed.emit(None)
 
-    def paint_preview(self, top: int, left: int, pixels: np.ndarray, scale_to_output: float = 1.0) -> Optional[Region]:
-        """Paste a finished window (box in stage coordinates × ``scale_to_output`` = preview pixels)."""
+    def paint_preview(self, top: int, left: int, pixels: np.ndarray, scale_to_output: float = 1.0,
+                      fills: bool = True) -> Optional[Region]:
+        """Paste a finished window (box in stage coordinates × ``scale_to_output`` = preview pixels).
+        ``fills``: the window fills the marks under it (a clean-up tile does not: stage 2 does)."""
         if self.preview is None:
             return None
         if scale_to_output != 1.0:
@@ -161,7 +163,8 @@ class Document(QObject):
             return None
         self.preview[top:bottom, left:right] = np.clip(pixels[: bottom - top, : right - left, :3], 0, 1)
         region = (top, left, bottom - top, right - left)
-        self._finished.append(region)
+        if fills:
+            self._finished.append(region)
         self.preview_changed.emit(region)
         return region
 

@@ -171,7 +171,8 @@ class ModelsDialog(QDialog):
         if state:
             e = state.entry
             sources = "; ".join(e.manual_sources) if not e.urls and e.manual_sources else ""
-            self.details.setText(" ".join(p for p in (e.description, f"Licence: {e.licence}." if e.licence else "",
+            network = f"Network: {e.extra['summary']}." if e.extra.get("summary") else ""
+            self.details.setText(" ".join(p for p in (e.description, network, f"Licence: {e.licence}." if e.licence else "",
                                                       f"Get it from: {sources}" if sources else "") if p))
         else:
             self.details.setText("")
@@ -300,6 +301,10 @@ class ModelsDialog(QDialog):
             use = (" It is a classifier: it guides a class-conditional model towards a class. Choose it as the "
                    "Classifier in the Restore panel's Advanced settings." if result.kind and result.kind.role == "classifier"
                    else "")
+            if result.kind and result.kind.role == "cleanup":
+                licence = result.kind.licence or "not stated"
+                use = (f" It is a clean-up network ({result.kind.summary}; code licence {licence}): choose it under "
+                       "Clean up unknown damage in the Restore panel.")
             self.show_message(f"Imported {Path(path).name} {kind} “{name}”.{use}")
 
         self._start(work, done, f"Checking {Path(path).name}…", "Import cancelled: nothing was changed.")

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from gui.background import BackgroundTask
 from gui.run.plan import TEST_TINY
+from gui.panels.cleanup_box import CleanupChoice
 from gui.panels.task_panel import ModelChoice
 
 
@@ -21,33 +22,44 @@ def model_choice(entry) -> ModelChoice:
                        class_cond=CLASSIFIER_ID in entry.companions or bool(entry.extra.get("num_classes")))
 
 
+def cleanup_choice(entry) -> CleanupChoice:
+    """The clean-up picker's entry for an installed clean-up network (stage 1, engine/cleanup)."""
+    extra = entry.extra or {}
+    network = extra.get("summary") or f"×{extra.get('scale', 1)}"
+    tip = f"{entry.description or entry.purpose} ({network}; licence: {entry.licence or 'not stated'})"
+    return CleanupChoice(entry.id, entry.display_name, tip, int(extra.get("scale") or 1))
+
+
 class ModelCommands:
     """Needs ``panel``, ``log_panel``, ``settings``, ``probed``, ``installed_model_count``,
     ``welcome_on_first_run``, ``_model_check``, ``_models_dialog`` and ``_error`` from the window
     it is mixed into."""
 
     @staticmethod
-    def installed_choices() -> tuple[list[ModelChoice], list[ModelChoice]]:
-        """Installed catalog and imported models: (diffusion models, ADM classifiers for guidance).
-        Imports the engine's model package, i.e. torch."""
+    def installed_choices() -> tuple[list[ModelChoice], list[ModelChoice], list[CleanupChoice]]:
+        """Installed catalog and imported models: (diffusion models, ADM classifiers for guidance,
+        clean-up networks). Imports the engine's model package, i.e. torch."""
         from engine.models import catalog
 
-        from engine.models.kinds import CLASSIFIER, DIFFUSION
+        from engine.models.kinds import CLASSIFIER, CLEANUP, DIFFUSION
 
         states = catalog.installed_models()
         return ([model_choice(s.entry) for s in states if s.entry.role == DIFFUSION],
-                [model_choice(s.entry) for s in states if s.entry.role == CLASSIFIER])
+                [model_choice(s.entry) for s in states if s.entry.role == CLASSIFIER],
+                [cleanup_choice(s.entry) for s in states if s.entry.role == CLEANUP])
 
     @classmethod
     def installed_models(cls) -> list[ModelChoice]:
         return cls.installed_choices()[0]
 
     def refresh_models(self, choices: Optional[list[ModelChoice]] = None,
-                       classifiers: Optional[list[ModelChoice]] = None) -> None:
-        """The panel's model list (and its classifiers when given), read again when ``choices`` is None."""
+                       classifiers: Optional[list[ModelChoice]] = None,
+                       cleanups: Optional[list[CleanupChoice]] = None) -> None:
+        """The panel's model list (and its classifiers and clean-up networks when given), read
+        again when ``choices`` is None."""
         if choices is None:
             try:
-                choices, classifiers = self.installed_choices()
+                choices, classifiers, cleanups = self.installed_choices()
             except Exception as exc:  # noqa: BLE001 - a broken catalog must not stop the app
                 self.log_panel.add("warning", f"Model list unavailable: {exc}")
                 choices = []
@@ -55,6 +67,8 @@ class ModelCommands:
         self.panel.set_models(choices)
         if classifiers is not None:
             self.panel.set_classifiers(classifiers)
+        if cleanups is not None:
+            self.panel.set_cleanup_models(cleanups)
         if first_models and self.panel.settings().model == TEST_TINY:
             self.panel.select_model(choices[0].id)  # a real model beats the random one as the default
         self.installed_model_count = len(choices)
@@ -163,7 +177,7 @@ class ModelCommands:
         self.refresh_models()
 
     def _probe(self) -> None:
-        models: Optional[tuple[list[ModelChoice], list[ModelChoice]]] = None
+        models: Optional[tuple[list[ModelChoice], list[ModelChoice], list[CleanupChoice]]] = None
         devices: Optional[list[tuple[str, str]]] = None
         try:
             models = self.installed_choices()
@@ -178,7 +192,7 @@ class ModelCommands:
         self.probed.emit(models, devices)
 
     def _on_probed(self, models, devices) -> None:
-        self.refresh_models(*(models or (None, None)))
+        self.refresh_models(*(models or (None, None, None)))
         if devices:
             self.panel.set_devices(devices)
             names = ", ".join(desc for _spec, desc in devices)

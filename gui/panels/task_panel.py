@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
 from gui.run import plan as run_plan
 from gui.panels.advanced_box import AdvancedBox
+from gui.panels.cleanup_box import CleanupBox, CleanupChoice
 from gui.panels.run_box import RunBox
 from gui.run.plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
 
@@ -42,6 +43,7 @@ class TaskPanel(QWidget):
     apply_requested = Signal()
     discard_requested = Signal()
     choose_model_file = Signal()
+    open_models = Signal()  # "Get more…" of the clean-up networks
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -104,7 +106,10 @@ class TaskPanel(QWidget):
         self.deblur_sigma.setRange(0.1, 20.0)
         self.deblur_sigma.setSingleStep(0.5)
         self.deblur_sigma.setSuffix(" px σ")
-        for w in (self.inpaint, self.colorize, self.upscale):
+        self.cleanup = CleanupBox()  # two stages: engine/cleanup
+        self.cleanup.edited.connect(self._on_edited)
+        self.cleanup.get_more.connect(self.open_models)
+        for w in (self.inpaint, self.colorize, self.upscale, self.cleanup):
             form.addWidget(w)
         row = QHBoxLayout()
         row.addWidget(self.denoise)
@@ -176,7 +181,7 @@ class TaskPanel(QWidget):
             precision=self.precision.currentData() or "auto", compile=self.compile.isChecked(),
             device=self.device.currentData() or "auto",
             class_label=self.class_label.value() if self._class_cond() else -1, guidance_scale=self.guidance.value(),
-            classifier=self.classifier.currentData() or self._classifier,
+            classifier=self.classifier.currentData() or self._classifier, **self.cleanup.values(),
         )
         if s.model == CHOOSE_FILE:
             s.model = TEST_TINY
@@ -192,6 +197,7 @@ class TaskPanel(QWidget):
             self.denoise_strength.setValue(s.denoise_strength)
             self.deblur.setChecked(s.deblur)
             self.deblur_sigma.setValue(s.deblur_sigma)
+            self.cleanup.set_values(s)
             self._list_saved_model(s)
             self.model.setCurrentIndex(max(0, self.model.findData(s.model)))
             self.quality.setCurrentIndex(max(0, self.quality.findData(s.quality)))
@@ -229,6 +235,10 @@ class TaskPanel(QWidget):
         self._models = [m for m in self._models if m.id != choice.id]
         self._models.insert(len(self._models) - 1, choice)
         self._list_models(select=choice.id if select else self.model.currentData())
+
+    def set_cleanup_models(self, choices: list[CleanupChoice]) -> None:
+        self.cleanup.set_models(choices)
+        self._on_edited()
 
     def set_classifiers(self, classifiers: list[ModelChoice]) -> None:
         """The installed ADM classifiers that guidance can use (Advanced ▸ Classifier)."""
@@ -385,9 +395,10 @@ class TaskPanel(QWidget):
     def _on_edited(self, *_args) -> None:
         if self._loading:
             return
-        self.denoise_strength.setEnabled(self.denoise.isChecked())
-        self.deblur_sigma.setEnabled(self.deblur.isChecked())
         s = self.settings()
+        for box, value in ((self.denoise, self.denoise_strength), (self.deblur, self.deblur_sigma)):
+            box.setEnabled(not s.cleanup)  # the clean-up network removes noise and blur
+            value.setEnabled(box.isChecked() and not s.cleanup)
         preset = s.matching_preset()
         if preset != s.quality:
             self._loading = True
@@ -418,5 +429,5 @@ class TaskPanel(QWidget):
         self.cancel_button.setEnabled(self._running)
         self.apply_button.setEnabled(self._preview_ready and not self._running)
         self.discard_button.setEnabled(self._preview_ready and not self._running)
-        for w in (self.inpaint, self.colorize, self.upscale, self.model, self.quality):
+        for w in (self.inpaint, self.colorize, self.upscale, self.model, self.quality, self.cleanup):
             w.setEnabled(not self._running)

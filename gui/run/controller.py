@@ -163,8 +163,11 @@ class RunController(QObject):
         s = self._plan_scale
         self.canvas.set_plan([QRectF(l * s, t * s, w * s, h * s) for t, l, h, w in plan["boxes"]])
         levels = max(plan["levels"], default=-1) + 1
-        self.log.add("info", f"{plan['stage']}: {len(plan['boxes'])} windows in {levels} batches, "
-                             f"canvas {plan['output_size'][1]}×{plan['output_size'][0]}")
+        size = f"{plan['output_size'][1]}×{plan['output_size'][0]}"
+        if plan["stage"] == "cleanup":
+            self.log.add("info", f"stage 1, clean-up network: {len(plan['boxes'])} tiles, {size}")
+            return
+        self.log.add("info", f"{plan['stage']}: {len(plan['boxes'])} windows in {levels} batches, canvas {size}")
 
     def _on_window_started(self, index: int, box, stage: str) -> None:
         self.canvas.set_window_state(index, "running")
@@ -176,7 +179,7 @@ class RunController(QObject):
 
     def _on_window_finished(self, index: int, box, pixels, scale_to_output: float, stage: str) -> None:
         top, left = box[0], box[1]
-        self.document.paint_preview(top, left, pixels, scale_to_output)
+        self.document.paint_preview(top, left, pixels, scale_to_output, fills=stage != "cleanup")
         self.canvas.set_window_state(index, "finished")
         self.windows_finished += 1
 
@@ -238,7 +241,9 @@ class RunController(QObject):
 
 
 def _describe(s: run_plan.TaskSettings) -> str:
-    tasks = [name for name, on in (("fill", s.inpaint), ("colorize", s.colorize), (f"upscale ×{s.upscale}", s.upscale > 1),
-                                   (f"denoise σ={s.noise_sigma:.3f}", s.noise_sigma > 0),
-                                   (f"deblur σ={s.deblur_sigma:g}", s.deblur)) if on]
+    tasks = [name for name, on in ((f"clean up with {s.cleanup_model} (fidelity {s.fidelity:.2f})", s.cleanup),
+                                   ("fill", s.inpaint), ("colorize", s.colorize),
+                                   (f"upscale ×{s.upscale}", s.upscale > 1),
+                                   (f"denoise σ={s.noise_sigma:.3f}", s.noise_sigma > 0 and not s.cleanup),
+                                   (f"deblur σ={s.deblur_sigma:g}", s.deblur and not s.cleanup)) if on]
     return f"{', '.join(tasks)}; model {s.model}, {s.steps} steps, seed {s.seed}, device {s.device}"

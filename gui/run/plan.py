@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from engine.request import DEFAULT_CLASSIFIER
+from engine.request import DEFAULT_CLASSIFIER, DEFAULT_FIDELITY
 
 TEST_TINY = "test-tiny"
 TEST_TINY_LABEL = "test-tiny (random weights, for testing only)"
@@ -67,6 +67,11 @@ class TaskSettings:
     class_label: int = -1  # ImageNet class for class-conditional models (-1: the model takes none)
     guidance_scale: float = 0.0  # classifier guidance (class-conditional models only)
     classifier: str = DEFAULT_CLASSIFIER  # the ADM classifier guidance uses (a catalog or imported id)
+    cleanup: bool = False  # Clean up unknown damage: two stages (engine/cleanup, gui/run/cleanup_plan.py)
+    cleanup_model: str = ""  # the installed clean-up network (catalog or imported id)
+    cleanup_scale: int = 1  # its scale, for the time estimate
+    fidelity: float = DEFAULT_FIDELITY  # 1 = the cleaned photo ... 0 = realness
+    warm_start: bool = False  # fast: stage 2 starts from the cleaned photo
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +112,7 @@ class TaskSettings:
         return self.denoise_strength / 100.0 * MAX_NOISE_SIGMA if self.denoise else 0.0
 
     def any_task(self) -> bool:
-        return self.inpaint or self.colorize or self.upscale > 1 or self.deblur or self.noise_sigma > 0
+        return self.inpaint or self.colorize or self.upscale > 1 or self.deblur or self.noise_sigma > 0 or self.cleanup
 
 
 def denoiser_calls_per_window(steps: int, travel_length: int, travel_repeat: int) -> int:
@@ -198,11 +203,15 @@ class Estimate(NamedTuple):
 
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
                  cpu_native_bf16: bool = False) -> Estimate:
-    windows = count_windows(settings, image_size)
+    from gui.run.cleanup_plan import stage1_seconds, stage2_runs, stage2_settings
+
+    stage1, runs = stage1_seconds(settings, image_size, device_kind), stage2_runs(settings)
+    settings = stage2_settings(settings)  # what stage 2 of a two-stage run does (itself otherwise)
+    windows = count_windows(settings, image_size) if runs else 0
     calls = windows * denoiser_calls_per_window(settings.steps, settings.travel_length, settings.travel_repeat)
     seconds = calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
                                        cpu_native_bf16)
-    return Estimate(windows, calls, seconds)
+    return Estimate(windows, calls, seconds + stage1)
 
 
 def format_duration(seconds: float) -> str:
@@ -223,7 +232,9 @@ def find_problems(
     if not image_size or not image_size[0]:
         return ["Open a photo first (File ▸ Open, drag and drop, or paste)."]
     if not settings.any_task():
-        problems.append("Tick at least one task: fill, colorize, upscale, remove noise or deblur.")
+        problems.append("Tick at least one task: fill, colorize, upscale, remove noise, deblur or clean up.")
+    if settings.cleanup and not settings.cleanup_model:
+        problems.append("Clean up needs a clean-up network: choose Get more… to download or import one.")
     if settings.inpaint and not has_mask:
         problems.append("Fill masked areas needs a mask: paint over the damage first.")
     if not model_exists:
@@ -291,12 +302,13 @@ def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.n
     """The engine's RestoreRequest for the current photo (H, W, 3) float32 [0, 1] and mask (H, W) uint8."""
     from engine.request import RestoreRequest, Tasks
 
+    cleanup = settings.cleanup_model if settings.cleanup else None  # its network removes noise and blur
     tasks = Tasks(
         inpaint=settings.inpaint,
         colorize=settings.colorize,
         sr=int(settings.upscale),
-        deblur=f"gauss:{settings.deblur_sigma:g}" if settings.deblur else None,
-        noise=settings.noise_sigma,
+        deblur=f"gauss:{settings.deblur_sigma:g}" if settings.deblur and not cleanup else None,
+        noise=0.0 if cleanup else settings.noise_sigma,
     )
     return RestoreRequest(
         image=image,
@@ -317,4 +329,7 @@ def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.n
         class_label=None if settings.class_label < 0 else int(settings.class_label),
         guidance_scale=float(settings.guidance_scale) if settings.class_label >= 0 else 0.0,
         classifier=settings.classifier,
+        cleanup=cleanup,
+        fidelity=float(settings.fidelity),
+        warm_start=bool(settings.warm_start and cleanup),
     )
