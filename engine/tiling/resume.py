@@ -160,12 +160,16 @@ class ResumeState:
     @classmethod
     def saved_windows(cls, directory: str | os.PathLike) -> int:
         """How many finished windows the state in ``directory`` holds, whatever request it belongs
-        to (0 when there is no readable state of this version). Reads only; creates nothing."""
+        to (0 when there is no readable state of this version), counting the finished tiles of
+        blended-tile stages (:mod:`engine.tiling.tile_resume`). Reads only; creates nothing."""
+        from engine.tiling.tile_resume import saved_tiles
+
         try:
             data = _read(Path(directory))
-            return cls(directory, "", dict(data["stages"])).resumed_windows if data.get("version") == VERSION else 0
+            windows = cls(directory, "", dict(data["stages"])).resumed_windows if data.get("version") == VERSION else 0
         except (OSError, ValueError, KeyError, AttributeError, TypeError):
-            return 0
+            windows = 0
+        return windows + saved_tiles(directory)
 
     @property
     def resumed_windows(self) -> int:
