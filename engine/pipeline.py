@@ -27,6 +27,7 @@ from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import RestoreRequest
+from engine.resshift.stage import fast_upscale_request, run_fast_upscale
 from engine.samplers import make_schedule
 from engine.tiling.hir import HirPlan, choose_factor, run_hir
 from engine.tiling.memory import plan_batch_size
@@ -116,6 +117,10 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     tasks = request.tasks
     if not tasks.any():
         raise InputError("nothing to do: tick at least one task")
+    fast = fast_upscale_request(request)
+    if fast is not None:  # a fast upscaler does the ×sr, the engine only what is left (engine.resshift.stage)
+        yield from run_fast_upscale(fast, cancel, restore, denoiser)
+        return
     yield StageEvent("loading image", 0, 3)
     rgb, fill = _load_inputs(request)
     h_in, w_in = rgb.shape[:2]

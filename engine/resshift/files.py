@@ -51,9 +51,13 @@ StateDict = dict[str, torch.Tensor]
 def _tensors(raw: object, source: str) -> Optional[StateDict]:
     """The tensor dict inside ``raw`` with wrapper prefixes removed, or None when there is none."""
     try:
-        sd = unwrap_state_dict(raw, source)
+        return without_prefixes(unwrap_state_dict(raw, source))
     except ModelFileError:
         return None
+
+
+def without_prefixes(sd: StateDict) -> StateDict:
+    """``sd`` with the ``module.`` / ``_orig_mod.`` prefixes every key has removed."""
     changed = True
     while changed and sd:
         changed = False

@@ -46,7 +46,7 @@ def relative_position_index(window: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
-def _mask_on_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+def _mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     row_label = torch.zeros(height)
     if shift:
         row_label[height - window : height - shift] = 1
@@ -55,15 +55,17 @@ def _mask_on_cpu(height: int, width: int, window: int, shift: int) -> torch.Tens
     per_window_row = row_label.view(height // window, 1, window).expand(-1, window, -1).reshape(-1, window * window)
     tokens = per_window_row.repeat_interleave(width // window, dim=0)  # (nW, w²), windows in raster order
     differs = tokens[:, None, :] != tokens[:, :, None]
-    return torch.where(differs, torch.tensor(MASKED), torch.tensor(0.0))
+    return torch.where(differs, torch.tensor(MASKED), torch.tensor(0.0)).to(device)
 
 
-def shifted_window_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+def shifted_window_mask(height: int, width: int, window: int, shift: int,
+                        device: torch.device = torch.device("cpu")) -> torch.Tensor:
     """(number of windows, w², w²) float32 additive mask (0 or :data:`MASKED`) of a block that
-    shifts an ``height × width`` feature map by ``shift``, as the public code builds it."""
+    shifts an ``height × width`` feature map by ``shift``, as the public code builds it (cached
+    per size and device)."""
     if height % window or width % window:
         raise ValueError(f"a {height}×{width} feature map does not split into {window}×{window} windows")
-    return _mask_on_cpu(height, width, window, shift)
+    return _mask(height, width, window, shift, torch.device(device))
 
 
 class WindowAttention(nn.Module):
@@ -129,7 +131,7 @@ class SwinBlock(nn.Module):
         if s:
             y = torch.roll(y, shifts=(-s, -s), dims=(2, 3))
         windows = y.view(b, c, h // win, win, w // win, win).permute(0, 2, 4, 3, 5, 1).reshape(-1, win * win, c)
-        mask = shifted_window_mask(h, w, win, s).to(x.device) if s else None
+        mask = shifted_window_mask(h, w, win, s, x.device) if s else None
         windows = self.attn(windows, mask)
         y = windows.view(b, h // win, w // win, win, win, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
         if s:

@@ -19,6 +19,7 @@ saved for resume (as uint16) gives back exactly the value the uninterrupted run 
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Optional, Sequence
 
@@ -46,6 +47,8 @@ DEFAULT_TILE = 256
 #: halved for 16-bit precision. Measured peak, see docs/resshift.md.
 DEVICE_BYTES_PER_PIXEL_FP32 = 60_000
 LEVELS = 65535
+#: On the CPU the tiles' activations are in the computer's memory: at most this share of what is available.
+HOST_FRACTION = 0.5
 
 
 def position_noise(seed: int, draw: int, top: int, left: int, height: int, width: int,
@@ -91,13 +94,25 @@ class ResShiftUpscaler:
     def device_bytes_per_pixel(self) -> float:
         return DEVICE_BYTES_PER_PIXEL_FP32 / (1 if self.precision == "fp32" else 2)
 
-    def spec(self, tile: int = DEFAULT_TILE, batch: int = 1):
+    def spec(self, tile: Optional[int] = None, batch: int = 1):
+        """The tile layout: ``tile`` (default :data:`DEFAULT_TILE`, and on the CPU no more than
+        half the available memory holds) a multiple of :attr:`multiple`; overlap and margins shrink
+        with small tiles. ``run_tiles`` makes the tile smaller where free device memory says so."""
         from engine.tiling.blended import TileSpec
 
         m = self.multiple
+        tile = tile or DEFAULT_TILE
+        if self.device.type == "cpu":
+            from engine.host_memory import available_bytes
+
+            free = available_bytes()
+            if free is not None:
+                tile = min(tile, math.isqrt(int(free * HOST_FRACTION / self.device_bytes_per_pixel())))
         tile = max(m, tile // m * m)
-        return TileSpec(scale=self.scale, in_channels=3, out_channels=3, tile=tile, overlap=min(OVERLAP, tile // 2),
-                        margin=MARGIN, multiple=m, bytes_per_pixel=self.device_bytes_per_pixel(), batch=batch)
+        overlap = min(OVERLAP, tile // 2)
+        return TileSpec(scale=self.scale, in_channels=3, out_channels=3, tile=tile, overlap=overlap,
+                        margin=min(MARGIN, overlap // 4), multiple=m, bytes_per_pixel=self.device_bytes_per_pixel(),
+                        batch=batch)
 
     def _check(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
