@@ -100,7 +100,8 @@ def test_relative_position_index_points_each_pair_to_its_offset():
     assert len(set(index.diagonal().tolist())) == 1
 
 
-@pytest.mark.parametrize("prefix, wrapper", [("module.", True), ("_orig_mod.", False), ("module._orig_mod.", True), ("", False)])
+@pytest.mark.parametrize("prefix, wrapper", [("module.", True), ("_orig_mod.", False), ("module._orig_mod.", True),
+                                             ("", False)])
 def test_official_style_files_load_exactly(tmp_path, prefix, wrapper):
     unet, autoencoder = tiny_networks()
     loaded = files.load_network(write_unet(tmp_path / "d.pth", unet, prefix, wrapper), files.UNET, torch.device("cpu"))
@@ -137,7 +138,7 @@ def test_wrong_and_damaged_files_are_refused_clearly(tmp_path):
                                              r"\(missing: input_blocks.1.0.emb_layers.1.bias\)"):
         files.load_network(tmp_path / "missing.pth", files.UNET, torch.device("cpu"))
     ae = write_autoencoder(tmp_path / "a.pth", autoencoder)
-    with pytest.raises(ModelFileError, match=r"a.pth is an autoencoder \(part of the fast upscaler\).*not a fast upscaler"):
+    with pytest.raises(ModelFileError, match=r"a.pth is an autoencoder \(part of .*not a fast upscaler"):
         files.load_network(ae, files.UNET, torch.device("cpu"))
     torch.save(build_tiny(tiny_adm_config()).state_dict(), tmp_path / "adm.pt")
     with pytest.raises(ModelFileError, match=r"adm.pt is a diffusion model .*not a fast upscaler"):

@@ -15,6 +15,9 @@ from engine.request import DEFAULT_CLASSIFIER
 TEST_TINY = "test-tiny"
 TEST_TINY_LABEL = "test-tiny (random weights, for testing only)"
 UPSCALE_FACTORS = (1, 2, 4, 8)
+#: The fast upscale: ResShift's real-world ×4 model (and its autoencoder), a catalog id.
+FAST_UPSCALER = "resshift-realsr-x4"
+FAST_UPSCALE_LABEL = "Fast (4 steps)"
 #: Largest result the image I/O will write back (engine.image_io.DEFAULT_MAX_PIXELS).
 MAX_OUTPUT_PIXELS = 400_000_000
 #: The app's result preview, per output pixel: float RGB (12 bytes) and its display layer (BGRA
@@ -67,6 +70,7 @@ class TaskSettings:
     class_label: int = -1  # ImageNet class for class-conditional models (-1: the model takes none)
     guidance_scale: float = 0.0  # classifier guidance (class-conditional models only)
     classifier: str = DEFAULT_CLASSIFIER  # the ADM classifier guidance uses (a catalog or imported id)
+    fast_upscale: bool = False  # upscale with FAST_UPSCALER (the model then only fills or colorizes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +112,17 @@ class TaskSettings:
 
     def any_task(self) -> bool:
         return self.inpaint or self.colorize or self.upscale > 1 or self.deblur or self.noise_sigma > 0
+
+    @property
+    def uses_fast_upscale(self) -> bool:
+        return self.fast_upscale and self.upscale > 1
+
+    def engine_part(self) -> "TaskSettings":
+        """What the diffusion engine does: everything, or with the fast upscale what is left (at
+        the upscaled size)."""
+        from dataclasses import replace
+
+        return replace(self, upscale=1, fast_upscale=False) if self.uses_fast_upscale else self
 
 
 def denoiser_calls_per_window(steps: int, travel_length: int, travel_repeat: int) -> int:
@@ -196,12 +211,32 @@ class Estimate(NamedTuple):
     seconds: float
 
 
+#: The fast upscale's seconds per output megapixel (ResShift v3, tiles of 256 px; docs/benchmarks.md):
+#: CPU fp32 / bf16, GPU.
+FAST_UPSCALE_SECONDS_PER_MP = {"cpu-fp32": 700.0, "cpu-bf16": 250.0, "gpu": 4.0}
+
+
+def fast_upscale_seconds(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
+                         cpu_native_bf16: bool = False) -> float:
+    megapixels = image_size[0] * image_size[1] * 16 / 1e6  # ResShift always makes ×4 first
+    on_cpu = device_kind.startswith("cpu")
+    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and cpu_native_bf16)
+    key = "gpu" if not on_cpu else ("cpu-bf16" if bf16 else "cpu-fp32")
+    return megapixels * FAST_UPSCALE_SECONDS_PER_MP[key]
+
+
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
                  cpu_native_bf16: bool = False) -> Estimate:
-    windows = count_windows(settings, image_size)
-    calls = windows * denoiser_calls_per_window(settings.steps, settings.travel_length, settings.travel_repeat)
-    seconds = calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
-                                       cpu_native_bf16)
+    seconds, engine = 0.0, settings
+    if settings.uses_fast_upscale:
+        seconds = fast_upscale_seconds(settings, image_size, device_kind, cpu_native_bf16)
+        engine = settings.engine_part()
+        image_size = (image_size[0] * settings.upscale, image_size[1] * settings.upscale)
+        if not engine.any_task():
+            return Estimate(0, 0, seconds)
+    windows = count_windows(engine, image_size)
+    calls = windows * denoiser_calls_per_window(engine.steps, engine.travel_length, engine.travel_repeat)
+    seconds += calls * seconds_per_call(device_kind, engine.model, engine.window, engine.precision, cpu_native_bf16)
     return Estimate(windows, calls, seconds)
 
 
@@ -230,7 +265,11 @@ def find_problems(
         problems.append(f"The model {settings.model!r} is not installed: pick another one or open Models….")
     if not 0 <= settings.overlap < settings.window:
         problems.append(f"Window overlap ({settings.overlap}) must be smaller than the window ({settings.window}).")
-    if settings.upscale > 1 and effective_window(settings.window, settings.upscale) <= 0:
+    if settings.uses_fast_upscale and (settings.deblur or settings.noise_sigma > 0):
+        problems.append(f"{FAST_UPSCALE_LABEL} upscaling removes blur and noise itself: untick Deblur and Remove "
+                        "noise, or untick Fast.")
+    engine_sr = settings.engine_part().upscale
+    if engine_sr > 1 and effective_window(settings.window, engine_sr) <= 0:
         problems.append(
             f"Upscale ×{settings.upscale} needs a model window of at least "
             f"{math.lcm(settings.upscale, NETWORK_MULTIPLE)} px; this model's window is {settings.window} px."
@@ -270,6 +309,11 @@ def find_notes(settings: TaskSettings, image_size: Optional[tuple[int, int]], co
     notes = []
     if settings.colorize and colours:
         notes.append("This looks like a colour photo: Colorize replaces its colours.")
+    if settings.uses_fast_upscale:
+        notes.append(f"{FAST_UPSCALE_LABEL} uses ResShift: non-commercial use only.")
+    engine = settings.engine_part()
+    if not engine.any_task():
+        return notes
     if settings.model.startswith(TEST_TINY):
         notes.append("test-tiny has random weights: its output is noise. It only tests the machinery.")
     if image_size and image_size[0] and max(image_size) * settings.upscale < settings.window:
@@ -281,10 +325,18 @@ def check_memory(request) -> None:
     """Raise engine.errors.InputError, saying how much memory it needs, when a run of ``request``
     would not fit in the memory available: the engine's need and the app's result preview (made
     before the run starts, so it is checked first)."""
-    from engine.host_memory import check_fits, restore_bytes_per_input_pixel
+    from engine.host_memory import check_fits, fast_upscale_bytes_per_input_pixel, restore_bytes_per_input_pixel
 
     h, w = request.image.shape[:2]
-    check_fits(w, h, restore_bytes_per_input_pixel(request.tasks) + request.tasks.sr**2 * PREVIEW_BYTES_PER_OUTPUT_PIXEL)
+    sr = request.tasks.sr
+    engine = restore_bytes_per_input_pixel(request.tasks)
+    if request.upscaler:  # the upscale's canvas, then the engine's part at the upscaled size
+        from engine.request import Tasks
+
+        rest = Tasks(inpaint=request.tasks.inpaint, colorize=request.tasks.colorize)
+        engine = fast_upscale_bytes_per_input_pixel(sr)
+        engine += sr**2 * restore_bytes_per_input_pixel(rest) if rest.any() else 0
+    check_fits(w, h, engine + sr**2 * PREVIEW_BYTES_PER_OUTPUT_PIXEL)
 
 
 def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.ndarray]):
@@ -317,4 +369,5 @@ def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.n
         class_label=None if settings.class_label < 0 else int(settings.class_label),
         guidance_scale=float(settings.guidance_scale) if settings.class_label >= 0 else 0.0,
         classifier=settings.classifier,
+        upscaler=FAST_UPSCALER if settings.uses_fast_upscale else None,
     )
