@@ -114,3 +114,35 @@ def test_a_non_commercial_model_is_downloaded_only_once_its_licence_is_accepted(
     code = main(["models", "download", "nc", "--models-dir", str(server), "--accept-licence"])
     out, err = capsys.readouterr()
     assert code == 0 and (server / "nc.pt").exists() and "non-commercial use only" in err
+
+
+def test_a_denoiser_file_runs_with_its_autoencoder_beside_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "empty-models"))
+    unet, _ = write_files(tmp_path / "downloads")
+    code, err = _restore(capsys, tmp_path, "--sr", "4", "--model", str(unet))
+    assert code == 0, err
+    assert json.loads((tmp_path / "report.json").read_text())["upscaler"] == str(unet)
+    assert "ResShift ×4 in 4 steps" in err  # the official file name gives the catalog model's schedule
+
+
+def test_imported_files_keep_the_schedule_of_the_model_they_are(tmp_path, monkeypatch, capsys):
+    """A real official file takes its catalog id (same name, plausible size); the tiny test files are
+    far smaller, so they become models of their own, and still get their model's schedule."""
+    from engine.resshift.load import schedule_for
+
+    monkeypatch.delenv("RESTORER_MODEL_CATALOG", raising=False)
+    unet, autoencoder = write_files(tmp_path / "downloads")
+    unet = unet.rename(unet.with_name("resshift_realsrx4_s15_v2.pth"))
+    models = tmp_path / "models"
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(models))
+    assert main(["models", "import", str(unet), "--id", "my-v2"]) == 0
+    assert main(["models", "import", str(autoencoder)]) == 0
+    out = capsys.readouterr().out
+    assert "ResShift denoiser (Swin-UNet)" in out and "ResShift VQ-f4 autoencoder" in out
+    schedule, known = schedule_for("my-v2")
+    assert (schedule.steps, schedule.min_noise_level, known) == (15, 0.04, True)
+    assert schedule_for(str(unet))[0].steps == 15
+    assert schedule_for(str(tmp_path / "renamed.pth")) == (schedule_for("resshift-realsr-x4")[0], False)
+    code, err = _restore(capsys, tmp_path, "--sr", "4", "--model", "my-v2")  # finds the imported autoencoder
+    assert code == 0, err
+    assert "ResShift ×4 in 15 steps" in err

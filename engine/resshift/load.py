@@ -2,8 +2,8 @@
 
 A spec is a catalog or imported model id (``resshift-realsr-x4``), a denoiser file, or
 ``test-tiny-resshift`` (tiny random networks for tests and demos: never a restoration). The
-autoencoder comes from the denoiser's catalog companion, else the installed ``resshift-vq-f4``,
-else an ``autoencoder_vq_f4.pth`` beside the denoiser file. The diffusion schedule is not in the
+autoencoder comes from the denoiser's catalog companion, else the installed ``resshift-vq-f4``
+(or any installed model of that family), else an ``autoencoder_vq_f4.pth`` beside the denoiser file. The diffusion schedule is not in the
 weights: a catalog entry names its own (``"schedule"``, its config's ``diffusion.params``); any
 other file gets the v3 schedule (4 steps), which the log says.
 """
@@ -42,14 +42,18 @@ def tiny_configs() -> tuple[SwinUNetConfig, AutoencoderConfig]:
     return unet, AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, n_embed=64)
 
 
-def _entry(spec: str):
-    """The catalog/imported entry a spec names (by id, or by its file's name), or None."""
+def _entries() -> dict:
     from engine.models.catalog import all_entries
 
     try:
-        entries = all_entries()
+        return all_entries()
     except Exception:  # noqa: BLE001 - no catalog or registry: the file is all there is
-        return None
+        return {}
+
+
+def _entry(spec: str):
+    """The catalog/imported entry a spec names (by id, or by its file's name), or None."""
+    entries = _entries()
     if spec in entries:
         return entries[spec]
     name = Path(spec).name
@@ -57,8 +61,12 @@ def _entry(spec: str):
 
 
 def schedule_for(spec: str) -> tuple[ResShiftSchedule, bool]:
-    """(schedule, whether it is known for this model rather than assumed)."""
+    """(schedule, whether it is known for this model rather than assumed): the catalog entry's, or
+    for an imported model or a file, that of the catalog model whose official file name it has."""
     entry = _entry(spec)
+    if entry is not None and entry.custom:  # imported: the name it had when it was imported
+        original = Path(str(entry.extra.get("imported_from", ""))).name
+        entry = next((e for e in _entries().values() if not e.custom and e.file_name == original), entry)
     fields = entry.extra.get(SCHEDULE_FIELD) if entry is not None else None
     if not isinstance(fields, dict):
         return ResShiftSchedule(), spec == TINY
@@ -77,7 +85,8 @@ def _resolve(spec: str) -> Path:
 def autoencoder_path(spec: str, denoiser: Path) -> Path:
     """The autoencoder file that goes with the denoiser ``spec`` (see the module doc)."""
     entry = _entry(spec)
-    candidates = [c for c in (entry.companions if entry is not None else ())] + [DEFAULT_AUTOENCODER]
+    others = [e.id for e in _entries().values() if e.architecture == AUTOENCODER]  # an imported one, too
+    candidates = list(entry.companions if entry is not None else ()) + [DEFAULT_AUTOENCODER] + others
     for candidate in candidates:
         try:
             path = _resolve(candidate)
