@@ -102,24 +102,23 @@ def autoencoder_path(spec: str, denoiser: Path) -> Path:
 
 
 def is_upscaler(spec: Optional[str]) -> bool:
-    """Whether a model spec names a fast upscaler (cheap for ids: the catalog says; a file is read)."""
-    if not spec:
-        return False
-    if spec == TINY:
-        return True
-    entry = _entry(spec)
-    if entry is not None:
-        return entry.role == kinds.UPSCALER
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        return False
-    from engine.models import _shapes_only
+    """Whether a model spec names a fast upscaler: for a file, from its tensor names (memory-mapped:
+    a 2 GB diffusion model is not read for this); for an id, from the catalog's role."""
+    from engine.models import TINY_MODELS, _shapes_only
     from engine.resshift.files import family_of, without_prefixes
 
-    try:  # the tensor names only (memory-mapped): a 2 GB diffusion model is not read for this
-        return family_of(without_prefixes(_shapes_only(path))) == UNET
-    except ModelFileError:
+    if spec == TINY:
+        return True
+    if not spec or spec in TINY_MODELS:
         return False
+    path = Path(spec).expanduser()
+    if path.is_file():
+        try:
+            return family_of(without_prefixes(_shapes_only(path))) == UNET
+        except ModelFileError:
+            return False
+    entry = _entry(spec)
+    return entry is not None and entry.role == kinds.UPSCALER
 
 
 def load_upscaler(spec: str, *, device: torch.device, precision: str = "fp32", seed: int = 1234,

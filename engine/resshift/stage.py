@@ -169,8 +169,10 @@ def run_fast_upscale(request: RestoreRequest, cancel: Optional[threading.Event],
     del rgb
     if sr != upscaler.scale:
         result = _resize(result, H, W, sr)
-    if monochrome:
-        result[...] = result.mean(axis=2, keepdims=True)
+    if monochrome:  # in row bands: no full-size temporary
+        for top in range(0, result.shape[0], 256):
+            band = result[top : top + 256]
+            band[...] = band.mean(axis=2, keepdims=True)
     upscale_report = {"upscaler": request.upscaler, "upscaler_steps": upscaler.schedule.steps,
                       "upscale_tiles": len(boxes), "upscale_tile": [boxes[0].height, boxes[0].width],
                       "resize": resize_note(sr), "upscale_seconds": round(time.perf_counter() - started, 3)}

@@ -110,3 +110,23 @@ def test_fast_upscale_previews_tiles_cancels_and_continues(installed, window_wit
     assert report["upscaler"] == FAST_UPSCALER and report["output_size"] == [192, 192]
     assert window.document.preview.shape == (192, 192, 3)
     assert "fast upscale: ResShift ×4 in 4 steps" in window.log_panel.plain_text()
+
+
+def test_the_estimate_and_the_memory_check_count_the_fast_upscale_and_what_follows():
+    from engine.errors import InputError
+    from gui.run.plan import FAST_UPSCALE_SECONDS_PER_MP, check_memory, estimate_run
+
+    alone = estimate_run(fast(precision="fp32"), (100, 100), "cpu")
+    assert (alone.windows, alone.calls) == (0, 0)
+    assert alone.seconds == pytest.approx(0.16 * FAST_UPSCALE_SECONDS_PER_MP["cpu-fp32"])
+    with_fill = estimate_run(fast(precision="fp32", inpaint=True), (100, 100), "cpu")
+    engine_only = estimate_run(fast(precision="fp32", inpaint=True, upscale=1, fast_upscale=False), (400, 400), "cpu")
+    assert (with_fill.windows, with_fill.calls) == (engine_only.windows, engine_only.calls) != (0, 0)
+    assert with_fill.seconds == pytest.approx(alone.seconds + engine_only.seconds)
+
+    image = np.zeros((10, 10, 3), np.float32)
+    request = build_request(fast(), image, None)
+    check_memory(request)  # small: fits
+    huge = request.replace(image=np.broadcast_to(image[:1, :1], (60_000, 60_000, 3)))
+    with pytest.raises(InputError, match="too large for this computer's memory"):
+        check_memory(huge)
