@@ -125,8 +125,10 @@ def test_the_upscaler_comparison_puts_resshift_beside_the_engine_presets(tmp_pat
 
     assert rbench.PRESET_STEPS == {name: QUALITY_PRESETS[name].steps for name in rbench.PRESET_STEPS}
     ran = []
+    runs = iter([1.5, 2.5])  # before and after the engine: the mean counts
+    monkeypatch.setattr(rbench, "_official_upscaler", lambda device, precision: "upscaler")
     monkeypatch.setattr(rbench, "_resshift_seconds",
-                        lambda image, device, precision: {"seconds": 2.0, "tiles": 1, "tile": 64, "params_m": 174.7})
+                        lambda upscaler, image: {"seconds": next(runs), "tiles": 1, "tile": 64, "params_m": 174.7})
     monkeypatch.setattr(rbench, "_engine_seconds", lambda image, steps, device, precision: ran.append(steps) or
                         {"seconds": 0.5 * steps, "windows": 1, "denoiser_calls": steps})
     out = tmp_path / "u.json"
@@ -135,6 +137,7 @@ def test_the_upscaler_comparison_puts_resshift_beside_the_engine_presets(tmp_pat
     figures = json.loads(out.read_text())
     assert ran == [25], "Balanced is extrapolated from Fast unless asked to run"
     megapixels = 128 * 128 / 1e6
+    assert figures["resshift"]["seconds_runs"] == [1.5, 2.5]
     assert figures["resshift"]["seconds_per_mp"] == round(2.0 / megapixels, 1)
     fast, balanced = figures["engine"]["Fast"], figures["engine"]["Balanced"]
     assert (fast["seconds"], fast["resshift_speedup"], fast["extrapolated"]) == (12.5, 6.2, False)
