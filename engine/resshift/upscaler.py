@@ -40,12 +40,16 @@ NOISE_BLOCK = 16
 #: Input pixels shared by neighbouring tiles (ResShift's own chopping shares 64 of 512) and, at
 #: each shared edge, input pixels given no weight (bicubic and convolution edges).
 OVERLAP, MARGIN = 64, 8
-#: Largest input tile side: a 256² tile is a 1024² output (the latent and the photo are 256²).
+#: Largest input tile side: a 256² tile is a 1024² output (the latent and the photo are 256²). With
+#: the overlap of 64 it costs the least per output pixel: smaller tiles repeat more of their work in
+#: the overlaps, larger ones pay more for the autoencoder's attention over the whole tile
+#: (docs/resshift.md).
 DEFAULT_TILE = 256
 #: Device bytes per input pixel of one tile at batch 1, fp32 (dominated by the autoencoder's
-#: 128- and 256-channel activations at output resolution, 16 output pixels per input pixel);
-#: halved for 16-bit precision. Measured peak, see docs/resshift.md.
+#: 128- and 256-channel activations at output resolution, 16 output pixels per input pixel): 51 kB
+#: measured on the CPU (docs/resshift.md), with a margin; halved for 16-bit precision (not measured).
 DEVICE_BYTES_PER_PIXEL_FP32 = 60_000
+#: Tile outputs are rounded to this many steps (16 bits) before blending (see the module doc).
 LEVELS = 65535
 #: On the CPU the tiles' activations are in the computer's memory: at most this share of what is available.
 HOST_FRACTION = 0.5
