@@ -150,3 +150,29 @@ def test_saved_tiles_of_another_photo_are_not_used(tmp_path, small_tiles):
     events = list(restore(other))
     assert not any(isinstance(e, WindowFinished) and e.resumed for e in events)
     assert any("belong to a different photo" in getattr(e, "message", "") for e in events)
+
+
+def test_on_the_cpu_tiles_fit_in_half_the_available_memory(tiny, monkeypatch):
+    import engine.host_memory
+
+    assert tiny.spec().tile == upscaler_module.DEFAULT_TILE  # plenty of memory here
+    monkeypatch.setattr(engine.host_memory, "available_bytes", lambda: 2 * 60_000 * 100 ** 2)
+    spec = tiny.spec()
+    assert spec.tile == 96 and spec.tile % tiny.multiple == 0  # √(100²) = 100, down to a multiple of 8
+    assert spec.overlap == 48 and spec.margin == 8
+
+
+def test_a_tile_that_runs_out_of_memory_is_done_in_quarters_at_their_own_places(tiny):
+    seen = []
+
+    def short_of_memory(tiles, boxes):
+        seen.append(boxes[0])
+        if tiles.shape[-1] > 24:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return tiny(tiles, boxes)
+
+    spec = dataclasses.replace(tiny.spec(), tile=32, overlap=8, margin=2)
+    result, _ = drain(run_tiles(short_of_memory, photo(32, 32), spec, device=CPU, stage="upscale"))
+    assert result.shape == (128, 128, 3)
+    quarters = seen[1:]
+    assert len(quarters) == 4 and {(b.top, b.left) for b in quarters} == {(0, 0), (0, 8), (8, 0), (8, 8)}
