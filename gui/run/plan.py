@@ -211,18 +211,29 @@ class Estimate(NamedTuple):
     seconds: float
 
 
-#: The fast upscale's seconds per output megapixel (ResShift v3, tiles of 256 px; docs/benchmarks.md):
-#: CPU fp32 / bf16, GPU.
-FAST_UPSCALE_SECONDS_PER_MP = {"cpu-fp32": 700.0, "cpu-bf16": 250.0, "gpu": 4.0}
+#: The fast upscale's work (docs/resshift.md): TFLOP per output megapixel of a tile besides the
+#: autoencoder's attention over the whole tile (2 · 2048 · T⁴ FLOP for a T-px tile), the tile and overlap
+#: it runs with (engine.resshift.upscaler), and the TFLOP/s reached (docs/benchmarks.md: the 2-core
+#: build machine, shared; a GPU's is assumed, not measured yet).
+FAST_UPSCALE_TFLOP_PER_MP, FAST_UPSCALE_TILE, FAST_UPSCALE_OVERLAP = 19.6, 256, 64
+FAST_UPSCALE_TFLOPS = {"cpu-fp32": 0.028, "cpu-bf16": 0.030, "gpu": 20.0}
 
 
 def fast_upscale_seconds(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
                          cpu_native_bf16: bool = False) -> float:
-    megapixels = image_size[0] * image_size[1] * 16 / 1e6  # ResShift always makes ×4 first
+    """ResShift ×4 of a photo of ``image_size``: its tiles' FLOPs over the device's rate."""
+
+    def tiles_along(length: int) -> tuple[int, int]:  # (count, side), as engine.tiling.blended plans them
+        padded = -(-length // 64) * 64
+        side = min(FAST_UPSCALE_TILE, padded)
+        return (1 if side >= padded else 1 + -(-(padded - side) // (side - FAST_UPSCALE_OVERLAP))), side
+
+    (rows, th), (cols, tw) = tiles_along(image_size[0]), tiles_along(image_size[1])
+    per_tile = 16 * th * tw / 1e6 * FAST_UPSCALE_TFLOP_PER_MP + 2 * 2048 * (th * tw) ** 2 / 1e12
     on_cpu = device_kind.startswith("cpu")
     bf16 = settings.precision == "bf16" or (settings.precision == "auto" and cpu_native_bf16)
     key = "gpu" if not on_cpu else ("cpu-bf16" if bf16 else "cpu-fp32")
-    return megapixels * FAST_UPSCALE_SECONDS_PER_MP[key]
+    return rows * cols * per_tile / FAST_UPSCALE_TFLOPS[key]
 
 
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,

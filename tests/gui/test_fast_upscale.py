@@ -112,13 +112,34 @@ def test_fast_upscale_previews_tiles_cancels_and_continues(installed, window_wit
     assert "fast upscale: ResShift ×4 in 4 steps" in window.log_panel.plain_text()
 
 
+def official_spec():
+    """The tile layout of the official networks (built on the meta device: no memory)."""
+    import torch
+
+    from engine.resshift.autoencoder import AutoencoderConfig, VQAutoencoder
+    from engine.resshift.diffusion import ResShiftSchedule
+    from engine.resshift.unet import SwinUNet, SwinUNetConfig
+    from engine.resshift.upscaler import ResShiftUpscaler
+
+    with torch.device("meta"):
+        unet, autoencoder = SwinUNet(SwinUNetConfig()), VQAutoencoder(AutoencoderConfig())
+    return ResShiftUpscaler(unet, autoencoder, ResShiftSchedule(), device=torch.device("meta")).spec()
+
+
 def test_the_estimate_and_the_memory_check_count_the_fast_upscale_and_what_follows():
     from engine.errors import InputError
-    from gui.run.plan import FAST_UPSCALE_SECONDS_PER_MP, check_memory, estimate_run
+    from engine.tiling.blended import plan_tiles
+    from gui.run.plan import FAST_UPSCALE_OVERLAP, FAST_UPSCALE_TFLOPS, FAST_UPSCALE_TILE, check_memory, estimate_run
 
     alone = estimate_run(fast(precision="fp32"), (100, 100), "cpu")
     assert (alone.windows, alone.calls) == (0, 0)
-    assert alone.seconds == pytest.approx(0.16 * FAST_UPSCALE_SECONDS_PER_MP["cpu-fp32"])
+    work = 16 * 128 * 128 / 1e6 * 19.6 + 2 * 2048 * 128 ** 4 / 1e12  # one 128-px tile (100 px padded to 64s)
+    assert alone.seconds == pytest.approx(work / FAST_UPSCALE_TFLOPS["cpu-fp32"])
+    big = estimate_run(fast(precision="fp32"), (1000, 700), "cpu")
+    spec = official_spec()
+    assert (spec.tile, spec.overlap, spec.multiple) == (FAST_UPSCALE_TILE, FAST_UPSCALE_OVERLAP, 64)
+    assert big.seconds == pytest.approx(len(plan_tiles(1000, 700, spec)) * (16 * 256 * 256 / 1e6 * 19.6 + 2 * 2048
+                                        * 256 ** 4 / 1e12) / FAST_UPSCALE_TFLOPS["cpu-fp32"])
     with_fill = estimate_run(fast(precision="fp32", inpaint=True), (100, 100), "cpu")
     engine_only = estimate_run(fast(precision="fp32", inpaint=True, upscale=1, fast_upscale=False), (400, 400), "cpu")
     assert (with_fill.windows, with_fill.calls) == (engine_only.windows, engine_only.calls) != (0, 0)
