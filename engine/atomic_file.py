@@ -2,7 +2,8 @@
 
 ``atomic_write(path)`` hands out a binary file beside ``path`` under a temporary name, flushes it
 to disk and renames it over ``path`` only when the ``with`` block completes. On any error the
-temporary file is removed and ``path`` is untouched.
+temporary file is removed and ``path`` is untouched; a write that stopped short on a full disk
+raises the system's "No space left on device" (numpy and tifffile do not say why).
 
 The result has the permissions a plain ``open(path, "wb")`` would give it: a new file gets
 0666 minus the umask (the temporary file is created with that mode, so the system applies the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
 import uuid
 from pathlib import Path
@@ -42,9 +44,28 @@ def atomic_write(path: Union[str, os.PathLike]) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         _keep_mode_of(path, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = _short_write_on_a_full_disk(exc, path.parent)  # asked before the temporary file frees its space
         tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         raise
+
+
+#: Free space below which a short write is put down to a full disk.
+FULL_DISK_BYTES = 1 << 20
+
+
+def _short_write_on_a_full_disk(exc: BaseException, folder: Path) -> bool:
+    """Whether ``exc`` is a write that stopped short without the system's reason (numpy's and
+    tifffile's ``tofile`` say only "N requested and M written") on a disk that is now full: its
+    message is then the system's own, "No space left on device"."""
+    if not isinstance(exc, OSError) or exc.errno is not None:
+        return False
+    try:
+        return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def _keep_mode_of(path: Path, tmp: Path) -> None:

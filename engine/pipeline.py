@@ -21,14 +21,14 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
-from engine.device import describe_device, pick_device, pick_precision
+from engine.device import describe_device, pick_device, pick_precision, precision_warning
 from engine.errors import EngineError, InputError
 from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import RestoreRequest
 from engine.resshift.stage import fast_upscale_request, run_fast_upscale
-from engine.samplers import make_schedule
+from engine.samplers import Schedule, make_schedule
 from engine.tiling.hir import HirPlan, choose_factor, run_hir
 from engine.tiling.memory import plan_batch_size
 from engine.tiling.msr import MsrStage, Progress, SamplingSettings
@@ -49,18 +49,20 @@ from engine.models import load_denoiser, load_guidance  # noqa: E402
 RANDOM_MODEL_WARNING = "{model} has random weights: its output is NOT a restoration"
 
 
-def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None)."""
-    from engine.image_io import load_image, load_mask
+def _load_inputs(request: RestoreRequest) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+    """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None, a note on the file's other frames)."""
+    from engine.image_io import frames_note, load_image, load_mask
 
     need = restore_bytes_per_input_pixel(request.tasks)  # refused before decoding when it cannot fit
-    rgb = load_image(request.image, bytes_per_pixel=need).rgb
+    loaded = load_image(request.image, bytes_per_pixel=need)
+    rgb, note = loaded.rgb, frames_note(loaded.frames)
+    del loaded
     mask = None
     if request.tasks.inpaint:
         mask = load_mask(request.mask, rgb.shape[:2])
         if not mask.any():
             raise InputError("the mask is empty: paint the areas to fill (white = fill)")
-    return rgb, mask
+    return rgb, mask, note
 
 
 #: A photo whose channels differ by at most this (in [0, 1]) at every pixel is black and white:
@@ -103,6 +105,16 @@ def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> 
     return plan_windows(height, width, window, effective_overlap(window, request.overlap, align), align)
 
 
+def schedule_for(request: RestoreRequest, t_start: Optional[int] = None) -> Schedule:
+    """The sampling schedule of ``request`` (from ``t_start`` for a warm start): the one place the
+    pipeline builds one, so the spacing switch (``quirks.skip_spacing``) holds for every stage."""
+    spacing = "skip" if request.quirks.skip_spacing else "even"
+    if t_start is not None and t_start + 1 < request.steps:
+        raise InputError(f"the HiR warm start at timestep {t_start} leaves fewer timesteps than the {request.steps} "
+                         f"steps: start at {request.steps - 1} or later, or use fewer steps")
+    return make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=t_start, spacing=spacing)
+
+
 def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *,
             denoiser: Optional[Any] = None) -> Iterator[Event]:
     """Run ``request``; yield events, the last being :class:`FinishedEvent`.
@@ -122,7 +134,9 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         yield from run_fast_upscale(fast, cancel, restore, denoiser)
         return
     yield StageEvent("loading image", 0, 3)
-    rgb, fill = _load_inputs(request)
+    rgb, fill, frames_note = _load_inputs(request)
+    if frames_note:  # an animated GIF, a multi-page TIFF
+        yield LogEvent("warning", frames_note)
     h_in, w_in = rgb.shape[:2]
     s = tasks.sr
     H, W = h_in * s, w_in * s
@@ -130,6 +144,9 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     yield StageEvent("loading model", 1, 3)
     device = pick_device(request.device)
     request = request.replace(precision=pick_precision(request.precision, device))
+    slow = precision_warning(request.precision, device)
+    if slow:
+        yield LogEvent("warning", slow)
     if denoiser is None:
         denoiser = load_denoiser(request.model, device=device, precision=request.precision,
                                  class_label=request.class_label, compile=request.compile)
@@ -144,6 +161,10 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if request.guidance_scale:
         guidance = load_guidance(request.model, class_label=request.class_label, scale=request.guidance_scale,
                                  device=device, precision=request.precision, classifier=request.classifier)
+        if guidance is None:
+            yield LogEvent("warning", "classifier guidance is off: it steers towards a class, and no class was given"
+                           if request.class_label is None else f"{request.model} cannot be guided by a classifier, "
+                           "so classifier guidance is off")
     is_random = bool(getattr(denoiser, "is_random", False))
     if is_random:
         yield LogEvent("warning", RANDOM_MODEL_WARNING.format(model=request.model))
@@ -168,6 +189,10 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
     align = math.lcm(s, factor)
     plan_high = plan_stage(H, W, request, align)
+    if request.tiling != "none" and plan_high.window_h != request.window:
+        yield LogEvent("info", f"windows are {plan_high.window_h} px, not {request.window}: a window is a multiple of "
+                               f"{math.lcm(align, NETWORK_MULTIPLE)} px (the network's {NETWORK_MULTIPLE}"
+                               + (f" and the scale {align})" if align > 1 else ")"))
     problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
     base = problem_high.cropped(H, W)  # a view: the photo is held once, padded
     del rgb, fill
@@ -180,12 +205,12 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         plan_low = plan_stage(low_problem.height, low_problem.width, request, low_problem.scale)
         low_problem = low_problem.padded(plan_low.padded_height, plan_low.padded_width)
 
-    schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
+    schedule = schedule_for(request)
     sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
     settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
     warm_start_t = request.hir_start if plan_low is not None else None
     high_settings = settings if warm_start_t is None else dataclasses.replace(
-        settings, schedule=make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=warm_start_t))
+        settings, schedule=schedule_for(request, t_start=warm_start_t))
     progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes)
                         + (schedule.num_calls * len(plan_low.boxes) if plan_low else 0))
     cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)
@@ -203,6 +228,8 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)
     low = make(low_problem, plan_low, "hir-low", 1, float(factor), settings) if plan_low is not None else None
     progress.baseline = progress.done  # the calls of resumed windows were made by an earlier run
+    for warning in resume.warnings if resume is not None else ():  # saved windows that could not be read
+        yield LogEvent("warning", warning)
     yield StageEvent("restoring", 2, 3)
     stages = [st for st in (low, high) if st is not None]
     resumed = sum(len(st.finished) for st in stages)

@@ -50,17 +50,34 @@ def array_digest(value: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(value).data).hexdigest()
 
 
+def _switch(doc: str) -> Any:
+    """A parity switch, off by default; ``doc`` (what the reference does) is shown by the CLI's --help."""
+    return field(default=False, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class Quirks:
-    """Parity switches that reproduce the reference code's behaviour. All off = the paper."""
+    """Parity switches that reproduce the reference code's behaviour. All off = the paper.
 
-    simplified_noise: bool = False  # main.py --simplified: γ uses sqrt(1 - ᾱ²) and ᾱ instead of sqrt(ᾱ)
-    lambda_precedence: bool = False  # hq_demo: λ = σ_t / a_t · σ_y instead of σ_t / (a_t σ_y)
-    travel_from_x0: bool = False  # main.py: time travel re-noises the raw x0 instead of a forward chain
-    clip_x0: bool = False  # hq_demo clamps x0 to [-1, 1]
-    sigma_y_unscaled: bool = False  # hq_demo uses σ_y as given, without the ×2 for the [-1, 1] range
-    carry_state_across_windows: bool = False  # hq_demo: window k starts from window k-1's sample
-    ddrm_kernel_taps: bool = False  # DDRM/DDNM SVD path drops the last tap of odd blur kernels
+    DDNM's ``main.py --simplified`` is skip_spacing + simplified_noise + travel_from_x0 (DDIM form);
+    hq_demo is clip_x0 + lambda_precedence + sigma_y_unscaled + carry_state_across_windows (DDPM form).
+    """
+
+    simplified_noise: bool = _switch("main.py --simplified: the injected noise uses sqrt(1 - ᾱ²) and ᾱ "
+                                     "instead of sqrt(ᾱ)")
+    lambda_precedence: bool = _switch("hq_demo: λ = σ_t / a_t · σ_y instead of σ_t / (a_t σ_y)")
+    travel_from_x0: bool = _switch("main.py: time travel re-noises the raw x0 instead of a forward chain")
+    clip_x0: bool = _switch("hq_demo: x0 is clamped to [-1, 1]")
+    sigma_y_unscaled: bool = _switch("hq_demo: σ_y is used as given, without the ×2 for the [-1, 1] range")
+    carry_state_across_windows: bool = _switch("hq_demo: window k starts from window k-1's sample")
+    ddrm_kernel_taps: bool = _switch("DDRM/DDNM SVD path: the last tap of odd blur kernels is dropped")
+    skip_spacing: bool = _switch("main.py: the timesteps are multiples of 1000 // steps (the first call at "
+                                 "990 for 100 steps) instead of evenly spaced from 999")
+
+
+def quirk_docs() -> dict[str, str]:
+    """Each parity switch's name and what it reproduces."""
+    return {f.name: f.metadata["doc"] for f in dataclasses.fields(Quirks)}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import store
+from engine.models.folder_lock import LOCK_NAME
 from engine.models.tiny import build_tiny, tiny_adm_config, tiny_classifier_config, tiny_ddpm_config
 
 
@@ -109,7 +110,7 @@ def test_symlink_and_hardlink_imports(models_dir, tmp_path, tiny_state_dicts):
 def registered_files(directory: Path) -> dict[str, str]:
     """file name -> model id for every file in the models folder (orphans map to None)."""
     owners = {e.file_name: e.id for e in cat.all_entries(directory).values()}
-    return {p.name: owners.get(p.name) for p in directory.iterdir() if p.name != cat.REGISTRY_NAME}
+    return {p.name: owners.get(p.name) for p in directory.iterdir() if p.name not in (cat.REGISTRY_NAME, LOCK_NAME)}
 
 
 def test_different_files_with_the_same_name_get_their_own_ids(models_dir, tmp_path, tiny_state_dicts):

@@ -1,6 +1,6 @@
 """How a restoration shows on the console: a tqdm bar over denoiser calls, stages and log lines on
-stderr, and Ctrl-C as cancel (the run stops within one denoiser call and keeps its finished
-windows)."""
+stderr, and Ctrl-C or SIGTERM as cancel (the run stops within one denoiser call and keeps its
+finished windows)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import importlib
 import signal
 import sys
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from engine.errors import Cancelled
 from engine.events import FinishedEvent, LogEvent, PlanEvent, ProgressEvent, StageEvent
@@ -48,7 +48,8 @@ class EventRenderer:
         elif isinstance(event, PlanEvent):
             levels = len(set(event.levels)) if event.levels else 0
             h, w = event.output_size
-            self.say(f"{event.stage}: {w}×{h}, {len(event.boxes)} window(s) in {levels} batch(es)")
+            self.say(f"{event.stage}: {w}×{h}, {len(event.boxes)} window(s) in {levels} level(s) "
+                     "(the windows of a level run together)")
 
     def _progress(self, event: ProgressEvent) -> None:
         if not self.show_progress:
@@ -72,25 +73,70 @@ def _load_restore() -> Callable[..., Any]:
     return importlib.import_module("engine.pipeline").restore
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a desktop session logging out, ``kill``) outside a run: handled as Ctrl-C is."""
+
+
+class StopRequest(threading.Event):
+    """The cancel event of a command, which also knows what asked it to stop."""
+
+    signal_number: int = signal.SIGINT
+
+
+def exit_code_of(stop: BaseException, cancel: Optional[threading.Event] = None) -> int:
+    """The exit status of a command stopped by Ctrl-C (130) or SIGTERM (143, 128 + 15)."""
+    if isinstance(stop, Terminated) or getattr(cancel, "signal_number", None) == signal.SIGTERM:
+        return 128 + signal.SIGTERM
+    return 128 + signal.SIGINT
+
+
+def stopped_by(code: int) -> str:
+    """How a message names what stopped the command, from its exit code."""
+    return "terminated" if code == 128 + signal.SIGTERM else "cancelled"
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated`, as Ctrl-C raises KeyboardInterrupt, so a command
+    stopped by either says what it keeps (instead of ending silently). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def cancel_on_ctrl_c(cancel: threading.Event, say: Callable[[str], None]) -> Iterator[None]:
-    """First Ctrl-C sets ``cancel`` (the run stops after its current step and keeps its finished
-    work) and ``say``s so; a second one interrupts at once. Only possible from the main thread."""
+    """First Ctrl-C or SIGTERM sets ``cancel`` (the run stops after its current step and keeps its
+    finished work) and ``say``s so; a second one interrupts at once. A :class:`StopRequest` records
+    which signal it was. Only possible from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         if cancel.is_set():
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if isinstance(cancel, StopRequest):
+            cancel.signal_number = signum
         cancel.set()
-        say("cancelling after the current step… (Ctrl-C again to stop at once)")
+        say("terminated: stopping after the current step and keeping the finished work…"
+            if signum == signal.SIGTERM else "cancelling after the current step… (Ctrl-C again to stop at once)")
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def drain(request: RestoreRequest, renderer: EventRenderer, cancel: threading.Event) -> FinishedEvent:

@@ -12,6 +12,7 @@ import sys
 from typing import Optional
 
 from engine.cli.common import name_commands
+from engine.cli.console import exit_code_of
 from engine.errors import EngineError
 
 
@@ -152,9 +153,9 @@ def cmd_download(args) -> int:
         try:
             path = store.download_model(mid, models_dir=args.models_dir, mirror=args.mirror, progress=bar,
                                         **_download_options(args))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             bar.close()  # ends the bar's line before the message
-            return _interrupted(ids, args.models_dir)
+            return _interrupted(ids, args.models_dir, exit_code_of(exc))
         finally:
             bar.close()
         print(f"{mid}: installed at {path}")
@@ -180,9 +181,10 @@ def _accept_licences(ids: list[str], args) -> None:
             raise EngineError(f"{mid} was not downloaded: its licence was not accepted")
 
 
-def _interrupted(ids: Optional[list[str]], models_dir: Optional[str]) -> int:
-    """Ctrl-C during a download: say what is kept (the ``.part`` file, which the next download
-    resumes with an HTTP Range request) and how to go on. Exit code 130."""
+def _interrupted(ids: Optional[list[str]], models_dir: Optional[str], code: int = 130) -> int:
+    """Ctrl-C or SIGTERM during a download: say what is kept (the ``.part`` file, which the next
+    download resumes with an HTTP Range request) and how to go on. Returns ``code`` (130, or 143
+    for SIGTERM)."""
     from engine.models import catalog as cat
 
     kept = []
@@ -190,10 +192,10 @@ def _interrupted(ids: Optional[list[str]], models_dir: Optional[str]) -> int:
         part = state.path.with_name(state.path.name + cat.PART_SUFFIX)
         if state.status == cat.PARTIAL and (ids is None or state.id in ids) and part.stat().st_size:
             kept.append(f"{state.id}: {_human(part.stat().st_size)} in {part}")
-    print(f"interrupted. The partial download is kept ({'; '.join(kept)}); run the same command again to resume it"
+    print(f"{'terminated' if code == 143 else 'interrupted'}. The partial download is kept ({'; '.join(kept)}); run the same command again to resume it"
           if kept else "interrupted before any data arrived; run the same command again to download",
           file=sys.stderr)
-    return 130
+    return code
 
 
 def cmd_verify(args) -> int:
@@ -205,9 +207,9 @@ def cmd_verify(args) -> int:
         try:
             results = store.repair_models(ids, models_dir=args.models_dir, mirror=args.mirror, progress=bar,
                                           **_download_options(args))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             bar.close()  # ends the bar's line before the message
-            return _interrupted(ids, args.models_dir)
+            return _interrupted(ids, args.models_dir, exit_code_of(exc))
         finally:
             bar.close()
     else:
@@ -217,10 +219,18 @@ def cmd_verify(args) -> int:
         return 0
     for r in results:
         print(f"{r.model_id}: {r.status}" + (f" ({r.detail})" if r.detail else ""))
-    bad = [r.model_id for r in results if r.status in ("mismatch", "partial", "missing")]
+    bad = [r for r in results if r.status in ("mismatch", "partial", "missing", "unusable")]
     if bad:
-        hint = "" if args.repair else " — run `python -m engine models verify --repair`"
-        raise EngineError(f"{len(bad)} model(s) not usable: {', '.join(bad)}{hint}")
+        from engine.models import catalog as cat
+
+        def downloadable(r) -> bool:
+            entry = cat.get_entry(r.model_id, args.models_dir)
+            return r.status != "unusable" and not entry.custom and bool(entry.urls or args.mirror)
+
+        hint = "" if args.repair or not any(map(downloadable, bad)) else " — run `python -m engine models verify --repair`"
+        if any(r.status != "partial" and cat.get_entry(r.model_id, args.models_dir).custom for r in bad):
+            hint += "; an imported model is imported again with `python -m engine models import PATH`"
+        raise EngineError(f"{len(bad)} model(s) not usable: {', '.join(r.model_id for r in bad)}{hint}")
     return 0
 
 

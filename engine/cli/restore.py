@@ -3,7 +3,8 @@
 Builds a :class:`~engine.request.RestoreRequest`, drains :func:`engine.pipeline.restore`, renders
 its events on stderr (tqdm progress over denoiser calls, log lines), saves the result with the
 input's metadata, alpha and bit depth, and optionally writes the run report as JSON.
-Exit codes: 0 done, 1 some files of a folder failed, 2 unusable input/arguments, 130 cancelled.
+Exit codes: 0 done, 1 some files of a folder failed, 2 unusable input/arguments, 130 cancelled (Ctrl-C),
+143 terminated (SIGTERM: the finished windows are kept as after Ctrl-C).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from engine.cli.common import (check_model, check_writable_file, check_writable_
                                non_negative, parse_travel, refuse_overwriting, refuse_same_destination, show_defaults,
                                whole, writing)
 from engine.errors import Cancelled, EngineError, InputError
-from engine.cli.console import EventRenderer, drain
+from engine.cli.console import EventRenderer, StopRequest, drain, exit_code_of, stopped_by
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.image_io import IMAGE_EXTENSIONS, SAVE_FORMATS, load_image, load_mask, save_image
 from engine.report import peak_rss_mb, write_report
-from engine.request import Quirks, RestoreRequest, Tasks
+from engine.request import Quirks, RestoreRequest, Tasks, quirk_docs
 
 STATE_SUFFIX = ".restorer-state"
 QUIRK_NAMES = tuple(f.name for f in dataclasses.fields(Quirks))
@@ -107,7 +108,8 @@ def register(subparsers: Any) -> None:
     model.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the network: faster steps after a one-time compile (cached on disk)")
     model.add_argument("--quirk", action="append", default=[], choices=QUIRK_NAMES, metavar="NAME",
-                       help="reference-code parity switch (repeatable): " + ", ".join(QUIRK_NAMES))
+                       help="reference-code parity switch, repeatable (all off = the paper): "
+                       + "; ".join(f"{name}: {doc}" for name, doc in quirk_docs().items()))
     tiling = p.add_argument_group("large photos")
     tiling.add_argument("--tiling", choices=_choices(RestoreRequest, "tiling"),
                         help="none: the whole photo as one window; auto, msr: window by window "
@@ -268,7 +270,7 @@ def _write_report(path: Path, report: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     check_tasks(args)
     renderer = EventRenderer(show_progress=not args.no_progress)
-    cancel = threading.Event()
+    cancel = StopRequest()
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"input not found: {source}")
@@ -285,20 +287,21 @@ def run(args: argparse.Namespace) -> int:
         check_writable_file(target, "OUTPUT")
         check_saved_progress(args, [target])
         restore_file(args, source, target, mask_path, renderer, cancel, report_path)
-    except (Cancelled, KeyboardInterrupt):
-        return _cancelled(renderer, Path(args.output))
+    except (Cancelled, KeyboardInterrupt) as exc:
+        return _cancelled(renderer, Path(args.output), exit_code_of(exc, cancel))
     return 0
 
 
-def _cancelled(renderer: EventRenderer, target: Path) -> int:
+def _cancelled(renderer: EventRenderer, target: Path, code: int) -> int:
+    """Say what a run stopped by Ctrl-C or SIGTERM keeps; returns the exit code ``code``."""
     renderer.close()
     saved = _saved_windows(state_dir_for(target))
     if saved:
-        renderer.say(f"cancelled. {saved} finished window(s) are kept in {state_dir_for(target)}; "
+        renderer.say(f"{stopped_by(code)}. {saved} finished window(s) are kept in {state_dir_for(target)}; "
                      "run the same command with --resume to continue.")
     else:
-        renderer.say("cancelled before any window was finished.")
-    return 130
+        renderer.say(f"{stopped_by(code)} before any window was finished.")
+    return code
 
 
 def _find_mask(mask_dir: Path, photo: Path) -> Path:
@@ -364,8 +367,8 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
         try:
             mask_path = _find_mask(mask_dir, photo) if mask_dir is not None else None
             reports.append(restore_file(args, photo, target, mask_path, renderer, cancel))
-        except (Cancelled, KeyboardInterrupt):
-            cancelled = photo
+        except (Cancelled, KeyboardInterrupt) as exc:
+            cancelled, code = photo, exit_code_of(exc, cancel)
             break
         except EngineError as exc:
             renderer.say(f"error: {photo.name}: {exc}")
@@ -374,6 +377,6 @@ def _run_folder(args: argparse.Namespace, folder: Path, renderer: EventRenderer,
         _write_report(Path(args.report), {"files": reports, "failed": failed, "skipped": skipped,
                                           "cancelled": str(cancelled) if cancelled else None})
     if cancelled is not None:
-        return _cancelled(renderer, targets[cancelled])
+        return _cancelled(renderer, targets[cancelled], code)
     renderer.say(f"done: {len(reports)} restored, {len(skipped)} skipped, {len(failed)} failed")
     return 1 if failed else 0

@@ -75,11 +75,17 @@ class LoadedImage:
     exif: Optional[bytes] = None  # descriptive tags only (engine.image_io.exif), orientation 1
     format: Optional[str] = None  # "PNG", "JPEG", "TIFF", ...
     path: Optional[Path] = None
+    frames: int = 1  # frames or pages in the file (an animated GIF, a multi-page TIFF); the first is decoded
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+
+def frames_note(frames: int) -> str:
+    """What to tell of an image file holding more than one frame ("" for one): only the first is used."""
+    return f"the image holds {frames} frames (an animation or pages): only the first is restored" if frames > 1 else ""
 
 
 # ----------------------------------------------------------------------------------- loading
@@ -175,7 +181,13 @@ def _decode(source: Source, head: bytes, path: Optional[Path], check: SizeCheck)
             raise
         except Exception as exc:  # truncated / corrupt streams surface here, from any decoder
             raise InputError(f"{name} is corrupt or truncated ({_reason(exc)})") from exc
-    return _finish(decoded.float_photo(), decoded.mode or mode, icc, exif_bytes, fmt, path)
+        try:  # counted once the first frame is decoded (counting seeks through the file)
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except Exception:  # a damaged later frame: the first one is all that is used
+            frames = 1
+    loaded = _finish(decoded.float_photo(), decoded.mode or mode, icc, exif_bytes, fmt, path)
+    loaded.frames = frames
+    return loaded
 
 
 def _decode_tiff_without_pillow(source: Source, name: str, path: Optional[Path], check: SizeCheck) -> LoadedImage:

@@ -7,6 +7,10 @@ first download/import, files found damaged by Verify, and user-imported (custom)
 Where the folder is, first match wins: the ``models_dir`` argument, :func:`set_models_dir`
 (the app's setting), env ``RESTORER_MODELS_DIR``, ``platformdirs.user_data_dir("Restorer")/models``.
 The catalog file can be replaced with env ``RESTORER_MODEL_CATALOG`` or :func:`set_catalog_path`.
+
+Changes to a folder (the registry, a new model's id and file) are made one at a time, across
+threads and processes (the app and the CLI together): see :mod:`engine.models.folder_lock`.
+Reading needs no lock: the registry is only ever replaced whole.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import json
 import os
 import re
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from engine.atomic_file import atomic_write
 from engine.errors import EngineError, ModelFileError
+from engine.models.folder_lock import store_lock
 
 INSTALLED, MISSING, CORRUPT, PARTIAL = "installed", "missing", "corrupt", "partial"
 HASH_POLICIES = ("pinned", "record-on-first-download")
@@ -30,7 +34,6 @@ PART_SUFFIX = ".part"
 MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
 _overrides: dict[str, Optional[Path]] = {"models_dir": None, "catalog": None}
-_registry_lock = threading.RLock()
 
 
 class CatalogError(EngineError):
@@ -229,13 +232,12 @@ def read_registry(directory: Path) -> dict[str, Any]:
     """``{"hashes": {file: {...}}, "damaged": {file: reason}, "custom": {id: {...}}}``."""
     empty: dict[str, Any] = {"version": 1, "hashes": {}, "damaged": {}, "custom": {}}
     path = registry_path(directory)
-    with _registry_lock:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return empty
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"the model registry {path} is damaged ({exc}); delete it and run Verify") from exc
+    try:  # no lock: the file is replaced whole (write_registry), never seen half-written
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return empty
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"the model registry {path} is damaged ({exc}); delete it and run Verify") from exc
     for key in ("hashes", "damaged", "custom"):
         if not isinstance(data.get(key), dict):
             data[key] = {}
@@ -244,13 +246,13 @@ def read_registry(directory: Path) -> dict[str, Any]:
 
 def write_registry(directory: Path, data: dict[str, Any]) -> None:
     """Atomic write (temp file + rename) so a crash never leaves half a registry."""
-    with _registry_lock, atomic_write(registry_path(directory)) as handle:
+    with store_lock(directory), atomic_write(registry_path(directory)) as handle:
         handle.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def update_registry(directory: Path, change) -> dict[str, Any]:
-    """Read-modify-write under the lock; ``change(data)`` edits the dict in place."""
-    with _registry_lock:
+    """Read-modify-write under :func:`store_lock`; ``change(data)`` edits the dict in place."""
+    with store_lock(directory):
         data = read_registry(directory)
         change(data)
         write_registry(directory, data)

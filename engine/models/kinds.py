@@ -99,11 +99,55 @@ def inspect_raw(raw: object, source: str) -> ModelKind:
 
 
 def inspect_file(path: Union[str, Path]) -> ModelKind:
-    """Read ``path`` safely and say what it is (raises ModelFileError)."""
+    """Read ``path`` safely and say what it is (raises ModelFileError, also for weights that hold
+    NaN or infinite values: such a file restores nothing)."""
     from engine.models.checkpoint import read_checkpoint
 
     path = Path(path)
-    return inspect_raw(read_checkpoint(path), path.name)
+    raw = read_checkpoint(path)
+    broken = non_finite_message(non_finite_tensors(raw), path.name)
+    if broken:
+        raise ModelFileError(broken)
+    return inspect_raw(raw, path.name)
+
+
+def non_finite_tensors(raw: object, prefix: str = "") -> list[str]:
+    """The names of the floating-point tensors in ``raw`` (tensors in nested dicts and lists, as a
+    checkpoint holds them) that hold NaN or infinite values."""
+    import torch
+
+    if isinstance(raw, torch.Tensor):
+        return [prefix or "tensor"] if raw.is_floating_point() and not bool(torch.isfinite(raw).all()) else []
+    items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, (list, tuple)) else ()
+    return [name for key, value in items for name in non_finite_tensors(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def non_finite_message(names: list[str], source: str) -> str:
+    """What to say of a model file whose tensors ``names`` hold NaN or infinite values ("" if none)."""
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{source} holds NaN or infinite weights ({shown}): the file is damaged, or was saved from a "
+            "training run that diverged, and cannot restore anything")
+
+
+def non_finite_in_file(path: Union[str, Path]) -> str:
+    """:func:`non_finite_message` for a model file ("" when every weight is finite), reading a
+    PyTorch file memory-mapped where it can (a large model is not held in memory twice)."""
+    from engine.models.checkpoint import SAFETENSORS, checkpoint_format, load_plain_pickle, read_checkpoint
+
+    path = Path(path)
+    if checkpoint_format(path) == SAFETENSORS:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            names = [k for k in f.keys() if non_finite_tensors(f.get_tensor(k))]
+        return non_finite_message(names, path.name)
+    try:
+        raw = load_plain_pickle(path, mmap=True)
+    except Exception:  # noqa: BLE001 - a legacy (not zip) file cannot be mapped; read_checkpoint says what is wrong
+        raw = read_checkpoint(path)
+    return non_finite_message(non_finite_tensors(raw), path.name)
 
 
 def refuse_role(kind: ModelKind, wanted: str, source: str, advice: str = "") -> None:

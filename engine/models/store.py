@@ -7,24 +7,25 @@ is recorded in ``registry.json`` and every later Verify/Repair is checked agains
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
-import re
 import shutil
 import threading
 import time
-import unicodedata
+import uuid
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 from engine.errors import Cancelled, EngineError, ModelFileError
 from engine.models import catalog as cat
 from engine.models import download as dl
 from engine.models import sidecar_image_size
 from engine.models.checkpoint import sidecar_path
-from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file
+from engine.models.folder_lock import store_lock
+from engine.models.import_place import imported_from, match_catalog, new_custom_place, same_file
+from engine.models.kinds import CLASSIFIER, DIFFUSION, ModelKind, inspect_file, non_finite_in_file
 
 PathLike = Union[str, Path, None]
 IMPORT_MODES = ("copy", "hardlink", "symlink")
@@ -117,33 +118,10 @@ def inspect_checkpoint(path: Path) -> ModelKind:
     return dataclasses.replace(kind, image_size=native) if native else kind
 
 
-def _slug(text: str) -> str:
-    """An id from a file name: lower-case ASCII, accents dropped ("Mödel 1" -> "model-1")."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9._-]+", "-", ascii_text.lower()).strip("-._") or "model"
-
-
-def _match_catalog(directory: Path, src: Path, size: int, family: str, sha256: str) -> Optional[cat.ModelEntry]:
-    """The catalog model this file is, unless another file already holds that model's place."""
-    registry = cat.read_registry(directory)
-    for entry in cat.load_catalog().values():
-        if entry.architecture != family or (entry.sha256 and entry.sha256 != sha256):
-            continue
-        placed = cat.state_of(entry, directory, registry)
-        if placed.status == cat.INSTALLED and not _same_file(placed.path, src):
-            continue  # never replace an installed file with other bytes
-        if entry.size_exact and entry.size_bytes == size:
-            return entry
-        plausible = entry.size_bytes is None or abs(size - entry.size_bytes) <= 0.05 * entry.size_bytes
-        if entry.file_name == src.name and plausible and not entry.size_exact:
-            return entry
-    return None
-
-
 def _place(src: Path, dest: Path, mode: str) -> None:
-    """Copy/link ``src`` to ``dest`` atomically (temp name + rename); never half a file at dest."""
-    tmp = dest.with_name(dest.name + ".importing")
-    tmp.unlink(missing_ok=True)
+    """Copy/link ``src`` to ``dest`` atomically (a temporary name of its own + rename); never half a
+    file at dest."""
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.importing")
     try:
         if mode == "hardlink":
             try:
@@ -185,32 +163,46 @@ def import_model_file(src: Union[str, Path], *, models_dir: PathLike = None, mod
     if cancel is not None and cancel.is_set():
         raise Cancelled("import cancelled")
     directory = cat.models_dir(models_dir)
-    size = src.stat().st_size
-    sha256 = dl.sha256_file(src, progress=progress, cancel=cancel)
-    entry = _entry_with_hash(directory, sha256, src)
-    if entry is None and not model_id:
-        entry = _match_catalog(directory, src, size, config.family, sha256)
-    if entry is not None:  # the model this file is (again): its id and place
-        mid, dest = entry.id, directory / entry.file_name
-    else:
-        mid, dest = _new_custom_place(directory, src, model_id)
-    _install(directory, src, dest, mode, sha256, size)
-    if entry is None:
-        if config.role == CLASSIFIER and purpose == "custom":
-            purpose = "classifier guidance"
-
-        def add_custom(data):
-            data["custom"][mid] = {
-                "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,
-                "architecture": config.family, "size_bytes": size, "image_size": config.image_size,
-                "num_classes": config.num_classes, "scale": config.scale, "summary": config.summary,
-                "licence": config.licence,
-                "description": description or f"Imported from {src}", "imported_from": str(src.absolute()),
-                "import_mode": mode,
-            }
-
-        cat.update_registry(directory, add_custom)
+    with _os_errors(f"cannot import {src.name} into {directory}"):
+        size = src.stat().st_size
+        sha256 = dl.sha256_file(src, progress=progress, cancel=cancel)
+        _entry_with_hash(directory, sha256, src)  # already installed: said at once, without waiting
+        with store_lock(directory, cancel):  # the id, the file and the registry: one import at a time
+            entry = _entry_with_hash(directory, sha256, src)
+            if entry is None and not model_id:
+                entry = match_catalog(directory, src, size, config.family, sha256)
+            if entry is not None:  # the model this file is (again): its id and place
+                mid, dest = entry.id, directory / entry.file_name
+            else:
+                mid, dest = new_custom_place(directory, src, model_id)
+            if entry is None and config.role == CLASSIFIER and purpose == "custom":
+                purpose = "classifier guidance"
+            placed_now = not (dest.exists() or dest.is_symlink())
+            try:
+                _install(directory, src, dest, mode, sha256, size)
+                if entry is None:
+                    cat.update_registry(directory, lambda data: data["custom"].__setitem__(mid, {
+                        "display_name": display_name or src.stem, "purpose": purpose, "file_name": dest.name,
+                        "architecture": config.family, "size_bytes": size, "image_size": config.image_size,
+                        "num_classes": config.num_classes, "scale": config.scale, "summary": config.summary,
+                        "licence": config.licence, "description": description or f"Imported from {src}",
+                        "imported_from": str(src.absolute()), "import_mode": mode,
+                    }))
+            except BaseException:
+                if placed_now:  # a file the registry does not know would be an orphan
+                    dest.unlink(missing_ok=True)
+                raise
     return ImportResult(mid, dest, config.family, entry is not None and not entry.custom, sha256, config)
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """An OSError (a full disk, a folder without write permission, a file gone) becomes one line:
+    "<what>: <the system's reason>"."""
+    try:
+        yield
+    except OSError as exc:
+        raise EngineError(f"{what}: {exc.strerror or exc}") from exc
 
 
 def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
@@ -222,13 +214,10 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
     src = Path(src).expanduser()
     directory = cat.models_dir(models_dir)
     imported = cat.read_registry(directory)["custom"]
-    mid = next((m for m, raw in imported.items() if _imported_from(directory, raw, src)), None)
+    mid = next((m for m, raw in imported.items() if imported_from(directory, raw, src)), None)
     if mid is None:
         return None
     config = inspect_checkpoint(src)
-    size, sha256 = src.stat().st_size, dl.sha256_file(src)
-    dest = directory / imported[mid]["file_name"]
-    _install(directory, src, dest, imported[mid].get("import_mode", "copy"), sha256, size)
 
     def refresh(data):
         data["custom"][mid].update(architecture=config.family, size_bytes=size, image_size=config.image_size,
@@ -237,31 +226,19 @@ def update_imported_model(src: Union[str, Path], *, models_dir: PathLike = None,
                                    imported_from=str(src.absolute()),
                                    **({"display_name": display_name} if display_name else {}))
 
-    cat.update_registry(directory, refresh)
+    with _os_errors(f"cannot import {src.name} into {directory}"):
+        size, sha256 = src.stat().st_size, dl.sha256_file(src)
+        dest = directory / imported[mid]["file_name"]
+        with store_lock(directory):
+            _install(directory, src, dest, imported[mid].get("import_mode", "copy"), sha256, size)
+            cat.update_registry(directory, refresh)
     return ImportResult(mid, dest, config.family, False, sha256, config)
-
-
-def _imported_from(directory: Path, raw: dict, src: Path) -> bool:
-    """Whether the custom model ``raw`` was imported from the file ``src``. Imports record its
-    absolute path. Older ones may hold a path relative to a working folder that was not recorded,
-    so in general it cannot be resolved: a linked import still tells (its file in the models folder
-    is, or points at, the original), else the path is taken relative to the current folder, which
-    is right when run from the folder of that import (the entry is then made absolute)."""
-    if not raw.get("imported_from"):
-        return False
-    origin = Path(raw["imported_from"])
-    if origin.is_absolute():
-        return _same_file(origin, src)
-    installed = directory / raw.get("file_name", "")
-    if _same_file(installed, src):
-        return True
-    return not installed.is_symlink() and _same_file(origin, src)  # a link knows where it came from
 
 
 def _install(directory: Path, src: Path, dest: Path, mode: str, sha256: str, size: int) -> None:
     """``src`` at ``dest`` (unless it is that file already), with its metadata (the ``.json`` of a
     model we trained, which holds its native size) and its hash recorded."""
-    if not (dest.exists() and _same_file(dest, src)):
+    if not (dest.exists() and same_file(dest, src)):
         _place(src, dest, mode)
         meta = _metadata_of(dest)
         if meta is not None and sidecar_path(src).is_file():
@@ -301,7 +278,7 @@ def installed_model_of(src: Union[str, Path], *, models_dir: PathLike = None,
     src = Path(src).expanduser()
     registry = cat.read_registry(directory)
     installed = [s for s in cat.list_models(directory) if s.status == cat.INSTALLED]
-    same = next((s.entry for s in installed if _same_file(s.path, src)), None)
+    same = next((s.entry for s in installed if same_file(s.path, src)), None)
     if same is not None:
         return same
     size = src.stat().st_size
@@ -310,39 +287,6 @@ def installed_model_of(src: Union[str, Path], *, models_dir: PathLike = None,
         return None
     digest = dl.sha256_file(src, progress=progress, cancel=cancel)
     return next((s.entry for s in installed if hashes.get(s.entry.id) == digest), None)
-
-
-def _new_custom_place(directory: Path, src: Path, model_id: Optional[str]) -> tuple[str, Path]:
-    """An id no model has and the file for it: ``<id><suffix>``, never a file that exists, or the
-    source itself when it already lies unregistered in the models folder."""
-    entries = cat.all_entries(directory)
-    taken_files = {e.file_name for e in entries.values()} | {cat.REGISTRY_NAME}
-    in_place = _same_file(src.parent, directory) and src.name not in taken_files
-
-    def dest(mid: str) -> Path:
-        return src if in_place else directory / f"{mid}{src.suffix}"
-
-    def free(mid: str) -> bool:
-        path = dest(mid)
-        occupied = path.name in taken_files or (not in_place and (
-            path.exists() or path.is_symlink() or path.with_name(path.name + cat.PART_SUFFIX).exists()))
-        return mid not in entries and not occupied
-
-    if model_id:
-        mid = _slug(model_id)
-        if not free(mid):
-            raise EngineError(f"the id '{mid}' is already used by another model or file; choose another id")
-    else:
-        base = _slug(src.stem)
-        mid = next(m for m in (base if n == 1 else f"{base}-{n}" for n in itertools.count(1)) if free(m))
-    return mid, dest(mid)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- verify / repair / remove
@@ -373,7 +317,11 @@ def verify_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: Path
             continue
         digest = dl.sha256_file(path, (lambda d, t, m=mid: progress(m, d, t)) if progress else None, cancel)
         expected = reference_hash(entry, cat.read_registry(directory))
-        if expected is None:
+        broken = _weights_problem(path) if expected in (None, digest) else ""
+        if broken:  # the right bytes, but weights that cannot restore anything
+            cat.update_registry(directory, lambda data, f=entry.file_name: data["damaged"].__setitem__(f, broken))
+            results.append(VerifyResult(mid, "unusable", broken))
+        elif expected is None:
             _record_hash(directory, entry.file_name, digest, path.stat().st_size, "verify (first hash)")
             results.append(VerifyResult(mid, "recorded", f"sha256 {digest} recorded"))
         elif digest == expected:
@@ -386,19 +334,42 @@ def verify_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: Path
     return results
 
 
+def _weights_problem(path: Path) -> str:
+    """Why the weights in ``path`` cannot restore anything (NaN or infinite values), or "". A file
+    that cannot be read as tensors is left to the hash (and to the run, which says why)."""
+    try:
+        return non_finite_in_file(path)
+    except ModelFileError:
+        return ""
+
+
+def _cannot_download(entry: cat.ModelEntry) -> str:
+    """Why Repair cannot fetch ``entry`` again, and what to do instead."""
+    if entry.custom:
+        origin = entry.extra.get("imported_from")
+        return (f"it was imported by you, so it cannot be downloaded again: import "
+                f"{origin if origin else 'the original file'} again to put it back, or remove it")
+    where = "; ".join(entry.manual_sources) or "its authors' page"
+    return f"it has no download address: get {entry.file_name} from {where}, then import it"
+
+
 def repair_models(model_ids: Optional[Sequence[str]] = None, *, models_dir: PathLike = None,
                   mirror: Optional[str] = None, progress: Optional[dl.ProgressCallback] = None,
                   cancel: Optional[threading.Event] = None, **download_options) -> list[VerifyResult]:
     """Verify, then re-download damaged files and finish partial downloads (resuming them).
 
     A damaged file is deleted first; the new download is checked against the pinned or
-    recorded hash. Imported (custom) models cannot be re-downloaded and stay marked damaged.
+    recorded hash. Imported (custom) models and models without a download address cannot be
+    re-downloaded: they stay marked damaged, and their detail says what to do instead.
     """
     directory = cat.models_dir(models_dir)
     results = verify_models(model_ids, models_dir=directory, cancel=cancel)
     out = []
     for res in results:
         entry = cat.get_entry(res.model_id, directory)
+        if res.status in ("mismatch", "unusable") and (entry.custom or not (entry.urls or mirror)):
+            out.append(VerifyResult(res.model_id, res.status, f"{res.detail}; {_cannot_download(entry)}"))
+            continue
         if res.status not in ("mismatch", "partial") or entry.custom or not (entry.urls or mirror):
             out.append(res)
             continue
@@ -417,18 +388,19 @@ def remove_model(model_id: str, *, models_dir: PathLike = None) -> list[Path]:
     Returns the paths deleted.
     """
     directory = cat.models_dir(models_dir)
-    entry = cat.get_entry(model_id, directory)
-    removed = []
-    for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX),
-                 _metadata_of(directory / entry.file_name)):
-        if path is not None and (path.is_file() or path.is_symlink()):
-            path.unlink()
-            removed.append(path)
 
     def forget(data):
         data["hashes"].pop(entry.file_name, None)
         data["damaged"].pop(entry.file_name, None)
         data["custom"].pop(model_id, None)
 
-    cat.update_registry(directory, forget)
+    removed = []
+    with store_lock(directory), _os_errors(f"cannot remove {model_id} from {directory}"):  # not during an import
+        entry = cat.get_entry(model_id, directory)
+        for path in (directory / entry.file_name, directory / (entry.file_name + cat.PART_SUFFIX),
+                     _metadata_of(directory / entry.file_name)):
+            if path is not None and (path.is_file() or path.is_symlink()):
+                path.unlink()
+                removed.append(path)
+        cat.update_registry(directory, forget)
     return removed

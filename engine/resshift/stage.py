@@ -94,19 +94,15 @@ def _engine_tasks(tasks):
 
 def _engine_calls(request: RestoreRequest, height: int, width: int) -> int:
     """Denoiser calls the engine's part will make (its plan; the engine's own count replaces this)."""
-    from engine.pipeline import plan_stage
-    from engine.samplers import make_schedule
+    from engine.pipeline import plan_stage, schedule_for
     from engine.tiling.hir import choose_factor
 
     factor = 1 if request.tiling == "none" else choose_factor(height, width, 1, request.window, request.hir)
     high = plan_stage(height, width, request, factor)
-    schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
-    start = request.hir_start if factor > 1 else None
-    high_calls = make_schedule(request.steps, request.travel_length, request.travel_repeat, t_start=start).num_calls
-    calls = high_calls * len(high.boxes)
+    calls = schedule_for(request, request.hir_start if factor > 1 else None).num_calls * len(high.boxes)
     if factor > 1:
         low = plan_stage(math.ceil(high.padded_height / factor), math.ceil(high.padded_width / factor), request, 1)
-        calls += schedule.num_calls * len(low.boxes)
+        calls += schedule_for(request).num_calls * len(low.boxes)
     return calls
 
 
@@ -120,8 +116,8 @@ def tile_units(upscaler, tile_height: int, tile_width: int) -> int:
 def run_fast_upscale(request: RestoreRequest, cancel: Optional[threading.Event],
                      restore: Callable[..., Iterator[Event]], denoiser: Any = None) -> Generator[Event, None, None]:
     """The events of the whole run (see the module doc); ``restore`` runs the engine's part."""
-    from engine.device import describe_device, pick_device, pick_precision
-    from engine.image_io import load_image, load_mask
+    from engine.device import describe_device, pick_device, pick_precision, precision_warning
+    from engine.image_io import frames_note, load_image, load_mask
     from engine.pipeline import looks_monochrome
     from engine.report import peak_rss_mb
     from engine.tiling.blended import plan_tiles, run_tiles, tile_side
@@ -131,7 +127,11 @@ def run_fast_upscale(request: RestoreRequest, cancel: Optional[threading.Event],
     tasks, sr = request.tasks, request.tasks.sr
     rest = _engine_tasks(tasks)
     yield StageEvent("loading image", 0, 3)
-    rgb = load_image(request.image, bytes_per_pixel=_bytes_per_input_pixel(request)).rgb
+    loaded = load_image(request.image, bytes_per_pixel=_bytes_per_input_pixel(request))
+    rgb, note = loaded.rgb, frames_note(loaded.frames)
+    del loaded
+    if note:  # an animated GIF, a multi-page TIFF
+        yield LogEvent("warning", note)
     h_in, w_in = rgb.shape[:2]
     fill = None
     if tasks.inpaint:
@@ -143,6 +143,9 @@ def run_fast_upscale(request: RestoreRequest, cancel: Optional[threading.Event],
     yield StageEvent("loading model", 1, 3)
     device = pick_device(request.device)
     precision = pick_precision(request.precision, device)
+    slow = precision_warning(precision, device)
+    if slow:
+        yield LogEvent("warning", slow)
     upscaler = load_upscaler(request.upscaler, device=device, precision=precision, seed=request.seed, cancel=cancel)
     _, known = schedule_for(request.upscaler)
     yield LogEvent("info", f"fast upscale: {describe(upscaler.schedule)}" + (

@@ -27,7 +27,9 @@ could damage saved pixels; patches never touch a byte that is listed. The saved 
 once written, a canvas pixel never changes (``Canvas.write`` fills only unwritten pixels), and a
 finished window's whole box is written. Loading replays the patches in order with the same
 claims, giving back the canvas and the written map exactly; a stage is loaded only on the window
-layout it was saved on (its shape and a digest of its boxes).
+layout it was saved on (its shape and a digest of its boxes). A patch that is missing or damaged
+(a disk error, a file deleted by hand) ends the replay there: the windows of the patches before it
+are resumed, the rest are restored again, and :attr:`ResumeState.warnings` says so.
 
 **A state that cannot be written never stops the run:** :meth:`ResumeState.try_save` returns a
 warning for the log the first time a save fails (full disk, read-only or removed folder) and saves
@@ -126,6 +128,7 @@ class ResumeState:
         numbers = [int(n) for info in self.stages.values() for n, _ in info.get("patches", [])]
         self._next = max(numbers, default=-1) + 1  # no listed patch has this number or a higher one
         self.failed = False  # a save failed: try_save saves nothing more
+        self.warnings: list[str] = []  # saved windows that could not be loaded (damaged or missing patches)
 
     @classmethod
     def open(cls, directory: str | os.PathLike, fingerprint: str) -> tuple["ResumeState", Optional[str]]:
@@ -133,10 +136,9 @@ class ResumeState:
 
         Returns (state, warning): warning is a message for a LogEvent when existing state was
         ignored (other request or version, unreadable; its state.json is removed), else None.
-        Raises OSError when the folder cannot be made or old state cannot be removed.
+        Raises OSError when old state cannot be removed. The folder is made by the first save.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / STATE_FILE
         if not path.exists():
             return cls(directory, fingerprint), None
@@ -184,8 +186,8 @@ class ResumeState:
             canvas, claims = Canvas(height, width), _Claims(boxes)
             try:
                 finished = self._replay(name, info, canvas, claims)
-            except (OSError, ValueError, KeyError, TypeError, IndexError):
-                pass
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+                self._lost(len(info.get("finished", [])), STATE_FILE, exc)
             else:
                 self._claims[name] = claims
                 return canvas, finished
@@ -193,17 +195,32 @@ class ResumeState:
         self._claims[name] = _Claims(boxes)
         return Canvas(height, width), set()
 
+    def _lost(self, windows: int, file_name: str, exc: BaseException) -> None:
+        """Say that ``windows`` saved windows could not be loaded because of ``file_name``, and why."""
+        reason = "is missing" if isinstance(exc, FileNotFoundError) else f"is damaged: {exc}"
+        self.warnings.append(f"{windows} saved window(s) in {self.directory} could not be read ({file_name} {reason}); "
+                             "they are restored again")
+
     def _replay(self, name: str, info: dict[str, Any], canvas: Canvas, claims: _Claims) -> set[int]:
+        """The saved windows of stage ``name`` onto ``canvas``, patch by patch. A patch that is
+        missing or damaged ends the replay: the windows of the patches before it are kept (the
+        stage's listing is cut there, so the next save rewrites the rest) and a warning says so."""
         order = [int(i) for i in info["finished"]]
         if len(set(order)) != len(order) or not all(0 <= i < len(claims.boxes) for i in order):
             raise ValueError("bad window list")
         start = 0
-        for number, count in info["patches"]:
-            windows, start = order[start : start + int(count)], start + int(count)
+        for k, (number, count) in enumerate(info["patches"]):
+            windows = order[start : start + int(count)]
             masks = claims.masks(windows)
-            data = np.load(self.directory / _patch_name(name, number), allow_pickle=False)
-            if data.dtype != np.uint16 or data.shape != (sum(int(m.sum()) for m in masks), 3):
-                raise ValueError(f"patch {number} does not match its windows")
+            try:
+                data = np.load(self.directory / _patch_name(name, number), allow_pickle=False)
+                if data.dtype != np.uint16 or data.shape != (sum(int(m.sum()) for m in masks), 3):
+                    raise ValueError(f"patch {number} does not match its windows")
+            except (OSError, ValueError, EOFError) as exc:
+                self._lost(len(order) - start, _patch_name(name, number), exc)
+                self.stages[name] = {**info, "finished": order[:start], "patches": info["patches"][:k]}
+                return set(order[:start])
+            start += int(count)
             offset = 0
             for i, mask in zip(windows, masks):
                 rows, cols = claims.boxes[i].slices()
@@ -254,6 +271,8 @@ class ResumeState:
             self.save_stage(name, canvas, finished, boxes)
         except OSError as exc:
             self.failed = True
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()  # a folder the failed save made, left empty: not kept as if it held work
             return unsaved_progress_warning(self.directory, exc, self.resumed_windows)
         return None
 

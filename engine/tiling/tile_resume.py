@@ -7,9 +7,9 @@ deletes the ``.npy`` files it does not list there) holding
     state.json        {"version", "fingerprint", "boxes": digest of the tile layout}
     tile.<index>.npy  the raw output of tile <index> as the stage stored it (any dtype, no pickle)
 
-state.json is written (atomically) before any tile, and each tile atomically once computed: a crash
-leaves whole tiles only. A folder whose fingerprint or tile layout differs from the new run's is
-emptied first (the run starts afresh). A state that cannot be written never stops the run: the
+state.json is written (atomically) with the first tile, before it, and each tile atomically once
+computed: a crash leaves whole tiles only, and a run that saved nothing leaves no folder. A folder
+whose fingerprint or tile layout differs from the new run's is deleted (the run starts afresh). A state that cannot be written never stops the run: the
 first failure gives a warning for the log and nothing more is saved. How many tiles a folder holds
 counts as finished windows for the CLI's --resume and the app's Continue
 (:meth:`engine.tiling.resume.ResumeState.saved_windows`).
@@ -50,26 +50,23 @@ class TileResume:
     @classmethod
     def open(cls, resume_dir: str | Path, stage: str, fingerprint: str,
              boxes: Sequence[Box]) -> tuple["TileResume", Optional[str]]:
-        """The stage's state, emptied when it belongs to another run (the warning then says so).
-        Raises OSError when the folder cannot be made or written."""
+        """The stage's state; one of another run is deleted (the warning then says so). Nothing is
+        created until the first tile is saved. Raises OSError when old state cannot be removed."""
         state = cls(Path(resume_dir) / stage, fingerprint, boxes)
-        doc = {"version": VERSION, "fingerprint": fingerprint, "boxes": layout_digest(boxes)}
-        warning = None
         try:
             existing = json.loads((state.folder / STATE_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
             existing = None
         except (OSError, ValueError):
             existing = {}
-        if existing is not None and existing != doc:
-            warning = (f"the saved tiles in {state.folder} belong to a different photo or settings; "
+        if existing is None or existing == state._doc():
+            return state, None
+        shutil.rmtree(state.folder)
+        return state, (f"the saved tiles in {state.folder} belong to a different photo or settings; "
                        "starting this stage afresh")
-            shutil.rmtree(state.folder, ignore_errors=True)
-        state.folder.mkdir(parents=True, exist_ok=True)
-        if existing != doc:
-            with atomic_write(state.folder / STATE_FILE) as handle:
-                handle.write(json.dumps(doc).encode())
-        return state, warning
+
+    def _doc(self) -> dict:
+        return {"version": VERSION, "fingerprint": self.fingerprint, "boxes": layout_digest(self.boxes)}
 
     def load(self) -> dict[int, np.ndarray]:
         """{tile index: stored array} of the tiles saved before (unreadable ones are left out)."""
@@ -86,6 +83,10 @@ class TileResume:
         if self.failed:
             return None
         try:
+            if not (self.folder / STATE_FILE).exists():  # the first tile: the state that lists it
+                self.folder.mkdir(parents=True, exist_ok=True)
+                with atomic_write(self.folder / STATE_FILE) as handle:
+                    handle.write(json.dumps(self._doc()).encode())
             with atomic_write(self.folder / f"{TILE_PREFIX}{index}.npy") as handle:
                 np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
         except OSError as exc:

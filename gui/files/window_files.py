@@ -79,6 +79,10 @@ class FileCommands(UnsavedWork):
             self._update_recent_menu()
         if note:
             self.log_panel.add("info", note)
+        if getattr(loaded, "frames", 1) > 1:  # an animated GIF, a multi-page TIFF
+            from engine.image_io import frames_note
+
+            self.log_panel.add("warning", frames_note(loaded.frames))
         return True
 
     def paste(self) -> None:

@@ -348,7 +348,7 @@ class ModelsDialog(QDialog):
             r = results[0]
             text = {"ok": "The file is intact.", "recorded": "The file's fingerprint was recorded for later checks.",
                     "mismatch": "The file is damaged. Press Repair to download it again."}.get(r.status, r.detail)
-            self.show_message(text, error=r.status == "mismatch")
+            self.show_message(text, error=r.status in ("mismatch", "unusable"))
 
         self._start(work, done, "Verifying…", "Verification cancelled.")
 

@@ -46,9 +46,10 @@ class AdvancedBox(QWidget):
         self.window_size = spin(32, 1024, 32, tip="Window size the model restores at once")
         self.overlap = spin(0, 1000, 16, tip="Overlap between neighbouring windows")
         self.precision = QComboBox()
-        for label, p in (("Auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")):
+        for label, p in (("Auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16 (GPUs only: very slow on a CPU)", "fp16")):
             self.precision.addItem(label, p)
-        self.precision.setToolTip("Auto: bf16 on GPUs and on CPUs with native bf16 (2-3× faster), else fp32")
+        self.precision.setToolTip("Auto: bf16 on GPUs and on CPUs with native bf16 (2-3× faster), else fp32. "
+                                  "fp16 is for GPUs: a CPU emulates it, many times slower than Auto")
         self.compile = QCheckBox("Compile the network")
         self.compile.setToolTip("torch.compile: faster steps on a GPU. The first run on this computer spends "
                                 "a minute or two compiling; later runs reuse the compiled kernels.")
