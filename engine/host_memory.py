@@ -61,7 +61,9 @@ FAST_UPSCALE_RESIZE_BYTES_PER_OUTPUT_PIXEL = 12
 
 def fast_upscale_bytes_per_input_pixel(sr: int) -> float:
     """Host bytes a fast ×``sr`` upscale needs per input pixel (396 at ×4, 300 at ×2, 1740 at ×8)."""
-    per_output = FAST_UPSCALE_SAVE_BYTES_PER_OUTPUT_PIXEL + (FAST_UPSCALE_RESIZE_BYTES_PER_OUTPUT_PIXEL if sr != 4 else 0)
+    per_output = FAST_UPSCALE_SAVE_BYTES_PER_OUTPUT_PIXEL
+    if sr != 4:
+        per_output += FAST_UPSCALE_RESIZE_BYTES_PER_OUTPUT_PIXEL
     return FAST_UPSCALE_BYTES_PER_INPUT_PIXEL + sr ** 2 * per_output
 
 

@@ -95,7 +95,8 @@ def register(subparsers: Any) -> None:
                        help="classifier guidance towards --class (0 = off)")
     model.add_argument("--classifier", metavar="ID|PATH", help="the ADM classifier that guides (with --guidance)")
     model.add_argument("--upscaler", metavar="ID|PATH", help="a fast upscaler that does the --sr first (e.g. "
-                       "resshift-realsr-x4; as --model it also works alone); --model then fills or colorizes its result")
+                       "resshift-realsr-x4; as --model it also works alone); --model then fills or colorizes "
+                       "its result")
     model.add_argument("--steps", type=whole(1), metavar="N", help="sampling steps")
     model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats (1,1 = none)")
     model.add_argument("--eta", type=fraction, metavar="E", help="DDIM η, 0..1")
@@ -179,8 +180,8 @@ def build_request(args: argparse.Namespace, image: Any, mask: Any = None,
         if getattr(args, name) is not None:
             tasks[name] = getattr(args, name)
     fields: dict[str, Any] = {}
-    for name in ("model", "class_label", "guidance_scale", "classifier", "upscaler", "steps", "eta", "sampler", "seed", "device",
-                 "precision", "compile", "tiling", "hir", "hir_start", "window", "overlap", "batch"):
+    for name in ("model", "class_label", "guidance_scale", "classifier", "upscaler", "steps", "eta", "sampler", "seed",
+                 "device", "precision", "compile", "tiling", "hir", "hir_start", "window", "overlap", "batch"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.travel is not None:

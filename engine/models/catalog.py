@@ -75,7 +75,8 @@ class ModelEntry:
 
 def licence_notice(entry: ModelEntry) -> str:
     """What a person must accept before downloading a model whose licence restricts its use."""
-    only = ": non-commercial use only (research, personal projects)" if "non-commercial" in entry.licence.lower() else ""
+    restricted = "non-commercial" in entry.licence.lower()
+    only = ": non-commercial use only (research, personal projects)" if restricted else ""
     return (f"{entry.display_name} comes under the {entry.licence}, which restricts how it may be used{only}. "
             "Download it only if you accept its terms.")
 

@@ -4,10 +4,11 @@ the app's Fast and Balanced presets, per output megapixel, side by side in one r
 Both sides use random weights of the official architectures (ResShift v3's Swin-UNet and VQ-f4
 autoencoder; ADM-256), so no model file is read; timing does not depend on the weights. The same
 photo-like input is upscaled ×4 by both: ResShift through its blended tiles
-(:func:`engine.tiling.blended.run_tiles`, as the pipeline runs it) before and after the engine
-(the mean counts, so a machine whose load changes during the run favours neither), the engine
-through :func:`engine.pipeline.restore` with MSR and the app's speed paths. The Balanced preset (4× the steps of Fast on the same
-windows) may be extrapolated from the Fast run's seconds per denoiser call, and is then marked so.
+(:func:`engine.tiling.blended.run_tiles`, as the pipeline runs it) before and after the engine (the
+mean counts, so a machine whose load changes during the run favours neither), the engine through
+:func:`engine.pipeline.restore` with MSR and the app's speed paths. The Balanced preset (4× the
+steps of Fast on the same windows) may be extrapolated from the Fast run's seconds per denoiser
+call, and is then marked so.
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ def without_prefixes(sd: StateDict) -> StateDict:
 
 
 def family_of(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
-    if all(k in sd for k in ("time_embed.0.weight", "input_blocks.0.0.weight", "middle_block.1.patch_embed.proj.weight")):
+    unet_keys = ("time_embed.0.weight", "input_blocks.0.0.weight", "middle_block.1.patch_embed.proj.weight")
+    if all(k in sd for k in unet_keys):
         return UNET
     if "encoder.conv_in.weight" in sd and "decoder.conv_out.weight" in sd and "quantize.embedding.weight" in sd:
         return AUTOENCODER

@@ -2,10 +2,10 @@
 
 A spec is a catalog or imported model id (``resshift-realsr-x4``), a denoiser file, or
 ``test-tiny-resshift`` (tiny random networks for tests and demos: never a restoration). The
-autoencoder comes from the denoiser's catalog companion, else the installed ``resshift-vq-f4``
-(or any installed model of that family), else an ``autoencoder_vq_f4.pth`` beside the denoiser file. The diffusion schedule is not in the
-weights: a catalog entry names its own (``"schedule"``, its config's ``diffusion.params``); any
-other file gets the v3 schedule (4 steps), which the log says.
+autoencoder comes from the denoiser's catalog companion, else the installed ``resshift-vq-f4`` (or
+any installed model of that family), else an ``autoencoder_vq_f4.pth`` beside the denoiser file.
+The diffusion schedule is not in the weights: a catalog entry names its own (``"schedule"``, its
+config's ``diffusion.params``); any other file gets the v3 schedule (4 steps), which the log says.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ deletes the ``.npy`` files it does not list there) holding
 
 state.json is written (atomically) with the first tile, before it, and each tile atomically once
 computed: a crash leaves whole tiles only, and a run that saved nothing leaves no folder. A folder
-whose fingerprint or tile layout differs from the new run's is deleted (the run starts afresh). A state that cannot be written never stops the run: the
-first failure gives a warning for the log and nothing more is saved. How many tiles a folder holds
+whose fingerprint or tile layout differs from the new run's is deleted (the run starts afresh). A
+state that cannot be written never stops the run: the first failure gives a warning for the log and
+nothing more is saved. How many tiles a folder holds
 counts as finished windows for the CLI's --resume and the app's Continue
 (:meth:`engine.tiling.resume.ResumeState.saved_windows`).
 """
