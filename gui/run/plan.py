@@ -212,16 +212,17 @@ class Estimate(NamedTuple):
 
 
 #: The fast upscale's work (docs/resshift.md): TFLOP per output megapixel of a tile besides the
-#: autoencoder's attention over the whole tile (2 · 2048 · T⁴ FLOP for a T-px tile), the tile and overlap
-#: it runs with (engine.resshift.upscaler), and the TFLOP/s reached (docs/benchmarks.md: the 2-core
-#: build machine, shared; a GPU's is assumed, not measured yet).
+#: autoencoder's attention over the whole tile (2 · 2048 · T⁴ FLOP for a T-px tile), and the tile and
+#: overlap it runs with (engine.resshift.upscaler).
 FAST_UPSCALE_TFLOP_PER_MP, FAST_UPSCALE_TILE, FAST_UPSCALE_OVERLAP = 19.6, 256, 64
-FAST_UPSCALE_TFLOPS = {"cpu-fp32": 0.028, "cpu-bf16": 0.030, "gpu": 20.0}
+#: Its FLOP rate relative to the ADM-256's (whose seconds per call, seconds_per_call, are for 2.2 TFLOP):
+#: measured side by side on the CPU by `bench --upscalers` (docs/benchmarks.md).
+ENGINE_TFLOP_PER_CALL, FAST_UPSCALE_RELATIVE_RATE = 2.2, 0.7
 
 
 def fast_upscale_seconds(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
                          cpu_native_bf16: bool = False) -> float:
-    """ResShift ×4 of a photo of ``image_size``: its tiles' FLOPs over the device's rate."""
+    """ResShift ×4 of a photo of ``image_size``: its tiles' FLOPs over its rate on the device."""
 
     def tiles_along(length: int) -> tuple[int, int]:  # (count, side), as engine.tiling.blended plans them
         padded = -(-length // 64) * 64
@@ -230,10 +231,9 @@ def fast_upscale_seconds(settings: TaskSettings, image_size: tuple[int, int], de
 
     (rows, th), (cols, tw) = tiles_along(image_size[0]), tiles_along(image_size[1])
     per_tile = 16 * th * tw / 1e6 * FAST_UPSCALE_TFLOP_PER_MP + 2 * 2048 * (th * tw) ** 2 / 1e12
-    on_cpu = device_kind.startswith("cpu")
-    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and cpu_native_bf16)
-    key = "gpu" if not on_cpu else ("cpu-bf16" if bf16 else "cpu-fp32")
-    return rows * cols * per_tile / FAST_UPSCALE_TFLOPS[key]
+    engine_rate = ENGINE_TFLOP_PER_CALL / seconds_per_call(device_kind, "adm", 256, settings.precision,
+                                                          cpu_native_bf16)
+    return rows * cols * per_tile / (FAST_UPSCALE_RELATIVE_RATE * engine_rate)
 
 
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,

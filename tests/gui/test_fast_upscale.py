@@ -129,17 +129,20 @@ def official_spec():
 def test_the_estimate_and_the_memory_check_count_the_fast_upscale_and_what_follows():
     from engine.errors import InputError
     from engine.tiling.blended import plan_tiles
-    from gui.run.plan import FAST_UPSCALE_OVERLAP, FAST_UPSCALE_TFLOPS, FAST_UPSCALE_TILE, check_memory, estimate_run
+    from gui.run.plan import (FAST_UPSCALE_OVERLAP, FAST_UPSCALE_TILE, check_memory, estimate_run,
+                              fast_upscale_seconds, seconds_per_call)
 
     alone = estimate_run(fast(precision="fp32"), (100, 100), "cpu")
     assert (alone.windows, alone.calls) == (0, 0)
+    rate = 0.7 * 2.2 / seconds_per_call("cpu", "adm", 256, "fp32")  # TFLOP/s: 0.7 of the ADM-256's
     work = 16 * 128 * 128 / 1e6 * 19.6 + 2 * 2048 * 128 ** 4 / 1e12  # one 128-px tile (100 px padded to 64s)
-    assert alone.seconds == pytest.approx(work / FAST_UPSCALE_TFLOPS["cpu-fp32"])
+    assert alone.seconds == pytest.approx(work / rate)
     big = estimate_run(fast(precision="fp32"), (1000, 700), "cpu")
     spec = official_spec()
     assert (spec.tile, spec.overlap, spec.multiple) == (FAST_UPSCALE_TILE, FAST_UPSCALE_OVERLAP, 64)
-    assert big.seconds == pytest.approx(len(plan_tiles(1000, 700, spec)) * (16 * 256 * 256 / 1e6 * 19.6 + 2 * 2048
-                                        * 256 ** 4 / 1e12) / FAST_UPSCALE_TFLOPS["cpu-fp32"])
+    tiles = len(plan_tiles(1000, 700, spec))
+    assert big.seconds == pytest.approx(tiles * (16 * 256 * 256 / 1e6 * 19.6 + 2 * 2048 * 256 ** 4 / 1e12) / rate)
+    assert fast_upscale_seconds(fast(precision="auto"), (1000, 700), "cuda") < big.seconds / 100
     with_fill = estimate_run(fast(precision="fp32", inpaint=True), (100, 100), "cpu")
     engine_only = estimate_run(fast(precision="fp32", inpaint=True, upscale=1, fast_upscale=False), (400, 400), "cpu")
     assert (with_fill.windows, with_fill.calls) == (engine_only.windows, engine_only.calls) != (0, 0)
