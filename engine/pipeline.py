@@ -27,6 +27,7 @@ from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import MASK_AUTO, RestoreRequest
+from engine.resshift.stage import fast_upscale_request, run_fast_upscale
 from engine.samplers import Schedule, make_schedule
 from engine.tiling.hir import HirPlan, choose_factor, run_hir
 from engine.tiling.memory import plan_batch_size
@@ -161,6 +162,10 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     started = time.perf_counter()
     if not request.tasks.any() and not request.cleanup:
         raise InputError("nothing to do: tick at least one task")
+    fast = fast_upscale_request(request)
+    if fast is not None:  # a fast upscaler does the ×sr, the engine only what is left (engine.resshift.stage)
+        yield from run_fast_upscale(fast, cancel, restore, denoiser)
+        return
     n_stages = 4 if request.cleanup else 3
     yield StageEvent("loading image", 0, n_stages)
     device = pick_device(request.device)

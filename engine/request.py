@@ -111,6 +111,9 @@ class RestoreRequest:
     class_label: Optional[int] = None  # ImageNet class for the class-conditional ADM
     guidance_scale: float = 0.0  # classifier guidance scale (0 = off)
     classifier: str = DEFAULT_CLASSIFIER  # the ADM classifier for guidance: catalog/imported id or a file
+    # a fast upscaler (catalog/imported id or a file, e.g. resshift-realsr-x4) that does the ×sr before the
+    # engine; None: the engine upscales. A fast upscaler given as ``model`` moves here (engine.resshift.stage)
+    upscaler: Optional[str] = None
     steps: int = 100
     travel_length: int = 1  # RePaint time travel L (1 with repeat 1 = no travel)
     travel_repeat: int = 1  # r

@@ -237,6 +237,7 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         d.preview_changed.connect(self._update_title)
         self.panel.choose_model_file.connect(self.choose_model_file)
         self.panel.open_models.connect(self.open_models_dialog)
+        self.panel.get_fast_upscaler.connect(self.get_fast_upscaler)
         self.panel.restore_requested.connect(self.restore)
         self.runs.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.runs.state_changed.connect(self._on_run_state)

@@ -117,3 +117,30 @@ def test_help_shows_the_defaults_that_apply(capsys):
         assert shown in evaluate
     assert "crops per step (default: 8)" in _help(capsys, "train")
     assert "network errors (default: 4)" in _help(capsys, "models", "download")
+
+
+def test_the_upscaler_comparison_puts_resshift_beside_the_engine_presets(tmp_path, monkeypatch, capsys):
+    import engine.resshift.bench as rbench
+    from gui.run.plan import QUALITY_PRESETS
+
+    assert rbench.PRESET_STEPS == {name: QUALITY_PRESETS[name].steps for name in rbench.PRESET_STEPS}
+    ran = []
+    runs = iter([1.5, 2.5])  # before and after the engine: the mean counts
+    monkeypatch.setattr(rbench, "_official_upscaler", lambda device, precision: "upscaler")
+    monkeypatch.setattr(rbench, "_resshift_seconds",
+                        lambda upscaler, image: {"seconds": next(runs), "tiles": 1, "tile": 64, "params_m": 174.7})
+    monkeypatch.setattr(rbench, "_engine_seconds", lambda image, steps, device, precision: ran.append(steps) or
+                        {"seconds": 0.5 * steps, "windows": 1, "denoiser_calls": steps})
+    out = tmp_path / "u.json"
+    assert main(["bench", "--upscalers", "--device", "cpu", "--precision", "fp32", "--upscale-input", "32",
+                 "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert ran == [25], "Balanced is extrapolated from Fast unless asked to run"
+    megapixels = 128 * 128 / 1e6
+    assert figures["resshift"]["seconds_runs"] == [1.5, 2.5]
+    assert figures["resshift"]["seconds_per_mp"] == round(2.0 / megapixels, 1)
+    fast, balanced = figures["engine"]["Fast"], figures["engine"]["Balanced"]
+    assert (fast["seconds"], fast["resshift_speedup"], fast["extrapolated"]) == (12.5, 6.2, False)
+    assert (balanced["seconds"], balanced["denoiser_calls"], balanced["extrapolated"]) == (50.0, 100, True)
+    printed = capsys.readouterr().out
+    assert "ResShift ×4, 4 steps" in printed and "engine ×4, Balanced (100 steps" in printed

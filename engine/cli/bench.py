@@ -52,6 +52,14 @@ def register(subparsers) -> None:
     p.add_argument("--profile", action="store_true",
                    help="also print where one call's time goes (kernels by kind, the top kernels)")
     p.add_argument("--json", help="also write the figures to this JSON file")
+    fast = p.add_argument_group("fast upscale")
+    fast.add_argument("--upscalers", action="store_true",
+                      help="instead: ResShift ×4 (the fast upscale) against the engine's ×4 at the Fast and Balanced "
+                           "presets, seconds per output megapixel")
+    fast.add_argument("--upscale-input", type=whole(16), default=64, metavar="N",
+                      help="side of the photo upscaled ×4 in --upscalers (px)")
+    fast.add_argument("--measure-balanced", action="store_true",
+                      help="run the Balanced preset too instead of extrapolating it from Fast")
     p.set_defaults(func=run)
 
 
@@ -66,12 +74,22 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         check_writable_file(json_path, "--json")
     device = pick_device(args.device)
-    results = run_benchmark(config=args.config, device=device, precision=args.precision, batch=args.batch,
-                            output_size=args.size, window=args.window, steps=args.steps, travel=args.travel,
-                            unet_iters=args.unet_iters, baseline_windows=args.baseline_windows,
-                            skip_baseline=args.skip_baseline, compile=args.compile,
-                            channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs,
-                            latency_batches=args.latency, profile=args.profile, log=lambda line: print(line, file=sys.stdout, flush=True))
+
+    def log(line: str) -> None:
+        print(line, file=sys.stdout, flush=True)
+
+    if args.upscalers:
+        from engine.resshift.bench import compare_upscalers
+
+        results = compare_upscalers(device=device, precision=args.precision, input_size=args.upscale_input,
+                                    measure_balanced=args.measure_balanced, log=log)
+    else:
+        results = run_benchmark(config=args.config, device=device, precision=args.precision, batch=args.batch,
+                                output_size=args.size, window=args.window, steps=args.steps, travel=args.travel,
+                                unet_iters=args.unet_iters, baseline_windows=args.baseline_windows,
+                                skip_baseline=args.skip_baseline, compile=args.compile,
+                                channels_last=args.channels_last, cuda_graphs=not args.no_cuda_graphs,
+                                latency_batches=args.latency, profile=args.profile, log=log)
     if json_path is not None:
         with writing(json_path, kept="; the figures are printed above"):
             write_report(json_path, results)

@@ -180,8 +180,9 @@ def check_model(spec: str) -> None:
     from engine.models import TINY_MODELS
     from engine.models.catalog import resolve_model_file
     from engine.models.checkpoint import checkpoint_format
+    from engine.resshift.load import TINY as TINY_UPSCALER
 
-    if spec in TINY_MODELS:
+    if spec in TINY_MODELS or spec == TINY_UPSCALER:
         return
     path = Path(spec)
     checkpoint_format(resolve_model_file(path if path.exists() else spec))  # an existing path is a file, never an id

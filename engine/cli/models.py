@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     p = actions.add_parser("download", help="download (or resume) a model and the models it needs")
     p.add_argument("model_id", metavar="ID")
     p.add_argument("--no-companions", action="store_true", help="do not fetch companion models (classifier)")
+    p.add_argument("--accept-licence", action="store_true",
+                   help="accept the terms of a model whose licence restricts its use (e.g. non-commercial) "
+                        "without being asked")
     _common(p, mirror=True)
     p.set_defaults(func=cmd_download)
 
@@ -141,6 +144,7 @@ def cmd_download(args) -> int:
     from engine.models import store
 
     ids = [args.model_id] if args.no_companions else store.with_companions(args.model_id, args.models_dir)
+    _accept_licences(ids, args)
     for mid in ids:
         if cat.model_status(mid, args.models_dir) == cat.INSTALLED:
             print(f"{mid}: already installed at {cat.resolve_model_file(mid, args.models_dir)}")
@@ -156,6 +160,25 @@ def cmd_download(args) -> int:
             bar.close()
         print(f"{mid}: installed at {path}")
     return 0
+
+
+def _accept_licences(ids: list[str], args) -> None:
+    """Show the terms of each model to get whose licence restricts its use; go on only when they are
+    accepted (--accept-licence, or "yes" at the prompt; without a terminal the download is refused)."""
+    from engine.models import catalog as cat
+
+    for mid in ids:
+        entry = cat.get_entry(mid, args.models_dir)
+        if not entry.licence_confirmation or cat.model_status(mid, args.models_dir) == cat.INSTALLED:
+            continue
+        print(f"licence: {cat.licence_notice(entry)}", file=sys.stderr)
+        if args.accept_licence:
+            continue
+        if not sys.stdin.isatty():
+            raise EngineError(f"{mid} was not downloaded: add --accept-licence to accept its licence "
+                              f"({entry.licence})")
+        if input("Accept these terms and download? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise EngineError(f"{mid} was not downloaded: its licence was not accepted")
 
 
 def _interrupted(ids: Optional[list[str]], models_dir: Optional[str], code: int = 130) -> int:

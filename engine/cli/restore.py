@@ -104,6 +104,9 @@ def register(subparsers: Any) -> None:
     model.add_argument("--guidance", dest="guidance_scale", type=non_negative, metavar="SCALE",
                        help="classifier guidance towards --class (0 = off)")
     model.add_argument("--classifier", metavar="ID|PATH", help="the ADM classifier that guides (with --guidance)")
+    model.add_argument("--upscaler", metavar="ID|PATH", help="a fast upscaler that does the --sr first (e.g. "
+                       "resshift-realsr-x4; as --model it also works alone); --model then fills or colorizes "
+                       "its result")
     model.add_argument("--steps", type=whole(1), metavar="N", help="sampling steps")
     model.add_argument("--travel", type=parse_travel, metavar="L,R", help="time travel length and repeats (1,1 = none)")
     model.add_argument("--eta", type=fraction, metavar="E", help="DDIM η, 0..1")
@@ -166,7 +169,7 @@ def check_tasks(args: argparse.Namespace) -> None:
         raise InputError(f"OUTPUT {output} looks like a file name, but INPUT {source} is a folder: give a folder "
                          f"for the restored photos, e.g. {output.with_suffix('')}")
     check_overlap(args)
-    for spec in (args.model, args.classifier, args.cleanup):
+    for spec in (args.model, args.classifier, args.cleanup, args.upscaler):
         if spec:
             check_model(spec)
 
@@ -189,8 +192,8 @@ def build_request(args: argparse.Namespace, image: Any, mask: Any = None,
         if getattr(args, name) is not None:
             tasks[name] = getattr(args, name)
     fields: dict[str, Any] = {}
-    for name in ("model", "class_label", "guidance_scale", "classifier", "steps", "eta", "sampler", "seed", "device",
-                 "precision", "compile", "tiling", "hir", "hir_start", "window", "overlap", "batch", "cleanup",
+    for name in ("model", "class_label", "guidance_scale", "classifier", "upscaler", "steps", "eta", "sampler", "seed",
+                 "device", "precision", "compile", "tiling", "hir", "hir_start", "window", "overlap", "batch", "cleanup",
                  "fidelity", "warm_start"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)

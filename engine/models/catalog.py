@@ -62,6 +62,8 @@ class ModelEntry:
     image_size: int = 256
     companions: tuple[str, ...] = ()
     recommended: bool = False
+    #: the licence restricts use (e.g. non-commercial): it is shown and must be accepted before a download
+    licence_confirmation: bool = False
     custom: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -79,6 +81,14 @@ class ModelEntry:
         from engine.models.kinds import role_of
 
         return role_of(self.architecture)
+
+
+def licence_notice(entry: ModelEntry) -> str:
+    """What a person must accept before downloading a model whose licence restricts its use."""
+    restricted = "non-commercial" in entry.licence.lower()
+    only = ": non-commercial use only (research, personal projects)" if restricted else ""
+    return (f"{entry.display_name} comes under the {entry.licence}, which restricts how it may be used{only}. "
+            "Download it only if you accept its terms.")
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,7 @@ def _entry_from_json(raw: Any, where: str) -> ModelEntry:
         image_size=int(raw.get("image_size", 256)),
         companions=tuple(raw.get("companions", [])),
         recommended=bool(raw.get("recommended", False)),
+        licence_confirmation=bool(raw.get("licence_confirmation", False)),
         extra={k: v for k, v in raw.items() if k not in known},
     )
 

@@ -34,22 +34,25 @@ def _norm(channels: int) -> GroupNorm32:
 
 
 class ResnetBlock(nn.Module):
-    """x: (B, C_in, H, W), temb: (B, E) -> (B, C_out, H, W)."""
+    """x: (B, C_in, H, W), temb: (B, E) -> (B, C_out, H, W). With ``temb_channels`` 0 the block
+    takes no timestep (no ``temb_proj``: the autoencoders of latent diffusion)."""
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, dropout: float = 0.0):
         super().__init__()
         self.norm1 = _norm(in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.temb_proj = nn.Linear(temb_channels, out_channels)
+        if temb_channels:
+            self.temb_proj = nn.Linear(temb_channels, out_channels)
         self.norm2 = _norm(out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         if in_channels != out_channels:
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb_proj(F.silu(temb)).to(h.dtype)[:, :, None, None]
+        if temb is not None:
+            h = h + self.temb_proj(F.silu(temb)).to(h.dtype)[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)

@@ -42,6 +42,7 @@ ROLE_NAMES = {
 
 #: The modules that read model files, asked in this order (see the module doc).
 FAMILY_MODULES = (
+    "engine.resshift.files",  # ResShift denoiser and VQ-f4 autoencoder (before ADM: the denoiser has ADM's key names)
     "engine.models.checkpoint",  # ADM, ADM classifier, DDPM
     "engine.detection.network_file",  # the scratch detector of Bringing Old Photos Back to Life
     "engine.cleanup.networks",  # spandrel's image-to-image networks (stage-1 clean-up); stays last

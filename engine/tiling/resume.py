@@ -164,9 +164,10 @@ class ResumeState:
         """How many finished windows the state in ``directory`` holds, whatever request it belongs
         to (0 when there is no readable state of this version), with the finished tiles of its
         blended-tile stages (:mod:`engine.tiling.tile_store`). Reads only; creates nothing."""
+        from engine.tiling.tile_resume import saved_tiles
         from engine.tiling.tile_store import TileStore
 
-        tiles = TileStore.saved_tiles(directory)
+        tiles = TileStore.saved_tiles(directory) + saved_tiles(directory)
         try:
             data = _read(Path(directory))
             return tiles + (cls(directory, "", dict(data["stages"])).resumed_windows if data.get("version") == VERSION else 0)

@@ -133,6 +133,8 @@ class ModelsDialog(QDialog):
         for row, s in enumerate(states):
             name = s.display_name + ("  (recommended)" if s.entry.recommended else "")
             name += "  (imported)" if s.entry.custom else ""
+            restricted = s.entry.licence_confirmation and "non-commercial" in s.entry.licence.lower()
+            name += "  (non-commercial)" if restricted else ""
             cells = [name, s.entry.purpose, human_size(s.entry.size_bytes), STATUS_TEXT.get(s.status, s.status)]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -249,10 +251,30 @@ class ModelsDialog(QDialog):
             self._task.cancel()
             self.show_message("Cancelling…")
 
+    def confirm_licence(self, text: str) -> bool:
+        box = QMessageBox(QMessageBox.Question, "Licence", text, QMessageBox.Yes | QMessageBox.No, self)
+        box.button(QMessageBox.Yes).setText("Accept and download")
+        box.setDefaultButton(QMessageBox.No)
+        return box.exec() == QMessageBox.Yes
+
+    def licences_accepted(self, model_ids: list[str]) -> bool:
+        """Each model to get whose licence restricts its use is shown and must be accepted."""
+        from engine.models import catalog as cat
+
+        for mid in model_ids:
+            state = self.states.get(mid)
+            if state is not None and state.entry.licence_confirmation and state.status != "installed":
+                if not self.confirm_licence(cat.licence_notice(state.entry)):
+                    self.show_message(f"{state.display_name} was not downloaded: its licence was not accepted.")
+                    return False
+        return True
+
     def download(self, model_id: str) -> None:
         """Download (or resume/repair) a model and its companions in the background."""
         from engine.models import store
 
+        if not self.licences_accepted(store.with_companions(model_id, self.models_dir)):
+            return
         mirror = self.mirror_edit.text().strip()
         self._settings.set("models/mirror", mirror)
         directory = self.models_dir

@@ -9,7 +9,7 @@ from typing import Optional
 from PySide6.QtWidgets import QFileDialog
 
 from gui.background import BackgroundTask
-from gui.run.plan import TEST_TINY
+from gui.run.plan import FAST_UPSCALER, TEST_TINY
 from gui.panels.cleanup_box import CleanupChoice
 from gui.panels.task_panel import ModelChoice
 
@@ -65,6 +65,7 @@ class ModelCommands:
                 choices = []
         first_models = choices and not self.installed_model_count
         self.panel.set_models(choices)
+        self.panel.set_fast_upscaler(self.fast_upscaler_installed())
         if classifiers is not None:
             self.panel.set_classifiers(classifiers)
         if cleanups is not None:
@@ -72,6 +73,23 @@ class ModelCommands:
         if first_models and self.panel.settings().model == TEST_TINY:
             self.panel.select_model(choices[0].id)  # a real model beats the random one as the default
         self.installed_model_count = len(choices)
+
+    @staticmethod
+    def fast_upscaler_installed() -> bool:
+        """Whether the fast upscaler and the models it needs (its autoencoder) are installed."""
+        from engine.models import catalog
+        from engine.models.store import with_companions
+
+        try:
+            return all(catalog.model_status(mid) == catalog.INSTALLED for mid in with_companions(FAST_UPSCALER))
+        except Exception:  # noqa: BLE001 - a broken catalog: no fast upscale (refresh_models says why)
+            return False
+
+    def get_fast_upscaler(self) -> None:
+        """The Models dialog, at the fast upscaler (its Download asks to accept its licence)."""
+        self.open_models_dialog()
+        if self._models_dialog is not None:
+            self._models_dialog.select(FAST_UPSCALER)
 
     @staticmethod
     def model_file_choice(path: str) -> ModelChoice:

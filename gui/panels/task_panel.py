@@ -19,6 +19,7 @@ from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
 from gui.run import plan as run_plan
 from gui.panels.advanced_box import AdvancedBox
 from gui.panels.cleanup_box import CleanupBox, CleanupChoice
+from gui.panels.fast_upscale_row import FastUpscaleRow
 from gui.panels.run_box import RunBox
 from gui.run.plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
 
@@ -44,6 +45,7 @@ class TaskPanel(QWidget):
     discard_requested = Signal()
     choose_model_file = Signal()
     open_models = Signal()  # "Get more…" of the clean-up networks
+    get_fast_upscaler = Signal()  # "Get it in Models…" beside the fast upscale
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -106,10 +108,14 @@ class TaskPanel(QWidget):
         self.deblur_sigma.setRange(0.1, 20.0)
         self.deblur_sigma.setSingleStep(0.5)
         self.deblur_sigma.setSuffix(" px σ")
+        self.fast_row = FastUpscaleRow()
+        self.fast_upscale = self.fast_row.check  # the panel's name for it (the window and tests use it)
+        self.fast_row.toggled.connect(self._on_edited)
+        self.fast_row.get_requested.connect(self.get_fast_upscaler)
         self.cleanup = CleanupBox()  # two stages: engine/cleanup
         self.cleanup.edited.connect(self._on_edited)
         self.cleanup.get_more.connect(self.open_models)
-        for w in (self.inpaint, self.colorize, self.upscale, self.cleanup):
+        for w in (self.inpaint, self.colorize, self.upscale, self.fast_row, self.cleanup):
             form.addWidget(w)
         row = QHBoxLayout()
         row.addWidget(self.denoise)
@@ -181,7 +187,8 @@ class TaskPanel(QWidget):
             precision=self.precision.currentData() or "auto", compile=self.compile.isChecked(),
             device=self.device.currentData() or "auto",
             class_label=self.class_label.value() if self._class_cond() else -1, guidance_scale=self.guidance.value(),
-            classifier=self.classifier.currentData() or self._classifier, **self.cleanup.values(),
+            classifier=self.classifier.currentData() or self._classifier, fast_upscale=self.fast_row.chosen(),
+            **self.cleanup.values(),
         )
         if s.model == CHOOSE_FILE:
             s.model = TEST_TINY
@@ -193,6 +200,7 @@ class TaskPanel(QWidget):
             self.inpaint.setChecked(s.inpaint)
             self.colorize.setChecked(s.colorize)
             self.upscale.setCurrentIndex(max(0, self.upscale.findData(s.upscale)))
+            self.fast_upscale.setChecked(s.fast_upscale)
             self.denoise.setChecked(s.denoise)
             self.denoise_strength.setValue(s.denoise_strength)
             self.deblur.setChecked(s.deblur)
@@ -252,6 +260,11 @@ class TaskPanel(QWidget):
         self.classifier.setCurrentIndex(max(0, self.classifier.findData(self._classifier)))
         self._loading = was_loading
         self._on_model_changed()
+
+    def set_fast_upscaler(self, available: bool) -> None:
+        """Whether the fast upscaler is installed (else Fast is disabled, with a link to Models…)."""
+        self.fast_row.available = available
+        self._on_edited()
 
     def select_model(self, model_id: str) -> None:
         index = self.model.findData(model_id)
@@ -418,10 +431,11 @@ class TaskPanel(QWidget):
         if self._image_size and not self.problems:
             kind = s.device if s.device != "auto" else ("cuda" if self._gpu_available else "cpu")
             est = run_plan.estimate_run(s, self._image_size, kind, self._cpu_native_bf16)
+            work = f"{est.windows} window{'s' * (est.windows != 1)}, {est.calls} denoiser calls"
+            if s.uses_fast_upscale:
+                work = "fast upscale" + (f", then {work}" if est.calls else "")
             self.estimate_label.setText(
-                f"Estimated time: {run_plan.format_duration(est.seconds)} "
-                f"({est.windows} window{'s' * (est.windows != 1)}, {est.calls} denoiser calls, {kind.upper().split(':')[0]})"
-            )
+                f"Estimated time: {run_plan.format_duration(est.seconds)} ({work}, {kind.upper().split(':')[0]})")
         else:
             self.estimate_label.setText("")
         self.restore_button.setEnabled(not self._running and not self.problems)
@@ -431,3 +445,4 @@ class TaskPanel(QWidget):
         self.discard_button.setEnabled(self._preview_ready and not self._running)
         for w in (self.inpaint, self.colorize, self.upscale, self.model, self.quality, self.cleanup):
             w.setEnabled(not self._running)
+        self.fast_row.update_state(s.upscale, self._running)

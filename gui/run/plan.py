@@ -15,6 +15,9 @@ from engine.request import DEFAULT_CLASSIFIER, DEFAULT_FIDELITY
 TEST_TINY = "test-tiny"
 TEST_TINY_LABEL = "test-tiny (random weights, for testing only)"
 UPSCALE_FACTORS = (1, 2, 4, 8)
+#: The fast upscale: ResShift's real-world ×4 model (and its autoencoder), a catalog id.
+FAST_UPSCALER = "resshift-realsr-x4"
+FAST_UPSCALE_LABEL = "Fast (4 steps)"
 #: Largest result the image I/O will write back (engine.image_io.DEFAULT_MAX_PIXELS).
 MAX_OUTPUT_PIXELS = 400_000_000
 #: The app's result preview, per output pixel: float RGB (12 bytes) and its display layer (BGRA
@@ -72,6 +75,7 @@ class TaskSettings:
     cleanup_scale: int = 1  # its scale, for the time estimate
     fidelity: float = DEFAULT_FIDELITY  # 1 = the cleaned photo ... 0 = realness
     warm_start: bool = False  # fast: stage 2 starts from the cleaned photo
+    fast_upscale: bool = False  # upscale with FAST_UPSCALER (the model then only fills or colorizes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +117,17 @@ class TaskSettings:
 
     def any_task(self) -> bool:
         return self.inpaint or self.colorize or self.upscale > 1 or self.deblur or self.noise_sigma > 0 or self.cleanup
+
+    @property
+    def uses_fast_upscale(self) -> bool:
+        return self.fast_upscale and self.upscale > 1
+
+    def engine_part(self) -> "TaskSettings":
+        """What the diffusion engine does: everything, or with the fast upscale what is left (at
+        the upscaled size)."""
+        from dataclasses import replace
+
+        return replace(self, upscale=1, fast_upscale=False) if self.uses_fast_upscale else self
 
 
 def denoiser_calls_per_window(steps: int, travel_length: int, travel_repeat: int) -> int:
@@ -201,16 +216,48 @@ class Estimate(NamedTuple):
     seconds: float
 
 
+#: The fast upscale's work (docs/resshift.md): TFLOP per output megapixel of a tile besides the
+#: autoencoder's attention over the whole tile (2 · 2048 · T⁴ FLOP for a T-px tile), and the tile and
+#: overlap it runs with (engine.resshift.upscaler).
+FAST_UPSCALE_TFLOP_PER_MP, FAST_UPSCALE_TILE, FAST_UPSCALE_OVERLAP = 19.6, 256, 64
+#: Its FLOP rate relative to the ADM-256's (whose seconds per call, seconds_per_call, are for 2.2 TFLOP):
+#: measured side by side on the CPU by `bench --upscalers` (docs/benchmarks.md).
+ENGINE_TFLOP_PER_CALL, FAST_UPSCALE_RELATIVE_RATE = 2.2, 0.7
+
+
+def fast_upscale_seconds(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
+                         cpu_native_bf16: bool = False) -> float:
+    """ResShift ×4 of a photo of ``image_size``: its tiles' FLOPs over its rate on the device."""
+
+    def tiles_along(length: int) -> tuple[int, int]:  # (count, side), as engine.tiling.blended plans them
+        padded = -(-length // 64) * 64
+        side = min(FAST_UPSCALE_TILE, padded)
+        return (1 if side >= padded else 1 + -(-(padded - side) // (side - FAST_UPSCALE_OVERLAP))), side
+
+    (rows, th), (cols, tw) = tiles_along(image_size[0]), tiles_along(image_size[1])
+    per_tile = 16 * th * tw / 1e6 * FAST_UPSCALE_TFLOP_PER_MP + 2 * 2048 * (th * tw) ** 2 / 1e12
+    engine_rate = ENGINE_TFLOP_PER_CALL / seconds_per_call(device_kind, "adm", 256, settings.precision,
+                                                          cpu_native_bf16)
+    return rows * cols * per_tile / (FAST_UPSCALE_RELATIVE_RATE * engine_rate)
+
+
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
                  cpu_native_bf16: bool = False) -> Estimate:
     from gui.run.cleanup_plan import stage1_seconds, stage2_runs, stage2_settings
 
+    seconds = 0.0
+    if settings.uses_fast_upscale:  # ResShift first, then the engine on its result for what is left
+        seconds = fast_upscale_seconds(settings, image_size, device_kind, cpu_native_bf16)
+        image_size = (image_size[0] * settings.upscale, image_size[1] * settings.upscale)
+        settings = settings.engine_part()
+        if not settings.any_task():
+            return Estimate(0, 0, seconds)
     stage1, runs = stage1_seconds(settings, image_size, device_kind), stage2_runs(settings)
     settings = stage2_settings(settings)  # what stage 2 of a two-stage run does (itself otherwise)
     windows = count_windows(settings, image_size) if runs else 0
     calls = windows * denoiser_calls_per_window(settings.steps, settings.travel_length, settings.travel_repeat)
-    seconds = calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
-                                       cpu_native_bf16)
+    seconds += calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
+                                        cpu_native_bf16)
     return Estimate(windows, calls, seconds + stage1)
 
 
@@ -241,7 +288,11 @@ def find_problems(
         problems.append(f"The model {settings.model!r} is not installed: pick another one or open Models….")
     if not 0 <= settings.overlap < settings.window:
         problems.append(f"Window overlap ({settings.overlap}) must be smaller than the window ({settings.window}).")
-    if settings.upscale > 1 and effective_window(settings.window, settings.upscale) <= 0:
+    if settings.uses_fast_upscale and (settings.deblur or settings.noise_sigma > 0):
+        problems.append(f"{FAST_UPSCALE_LABEL} upscaling removes blur and noise itself: untick Deblur and Remove "
+                        "noise, or untick Fast.")
+    engine_sr = settings.engine_part().upscale
+    if engine_sr > 1 and effective_window(settings.window, engine_sr) <= 0:
         problems.append(
             f"Upscale ×{settings.upscale} needs a model window of at least "
             f"{math.lcm(settings.upscale, NETWORK_MULTIPLE)} px; this model's window is {settings.window} px."
@@ -281,6 +332,11 @@ def find_notes(settings: TaskSettings, image_size: Optional[tuple[int, int]], co
     notes = []
     if settings.colorize and colours:
         notes.append("This looks like a colour photo: Colorize replaces its colours.")
+    if settings.uses_fast_upscale:
+        notes.append(f"{FAST_UPSCALE_LABEL} uses ResShift: non-commercial use only.")
+    engine = settings.engine_part()
+    if not engine.any_task():
+        return notes
     if settings.model.startswith(TEST_TINY):
         notes.append("test-tiny has random weights: its output is noise. It only tests the machinery.")
     if image_size and image_size[0] and max(image_size) * settings.upscale < settings.window:
@@ -292,10 +348,18 @@ def check_memory(request) -> None:
     """Raise engine.errors.InputError, saying how much memory it needs, when a run of ``request``
     would not fit in the memory available: the engine's need and the app's result preview (made
     before the run starts, so it is checked first)."""
-    from engine.host_memory import check_fits, restore_bytes_per_input_pixel
+    from engine.host_memory import check_fits, fast_upscale_bytes_per_input_pixel, restore_bytes_per_input_pixel
 
     h, w = request.image.shape[:2]
-    check_fits(w, h, restore_bytes_per_input_pixel(request.tasks) + request.tasks.sr**2 * PREVIEW_BYTES_PER_OUTPUT_PIXEL)
+    sr = request.tasks.sr
+    engine = restore_bytes_per_input_pixel(request.tasks)
+    if request.upscaler:  # the upscale's canvas, then the engine's part at the upscaled size
+        from engine.request import Tasks
+
+        rest = Tasks(inpaint=request.tasks.inpaint, colorize=request.tasks.colorize)
+        engine = fast_upscale_bytes_per_input_pixel(sr)
+        engine += sr**2 * restore_bytes_per_input_pixel(rest) if rest.any() else 0
+    check_fits(w, h, engine + sr**2 * PREVIEW_BYTES_PER_OUTPUT_PIXEL)
 
 
 def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.ndarray]):
@@ -332,4 +396,5 @@ def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.n
         cleanup=cleanup,
         fidelity=float(settings.fidelity),
         warm_start=bool(settings.warm_start and cleanup),
+        upscaler=FAST_UPSCALER if settings.uses_fast_upscale else None,
     )

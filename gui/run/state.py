@@ -212,11 +212,16 @@ def _os_lock(handle: BinaryIO, lock: bool) -> None:
 
 # ---- pruning --------------------------------------------------------------------------------
 def _usage(folder: Path) -> tuple[float, int]:
-    """(last use: the newest modification time inside, bytes) of a state folder."""
+    """(last use: the newest modification time inside, bytes) of a state folder, its stage folders
+    (a blended stage's tiles, engine.tiling.tile_resume) included."""
     last, size = folder.stat().st_mtime, 0
     for entry in os.scandir(folder):
         info = entry.stat(follow_symlinks=False)
-        last, size = max(last, info.st_mtime), size + info.st_size
+        if entry.is_dir(follow_symlinks=False):
+            inner_last, inner_size = _usage(Path(entry.path))
+            last, size = max(last, inner_last), size + inner_size
+        else:
+            last, size = max(last, info.st_mtime), size + info.st_size
     return last, size
 
 

@@ -313,3 +313,16 @@ def test_the_app_prunes_old_states_when_it_starts(tmp_path, make_photo, qapp):
         if thread.name == "prune-run-states":
             thread.join(30)
     assert not old.exists()
+
+
+def test_the_tiles_of_a_blended_stage_count_towards_the_size_budget(monkeypatch):
+    monkeypatch.setattr(run_state, "MAX_TOTAL_BYTES", 5000)  # a folder entry itself may count 4096
+    root, now = runs_root(), time.time()
+    newest = make_state(root, "newest", 100, age_days=1, now=now)
+    tiled = make_state(root, "tiled", 10, age_days=2, now=now)
+    (tiled / "upscale").mkdir()
+    (tiled / "upscale" / "tile.0.npy").write_bytes(b"x" * 8000)  # the fast upscale's finished tiles
+    stamp = now - 2 * DAY
+    for path in (tiled / "upscale" / "tile.0.npy", tiled / "upscale", tiled):
+        os.utime(path, (stamp, stamp))
+    assert prune(root, now=now) == [tiled] and newest.exists()
