@@ -80,7 +80,7 @@ class RunController(QObject):
         run.finished.connect(self._on_finished)
         run.failed.connect(self._on_failed)
         run.ended.connect(self._on_ended)
-        run.thread.finished.connect(lambda r=run: self._forget(r))
+        run.stopped.connect(self._forget)
         self.run = run
         self.canvas.busy = True
         self.panel.set_preview_ready(False)
@@ -111,12 +111,12 @@ class RunController(QObject):
             run.cancel()  # emits ended("cancelled") at once
 
     def _forget(self, run: RestoreRun) -> None:
+        """A run whose thread has ended: let it go (gui.run.worker owns its thread until it is released)."""
         if run in self._winding_down:
             self._winding_down.remove(run)
-        run.thread.deleteLater()
-        run.worker.deleteLater()
-        if run is self.run and not run.active:
+        if run is self.run:
             self.run = None
+        run.deleteLater()
 
     def wait_idle(self, ms: int = 10000) -> bool:
         """Block until every worker thread has stopped (tests, closing the window)."""
