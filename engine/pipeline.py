@@ -13,7 +13,6 @@ cropped back (see :mod:`engine.tiling.window_plan`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from typing import Any, Iterator, Optional
@@ -28,19 +27,13 @@ from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import RestoreRequest
 from engine.samplers import make_schedule
-from engine.tiling.hir import HirPlan, choose_factor, run_hir
+from engine.tiling.hir import HirPlan, run_hir
 from engine.tiling.memory import plan_batch_size
 from engine.tiling.msr import MsrStage, Progress, SamplingSettings
 from engine.tiling.problem import PhotoProblem
 from engine.tiling.resume import ResumeState, request_fingerprint, unsaved_progress_warning
-from engine.tiling.window_plan import (
-    NETWORK_MULTIPLE,
-    WindowPlan,
-    ceil_to,
-    effective_overlap,
-    effective_window,
-    plan_windows,
-)
+from engine.tiling.run_plan import plan_run
+from engine.tiling.window_plan import WindowPlan
 
 # Module-level names so tests can substitute a fast fake model.
 from engine.models import load_denoiser, load_guidance  # noqa: E402
@@ -91,15 +84,6 @@ def _photo_problem(rgb: np.ndarray, fill: Optional[np.ndarray], tasks, device: t
     photo = torch.from_numpy(rgb).permute(2, 0, 1)[None]
     mask = None if fill is None else torch.from_numpy(fill.astype(np.float32))[None, None]
     return PhotoProblem(tasks, photo, mask, device, torch.float32, quirks, monochrome)
-
-
-def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> WindowPlan:
-    """Windows for a (height, width) canvas with the request's window/overlap, aligned to ``align``."""
-    if request.tiling == "none":
-        block = math.lcm(align, NETWORK_MULTIPLE)
-        return plan_windows(height, width, (ceil_to(height, block), ceil_to(width, block)), 0, align)
-    window = effective_window(request.window, align)
-    return plan_windows(height, width, window, effective_overlap(window, request.overlap, align), align)
 
 
 def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *,
@@ -159,21 +143,17 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
                                "(tick Colorize to add colour)")
     base = _photo_problem(rgb, fill, tasks, device, request.quirks, monochrome)  # rgb becomes the photo in [-1, 1]
 
-    # geometry: HiR factor, alignment, plans, padding
-    factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
-    align = math.lcm(s, factor)
-    plan_high = plan_stage(H, W, request, align)
+    # geometry: HiR factor, alignment, plans (engine.tiling.run_plan: the app's estimate asks it too), padding
+    stages = plan_run(request, h_in, w_in)
+    factor, plan_high, plan_low = stages.factor, stages.high, stages.low
     problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
     base = problem_high.cropped(H, W)  # a view: the photo is held once, padded
     del rgb, fill
-    low_problem = problem_high.downscaled(factor) if factor > 1 else None
-    if factor > 1 and low_problem is None:
+    if stages.hir_skipped:
         yield LogEvent("info", "hierarchical restoration skipped: nothing to solve at the low scale")
-        factor = 1
-    plan_low = None
-    if low_problem is not None:
-        plan_low = plan_stage(low_problem.height, low_problem.width, request, low_problem.scale)
-        low_problem = low_problem.padded(plan_low.padded_height, plan_low.padded_width)
+    low_problem = None
+    if plan_low is not None:
+        low_problem = problem_high.downscaled(factor).padded(plan_low.padded_height, plan_low.padded_width)
 
     schedule = make_schedule(request.steps, request.travel_length, request.travel_repeat)
     sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)

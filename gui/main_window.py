@@ -30,6 +30,7 @@ from gui.document.document import Document
 from gui.panels.log_panel import LogPanel
 from gui.run.controller import RunController
 from gui.run.plan import TaskSettings
+from gui.run.speed import SpeedBook
 from gui.settings import AppSettings
 from gui.panels.task_panel import TaskPanel
 from gui.document.undo import ApplyResultCommand, mask_replace_command
@@ -53,6 +54,8 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.log_panel = LogPanel()
         self.runs = RunController(self.document, self.canvas, self.panel, self.log_panel, restore, self)
         self.runs.show_dialogs = interactive
+        self.runs.speeds = SpeedBook(self.settings)  # measured by each run, used by the estimate
+        self.panel.set_speeds(self.runs.speeds)
         self._mark_saved()  # nothing to save yet
         self.files = FileJobs(self.statusBar(), self)  # a photo or mask being read, a file being written
         self._run_state = "ready"
@@ -76,6 +79,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
             threading.Thread(target=self._probe, name="model-device-probe", daemon=True).start()
         else:
             self.refresh_models()
+            self.panel.set_devices([("cpu", "CPU")])
 
     # ---- layout -------------------------------------------------------------------------
     def _build_docks(self) -> None:

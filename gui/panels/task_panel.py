@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-    QScrollArea, QSlider, QVBoxLayout, QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
 from gui.run import plan as run_plan
 from gui.panels.advanced_box import AdvancedBox
+from gui.panels.tasks_box import TasksBox
 from gui.panels.run_box import RunBox
 from gui.run.plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
+from gui.run.speed import SpeedKey
 
 CHOOSE_FILE = "__choose_file__"
 
@@ -51,8 +50,10 @@ class TaskPanel(QWidget):
         self._colours = False
         self._running = False
         self._preview_ready = False
-        self._gpu_available = False
+        self._auto_device = "cpu"  # what Automatic picks (set_devices)
         self._cpu_native_bf16 = False
+        self._engine_ready = False  # the estimate asks the engine: not before it is loaded (set_devices)
+        self._speeds = None  # measured speeds (set_speeds)
         self._models: list[ModelChoice] = []
         self._model_files: list[ModelChoice] = []  # chosen with Choose file…: kept when set_models runs
         self._last_model = TEST_TINY  # the model selected before "Choose file…"
@@ -65,17 +66,22 @@ class TaskPanel(QWidget):
         layout.addWidget(self._build_run_box())
         self.set_models([])
         self.set_classifiers([])
-        self.set_devices([("cpu", "CPU")])
+        self._fill_devices([("cpu", "CPU")])  # until the engine says which devices there are
         self.set_settings(TaskSettings())
 
     # ---- construction -----------------------------------------------------------------
     def _build_settings_area(self) -> QScrollArea:
         """Tasks, model and Advanced scroll; the run box below them (Restore, Apply, Discard,
-        progress) stays in view however short the window is."""
+        progress) stays in view however short the window is. The sections (``run_settings``: add
+        more with :meth:`add_section`) and the Advanced fields are locked while a run goes."""
         settings = QWidget()
         layout = QVBoxLayout(settings)
-        layout.addWidget(self._build_tasks())
-        layout.addWidget(self._build_model())
+        self.run_settings = QWidget()
+        self._sections = QVBoxLayout(self.run_settings)
+        self._sections.setContentsMargins(0, 0, 0, 0)
+        self._sections.addWidget(self._build_tasks())
+        self._sections.addWidget(self._build_model())
+        layout.addWidget(self.run_settings)
         layout.addWidget(self._build_advanced())
         layout.addStretch(1)
         scroll = QScrollArea()
@@ -86,39 +92,10 @@ class TaskPanel(QWidget):
         return scroll
 
     def _build_tasks(self) -> QGroupBox:
-        box = QGroupBox("What to do")
-        form = QVBoxLayout(box)
-        self.inpaint = QCheckBox("Fill masked areas")
-        self.inpaint.setToolTip("Paint over scratches, stains or objects; they are filled in.")
-        self.colorize = QCheckBox("Colorize")
-        self.colorize.setToolTip("Give a black-and-white photo plausible colours.")
-        self.upscale = QComboBox()
-        for f in run_plan.UPSCALE_FACTORS:
-            self.upscale.addItem("No upscale" if f == 1 else f"Upscale ×{f}", f)
-        self.denoise = QCheckBox("Remove noise")
-        self.denoise_strength = QSlider(Qt.Horizontal)
-        self.denoise_strength.setRange(1, 100)
-        self.denoise_strength.setToolTip("How noisy the photo is (film grain, scanner noise)")
-        self.deblur = QCheckBox("Deblur (Gaussian)")
-        self.deblur_sigma = QDoubleSpinBox()
-        self.deblur_sigma.setRange(0.1, 20.0)
-        self.deblur_sigma.setSingleStep(0.5)
-        self.deblur_sigma.setSuffix(" px σ")
-        for w in (self.inpaint, self.colorize, self.upscale):
-            form.addWidget(w)
-        row = QHBoxLayout()
-        row.addWidget(self.denoise)
-        row.addWidget(self.denoise_strength, 1)
-        form.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.deblur)
-        row.addWidget(self.deblur_sigma)
-        form.addLayout(row)
-        for w in (self.inpaint, self.colorize, self.denoise, self.deblur):
-            w.toggled.connect(self._on_edited)
-        self.upscale.currentIndexChanged.connect(self._on_edited)
-        self.denoise_strength.valueChanged.connect(self._on_edited)
-        self.deblur_sigma.valueChanged.connect(self._on_edited)
+        box = TasksBox()
+        for name in TasksBox.WIDGETS:  # the panel's own names for them (the window and tests use these)
+            setattr(self, name, getattr(box, name))
+        box.edited.connect(self._on_edited)
         return box
 
     def _build_model(self) -> QGroupBox:
@@ -143,6 +120,12 @@ class TaskPanel(QWidget):
         self.model.currentIndexChanged.connect(self._on_model_changed)
         self.quality.currentIndexChanged.connect(self._on_quality_changed)
         return box
+
+    def add_section(self, widget: QWidget, index: int = -1) -> None:
+        """A section of settings that changes the run (a group of tasks, a model's options), placed
+        among the panel's sections (``index`` as in QBoxLayout.insertWidget: -1 = last, above
+        Advanced). Like every section, it is locked while a run goes."""
+        self._sections.insertWidget(index, widget)
 
     def _build_advanced(self) -> QWidget:
         box = AdvancedBox()
@@ -275,10 +258,24 @@ class TaskPanel(QWidget):
         if not was_loading:
             self._on_model_changed()
 
+    def set_speeds(self, speeds) -> None:
+        """Where the measured speeds of earlier runs are (a gui.run.speed.SpeedBook): the estimate uses them."""
+        self._speeds = speeds
+        self._refresh()
+
+    def device_kind(self, s: TaskSettings) -> str:
+        """The device a run with ``s`` uses: the chosen one, or for Automatic the first GPU, else the CPU."""
+        return s.device if s.device != "auto" else self._auto_device
+
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
-        """(spec, description) pairs from engine.device.available_devices(); "auto" comes first."""
+        """(spec, description) pairs from engine.device.available_devices(); "auto" comes first.
+        The engine is loaded once the devices are known: the time estimate shows from then on."""
+        self._engine_ready = True
+        self._fill_devices(devices)
+
+    def _fill_devices(self, devices: list[tuple[str, str]]) -> None:
         current = self.device.currentData()
-        self._gpu_available = any(not spec.startswith("cpu") for spec, _ in devices)
+        self._auto_device = next((spec for spec, _ in devices if not spec.startswith("cpu")), "cpu")
         self._cpu_native_bf16 = any(spec.startswith("cpu") and NATIVE_BF16_LABEL in desc for spec, desc in devices)
         best = next((desc for spec, desc in devices if not spec.startswith("cpu")), None)
         was_loading, self._loading = self._loading, True
@@ -325,6 +322,7 @@ class TaskPanel(QWidget):
             self.progress.setRange(0, 0)
             self.progress.setFormat("%p%")
             self.stage_label.setText("Starting…")
+            self.estimate_label.setText("")  # the time left replaces the estimate from the first progress on
         else:
             self.progress.setFormat("%p%")
         self._refresh()
@@ -339,11 +337,14 @@ class TaskPanel(QWidget):
         self.stage_label.setText(text)
 
     def set_progress(self, done: int, total: int, elapsed: float, eta: Optional[float]) -> None:
+        """A running run's progress: the bar, and the live time left in place of the estimate."""
         self.progress.setVisible(True)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         left = f" — {run_plan.format_duration(eta)} left" if eta is not None else ""
         self.progress.setFormat(f"%p%{left}")
+        if self._running:
+            self.estimate_label.setText(run_plan.describe_progress(done, total, elapsed, eta))
 
     def set_preview_ready(self, ready: bool) -> None:
         self._preview_ready = ready
@@ -385,8 +386,6 @@ class TaskPanel(QWidget):
     def _on_edited(self, *_args) -> None:
         if self._loading:
             return
-        self.denoise_strength.setEnabled(self.denoise.isChecked())
-        self.deblur_sigma.setEnabled(self.deblur.isChecked())
         s = self.settings()
         preset = s.matching_preset()
         if preset != s.quality:
@@ -404,19 +403,29 @@ class TaskPanel(QWidget):
         self.problem_label.setVisible(bool(self.problems))
         self.note_label.setText("\n".join(notes))
         self.note_label.setVisible(bool(notes) and not self.problems)
-        if self._image_size and not self.problems:
-            kind = s.device if s.device != "auto" else ("cuda" if self._gpu_available else "cpu")
-            est = run_plan.estimate_run(s, self._image_size, kind, self._cpu_native_bf16)
-            self.estimate_label.setText(
-                f"Estimated time: {run_plan.format_duration(est.seconds)} "
-                f"({est.windows} window{'s' * (est.windows != 1)}, {est.calls} denoiser calls, {kind.upper().split(':')[0]})"
-            )
-        else:
-            self.estimate_label.setText("")
+        if not self._running:  # while a run goes, set_progress shows the time it has left
+            self.estimate_label.setText(self._estimate_text())
         self.restore_button.setEnabled(not self._running and not self.problems)
         self.restore_button.setToolTip(self.problems[0] if self.problems else "Start restoring (Ctrl+R)")
         self.cancel_button.setEnabled(self._running)
         self.apply_button.setEnabled(self._preview_ready and not self._running)
         self.discard_button.setEnabled(self._preview_ready and not self._running)
-        for w in (self.inpaint, self.colorize, self.upscale, self.model, self.quality):
+        for w in (self.run_settings, self.advanced):  # everything that would change the run
             w.setEnabled(not self._running)
+
+    def estimate(self) -> Optional[run_plan.Estimate]:
+        """How long a run with the current settings takes: from the speed measured on this computer,
+        else a rough guess. None before the engine is loaded, or when the run cannot start."""
+        s = self.settings()
+        if not (self._image_size and self._engine_ready) or self.problems:
+            return None
+        kind = self.device_kind(s)
+        measured = self._speeds.get(SpeedKey.of(s, kind)) if self._speeds is not None else None
+        try:
+            return run_plan.estimate_run(s, self._image_size, kind, self._cpu_native_bf16, measured)
+        except Exception:  # noqa: BLE001 - a plan the engine refuses: the run says why
+            return None
+
+    def _estimate_text(self) -> str:
+        est = self.estimate()
+        return run_plan.describe_estimate(est, self.device_kind(self.settings())) if est is not None else ""

@@ -18,6 +18,7 @@ from gui.document.document import Document
 from gui.panels.log_panel import LogPanel
 from gui.panels.task_panel import TaskPanel
 from gui.document.undo import ApplyResultCommand, mask_replace_command
+from gui.run.speed import RunTimer, SpeedBook, SpeedKey
 from gui.run.worker import RestoreFunction, RestoreRun, engine_restore
 
 
@@ -37,6 +38,9 @@ class RunController(QObject):
         self.last_error: Optional[tuple[str, str]] = None
         self._run_key: Optional[str] = None  # run_state.request_key of the last run started
         self.show_dialogs = True
+        self.speeds: Optional[SpeedBook] = None  # where each run's measured speed is remembered
+        self._timer: Optional[RunTimer] = None
+        self._speed_key: Optional[SpeedKey] = None
         panel.cancel_requested.connect(self.cancel)
         panel.apply_requested.connect(self.apply)
         panel.discard_requested.connect(self.discard)
@@ -65,6 +69,7 @@ class RunController(QObject):
             self._error("error", str(exc))
             return False
         self._run_key = run_state.request_key(request)
+        self._timer, self._speed_key = RunTimer(), SpeedKey.of(settings, self.panel.device_kind(settings))
         doc.begin_preview(settings.upscale, fills_mask=settings.inpaint)
         self.windows_finished = 0
         self.last_error = None
@@ -75,7 +80,7 @@ class RunController(QObject):
         run.window_started.connect(self._on_window_started)
         run.window_finished.connect(self._on_window_finished)
         run.window_preview.connect(self._on_window_preview)
-        run.progress.connect(self.panel.set_progress)
+        run.progress.connect(self._on_progress)
         run.log.connect(self.log.add)
         run.finished.connect(self._on_finished)
         run.failed.connect(self._on_failed)
@@ -166,6 +171,20 @@ class RunController(QObject):
         self.log.add("info", f"{plan['stage']}: {len(plan['boxes'])} windows in {levels} batches, "
                              f"canvas {plan['output_size'][1]}×{plan['output_size'][0]}")
 
+    def _on_progress(self, done: int, total: int, elapsed: float, eta) -> None:
+        if self._timer is not None:
+            self._timer.progress(done, elapsed)
+        self.panel.set_progress(done, total, elapsed, eta)
+
+    def _remember_speed(self, finished: bool) -> None:
+        """The speed this run measured, for the estimates of the next runs (gui.run.speed)."""
+        timer, self._timer = self._timer, None
+        if timer is None or self.speeds is None or self._speed_key is None:
+            return
+        speed = timer.speed(finished, self.speeds.get(self._speed_key))
+        if speed is not None:
+            self.speeds.remember(self._speed_key, speed)
+
     def _on_window_started(self, index: int, box, stage: str) -> None:
         self.canvas.set_window_state(index, "running")
 
@@ -192,6 +211,7 @@ class RunController(QObject):
         self._error(kind, message)
 
     def _on_ended(self, outcome: str) -> None:
+        self._remember_speed(finished=outcome == "finished")
         self.canvas.busy = False
         self.canvas.clear_estimates()
         self.canvas.update()

@@ -1,5 +1,6 @@
 """What a run will be, before it starts: the task settings, their problems, a duration estimate
-and the engine request. Pure Python (no Qt, no torch), so it is cheap and easy to test.
+and the engine request. No Qt; only the estimate imports the engine (and torch): it asks the
+engine's own plan (engine.tiling.run_plan) which windows the run will solve.
 """
 
 from __future__ import annotations
@@ -110,14 +111,6 @@ class TaskSettings:
         return self.inpaint or self.colorize or self.upscale > 1 or self.deblur or self.noise_sigma > 0
 
 
-def denoiser_calls_per_window(steps: int, travel_length: int, travel_repeat: int) -> int:
-    """Length of the sampling schedule: each time-travel jump of L steps is redone r − 1 times."""
-    if travel_length <= 1 or travel_repeat <= 1:
-        return steps
-    jumps = steps // travel_length
-    return steps + jumps * travel_length * (travel_repeat - 1)
-
-
 #: Window sides must be multiples of this (the networks downsample 5 times), as in the engine.
 NETWORK_MULTIPLE = 32
 
@@ -127,42 +120,6 @@ def effective_window(window: int, align: int) -> int:
     tiling package (it imports torch): the largest multiple of lcm(align, 32) ≤ ``window``, or 0."""
     block = math.lcm(align, NETWORK_MULTIPLE)
     return (window // block) * block
-
-
-def count_stage_windows(height: int, width: int, window: int, overlap: int, align: int = 1) -> int:
-    """Windows the engine plans for a (height, width) canvas: padded to ≥ one window, stride
-    window − overlap, last row/column snapped to the border. Equal to
-    ``len(engine.tiling.window_plan.plan_windows(...).boxes)`` (a test checks it)."""
-    win = effective_window(window, align)
-    if win <= 0:
-        return 0
-    ov = max((min(overlap, win - align) // align) * align, 0)
-    stride = max(win - ov, 1)
-
-    def along(length: int) -> int:
-        padded = max(-(-length // align) * align, win)
-        return 1 + math.ceil((padded - win) / stride)
-
-    return along(height) * along(width)
-
-
-def hir_enabled(settings: TaskSettings, out_h: int, out_w: int) -> bool:
-    if settings.hir == "on":
-        return True
-    if settings.hir == "off":
-        return False
-    return max(out_h, out_w) > 2 * settings.window  # "auto": large outputs
-
-
-def count_windows(settings: TaskSettings, image_size: tuple[int, int]) -> int:
-    """Windows of the whole run (both HiR phases) for a photo of ``image_size`` (height, width)."""
-    h, w = image_size
-    out_h, out_w = h * settings.upscale, w * settings.upscale
-    n = count_stage_windows(out_h, out_w, settings.window, settings.overlap, settings.upscale)
-    if hir_enabled(settings, out_h, out_w):
-        factor = 2 ** max(1, math.ceil(math.log2(max(out_h, out_w) / (2 * settings.window))))
-        n += count_stage_windows(max(1, out_h // factor), max(1, out_w // factor), settings.window, settings.overlap)
-    return n
 
 
 #: test-tiny: seconds per denoiser call on one 256² window on the CPU. From the 2-core build
@@ -192,17 +149,25 @@ def seconds_per_call(device: str, model: str, window: int, precision: str, cpu_n
 
 class Estimate(NamedTuple):
     windows: int
-    calls: int
+    calls: int  # window-steps: one window through the network once
     seconds: float
+    measured: bool  # from the speed of earlier runs on this computer (else a rough guess)
 
 
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
-                 cpu_native_bf16: bool = False) -> Estimate:
-    windows = count_windows(settings, image_size)
-    calls = windows * denoiser_calls_per_window(settings.steps, settings.travel_length, settings.travel_repeat)
-    seconds = calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
-                                       cpu_native_bf16)
-    return Estimate(windows, calls, seconds)
+                 cpu_native_bf16: bool = False, measured: Any = None) -> Estimate:
+    """The run's windows and window-steps, as the engine plans them (engine.tiling.run_plan: this
+    imports the engine, i.e. torch), and its duration: ``measured`` (a gui.run.speed.Speed: seconds
+    per window-step and a run's overhead, from earlier runs) or else a rough guess per device."""
+    from engine.tiling.run_plan import plan_run
+
+    stages = plan_run(planning_request(settings), *image_size)
+    if measured is not None:
+        seconds = measured.overhead + stages.calls * measured.seconds_per_call
+    else:
+        seconds = stages.calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
+                                                  cpu_native_bf16)
+    return Estimate(stages.windows, stages.calls, seconds, measured is not None)
 
 
 def format_duration(seconds: float) -> str:
@@ -213,6 +178,27 @@ def format_duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"about {seconds / 60:.0f} min"
     return f"about {seconds / 3600:.1f} h"
+
+
+def format_clock(seconds: float) -> str:
+    """Elapsed time as a clock: 0:42, 12:05, 1:02:09."""
+    whole = int(max(seconds, 0))
+    hours, minutes, secs = whole // 3600, whole // 60 % 60, whole % 60
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def describe_estimate(est: Estimate, device_kind: str) -> str:
+    """The line the panel shows before a run."""
+    work = (f"{est.windows} window{'s' * (est.windows != 1)} × {est.calls // max(est.windows, 1)} steps "
+            f"on {device_kind.upper().split(':')[0]}")
+    source = "at the speed measured here" if est.measured else "a rough guess until a first run measures this computer"
+    return f"Estimated time: {format_duration(est.seconds)} ({work}; {source})"
+
+
+def describe_progress(done: int, total: int, elapsed: float, eta: Optional[float]) -> str:
+    """The line that replaces the estimate while a run goes."""
+    steps = f"{done} of {total} window-steps, {format_clock(elapsed)} so far"
+    return f"{format_duration(eta).capitalize()} left ({steps})" if eta is not None else f"Working… ({steps})"
 
 
 def find_problems(
@@ -285,6 +271,14 @@ def check_memory(request) -> None:
 
     h, w = request.image.shape[:2]
     check_fits(w, h, restore_bytes_per_input_pixel(request.tasks) + request.tasks.sr**2 * PREVIEW_BYTES_PER_OUTPUT_PIXEL)
+
+
+def planning_request(settings: TaskSettings):
+    """The engine's RestoreRequest for ``settings`` without a photo: what a plan needs (no pixels)."""
+    return build_request(settings, _NO_PIXELS, _NO_PIXELS if settings.inpaint else None)
+
+
+_NO_PIXELS = np.zeros((1, 1), np.uint8)
 
 
 def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.ndarray]):
