@@ -22,6 +22,7 @@ class AdvancedBox(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         self.advanced_toggle = QToolButton()
         self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setObjectName("advanced_toggle")
         self.advanced_toggle.setCheckable(True)
         self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         self.advanced_toggle.setArrowType(Qt.RightArrow)
