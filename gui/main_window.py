@@ -37,6 +37,7 @@ from gui.document.undo import ApplyResultCommand, mask_replace_command
 from gui.run.worker import RestoreFunction
 
 GROW_STEP = 4  # pixels per Grow / Shrink
+PANEL_WIDTH = 380  # the task panel's width at first start (the user's own is kept)
 
 
 class MainWindow(FileCommands, ModelCommands, QMainWindow):
@@ -61,6 +62,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self._run_state = "ready"
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.models.welcome once the model list is known
+        self.welcome = None  # the welcome banner in the task panel, while it is shown
         self._model_check: Optional[BackgroundTask] = None  # a chosen checkpoint being read
         self._models_dialog = None  # made on first use (models_dialog)
         self.setWindowTitle("Restorer")
@@ -92,7 +94,9 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.log_dock.setObjectName("log_dock")
         self.log_dock.setWidget(self.log_panel)
         self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)  # the panel runs the full height
         self.resizeDocks([self.log_dock], [130], Qt.Vertical)
+        self.resizeDocks([self.panel_dock], [PANEL_WIDTH], Qt.Horizontal)
 
     def _action(self, text: str, slot, shortcut=None, icon_name: str = "", checkable: bool = False) -> QAction:
         action = QAction(icon(icon_name) if icon_name else icon("none"), text, self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
@@ -62,6 +62,7 @@ class TaskPanel(QWidget):
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self._layout = layout
         layout.addWidget(self._build_settings_area(), 1)
         layout.addWidget(self._build_run_box())
         self.set_models([])
@@ -85,6 +86,7 @@ class TaskPanel(QWidget):
         layout.addWidget(self._build_advanced())
         layout.addStretch(1)
         scroll = QScrollArea()
+        self._scroll = scroll
         scroll.setWidget(settings)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
@@ -101,6 +103,8 @@ class TaskPanel(QWidget):
     def _build_model(self) -> QGroupBox:
         box = QGroupBox("Model and quality")
         form = QFormLayout(box)
+        form.setRowWrapPolicy(QFormLayout.WrapAllRows)  # labels above: a long model name gets the full width
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         self.model = QComboBox()
         self.model.setMinimumContentsLength(18)
         self.model.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -121,6 +125,10 @@ class TaskPanel(QWidget):
         self.quality.currentIndexChanged.connect(self._on_quality_changed)
         return box
 
+    def show_banner(self, widget: QWidget) -> None:
+        """A message with its own buttons at the top of the panel, above the settings (the welcome)."""
+        self._layout.insertWidget(0, widget)
+
     def add_section(self, widget: QWidget, index: int = -1) -> None:
         """A section of settings that changes the run (a group of tasks, a model's options), placed
         among the panel's sections (``index`` as in QBoxLayout.insertWidget: -1 = last, above
@@ -132,8 +140,13 @@ class TaskPanel(QWidget):
         for name in AdvancedBox.WIDGETS:  # the panel's own names for them (the window and tests use these)
             setattr(self, name, getattr(box, name))
         box.edited.connect(self._on_edited)
+        box.advanced_toggle.toggled.connect(lambda on: on and QTimer.singleShot(0, self._scroll_to_advanced))
         self.classifier.activated.connect(lambda _i: setattr(self, "_classifier", self.classifier.currentData()))
         return box
+
+    def _scroll_to_advanced(self) -> None:
+        """Advanced just opened: its fields fill the view (the toggle at the top), not the rows below it."""
+        self._scroll.verticalScrollBar().setValue(self.advanced_toggle.mapTo(self._scroll.widget(), QPoint()).y())
 
     def _build_run_box(self) -> QWidget:
         box = RunBox()
@@ -187,7 +200,7 @@ class TaskPanel(QWidget):
             self.class_label.setValue(max(s.class_label, 0))
             self.guidance.setValue(s.guidance_scale)
             self._classifier = s.classifier
-            self.classifier.setCurrentIndex(self.classifier.findData(s.classifier))
+            self.classifier.setCurrentIndex(max(0, self.classifier.findData(s.classifier)))  # as set_classifiers
             self.hir.setCurrentIndex(max(0, self.hir.findData(s.hir)))
             self.window_size.setValue(s.window)
             self.overlap.setValue(s.overlap)
