@@ -60,6 +60,8 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self._mark_saved()  # nothing to save yet
         self.files = FileJobs(self.statusBar(), self)  # a photo or mask being read, a file being written
         self._run_state = "ready"
+        self._mask_marked = False  # whether the mask marked anything (painting one ticks Fill)
+        self._mask_shown_before: Optional[bool] = None  # while hidden for a finished result or the compare view
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.models.welcome once the model list is known
         self.welcome = None  # the welcome banner in the task panel, while it is shown
@@ -235,7 +237,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.hardness_slider.valueChanged.connect(lambda v: setattr(c.brush, "hardness", v / 100.0))
         self.opacity_slider.valueChanged.connect(lambda v: c.set_mask_opacity(v / 100.0))
         d.image_changed.connect(self._on_image_changed)
-        d.mask_changed.connect(lambda _r: self._update_panel_context())
+        d.mask_changed.connect(self._on_mask_changed)
         d.path_changed.connect(lambda _p: self._update_title())
         # an edit, undo or redo; a result or none (a method, not a lambda: not called once the window is deleted)
         d.undo_stack.indexChanged.connect(self._update_title)
@@ -325,7 +327,27 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
 
     def _set_compare(self, on: bool) -> None:
         self.canvas.compare.enabled = on
+        self._hide_mask_where_it_hides_the_result()
         self.canvas.update()
+
+    def _hide_mask_where_it_hides_the_result(self) -> None:
+        """The mask overlay is hidden over a finished result and in the compare view (M still shows
+        it there), and is as it was before once they are gone."""
+        hide = self.act_compare.isChecked() or (self._run_state == "preview" and self.document.preview_finished)
+        if hide and self._mask_shown_before is None:
+            self._mask_shown_before = self.act_show_mask.isChecked()
+            self.act_show_mask.setChecked(False)
+        elif not hide and self._mask_shown_before is not None:
+            self.act_show_mask.setChecked(self._mask_shown_before)
+            self._mask_shown_before = None
+
+    def _on_mask_changed(self, _region) -> None:
+        """Marking something to fill (painting, importing a mask) ticks Fill masked areas; it can be unticked."""
+        marked = self.document.has_image and self.document.has_mask()
+        if marked and not self._mask_marked:
+            self.panel.inpaint.setChecked(True)
+        self._mask_marked = marked
+        self._update_panel_context()
 
     @staticmethod
     def app_instance() -> QApplication:
@@ -342,6 +364,8 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self._photo_has_colours = self.document.has_image and run_plan.has_colours(self.document.image)
         h, w = self.document.size
         self.status_size.setText(f"{w} × {h} px" if w else "")
+        if self.document.image is not None and self.document.image is self.document.original:  # a photo just opened
+            self.canvas.compare.split = 0.5
         self.status_cursor.setText("")  # the pixel under the cursor is another one now
         self._update_panel_context()
         self._update_title()
@@ -370,6 +394,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.act_apply.setEnabled(state == "preview")
         self.act_discard.setEnabled(state == "preview")
         self._enable_busy_actions()
+        self._hide_mask_where_it_hides_the_result()
 
     def _on_files_changed(self, kind: str) -> None:
         self.panel.set_waiting("files", kind and f"{self.files.message} Restore waits for it to finish.")
