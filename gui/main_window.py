@@ -7,7 +7,6 @@ and the Models dialog in :mod:`gui.models.window_models`.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
@@ -18,7 +17,7 @@ from PySide6.QtWidgets import (
 
 from gui.files import ops as file_ops
 from gui.document import mask_tools
-from gui.run import plan as run_plan
+from gui.document_view import DocumentView
 from gui.app import apply_theme, icon
 from gui.background import BackgroundTask
 from gui.canvas.view import Canvas
@@ -40,7 +39,7 @@ GROW_STEP = 4  # pixels per Grow / Shrink
 PANEL_WIDTH = 380  # the task panel's width at first start (the user's own is kept)
 
 
-class MainWindow(FileCommands, ModelCommands, QMainWindow):
+class MainWindow(DocumentView, FileCommands, ModelCommands, QMainWindow):
     probed = Signal(object, object)  # installed_choices(), (spec, description) devices: from a probe thread
 
     def __init__(self, settings: Optional[AppSettings] = None, restore: Optional[RestoreFunction] = None,
@@ -157,7 +156,8 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         self.act_cancel = a("&Cancel", self.cancel_or_abort, "Esc", "cancel")
         self.act_apply = a("&Apply result", self.runs.apply, "Ctrl+Return")
         self.act_discard = a("&Discard result", self.runs.discard)
-        self.act_models = a("&Models…", self.open_models_dialog)
+        self.act_models = a("&Manage models…", self.open_models_dialog)  # download, import, verify, remove
+        self.act_model_file = a("Use a model &file…", self.choose_model_file)
         self.act_help = a("&Keyboard shortcuts", lambda: ShortcutsDialog(self).exec(), "F1")
         self.act_about = a("&About", lambda: show_about(self))
 
@@ -214,10 +214,10 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         m.addActions([self.panel_dock.toggleViewAction(), self.log_dock.toggleViewAction()])
         m = mb.addMenu("&Tools")
         m.addActions([self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_larger])
+        m = mb.addMenu("&Models")
+        m.addActions([self.act_models, self.act_model_file])
         m = mb.addMenu("&Run")
         m.addActions([self.act_restore, self.act_cancel, self.act_apply, self.act_discard])
-        m.addSeparator()
-        m.addAction(self.act_models)
         m = mb.addMenu("&Help")
         m.addActions([self.act_help, self.act_about])
         self._update_recent_menu()
@@ -242,6 +242,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         # an edit, undo or redo; a result or none (a method, not a lambda: not called once the window is deleted)
         d.undo_stack.indexChanged.connect(self._update_title)
         d.preview_changed.connect(self._update_title)
+        d.preview_changed.connect(self._show_sizes)
         self.panel.choose_model_file.connect(self.choose_model_file)
         self.panel.restore_requested.connect(self.restore)
         self.runs.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
@@ -321,34 +322,6 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         else:
             self.runs.cancel()
 
-    def _set_mask_visible(self, on: bool) -> None:
-        self.canvas.mask_visible = on
-        self.canvas.update()
-
-    def _set_compare(self, on: bool) -> None:
-        self.canvas.compare.enabled = on
-        self._hide_mask_where_it_hides_the_result()
-        self.canvas.update()
-
-    def _hide_mask_where_it_hides_the_result(self) -> None:
-        """The mask overlay is hidden over a finished result and in the compare view (M still shows
-        it there), and is as it was before once they are gone."""
-        hide = self.act_compare.isChecked() or (self._run_state == "preview" and self.document.preview_finished)
-        if hide and self._mask_shown_before is None:
-            self._mask_shown_before = self.act_show_mask.isChecked()
-            self.act_show_mask.setChecked(False)
-        elif not hide and self._mask_shown_before is not None:
-            self.act_show_mask.setChecked(self._mask_shown_before)
-            self._mask_shown_before = None
-
-    def _on_mask_changed(self, _region) -> None:
-        """Marking something to fill (painting, importing a mask) ticks Fill masked areas; it can be unticked."""
-        marked = self.document.has_image and self.document.has_mask()
-        if marked and not self._mask_marked:
-            self.panel.inpaint.setChecked(True)
-        self._mask_marked = marked
-        self._update_panel_context()
-
     @staticmethod
     def app_instance() -> QApplication:
         return QApplication.instance()
@@ -359,34 +332,7 @@ class MainWindow(FileCommands, ModelCommands, QMainWindow):
         if app is not None:
             apply_theme(app, self.settings.theme)
 
-    # ---- status -------------------------------------------------------------------------
-    def _on_image_changed(self) -> None:
-        self._photo_has_colours = self.document.has_image and run_plan.has_colours(self.document.image)
-        h, w = self.document.size
-        self.status_size.setText(f"{w} × {h} px" if w else "")
-        if self.document.image is not None and self.document.image is self.document.original:  # a photo just opened
-            self.canvas.compare.split = 0.5
-        self.status_cursor.setText("")  # the pixel under the cursor is another one now
-        self._update_panel_context()
-        self._update_title()
-
-    def _update_panel_context(self) -> None:
-        doc = self.document
-        self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask(),
-                               self._photo_has_colours)
-
-    def _update_title(self, *_why) -> None:
-        name = Path(self.document.path).name if self.document.path else ("Pasted image" if self.document.has_image else "")
-        star = "*" if self.has_unsaved_work() else ""  # what closing would ask about
-        self.setWindowTitle(f"{name}{star} — Restorer" if name else "Restorer")
-
-    def _show_cursor(self, x: int, y: int) -> None:
-        if x < 0:
-            self.status_cursor.setText("")
-            return
-        r, g, b = (round(255 * float(v)) for v in self.document.image[y, x])
-        self.status_cursor.setText(f"x {x}, y {y}   RGB {r} {g} {b}")
-
+    # ---- state ----------------------------------------------------------------------------
     def _on_run_state(self, state: str) -> None:
         self._run_state = state
         self._update_title()

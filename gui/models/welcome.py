@@ -65,7 +65,7 @@ class WelcomeBanner(QFrame):
         self.import_button = QPushButton("Import a file…")
         self.models_button = QPushButton("Models…")
         self.continue_button = QPushButton("Not now")
-        self.continue_button.setToolTip("Hide this for good (Models… in the menu bar gets a model at any time). "
+        self.continue_button.setToolTip("Hide this for good (the Models menu gets a model at any time). "
                                         "Only the test model is available then: it has random weights and does "
                                         "not restore photos.")
         for button, choice in ((self.download_button, DOWNLOAD), (self.import_button, IMPORT),

@@ -159,8 +159,8 @@ class RunController(QObject):
 
     # ---- events -----------------------------------------------------------------------
     def _on_stage(self, name: str, index: int, total: int) -> None:
-        text = name if total <= 1 else f"{name} ({index + 1}/{total})"
-        self.panel.set_stage(text[:1].upper() + text[1:])
+        text = run_plan.describe_stage(name, index, total)
+        self.panel.set_stage(text)
         self.message.emit(text)
 
     def _on_plan(self, plan: dict[str, Any]) -> None:

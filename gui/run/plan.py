@@ -195,6 +195,28 @@ def describe_estimate(est: Estimate, device_kind: str) -> str:
     return f"Estimated time: {format_duration(est.seconds)} ({work}; {source})"
 
 
+#: What the engine's stages are, in the words the panel shows (other stages show their own name).
+STAGE_WORDS = {
+    "loading image": "reading the photo",
+    "loading model": "loading the model",
+    "restoring": "restoring the photo, window by window",
+    "HiR phase 1/2: global structure": "pass 1 of 2, the whole photo small: overall shapes and colours",
+    "HiR phase 2/2: full-size detail": "pass 2 of 2, full size: the detail",
+}
+#: What the stage line says when the user hovers over it.
+STAGES_EXPLAINED = ("A run has three steps: it reads the photo, loads the model, then restores the photo window "
+                    "by window. A large photo is restored in two passes: first the whole photo at a small size, "
+                    "so large shapes and colours agree across windows, then at full size for the detail.")
+
+
+def describe_stage(name: str, index: int, total: int) -> str:
+    """The engine's stage ``name`` (``index`` of ``total``) in words: "Step 3 of 3: restoring …"."""
+    words = STAGE_WORDS.get(name, name)
+    if name.startswith("HiR phase"):  # a pass within step 3: its words say which
+        return words[:1].upper() + words[1:]
+    return f"Step {index + 1} of {total}: {words}" if total > 1 else words[:1].upper() + words[1:]
+
+
 def describe_progress(done: int, total: int, elapsed: float, eta: Optional[float]) -> str:
     """The line that replaces the estimate while a run goes."""
     steps = f"{done} of {total} window-steps, {format_clock(elapsed)} so far"

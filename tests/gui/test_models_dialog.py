@@ -361,3 +361,30 @@ def test_an_imported_classifier_says_what_it_is_for_and_is_offered_for_guidance(
     assert dialog.table.item(dialog.table.currentRow(), 1).text() == "classifier guidance"
     panel = window.panel
     assert panel.classifier.findData("my_classifier") >= 0 and panel.model.findData("my_classifier") < 0
+
+
+def test_an_unreachable_server_says_how_to_set_a_mirror_here(qtbot, tmp_path, monkeypatch):
+    """Not the CLI's --mirror: the Mirror box of the dialog the user is looking at."""
+    import socket
+
+    from gui.models.dialog import ModelsDialog
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    catalog = tmp_path / "models.json"
+    catalog.write_text(json.dumps({"models": [
+        {"id": "far", "display_name": "Far away", "purpose": "general photos", "file_name": "far.pt",
+         "architecture": "adm", "urls": [f"http://127.0.0.1:{port}/far.pt"], "sha256": None,
+         "hash_policy": "record-on-first-download"}]}))
+    monkeypatch.setenv("RESTORER_MODEL_CATALOG", str(catalog))
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.delenv("RESTORER_MODEL_MIRROR", raising=False)
+    cat.set_models_dir(None)
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    dialog.download("far")
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    message = dialog.message_label.text()
+    assert "cannot reach 127.0.0.1" in message and "Mirror box" in message, message
+    assert "--mirror" not in message
