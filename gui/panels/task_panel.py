@@ -256,8 +256,6 @@ class TaskPanel(ModelChoices, QWidget):
         self.progress.setVisible(True)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        left = f" — {run_plan.format_duration(eta)} left" if eta is not None else ""
-        self.progress.setFormat(f"%p%{left}")
         if self._running:
             self.estimate_label.setText(run_plan.describe_progress(done, total, elapsed, eta))
 

@@ -168,8 +168,10 @@ class RunController(QObject):
         s = self._plan_scale
         self.canvas.set_plan([QRectF(l * s, t * s, w * s, h * s) for t, l, h, w in plan["boxes"]])
         levels = max(plan["levels"], default=-1) + 1
-        self.log.add("info", f"{plan['stage']}: {len(plan['boxes'])} windows in {levels} batches, "
-                             f"canvas {plan['output_size'][1]}×{plan['output_size'][0]}")
+        stage = {"hir-low": "Pass 1, the whole photo small", "restore": "Full size"}.get(plan["stage"], plan["stage"])
+        self.log.add("info", f"{stage}: {len(plan['boxes'])} windows ({plan['output_size'][1]}×"
+                             f"{plan['output_size'][0]} px) in {levels} rounds: windows that do not overlap are "
+                             "restored together")
 
     def _on_progress(self, done: int, total: int, elapsed: float, eta) -> None:
         if self._timer is not None:
