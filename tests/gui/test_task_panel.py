@@ -178,7 +178,7 @@ def test_running_state_toggles_buttons(panel):
     panel.set_running(True)
     assert not panel.restore_button.isEnabled() and panel.cancel_button.isEnabled()
     panel.set_progress(3, 10, 1.0, 2.5)
-    assert panel.progress.value() == 3 and "left" in panel.progress.format()
+    assert panel.progress.value() == 3 and "left" in panel.estimate_label.text()  # the time left, shown once
     panel.set_running(False)
     panel.set_preview_ready(True)
     assert panel.restore_button.isEnabled() and panel.apply_button.isEnabled() and not panel.cancel_button.isEnabled()
