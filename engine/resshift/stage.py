@@ -25,7 +25,6 @@ The run:
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from typing import Any, Callable, Generator, Iterator, Optional
@@ -93,17 +92,16 @@ def _engine_tasks(tasks):
 
 
 def _engine_calls(request: RestoreRequest, height: int, width: int) -> int:
-    """Denoiser calls the engine's part will make (its plan; the engine's own count replaces this)."""
-    from engine.pipeline import plan_stage, schedule_for
-    from engine.tiling.hir import choose_factor
+    """Denoiser calls the engine's part will make on the (height, width) upscaled photo (its plan;
+    the engine's own count replaces this)."""
+    from engine.pipeline import schedule_for
+    from engine.tiling.run_plan import plan_run
 
-    factor = 1 if request.tiling == "none" else choose_factor(height, width, 1, request.window, request.hir)
-    high = plan_stage(height, width, request, factor)
-    calls = schedule_for(request, request.hir_start if factor > 1 else None).num_calls * len(high.boxes)
-    if factor > 1:
-        low = plan_stage(math.ceil(high.padded_height / factor), math.ceil(high.padded_width / factor), request, 1)
-        calls += schedule_for(request).num_calls * len(low.boxes)
-    return calls
+    engine = request.replace(tasks=_engine_tasks(request.tasks))
+    stages = plan_run(engine, height, width)
+    start = engine.hir_start if stages.low is not None else None
+    calls = schedule_for(engine, start).num_calls * len(stages.high.boxes)
+    return calls + (schedule_for(engine).num_calls * len(stages.low.boxes) if stages.low is not None else 0)
 
 
 def tile_units(upscaler, tile_height: int, tile_width: int) -> int:
