@@ -29,19 +29,13 @@ from engine.operators.base import Observation
 from engine.request import MASK_AUTO, RestoreRequest
 from engine.resshift.stage import fast_upscale_request
 from engine.samplers import Schedule, make_schedule
-from engine.tiling.hir import HirPlan, choose_factor, run_hir
+from engine.tiling.hir import HirPlan, run_hir
 from engine.tiling.memory import plan_batch_size
 from engine.tiling.msr import MsrStage, Progress, SamplingSettings
 from engine.tiling.problem import PhotoProblem
 from engine.tiling.resume import ResumeState, request_fingerprint, unsaved_progress_warning
-from engine.tiling.window_plan import (
-    NETWORK_MULTIPLE,
-    WindowPlan,
-    ceil_to,
-    effective_overlap,
-    effective_window,
-    plan_windows,
-)
+from engine.tiling.run_plan import plan_run
+from engine.tiling.window_plan import NETWORK_MULTIPLE, WindowPlan
 
 from engine.cleanup.stage import PreStage, role_for
 
@@ -127,15 +121,6 @@ def _photo_problem(rgb: np.ndarray, fill: Optional[np.ndarray], tasks, device: t
     photo = torch.from_numpy(rgb).permute(2, 0, 1)[None]
     mask = None if fill is None else torch.from_numpy(fill.astype(np.float32))[None, None]
     return PhotoProblem(tasks, photo, mask, device, torch.float32, quirks, monochrome)
-
-
-def plan_stage(height: int, width: int, request: RestoreRequest, align: int) -> WindowPlan:
-    """Windows for a (height, width) canvas with the request's window/overlap, aligned to ``align``."""
-    if request.tiling == "none":
-        block = math.lcm(align, NETWORK_MULTIPLE)
-        return plan_windows(height, width, (ceil_to(height, block), ceil_to(width, block)), 0, align)
-    window = effective_window(request.window, align)
-    return plan_windows(height, width, window, effective_overlap(window, request.overlap, align), align)
 
 
 def schedule_for(request: RestoreRequest, t_start: Optional[int] = None) -> Schedule:
@@ -236,10 +221,13 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         yield FinishedEvent(pre.x1, report)
         return
 
-    # geometry (HiR factor, alignment, plans) and schedules: from the sizes alone
-    factor = 1 if request.tiling == "none" else choose_factor(H, W, s, request.window, request.hir)
+    # geometry (HiR factor, alignment, plans: engine.tiling.run_plan, which the app's estimate asks
+    # too) and schedules: from the sizes alone
+    stages = plan_run(request, h_in, w_in)
+    factor, plan_high, plan_low = stages.factor, stages.high, stages.low
     align = math.lcm(s, factor)
-    plan_high = plan_stage(H, W, request, align)
+    if stages.hir_skipped:
+        yield LogEvent("info", "hierarchical restoration skipped: nothing to solve at the low scale")
     if request.tiling != "none" and plan_high.window_h != request.window:
         yield LogEvent("info", f"windows are {plan_high.window_h} px, not {request.window}: a window is a multiple of "
                                f"{math.lcm(align, NETWORK_MULTIPLE)} px (the network's {NETWORK_MULTIPLE}"
@@ -247,11 +235,12 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     schedule = schedule_for(request)
     sigma_y = tasks.noise * (1.0 if request.quirks.sigma_y_unscaled else 2.0)
     settings = SamplingSettings(schedule, request.eta, sigma_y, request.sampler, request.seed, guidance, request.quirks)
-    warm_start_t = request.hir_start if factor > 1 else (pre.soft.start_t if pre else None)
+    warm_start_t = request.hir_start if plan_low is not None else (pre.soft.start_t if pre else None)
     high_settings = settings if warm_start_t is None else dataclasses.replace(
         settings, schedule=schedule_for(request, t_start=warm_start_t))
     units = pre.progress_units() if pre else 0  # its tiles, sized for the memory stage 2's network left
-    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + units)
+    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + units
+                        + (schedule.num_calls * len(plan_low.boxes) if plan_low is not None else 0))
     if pre is not None:
         yield StageEvent(pre.role.title, 2, n_stages)
         rgb, fill = yield from pre.run(rgb, fill, monochrome, progress, resume, cancel)
@@ -260,18 +249,9 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
     base = problem_high.cropped(H, W)  # a view: the photo is held once, padded
     del rgb, fill
-    low_problem = problem_high.downscaled(factor) if factor > 1 else None
-    if factor > 1 and low_problem is None:
-        yield LogEvent("info", "hierarchical restoration skipped: nothing to solve at the low scale")
-        factor = 1
-        if warm_start_t is not None:  # HiR's warm start starts from phase 1, which is not run
-            progress.total -= (high_settings.schedule.num_calls - schedule.num_calls) * len(plan_high.boxes)
-            warm_start_t, high_settings = None, settings
-    plan_low = None
-    if low_problem is not None:
-        plan_low = plan_stage(low_problem.height, low_problem.width, request, low_problem.scale)
-        low_problem = low_problem.padded(plan_low.padded_height, plan_low.padded_width)
-        progress.total += schedule.num_calls * len(plan_low.boxes)
+    low_problem = None
+    if plan_low is not None:
+        low_problem = problem_high.downscaled(factor).padded(plan_low.padded_height, plan_low.padded_width)
     cap = plan_batch_size(request.batch, device, plan_high.window_h, plan_high.window_w, request.precision)
 
     def make(problem: PhotoProblem, plan: WindowPlan, name: str, stage_id: int, scale: float,

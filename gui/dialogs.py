@@ -74,6 +74,10 @@ def show_about(parent: Optional[QWidget]) -> None:
     QMessageBox.about(parent, "About Restorer", text)
 
 
+#: Width of the shortcuts list (its height follows from its lines).
+SHORTCUTS_WIDTH = 500
+
+
 class ShortcutsDialog(QDialog):
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -90,7 +94,20 @@ class ShortcutsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(view)
         layout.addWidget(buttons)
-        self.resize(480, 560)
+        view.setMinimumWidth(SHORTCUTS_WIDTH)
+        self.view = view
+        self.resize(SHORTCUTS_WIDTH + 40, 560)
+
+    def showEvent(self, event) -> None:
+        """Tall enough for every line (the screen permitting), once the style has set the font:
+        nothing is hidden below the fold."""
+        super().showEvent(event)
+        view = self.view
+        view.document().setTextWidth(view.viewport().width())
+        missing = round(view.document().size().height()) + 2 * view.frameWidth() - view.height()
+        if missing > 0:
+            screen = self.screen().availableGeometry().height() if self.screen() is not None else 900
+            self.resize(self.width(), min(self.height() + missing + 2, screen - 80))
 
 
 def oom_advice(message: str) -> str:

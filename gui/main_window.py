@@ -7,7 +7,6 @@ and the Models dialog in :mod:`gui.models.window_models`.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
@@ -18,7 +17,7 @@ from PySide6.QtWidgets import (
 
 from gui.files import ops as file_ops
 from gui.document import mask_tools
-from gui.run import plan as run_plan
+from gui.document_view import DocumentView
 from gui.app import apply_theme, icon
 from gui.background import BackgroundTask
 from gui.canvas.view import Canvas
@@ -31,15 +30,17 @@ from gui.document.document import Document
 from gui.panels.log_panel import LogPanel
 from gui.run.controller import RunController
 from gui.run.plan import TaskSettings
+from gui.run.speed import SpeedBook
 from gui.settings import AppSettings
 from gui.panels.task_panel import TaskPanel
 from gui.document.undo import ApplyResultCommand, mask_replace_command
 from gui.run.worker import RestoreFunction
 
 GROW_STEP = 4  # pixels per Grow / Shrink
+PANEL_WIDTH = 380  # the task panel's width at first start (the user's own is kept)
 
 
-class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
+class MainWindow(DocumentView, FileCommands, ModelCommands, DamageCommands, QMainWindow):
     probed = Signal(object, object)  # installed_choices(), (spec, description) devices: from a probe thread
 
     def __init__(self, settings: Optional[AppSettings] = None, restore: Optional[RestoreFunction] = None,
@@ -54,11 +55,16 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         self.log_panel = LogPanel()
         self.runs = RunController(self.document, self.canvas, self.panel, self.log_panel, restore, self)
         self.runs.show_dialogs = interactive
+        self.runs.speeds = SpeedBook(self.settings)  # measured by each run, used by the estimate
+        self.panel.set_speeds(self.runs.speeds)
         self._mark_saved()  # nothing to save yet
         self.files = FileJobs(self.statusBar(), self)  # a photo or mask being read, a file being written
         self._run_state = "ready"
+        self._mask_marked = False  # whether the mask marked anything (painting one ticks Fill)
+        self._mask_shown_before: Optional[bool] = None  # while hidden for a finished result or the compare view
         self.save_target: Optional[file_ops.SaveTarget] = None  # where Ctrl+S writes, with the Save-as options
         self.welcome_on_first_run = False  # main() sets it: show gui.models.welcome once the model list is known
+        self.welcome = None  # the welcome banner in the task panel, while it is shown
         self._model_check: Optional[BackgroundTask] = None  # a chosen checkpoint being read
         self._models_dialog = None  # made on first use (models_dialog)
         self.setWindowTitle("Restorer")
@@ -78,6 +84,7 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
             threading.Thread(target=self._probe, name="model-device-probe", daemon=True).start()
         else:
             self.refresh_models()
+            self.panel.set_devices([("cpu", "CPU")])
 
     # ---- layout -------------------------------------------------------------------------
     def _build_docks(self) -> None:
@@ -90,7 +97,9 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         self.log_dock.setObjectName("log_dock")
         self.log_dock.setWidget(self.log_panel)
         self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)  # the panel runs the full height
         self.resizeDocks([self.log_dock], [130], Qt.Vertical)
+        self.resizeDocks([self.panel_dock], [PANEL_WIDTH], Qt.Horizontal)
 
     def _action(self, text: str, slot, shortcut=None, icon_name: str = "", checkable: bool = False) -> QAction:
         action = QAction(icon(icon_name) if icon_name else icon("none"), text, self)
@@ -150,7 +159,8 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         self.act_cancel = a("&Cancel", self.cancel_or_abort, "Esc", "cancel")
         self.act_apply = a("&Apply result", self.runs.apply, "Ctrl+Return")
         self.act_discard = a("&Discard result", self.runs.discard)
-        self.act_models = a("&Models…", self.open_models_dialog)
+        self.act_models = a("&Manage models…", self.open_models_dialog)  # download, import, verify, remove
+        self.act_model_file = a("Use a model &file…", self.choose_model_file)
         self.act_help = a("&Keyboard shortcuts", lambda: ShortcutsDialog(self).exec(), "F1")
         self.act_about = a("&About", lambda: show_about(self))
 
@@ -207,10 +217,10 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         m.addActions([self.panel_dock.toggleViewAction(), self.log_dock.toggleViewAction()])
         m = mb.addMenu("&Tools")
         m.addActions([self.act_detect, self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_larger])
+        m = mb.addMenu("&Models")
+        m.addActions([self.act_models, self.act_model_file])
         m = mb.addMenu("&Run")
         m.addActions([self.act_restore, self.act_cancel, self.act_apply, self.act_discard])
-        m.addSeparator()
-        m.addAction(self.act_models)
         m = mb.addMenu("&Help")
         m.addActions([self.act_help, self.act_about])
         self._update_recent_menu()
@@ -230,11 +240,12 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         self.hardness_slider.valueChanged.connect(lambda v: setattr(c.brush, "hardness", v / 100.0))
         self.opacity_slider.valueChanged.connect(lambda v: c.set_mask_opacity(v / 100.0))
         d.image_changed.connect(self._on_image_changed)
-        d.mask_changed.connect(lambda _r: self._update_panel_context())
+        d.mask_changed.connect(self._on_mask_changed)
         d.path_changed.connect(lambda _p: self._update_title())
         # an edit, undo or redo; a result or none (a method, not a lambda: not called once the window is deleted)
         d.undo_stack.indexChanged.connect(self._update_title)
         d.preview_changed.connect(self._update_title)
+        d.preview_changed.connect(self._show_sizes)
         self.panel.choose_model_file.connect(self.choose_model_file)
         self.panel.open_models.connect(self.open_models_dialog)
         self.panel.get_fast_upscaler.connect(self.get_fast_upscaler)
@@ -316,14 +327,6 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         else:
             self.runs.cancel()
 
-    def _set_mask_visible(self, on: bool) -> None:
-        self.canvas.mask_visible = on
-        self.canvas.update()
-
-    def _set_compare(self, on: bool) -> None:
-        self.canvas.compare.enabled = on
-        self.canvas.update()
-
     @staticmethod
     def app_instance() -> QApplication:
         return QApplication.instance()
@@ -334,32 +337,7 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         if app is not None:
             apply_theme(app, self.settings.theme)
 
-    # ---- status -------------------------------------------------------------------------
-    def _on_image_changed(self) -> None:
-        self._photo_has_colours = self.document.has_image and run_plan.has_colours(self.document.image)
-        h, w = self.document.size
-        self.status_size.setText(f"{w} × {h} px" if w else "")
-        self.status_cursor.setText("")  # the pixel under the cursor is another one now
-        self._update_panel_context()
-        self._update_title()
-
-    def _update_panel_context(self) -> None:
-        doc = self.document
-        self.panel.set_context(doc.size if doc.has_image else None, doc.has_image and doc.has_mask(),
-                               self._photo_has_colours)
-
-    def _update_title(self, *_why) -> None:
-        name = Path(self.document.path).name if self.document.path else ("Pasted image" if self.document.has_image else "")
-        star = "*" if self.has_unsaved_work() else ""  # what closing would ask about
-        self.setWindowTitle(f"{name}{star} — Restorer" if name else "Restorer")
-
-    def _show_cursor(self, x: int, y: int) -> None:
-        if x < 0:
-            self.status_cursor.setText("")
-            return
-        r, g, b = (round(255 * float(v)) for v in self.document.image[y, x])
-        self.status_cursor.setText(f"x {x}, y {y}   RGB {r} {g} {b}")
-
+    # ---- state ----------------------------------------------------------------------------
     def _on_run_state(self, state: str) -> None:
         self._run_state = state
         self._update_title()
@@ -367,6 +345,7 @@ class MainWindow(FileCommands, ModelCommands, DamageCommands, QMainWindow):
         self.act_apply.setEnabled(state == "preview")
         self.act_discard.setEnabled(state == "preview")
         self._enable_busy_actions()
+        self._hide_mask_where_it_hides_the_result()
 
     def _on_files_changed(self, kind: str) -> None:
         self.panel.set_waiting("files", kind and f"{self.files.message} Restore waits for it to finish.")

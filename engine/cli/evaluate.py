@@ -69,31 +69,49 @@ def run(args: argparse.Namespace) -> int:
         mask=args.mask, mask_seed=args.mask_seed, steps=args.steps, size=args.size, blur=args.blur,
         sr_kernel=args.sr_kernel, eta=args.eta, seed=args.seed, device=args.device, window=args.window,
     )
+    report_path = _report_path(args, _inputs(args))
+    if args.model != "oracle":
+        check_model(args.model)  # before the first photo is read and degraded
+    return _measure(evaluate(config, warn=_warn), report_path, format_table,
+                    lambda path, results, complete: write_report(path, config, results, complete=complete),
+                    lambda r: f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
+                              f"consistency {r.consistency:.2e}, {r.seconds:.1f} s")
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _report_path(args: argparse.Namespace, inputs: dict[str, Optional[Path]]) -> Optional[Path]:
+    """``--report`` checked before any work: a .json or .csv that can be written and is none of the inputs."""
     report_path = Path(args.report) if args.report else None
     if report_path is not None:
         if report_path.suffix.lower() not in (".json", ".csv"):
             raise InputError("--report must end in .json or .csv")
         check_writable_file(report_path, "the report")
-        refuse_overwriting(_inputs(args), {"the report": report_path})
-    if args.model != "oracle":
-        check_model(args.model)  # before the first photo is read and degraded
+        refuse_overwriting(inputs, {"the report": report_path})
+    return report_path
+
+
+def _measure(results_iter, report_path: Optional[Path], table, write, line) -> int:
+    """Print each result's ``line`` as it comes, then the ``table`` and the report (``write``). Ctrl-C keeps
+    what was measured: the table and the report show it, marked incomplete."""
     results = []
     try:
-        for r in evaluate(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
+        for r in results_iter:
             results.append(r)
-            print(f"{r.image} {r.task}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} (A†y {r.baseline_psnr:.2f}) "
-                  f"consistency {r.consistency:.2e}, {r.seconds:.1f} s", file=sys.stderr)
-    except KeyboardInterrupt:  # Ctrl-C keeps what was measured: the table and report show it
+            print(line(r), file=sys.stderr)
+    except KeyboardInterrupt:
         print(f"interrupted after {len(results)} result(s); the table and report cover only those", file=sys.stderr)
         if not results:
             return 130
         interrupted = True
     else:
         interrupted = False
-    print(format_table(results))
+    print(table(results))
     if report_path is not None:
         with writing(report_path, kept="; the results are printed above"):
-            print(f"report: {write_report(report_path, config, results, complete=not interrupted)}")
+            print(f"report: {write(report_path, results, not interrupted)}")
     return 130 if interrupted else 0
 
 
@@ -121,32 +139,13 @@ def run_real(args: argparse.Namespace) -> int:
                             fidelities=tuple(dict.fromkeys(args.fidelity)), scale=args.real_scale, limit=args.limit,
                             size=args.size, steps=args.steps, eta=args.eta, seed=args.seed, device=args.device,
                             window=args.window)
-    report_path = Path(args.report) if args.report else None
-    if report_path is not None:
-        if report_path.suffix.lower() not in (".json", ".csv"):
-            raise InputError("--report must end in .json or .csv")
-        check_writable_file(report_path, "the report")
-        refuse_overwriting({**_inputs(args), **cleanup_inputs(args.cleanup)}, {"the report": report_path})
+    report_path = _report_path(args, {**_inputs(args), **cleanup_inputs(args.cleanup)})
     check_model(args.cleanup)
     if args.model != "oracle":
         check_model(args.model)
-    results = []
-    try:
-        for r in evaluate_real(config, warn=lambda message: print(f"warning: {message}", file=sys.stderr)):
-            results.append(r)
-            print(f"{r.image} {r.variant}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f}, {r.seconds:.1f} s", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"interrupted after {len(results)} result(s); the table and report cover only those", file=sys.stderr)
-        if not results:
-            return 130
-        interrupted = True
-    else:
-        interrupted = False
-    print(format_real_table(results))
-    if report_path is not None:
-        with writing(report_path, kept="; the results are printed above"):
-            print(f"report: {write_real_report(report_path, config, results, complete=not interrupted)}")
-    return 130 if interrupted else 0
+    return _measure(evaluate_real(config, warn=_warn), report_path, format_real_table,
+                    lambda path, results, complete: write_real_report(path, config, results, complete=complete),
+                    lambda r: f"{r.image} {r.variant}: PSNR {r.psnr:.2f} SSIM {r.ssim:.4f}, {r.seconds:.1f} s")
 
 
 def run_detection(args: argparse.Namespace) -> int:

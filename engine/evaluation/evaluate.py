@@ -275,11 +275,14 @@ def write_report(path: Union[str, Path], config: EvalConfig, results: list[Image
     return path
 
 
+def table_number(v: Optional[float], digits: int) -> str:
+    """A mean for a results table: "-" when there is none, "inf" for a perfect PSNR."""
+    return "-" if v is None else ("inf" if math.isinf(v) else f"{v:.{digits}f}")
+
+
 def format_table(results: list[ImageResult]) -> str:
     """A small fixed-width table: per-task means of restored vs baselines."""
-    def f(v: Optional[float], digits: int) -> str:
-        return "-" if v is None else ("inf" if math.isinf(v) else f"{v:.{digits}f}")
-
+    f = table_number
     lines = [f"{'task':<10} {'n':>3} {'PSNR':>7} {'SSIM':>6} {'A†y PSNR':>9} {'A†y SSIM':>9} {'bicubic':>8} {'consist.':>9} {'s/img':>7}"]
     for task, m in summarize(results).items():
         lines.append(f"{task:<10} {m['images']:>3} {f(m['psnr'], 2):>7} {f(m['ssim'], 4):>6} {f(m['baseline_psnr'], 2):>9} "

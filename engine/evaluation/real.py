@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from engine.errors import InputError
-from engine.evaluation.evaluate import _json_safe, bicubic_upscale, clean_images, to_tensor
+from engine.evaluation.evaluate import _json_safe, bicubic_upscale, clean_images, table_number, to_tensor
 from engine.evaluation.metrics import psnr, ssim
 from engine.request import RestoreRequest, Tasks
 
@@ -163,9 +162,7 @@ def summarize_real(results: list[RealResult]) -> dict[str, dict[str, Optional[fl
 
 
 def format_real_table(results: list[RealResult]) -> str:
-    def f(v: Optional[float], digits: int) -> str:
-        return "-" if v is None else ("inf" if math.isinf(v) else f"{v:.{digits}f}")
-
+    f = table_number
     lines = [f"{'variant':<20} {'n':>3} {'PSNR':>7} {'SSIM':>6} {'consist.':>9} {'Δ stage 1':>9} {'s/img':>7}"]
     for variant, m in summarize_real(results).items():
         lines.append(f"{variant:<20} {m['images']:>3} {f(m['psnr'], 2):>7} {f(m['ssim'], 4):>6} "

@@ -28,6 +28,9 @@ from engine.errors import Cancelled, EngineError
 USER_AGENT = "Restorer-model-downloader/1"
 DISK_MARGIN = 64 * 2**20  # keep this much free beyond the file itself
 PROGRESS_INTERVAL = 0.1  # seconds between progress callbacks
+#: How a NetworkError's message says to set a mirror (the CLI's way); the app says its own way
+#: instead (gui.models.dialog replaces this phrase).
+MIRROR_HOW = "--mirror / RESTORER_MODEL_MIRROR"
 
 
 class DownloadError(EngineError):
@@ -161,7 +164,7 @@ def _describe_unreachable(url: str, exc: BaseException) -> str:
     else:
         what = str(reason) or type(reason).__name__
     return (f"cannot reach {host}: {what} — check the internet connection or proxy, set a mirror "
-            "(--mirror / RESTORER_MODEL_MIRROR), or download the file by hand and import it")
+            f"({MIRROR_HOW}), or download the file by hand and import it")
 
 
 class _Transfer:

@@ -157,24 +157,34 @@ class PhotoProblem:
         block is) by k = factor/sr, no SR; noise σ/k; blur widths divided by k ("kernel:" blurs
         are dropped at the low scale). Input sizes must be multiples of k (pad first).
         """
-        s = self.scale
-        if factor < 1:
-            raise ValueError("factor must be ≥ 1")
-        if s % factor == 0:
-            tasks = dataclasses.replace(self.tasks, sr=s // factor)
-            return dataclasses.replace(self, tasks=tasks) if tasks.any() else None
-        if factor % s:
+        tasks = low_scale_tasks(self.tasks, factor)
+        if tasks is None:
             return None
-        k = factor // s
+        if self.scale % factor == 0:
+            return dataclasses.replace(self, tasks=tasks)
+        k = factor // self.scale
         h, w = self.photo.shape[-2:]
         if h % k or w % k:
             raise ValueError(f"input {h}×{w} is not a multiple of the pooling block {k}: pad first")
         photo = F.avg_pool2d(self.photo, k)
         mask = None if self.mask is None else F.max_pool2d(self.mask, k)
-        tasks = dataclasses.replace(self.tasks, sr=1, noise=self.tasks.noise / k, deblur=_scaled_blur(self.tasks.deblur, k))
-        if not tasks.any():
-            return None
         return dataclasses.replace(self, tasks=tasks, photo=photo, mask=mask)
+
+
+def low_scale_tasks(tasks: Tasks, factor: int) -> Optional[Tasks]:
+    """The tasks of a problem ``factor`` times smaller (see :meth:`PhotoProblem.downscaled`), or
+    None when it cannot be posed or leaves nothing to solve. Plain Python: plans ask it too."""
+    s = int(tasks.sr)
+    if factor < 1:
+        raise ValueError("factor must be ≥ 1")
+    if s % factor == 0:
+        low = dataclasses.replace(tasks, sr=s // factor)
+    elif factor % s:
+        return None
+    else:
+        k = factor // s
+        low = dataclasses.replace(tasks, sr=1, noise=tasks.noise / k, deblur=_scaled_blur(tasks.deblur, k))
+    return low if low.any() else None
 
 
 def _reflect_pad(t: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

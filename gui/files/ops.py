@@ -66,12 +66,13 @@ def save_photo(path: str, pixels: np.ndarray, like: Any = None, quality: int = 9
     return image_io.save_image(path, pixels, like=like, quality=quality, bit_depth=bit_depth)
 
 
-def suggested_save_path(document: Document, extension: str = ".png") -> str:
-    """``photo_restored.png`` beside the input: saving never overwrites the original by default."""
-    if document.path:
-        p = Path(document.path)
-        return str(p.with_name(f"{p.stem}_restored{extension}"))
-    return str(Path.home() / f"restored{extension}")
+def suggested_save_path(document: Document, extension: str = ".png", folder: str = "") -> str:
+    """``photo_restored.png`` in ``folder`` (the last one saved to) if it still exists, else beside
+    the photo: saving never overwrites the original by default."""
+    name = f"{Path(document.path).stem}_restored{extension}" if document.path else f"restored{extension}"
+    if folder and Path(folder).is_dir():
+        return str(Path(folder) / name)
+    return str(Path(document.path).with_name(name) if document.path else Path.home() / name)
 
 
 class ImportedMask(NamedTuple):

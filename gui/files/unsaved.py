@@ -10,6 +10,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import numpy as np
 from PySide6.QtWidgets import QMessageBox
 
+from gui.app import icon
 from gui.files import ops as file_ops
 
 
@@ -122,15 +123,28 @@ class UnsavedWork:
         return SaveQuestion("The last result has not been applied or saved.\nApply it, so the new restoration "
                             "starts from it, or discard it?", "Apply and restore", "Discard and restore", "Cancel")
 
-    def ask_pending_result(self) -> str:
-        """"apply" | "discard" | "cancel" before a new run replaces an unsaved result (tests replace this)."""
+    def pending_result_box(self) -> tuple[QMessageBox, dict[Any, str]]:
+        """The question before a new run replaces an unsaved result, and the answer of each button.
+        Continue is not a Discard button (the platform would give it a trash can): it goes on."""
         question = self.pending_question()
         box = QMessageBox(QMessageBox.Question, "Unsaved result", question.text, QMessageBox.NoButton, self)
-        box.addButton(QMessageBox.Apply).setText(question.save)
-        box.addButton(QMessageBox.Discard).setText(question.discard)
+        apply = box.addButton(QMessageBox.Apply)
+        apply.setText(question.save)
+        if question.discard == "Continue":
+            other = box.addButton(question.discard, QMessageBox.AcceptRole)
+            other.setIcon(icon("restore"))
+        else:
+            other = box.addButton(QMessageBox.Discard)
+            other.setText(question.discard)
         box.addButton(QMessageBox.Cancel)
-        box.setDefaultButton(QMessageBox.Discard if question.discard == "Continue" else QMessageBox.Apply)
-        return {QMessageBox.Apply: "apply", QMessageBox.Discard: "discard"}.get(box.exec(), "cancel")
+        box.setDefaultButton(other if question.discard == "Continue" else apply)
+        return box, {apply: "apply", other: "discard"}
+
+    def ask_pending_result(self) -> str:
+        """"apply" | "discard" | "cancel" before a new run replaces an unsaved result (tests replace this)."""
+        box, answers = self.pending_result_box()
+        box.exec()
+        return answers.get(box.clickedButton(), "cancel")
 
     def restore(self) -> bool:
         """Start a restoration (Restore button, Run ▸ Restore). An unsaved result on the canvas

@@ -19,6 +19,9 @@ from gui.dialogs import busy_cursor
 from gui.files.jobs import MASK, PHOTO, SAVE
 from gui.files.unsaved import UnsavedWork, painted_digest
 
+#: Settings key: the folder the last result was saved to (Save as starts there).
+SAVE_DIR = "last_save_dir"
+
 
 class FileCommands(UnsavedWork):
     """Needs ``document``, ``settings``, ``runs``, ``files`` (a gui.files.jobs.FileJobs), ``log_panel``,
@@ -119,8 +122,8 @@ class FileCommands(UnsavedWork):
         if not self._can_save():
             return False
         filters = ";;".join(file_ops.SAVE_FILTERS)
-        path, chosen = QFileDialog.getSaveFileName(self, "Save result", file_ops.suggested_save_path(self.document),
-                                                   filters)
+        start = file_ops.suggested_save_path(self.document, folder=self.settings.get(SAVE_DIR, "", str))
+        path, chosen = QFileDialog.getSaveFileName(self, "Save result", start, filters)
         if not path:
             return False
         ext, depth = file_ops.SAVE_FILTERS.get(chosen, (".png", None))
@@ -150,6 +153,7 @@ class FileCommands(UnsavedWork):
             for note in notes:
                 self.log_panel.add("warning", note)
             self.save_target = file_ops.SaveTarget(path, quality, bit_depth)
+            self.settings.set(SAVE_DIR, str(Path(path).parent))  # where Save as starts next time
             if doc.undo_stack.changes == clean:  # an edit or undo made while saving is not in the file
                 doc.undo_stack.setClean()
             self._mark_saved(pixels, mask_digest)

@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialo
 from gui.background import BackgroundTask
 from gui.settings import AppSettings
 
+#: How the app's errors say to set a mirror (the engine's messages name the CLI's flag).
+APP_MIRROR_HOW = "type the mirror's address in the Mirror box of this dialog"
 STATUS_TEXT = {"installed": "Installed", "missing": "Not installed", "corrupt": "Damaged — verify or repair",
                "partial": "Download unfinished"}
 
@@ -280,17 +282,21 @@ class ModelsDialog(QDialog):
         directory = self.models_dir
 
         def work(progress, cancel):
-            for mid in store.with_companions(model_id, directory):
-                from engine.models import catalog as cat
+            from engine.models import catalog as cat
+            from engine.models import download as dl
 
-                if cat.model_status(mid, directory) == cat.INSTALLED:
-                    continue
-                if cat.model_status(mid, directory) == cat.CORRUPT:
-                    store.repair_models([mid], models_dir=directory, mirror=mirror or None, progress=progress,
-                                        cancel=cancel)
-                else:
-                    store.download_model(mid, models_dir=directory, mirror=mirror or None, progress=progress,
-                                         cancel=cancel)
+            try:
+                for mid in store.with_companions(model_id, directory):
+                    if cat.model_status(mid, directory) == cat.INSTALLED:
+                        continue
+                    if cat.model_status(mid, directory) == cat.CORRUPT:
+                        store.repair_models([mid], models_dir=directory, mirror=mirror or None, progress=progress,
+                                            cancel=cancel)
+                    else:
+                        store.download_model(mid, models_dir=directory, mirror=mirror or None, progress=progress,
+                                             cancel=cancel)
+            except dl.NetworkError as exc:  # the advice names the app's own mirror setting, not the CLI's
+                raise type(exc)(str(exc).replace(dl.MIRROR_HOW, APP_MIRROR_HOW)) from exc
             return model_id
 
         self._start(work, lambda mid: self.show_message(f"{self.states[mid].display_name} is installed."),

@@ -9,6 +9,7 @@ from typing import Optional
 from PySide6.QtWidgets import QFileDialog
 
 from gui.background import BackgroundTask
+from gui.models.welcome import WELCOME_DISMISSED
 from gui.run.plan import FAST_UPSCALER, TEST_TINY
 from gui.panels.cleanup_box import CleanupChoice
 from gui.panels.task_panel import ModelChoice
@@ -73,6 +74,8 @@ class ModelCommands:
         if first_models and self.panel.settings().model == TEST_TINY:
             self.panel.select_model(choices[0].id)  # a real model beats the random one as the default
         self.installed_model_count = len(choices)
+        if choices:
+            self.hide_welcome()
 
     @staticmethod
     def fast_upscaler_installed() -> bool:
@@ -184,15 +187,45 @@ class ModelCommands:
         dialog.open()
 
     def maybe_show_welcome(self) -> None:
-        """First run without any installed model: the welcome dialog (if the app has one)."""
-        if self.installed_model_count:
+        """No model installed and the welcome not dismissed ("Not now", remembered): the welcome
+        banner at the top of the task panel (never a dialog over the window)."""
+        from gui.models.welcome import WelcomeBanner, should_show_welcome
+
+        if self.installed_model_count or self.settings.get(WELCOME_DISMISSED, False, bool):
             return
-        try:
-            from gui.models.welcome import show_welcome_if_needed
-        except ImportError:
+        if self.welcome is None and should_show_welcome():
+            self.welcome = WelcomeBanner(self.panel)
+            self.welcome.chosen.connect(self.on_welcome_choice)
+            self.panel.show_banner(self.welcome)
+
+    def on_welcome_choice(self, choice: str) -> None:
+        from gui.models.welcome import CONTINUE, DOWNLOAD, IMPORT
+
+        if choice == IMPORT:
+            path, _ = QFileDialog.getOpenFileName(self, "Import a model file", "",
+                                                  "Model checkpoints (*.pt *.pth *.ckpt *.safetensors *.bin);;"
+                                                  "All files (*)")
+            if not path:
+                return  # the banner stays
+        if choice == CONTINUE:
+            self.settings.set(WELCOME_DISMISSED, True)
+        recommended = self.welcome.recommended if self.welcome is not None else None
+        self.hide_welcome()
+        if choice == CONTINUE:
             return
-        show_welcome_if_needed(self)
-        self.refresh_models()
+        self.open_models_dialog()
+        dialog = self.models_dialog()
+        if choice == DOWNLOAD and recommended is not None:
+            dialog.select(recommended.id)
+            dialog.download(recommended.id)
+        elif choice == IMPORT:
+            dialog.import_file(path)
+
+    def hide_welcome(self) -> None:
+        if self.welcome is not None:
+            self.welcome.hide()
+            self.welcome.deleteLater()
+            self.welcome = None
 
     def _probe(self) -> None:
         models: Optional[tuple[list[ModelChoice], list[ModelChoice], list[CleanupChoice]]] = None

@@ -6,8 +6,35 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
+
+#: What each setting does to the result and when to change it, for a photographer (the tooltips).
+TIPS = {
+    "steps": "How many times the model refines each window. More steps give finer, more consistent detail and "
+             "take proportionally longer: 25 is a quick look, 100 is good, above 250 rarely shows a difference.",
+    "travel": "Time travel: after every few steps (steps back) the model goes back and redoes them (repeats), so "
+              "what it fills in agrees better with the rest of the photo: large filled areas blend in, colours "
+              "fit together. It costs time: 10 steps back with 3 repeats makes a window about 2.8× as slow. "
+              "Repeats 1 = off. Raise it when large filled areas look pasted in or colours clash.",
+    "eta": "How much fresh randomness each step adds. 0: calm and smooth, can look waxy or plastic. 1: the most "
+           "texture and grain. 0.85 suits most photos; lower it when results look noisy, raise it when they look "
+           "too smooth.",
+    "sigma_y": "How noisy the photo is (0 to 1 of full brightness). The result keeps to the photo only within "
+               "this much, so grain is not copied into it. 0 = take it from Remove noise. Raise it when the result "
+               "keeps the grain of a scan; too high also loses real fine detail.",
+    "seed": "The starting randomness. The same seed and settings give the same result again; another seed gives "
+            "another version of what is filled in or coloured.",
+    "hir": "Hierarchical restoration: first restore a small version of the whole photo, then the full size on top "
+           "of it, so large things (a face, a building, the sky) keep one shape and one colour across windows. "
+           "Auto turns it on for photos at least two windows high and wide. It adds about a quarter more windows; "
+           "turn it off for speed when the photo has no large shapes to fill or colour.",
+    "window": "The model restores the photo in square windows of this many pixels: the size it was trained on "
+              "(256 for ADM-256; choosing a model sets it). Leave it, unless a model says otherwise.",
+    "overlap": "How many pixels neighbouring windows share: the shared part carries over, so joins do not show. "
+               "More overlap: smoother joins but more windows (slower). Less: faster, seams more likely. "
+               "Half the window is a good choice.",
+}
 
 
 class AdvancedBox(QWidget):
@@ -22,18 +49,21 @@ class AdvancedBox(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         self.advanced_toggle = QToolButton()
         self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setObjectName("advanced_toggle")
         self.advanced_toggle.setCheckable(True)
         self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         self.advanced_toggle.setArrowType(Qt.RightArrow)
         self.advanced = QGroupBox()
         form = QFormLayout(self.advanced)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a long label puts its field below it
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         spin = self._spin
-        self.steps = spin(1, 1000, tip="Denoising steps per window")
-        self.travel_length = spin(1, 100, tip="Time travel jump length L (1 = off)")
-        self.travel_repeat = spin(1, 20, tip="Time travel repeats r (1 = off)")
-        self.eta = spin(0.0, 1.0, 0.05, 2, "η: 0 = deterministic DDIM, 1 = DDPM-like")
-        self.sigma_y = spin(0.0, 1.0, 0.01, 3, "Noise σ_y override for DDNM+ (0 = from Remove noise)")
-        self.seed = spin(0, 2**31 - 1, tip="Same seed + same settings = same result")
+        self.steps = spin(1, 1000, tip=TIPS["steps"])
+        self.travel_length = spin(1, 100, tip=TIPS["travel"])
+        self.travel_repeat = spin(1, 20, tip=TIPS["travel"])
+        self.eta = spin(0.0, 1.0, 0.05, 2, TIPS["eta"])
+        self.sigma_y = spin(0.0, 1.0, 0.01, 3, TIPS["sigma_y"])
+        self.seed = spin(0, 2**31 - 1, tip=TIPS["seed"])
         self.class_label = spin(0, 999, tip="ImageNet class for a class-conditional model (e.g. 0-999)")
         self.guidance = spin(0.0, 20.0, 0.5, 1, "Classifier guidance towards the class (0 = off; needs the classifier)")
         self.classifier = QComboBox()
@@ -42,9 +72,9 @@ class AdvancedBox(QWidget):
         self.hir = QComboBox()
         for label, value in (("Auto", "auto"), ("On", "on"), ("Off", "off")):
             self.hir.addItem(label, value)
-        self.hir.setToolTip("Hierarchical restoration: a low-resolution pass first, for global sense")
-        self.window_size = spin(32, 1024, 32, tip="Window size the model restores at once")
-        self.overlap = spin(0, 1000, 16, tip="Overlap between neighbouring windows")
+        self.hir.setToolTip(TIPS["hir"])
+        self.window_size = spin(32, 1024, 32, tip=TIPS["window"])
+        self.overlap = spin(0, 1000, 16, tip=TIPS["overlap"])
         self.precision = QComboBox()
         for label, p in (("Auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16 (GPUs only: very slow on a CPU)", "fp16")):
             self.precision.addItem(label, p)
@@ -57,13 +87,26 @@ class AdvancedBox(QWidget):
         self.device = QComboBox()
         for w in (self.hir, self.precision, self.device, self.classifier):
             w.currentIndexChanged.connect(self.edited)
-        for label, w in (("Steps", self.steps), ("Travel L", self.travel_length), ("Travel r", self.travel_repeat),
-                         ("η (eta)", self.eta), ("σ_y", self.sigma_y), ("Seed", self.seed),
-                         ("Class", self.class_label), ("Guidance", self.guidance),
-                         ("Classifier", self.classifier), ("HiR", self.hir),
-                         ("Window", self.window_size), ("Overlap", self.overlap), ("Precision", self.precision),
-                         ("Speed", self.compile), ("Device", self.device)):
-            form.addRow(label, w)
+        hint = QLabel("Hover over a setting to read what it changes in the result and when to change it.")
+        hint.setWordWrap(True)
+        hint.setObjectName("hint")
+        form.addRow(hint)
+        for row in (("The result",), ("Steps per window", self.steps), ("Time travel: steps back", self.travel_length),
+                    ("Time travel: repeats", self.travel_repeat), ("Randomness (η)", self.eta),
+                    ("Photo's noise level (σ_y)", self.sigma_y), ("Seed", self.seed),
+                    ("Class-conditional models",), ("Class", self.class_label), ("Guidance", self.guidance),
+                    ("Classifier", self.classifier),
+                    ("Large photos",), ("Whole photo first (HiR)", self.hir), ("Window size", self.window_size),
+                    ("Window overlap", self.overlap),
+                    ("This computer",), ("Precision", self.precision), ("Speed", self.compile),
+                    ("Device", self.device)):
+            if len(row) == 1:
+                heading = QLabel(f"<b>{row[0]}</b>")
+                form.addRow(heading)
+            else:
+                label = QLabel(row[0])
+                label.setToolTip(row[1].toolTip())  # hovering the name explains it too
+                form.addRow(label, row[1])
         self.advanced.setVisible(False)
         self.advanced_toggle.toggled.connect(self._toggle)
         outer.addWidget(self.advanced_toggle)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from gui.run.plan import STAGES_EXPLAINED
+
 
 class RunBox(QWidget):
     WIDGETS = ("problem_label", "note_label", "estimate_label", "stage_label", "progress",
@@ -18,6 +20,7 @@ class RunBox(QWidget):
         self.note_label = self._label("color: #c0a060;")
         self.estimate_label = self._label()
         self.stage_label = self._label()
+        self.stage_label.setToolTip(STAGES_EXPLAINED)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setVisible(False)

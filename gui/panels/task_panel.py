@@ -6,38 +6,24 @@ how long it should take and the engine request come from :mod:`gui.run.plan`.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Optional
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-    QScrollArea, QSlider, QVBoxLayout, QWidget,
-)
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtWidgets import QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from engine.request import DEFAULT_CLASSIFIER, NATIVE_BF16_LABEL
 from gui.run import plan as run_plan
 from gui.panels.advanced_box import AdvancedBox
 from gui.panels.cleanup_box import CleanupBox, CleanupChoice
 from gui.panels.fast_upscale_row import FastUpscaleRow
+from gui.panels.model_choices import CHOOSE_FILE, ModelChoice, ModelChoices  # noqa: F401 - ModelChoice: imported from here
+from gui.panels.tasks_box import TasksBox
 from gui.panels.run_box import RunBox
-from gui.run.plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TEST_TINY_LABEL, TaskSettings
-
-CHOOSE_FILE = "__choose_file__"
-
-
-class ModelChoice(NamedTuple):
-    id: str  # catalog id, "test-tiny" or a checkpoint path
-    label: str
-    purpose: str
-    window: int = 256
-    class_cond: bool = False  # needs an ImageNet class (and may use classifier guidance)
+from gui.run.plan import CUSTOM, QUALITY_PRESETS, TEST_TINY, TaskSettings
+from gui.run.speed import SpeedKey
 
 
-TEST_TINY_CHOICE = ModelChoice(TEST_TINY, TEST_TINY_LABEL, "Checks that everything runs. Not a restorer.", 256)
-
-
-class TaskPanel(QWidget):
+class TaskPanel(ModelChoices, QWidget):
     changed = Signal()
     restore_requested = Signal()
     cancel_requested = Signal()
@@ -55,8 +41,10 @@ class TaskPanel(QWidget):
         self._colours = False
         self._running = False
         self._preview_ready = False
-        self._gpu_available = False
+        self._auto_device = "cpu"  # what Automatic picks (set_devices)
         self._cpu_native_bf16 = False
+        self._engine_ready = False  # the estimate asks the engine: not before it is loaded (set_devices)
+        self._speeds = None  # measured speeds (set_speeds)
         self._models: list[ModelChoice] = []
         self._model_files: list[ModelChoice] = []  # chosen with Choose file…: kept when set_models runs
         self._last_model = TEST_TINY  # the model selected before "Choose file…"
@@ -65,24 +53,31 @@ class TaskPanel(QWidget):
         self.problems: list[str] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self._layout = layout
         layout.addWidget(self._build_settings_area(), 1)
         layout.addWidget(self._build_run_box())
         self.set_models([])
         self.set_classifiers([])
-        self.set_devices([("cpu", "CPU")])
+        self._fill_devices([("cpu", "CPU")])  # until the engine says which devices there are
         self.set_settings(TaskSettings())
 
     # ---- construction -----------------------------------------------------------------
     def _build_settings_area(self) -> QScrollArea:
         """Tasks, model and Advanced scroll; the run box below them (Restore, Apply, Discard,
-        progress) stays in view however short the window is."""
+        progress) stays in view however short the window is. The sections (``run_settings``: add
+        more with :meth:`add_section`) and the Advanced fields are locked while a run goes."""
         settings = QWidget()
         layout = QVBoxLayout(settings)
-        layout.addWidget(self._build_tasks())
-        layout.addWidget(self._build_model())
+        self.run_settings = QWidget()
+        self._sections = QVBoxLayout(self.run_settings)
+        self._sections.setContentsMargins(0, 0, 0, 0)
+        self._sections.addWidget(self._build_tasks())
+        self._sections.addWidget(self._build_model())
+        layout.addWidget(self.run_settings)
         layout.addWidget(self._build_advanced())
         layout.addStretch(1)
         scroll = QScrollArea()
+        self._scroll = scroll
         scroll.setWidget(settings)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
@@ -90,78 +85,43 @@ class TaskPanel(QWidget):
         return scroll
 
     def _build_tasks(self) -> QGroupBox:
-        box = QGroupBox("What to do")
-        form = QVBoxLayout(box)
-        self.inpaint = QCheckBox("Fill masked areas")
-        self.inpaint.setToolTip("Paint over scratches, stains or objects; they are filled in.")
-        self.colorize = QCheckBox("Colorize")
-        self.colorize.setToolTip("Give a black-and-white photo plausible colours.")
-        self.upscale = QComboBox()
-        for f in run_plan.UPSCALE_FACTORS:
-            self.upscale.addItem("No upscale" if f == 1 else f"Upscale ×{f}", f)
-        self.denoise = QCheckBox("Remove noise")
-        self.denoise_strength = QSlider(Qt.Horizontal)
-        self.denoise_strength.setRange(1, 100)
-        self.denoise_strength.setToolTip("How noisy the photo is (film grain, scanner noise)")
-        self.deblur = QCheckBox("Deblur (Gaussian)")
-        self.deblur_sigma = QDoubleSpinBox()
-        self.deblur_sigma.setRange(0.1, 20.0)
-        self.deblur_sigma.setSingleStep(0.5)
-        self.deblur_sigma.setSuffix(" px σ")
-        self.fast_row = FastUpscaleRow()
+        box = TasksBox()
+        for name in TasksBox.WIDGETS:  # the panel's own names for them (the window and tests use these)
+            setattr(self, name, getattr(box, name))
+        box.edited.connect(self._on_edited)
+        self.fast_row = FastUpscaleRow()  # under Upscale
         self.fast_upscale = self.fast_row.check  # the panel's name for it (the window and tests use it)
         self.fast_row.toggled.connect(self._on_edited)
         self.fast_row.get_requested.connect(self.get_fast_upscaler)
         self.cleanup = CleanupBox()  # two stages: engine/cleanup
         self.cleanup.edited.connect(self._on_edited)
         self.cleanup.get_more.connect(self.open_models)
-        for w in (self.inpaint, self.colorize, self.upscale, self.fast_row, self.cleanup):
-            form.addWidget(w)
-        row = QHBoxLayout()
-        row.addWidget(self.denoise)
-        row.addWidget(self.denoise_strength, 1)
-        form.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.deblur)
-        row.addWidget(self.deblur_sigma)
-        form.addLayout(row)
-        for w in (self.inpaint, self.colorize, self.denoise, self.deblur):
-            w.toggled.connect(self._on_edited)
-        self.upscale.currentIndexChanged.connect(self._on_edited)
-        self.denoise_strength.valueChanged.connect(self._on_edited)
-        self.deblur_sigma.valueChanged.connect(self._on_edited)
+        box.layout().insertWidget(3, self.fast_row)
+        box.layout().insertWidget(4, self.cleanup)
         return box
 
-    def _build_model(self) -> QGroupBox:
-        box = QGroupBox("Model and quality")
-        form = QFormLayout(box)
-        self.model = QComboBox()
-        self.model.setMinimumContentsLength(18)
-        self.model.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.model_purpose = QLabel()
-        self.model_purpose.setWordWrap(True)
-        self.model_purpose.setObjectName("hint")
-        self.quality = QComboBox()
-        for name, preset in QUALITY_PRESETS.items():
-            travel = f", time travel L={preset.travel_length} r={preset.travel_repeat}" if preset.travel_repeat > 1 else ""
-            self.quality.addItem(name, name)
-            self.quality.setItemData(self.quality.count() - 1, f"{preset.steps} steps{travel}", Qt.ToolTipRole)
-        self.quality.addItem(CUSTOM, CUSTOM)
-        form.addRow("Model", self.model)
-        form.addRow("", self.model_purpose)
-        form.addRow("Quality", self.quality)
-        self.model.activated.connect(self._on_model_activated)
-        self.model.currentIndexChanged.connect(self._on_model_changed)
-        self.quality.currentIndexChanged.connect(self._on_quality_changed)
-        return box
+    def show_banner(self, widget: QWidget) -> None:
+        """A message with its own buttons at the top of the panel, above the settings (the welcome)."""
+        self._layout.insertWidget(0, widget)
+
+    def add_section(self, widget: QWidget, index: int = -1) -> None:
+        """A section of settings that changes the run (a group of tasks, a model's options), placed
+        among the panel's sections (``index`` as in QBoxLayout.insertWidget: -1 = last, above
+        Advanced). Like every section, it is locked while a run goes."""
+        self._sections.insertWidget(index, widget)
 
     def _build_advanced(self) -> QWidget:
         box = AdvancedBox()
         for name in AdvancedBox.WIDGETS:  # the panel's own names for them (the window and tests use these)
             setattr(self, name, getattr(box, name))
         box.edited.connect(self._on_edited)
+        box.advanced_toggle.toggled.connect(lambda on: on and QTimer.singleShot(0, self._scroll_to_advanced))
         self.classifier.activated.connect(lambda _i: setattr(self, "_classifier", self.classifier.currentData()))
         return box
+
+    def _scroll_to_advanced(self) -> None:
+        """Advanced just opened: its fields fill the view (the toggle at the top), not the rows below it."""
+        self._scroll.verticalScrollBar().setValue(self.advanced_toggle.mapTo(self._scroll.widget(), QPoint()).y())
 
     def _build_run_box(self) -> QWidget:
         box = RunBox()
@@ -218,7 +178,7 @@ class TaskPanel(QWidget):
             self.class_label.setValue(max(s.class_label, 0))
             self.guidance.setValue(s.guidance_scale)
             self._classifier = s.classifier
-            self.classifier.setCurrentIndex(self.classifier.findData(s.classifier))
+            self.classifier.setCurrentIndex(max(0, self.classifier.findData(s.classifier)))  # as set_classifiers
             self.hir.setCurrentIndex(max(0, self.hir.findData(s.hir)))
             self.window_size.setValue(s.window)
             self.overlap.setValue(s.overlap)
@@ -229,79 +189,33 @@ class TaskPanel(QWidget):
             self._loading = False
         self._on_edited()
 
-    def set_models(self, models: list[ModelChoice]) -> None:
-        """Installed models, then the checkpoint files chosen with Choose file… (they stay listed),
-        then test-tiny (always, last, clearly labelled)."""
-        installed = [m for m in models if m.id != TEST_TINY]
-        files = [f for f in self._model_files if f.id not in {m.id for m in installed}]
-        self._models = installed + files + [TEST_TINY_CHOICE]
-        self._list_models(select=self.model.currentData())
-
-    def add_model_file(self, choice: ModelChoice, select: bool = True) -> None:
-        """A checkpoint file (the caller has checked it): listed before test-tiny from now on."""
-        self._model_files = [f for f in self._model_files if f.id != choice.id] + [choice]
-        self._models = [m for m in self._models if m.id != choice.id]
-        self._models.insert(len(self._models) - 1, choice)
-        self._list_models(select=choice.id if select else self.model.currentData())
+    def set_speeds(self, speeds) -> None:
+        """Where the measured speeds of earlier runs are (a gui.run.speed.SpeedBook): the estimate uses them."""
+        self._speeds = speeds
+        self._refresh()
 
     def set_cleanup_models(self, choices: list[CleanupChoice]) -> None:
         self.cleanup.set_models(choices)
         self._on_edited()
-
-    def set_classifiers(self, classifiers: list[ModelChoice]) -> None:
-        """The installed ADM classifiers that guidance can use (Advanced ▸ Classifier)."""
-        was_loading, self._loading = self._loading, True
-        self.classifier.clear()
-        for c in classifiers:
-            self.classifier.addItem(c.label, c.id)
-            self.classifier.setItemData(self.classifier.count() - 1, c.purpose, Qt.ToolTipRole)
-        if not classifiers:
-            self.classifier.addItem("None installed (see Models…)", "")
-        self.classifier.setCurrentIndex(max(0, self.classifier.findData(self._classifier)))
-        self._loading = was_loading
-        self._on_model_changed()
 
     def set_fast_upscaler(self, available: bool) -> None:
         """Whether the fast upscaler is installed (else Fast is disabled, with a link to Models…)."""
         self.fast_row.available = available
         self._on_edited()
 
-    def select_model(self, model_id: str) -> None:
-        index = self.model.findData(model_id)
-        if index >= 0:
-            self.model.setCurrentIndex(index)
-
-    def _list_saved_model(self, s: TaskSettings) -> None:
-        """Make the saved model selectable. A checkpoint file that still exists is listed for
-        good; an installed model's id is listed until the installed models arrive (set_models
-        drops it if it is not installed any more); a file that is gone is not listed."""
-        if self.model.findData(s.model) >= 0 or s.model in (TEST_TINY, CHOOSE_FILE):
-            return
-        path = Path(s.model)
-        if path.is_file():
-            self.add_model_file(ModelChoice(s.model, path.name, f"Checkpoint file {s.model}", s.window,
-                                            class_cond=s.class_label >= 0), select=False)
-        elif not path.is_absolute():
-            self._models.insert(0, ModelChoice(s.model, s.model, ""))
-            self._list_models(select=self.model.currentData())
-
-    def _list_models(self, select: Optional[str]) -> None:
-        """Fill the model box from ``_models`` and select ``select`` (else the first model)."""
-        was_loading, self._loading = self._loading, True
-        self.model.clear()
-        for m in self._models:
-            self.model.addItem(m.label, m.id)
-            self.model.setItemData(self.model.count() - 1, m.purpose, Qt.ToolTipRole)
-        self.model.addItem("Choose file…", CHOOSE_FILE)
-        self.model.setCurrentIndex(max(0, self.model.findData(select)))
-        self._loading = was_loading
-        if not was_loading:
-            self._on_model_changed()
+    def device_kind(self, s: TaskSettings) -> str:
+        """The device a run with ``s`` uses: the chosen one, or for Automatic the first GPU, else the CPU."""
+        return s.device if s.device != "auto" else self._auto_device
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
-        """(spec, description) pairs from engine.device.available_devices(); "auto" comes first."""
+        """(spec, description) pairs from engine.device.available_devices(); "auto" comes first.
+        The engine is loaded once the devices are known: the time estimate shows from then on."""
+        self._engine_ready = True
+        self._fill_devices(devices)
+
+    def _fill_devices(self, devices: list[tuple[str, str]]) -> None:
         current = self.device.currentData()
-        self._gpu_available = any(not spec.startswith("cpu") for spec, _ in devices)
+        self._auto_device = next((spec for spec, _ in devices if not spec.startswith("cpu")), "cpu")
         self._cpu_native_bf16 = any(spec.startswith("cpu") and NATIVE_BF16_LABEL in desc for spec, desc in devices)
         best = next((desc for spec, desc in devices if not spec.startswith("cpu")), None)
         was_loading, self._loading = self._loading, True
@@ -348,6 +262,7 @@ class TaskPanel(QWidget):
             self.progress.setRange(0, 0)
             self.progress.setFormat("%p%")
             self.stage_label.setText("Starting…")
+            self.estimate_label.setText("")  # the time left replaces the estimate from the first progress on
         else:
             self.progress.setFormat("%p%")
         self._refresh()
@@ -362,36 +277,18 @@ class TaskPanel(QWidget):
         self.stage_label.setText(text)
 
     def set_progress(self, done: int, total: int, elapsed: float, eta: Optional[float]) -> None:
+        """A running run's progress: the bar, and the live time left in place of the estimate."""
         self.progress.setVisible(True)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        left = f" — {run_plan.format_duration(eta)} left" if eta is not None else ""
-        self.progress.setFormat(f"%p%{left}")
+        if self._running:
+            self.estimate_label.setText(run_plan.describe_progress(done, total, elapsed, eta))
 
     def set_preview_ready(self, ready: bool) -> None:
         self._preview_ready = ready
         self._refresh()
 
     # ---- reactions --------------------------------------------------------------------
-    def _on_model_activated(self, index: int) -> None:
-        if self.model.itemData(index) == CHOOSE_FILE:
-            self.select_model(self._last_model)  # until a file is chosen (and checked)
-            self.choose_model_file.emit()
-
-    def _on_model_changed(self, *_args) -> None:
-        if self.model.currentData() not in (None, CHOOSE_FILE):
-            self._last_model = self.model.currentData()
-        choice = next((m for m in self._models if m.id == self.model.currentData()), None)
-        self.model_purpose.setText(choice.purpose if choice else "")
-        if choice is not None and not self._loading:
-            self.window_size.setValue(choice.window)
-        for w in (self.class_label, self.guidance, self.classifier):
-            w.setEnabled(self._class_cond())
-        self._on_edited()
-
-    def _class_cond(self) -> bool:
-        return any(m.class_cond for m in self._models if m.id == self.model.currentData())
-
     def _on_quality_changed(self, *_args) -> None:
         name = self.quality.currentData()
         if self._loading or name not in QUALITY_PRESETS:
@@ -428,21 +325,30 @@ class TaskPanel(QWidget):
         self.problem_label.setVisible(bool(self.problems))
         self.note_label.setText("\n".join(notes))
         self.note_label.setVisible(bool(notes) and not self.problems)
-        if self._image_size and not self.problems:
-            kind = s.device if s.device != "auto" else ("cuda" if self._gpu_available else "cpu")
-            est = run_plan.estimate_run(s, self._image_size, kind, self._cpu_native_bf16)
-            work = f"{est.windows} window{'s' * (est.windows != 1)}, {est.calls} denoiser calls"
-            if s.uses_fast_upscale:
-                work = "fast upscale" + (f", then {work}" if est.calls else "")
-            self.estimate_label.setText(
-                f"Estimated time: {run_plan.format_duration(est.seconds)} ({work}, {kind.upper().split(':')[0]})")
-        else:
-            self.estimate_label.setText("")
+        if not self._running:  # while a run goes, set_progress shows the time it has left
+            self.estimate_label.setText(self._estimate_text())
         self.restore_button.setEnabled(not self._running and not self.problems)
         self.restore_button.setToolTip(self.problems[0] if self.problems else "Start restoring (Ctrl+R)")
         self.cancel_button.setEnabled(self._running)
         self.apply_button.setEnabled(self._preview_ready and not self._running)
         self.discard_button.setEnabled(self._preview_ready and not self._running)
-        for w in (self.inpaint, self.colorize, self.upscale, self.model, self.quality, self.cleanup):
+        for w in (self.run_settings, self.advanced):  # everything that would change the run
             w.setEnabled(not self._running)
         self.fast_row.update_state(s.upscale, self._running)
+
+    def estimate(self) -> Optional[run_plan.Estimate]:
+        """How long a run with the current settings takes: from the speed measured on this computer,
+        else a rough guess. None before the engine is loaded, or when the run cannot start."""
+        s = self.settings()
+        if not (self._image_size and self._engine_ready) or self.problems:
+            return None
+        kind = self.device_kind(s)
+        measured = self._speeds.get(SpeedKey.of(s, kind)) if self._speeds is not None else None
+        try:
+            return run_plan.estimate_run(s, self._image_size, kind, self._cpu_native_bf16, measured)
+        except Exception:  # noqa: BLE001 - a plan the engine refuses: the run says why
+            return None
+
+    def _estimate_text(self) -> str:
+        est = self.estimate()
+        return run_plan.describe_estimate(est, self.device_kind(self.settings())) if est is not None else ""

@@ -18,6 +18,10 @@ from gui.document.document import Document
 from gui.panels.log_panel import LogPanel
 from gui.panels.task_panel import TaskPanel
 from gui.document.undo import ApplyResultCommand, mask_replace_command
+from gui.run.speed import RunTimer, SpeedBook, SpeedKey
+
+#: Stages that run a network over blended tiles before the engine, and how the log names them.
+TILE_STAGES = {"cleanup": "Stage 1, the clean-up network", "upscale": "The fast upscale (ResShift ×4)"}
 from gui.run.worker import RestoreFunction, RestoreRun, engine_restore
 
 
@@ -37,6 +41,9 @@ class RunController(QObject):
         self.last_error: Optional[tuple[str, str]] = None
         self._run_key: Optional[str] = None  # run_state.request_key of the last run started
         self.show_dialogs = True
+        self.speeds: Optional[SpeedBook] = None  # where each run's measured speed is remembered
+        self._timer: Optional[RunTimer] = None
+        self._speed_key: Optional[SpeedKey] = None
         panel.cancel_requested.connect(self.cancel)
         panel.apply_requested.connect(self.apply)
         panel.discard_requested.connect(self.discard)
@@ -65,6 +72,9 @@ class RunController(QObject):
             self._error("error", str(exc))
             return False
         self._run_key = run_state.request_key(request)
+        self._timer, self._speed_key = RunTimer(), SpeedKey.of(settings, self.panel.device_kind(settings))
+        if settings.cleanup or settings.uses_fast_upscale:  # its progress counts another network's tiles too
+            self._speed_key = None
         doc.begin_preview(settings.upscale, fills_mask=settings.inpaint)
         self.windows_finished = 0
         self.last_error = None
@@ -75,12 +85,12 @@ class RunController(QObject):
         run.window_started.connect(self._on_window_started)
         run.window_finished.connect(self._on_window_finished)
         run.window_preview.connect(self._on_window_preview)
-        run.progress.connect(self.panel.set_progress)
+        run.progress.connect(self._on_progress)
         run.log.connect(self.log.add)
         run.finished.connect(self._on_finished)
         run.failed.connect(self._on_failed)
         run.ended.connect(self._on_ended)
-        run.thread.finished.connect(lambda r=run: self._forget(r))
+        run.stopped.connect(self._forget)
         self.run = run
         self.canvas.busy = True
         self.panel.set_preview_ready(False)
@@ -111,12 +121,12 @@ class RunController(QObject):
             run.cancel()  # emits ended("cancelled") at once
 
     def _forget(self, run: RestoreRun) -> None:
+        """A run whose thread has ended: let it go (gui.run.worker owns its thread until it is released)."""
         if run in self._winding_down:
             self._winding_down.remove(run)
-        run.thread.deleteLater()
-        run.worker.deleteLater()
-        if run is self.run and not run.active:
+        if run is self.run:
             self.run = None
+        run.deleteLater()
 
     def wait_idle(self, ms: int = 10000) -> bool:
         """Block until every worker thread has stopped (tests, closing the window)."""
@@ -154,8 +164,8 @@ class RunController(QObject):
 
     # ---- events -----------------------------------------------------------------------
     def _on_stage(self, name: str, index: int, total: int) -> None:
-        text = name if total <= 1 else f"{name} ({index + 1}/{total})"
-        self.panel.set_stage(text[:1].upper() + text[1:])
+        text = run_plan.describe_stage(name, index, total)
+        self.panel.set_stage(text)
         self.message.emit(text)
 
     def _on_plan(self, plan: dict[str, Any]) -> None:
@@ -163,11 +173,27 @@ class RunController(QObject):
         s = self._plan_scale
         self.canvas.set_plan([QRectF(l * s, t * s, w * s, h * s) for t, l, h, w in plan["boxes"]])
         levels = max(plan["levels"], default=-1) + 1
-        size = f"{plan['output_size'][1]}×{plan['output_size'][0]}"
-        if plan["stage"] == "cleanup":
-            self.log.add("info", f"stage 1, clean-up network: {len(plan['boxes'])} tiles, {size}")
+        size = f"{plan['output_size'][1]}×{plan['output_size'][0]} px"
+        if plan["stage"] in TILE_STAGES:  # a network over blended tiles before the engine
+            self.log.add("info", f"{TILE_STAGES[plan['stage']]}: {len(plan['boxes'])} tiles ({size})")
             return
-        self.log.add("info", f"{plan['stage']}: {len(plan['boxes'])} windows in {levels} batches, canvas {size}")
+        stage = {"hir-low": "Pass 1, the whole photo small", "restore": "Full size"}.get(plan["stage"], plan["stage"])
+        self.log.add("info", f"{stage}: {len(plan['boxes'])} windows ({size}) in {levels} rounds: windows that do not "
+                             "overlap are restored together")
+
+    def _on_progress(self, done: int, total: int, elapsed: float, eta) -> None:
+        if self._timer is not None:
+            self._timer.progress(done, elapsed)
+        self.panel.set_progress(done, total, elapsed, eta)
+
+    def _remember_speed(self, finished: bool) -> None:
+        """The speed this run measured, for the estimates of the next runs (gui.run.speed)."""
+        timer, self._timer = self._timer, None
+        if timer is None or self.speeds is None or self._speed_key is None:
+            return
+        speed = timer.speed(finished, self.speeds.get(self._speed_key))
+        if speed is not None:
+            self.speeds.remember(self._speed_key, speed)
 
     def _on_window_started(self, index: int, box, stage: str) -> None:
         self.canvas.set_window_state(index, "running")
@@ -195,6 +221,7 @@ class RunController(QObject):
         self._error(kind, message)
 
     def _on_ended(self, outcome: str) -> None:
+        self._remember_speed(finished=outcome == "finished")
         self.canvas.busy = False
         self.canvas.clear_estimates()
         self.canvas.update()

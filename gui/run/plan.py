@@ -1,5 +1,6 @@
 """What a run will be, before it starts: the task settings, their problems, a duration estimate
-and the engine request. Pure Python (no Qt, no torch), so it is cheap and easy to test.
+and the engine request. No Qt; only the estimate imports the engine (and torch): it asks the
+engine's own plan (engine.tiling.run_plan) which windows the run will solve.
 """
 
 from __future__ import annotations
@@ -130,14 +131,6 @@ class TaskSettings:
         return replace(self, upscale=1, fast_upscale=False) if self.uses_fast_upscale else self
 
 
-def denoiser_calls_per_window(steps: int, travel_length: int, travel_repeat: int) -> int:
-    """Length of the sampling schedule: each time-travel jump of L steps is redone r − 1 times."""
-    if travel_length <= 1 or travel_repeat <= 1:
-        return steps
-    jumps = steps // travel_length
-    return steps + jumps * travel_length * (travel_repeat - 1)
-
-
 #: Window sides must be multiples of this (the networks downsample 5 times), as in the engine.
 NETWORK_MULTIPLE = 32
 
@@ -147,42 +140,6 @@ def effective_window(window: int, align: int) -> int:
     tiling package (it imports torch): the largest multiple of lcm(align, 32) ≤ ``window``, or 0."""
     block = math.lcm(align, NETWORK_MULTIPLE)
     return (window // block) * block
-
-
-def count_stage_windows(height: int, width: int, window: int, overlap: int, align: int = 1) -> int:
-    """Windows the engine plans for a (height, width) canvas: padded to ≥ one window, stride
-    window − overlap, last row/column snapped to the border. Equal to
-    ``len(engine.tiling.window_plan.plan_windows(...).boxes)`` (a test checks it)."""
-    win = effective_window(window, align)
-    if win <= 0:
-        return 0
-    ov = max((min(overlap, win - align) // align) * align, 0)
-    stride = max(win - ov, 1)
-
-    def along(length: int) -> int:
-        padded = max(-(-length // align) * align, win)
-        return 1 + math.ceil((padded - win) / stride)
-
-    return along(height) * along(width)
-
-
-def hir_enabled(settings: TaskSettings, out_h: int, out_w: int) -> bool:
-    if settings.hir == "on":
-        return True
-    if settings.hir == "off":
-        return False
-    return max(out_h, out_w) > 2 * settings.window  # "auto": large outputs
-
-
-def count_windows(settings: TaskSettings, image_size: tuple[int, int]) -> int:
-    """Windows of the whole run (both HiR phases) for a photo of ``image_size`` (height, width)."""
-    h, w = image_size
-    out_h, out_w = h * settings.upscale, w * settings.upscale
-    n = count_stage_windows(out_h, out_w, settings.window, settings.overlap, settings.upscale)
-    if hir_enabled(settings, out_h, out_w):
-        factor = 2 ** max(1, math.ceil(math.log2(max(out_h, out_w) / (2 * settings.window))))
-        n += count_stage_windows(max(1, out_h // factor), max(1, out_w // factor), settings.window, settings.overlap)
-    return n
 
 
 #: test-tiny: seconds per denoiser call on one 256² window on the CPU. From the 2-core build
@@ -212,8 +169,10 @@ def seconds_per_call(device: str, model: str, window: int, precision: str, cpu_n
 
 class Estimate(NamedTuple):
     windows: int
-    calls: int
+    calls: int  # window-steps: one window through the network once
     seconds: float
+    measured: bool  # from the speed of earlier runs on this computer (else a rough guess)
+    before: str = ""  # the network that runs before the engine, in words ("the fast upscale")
 
 
 #: The fast upscale's work (docs/resshift.md): TFLOP per output megapixel of a tile besides the
@@ -242,23 +201,34 @@ def fast_upscale_seconds(settings: TaskSettings, image_size: tuple[int, int], de
 
 
 def estimate_run(settings: TaskSettings, image_size: tuple[int, int], device_kind: str,
-                 cpu_native_bf16: bool = False) -> Estimate:
+                 cpu_native_bf16: bool = False, measured: Any = None) -> Estimate:
+    """The run's windows and window-steps, as the engine plans them (engine.tiling.run_plan: this
+    imports the engine, i.e. torch), and its duration: ``measured`` (a gui.run.speed.Speed: seconds
+    per window-step and a run's overhead, from earlier runs) or else a rough guess per device. The
+    networks that run before the engine (the fast upscale, a clean-up network's stage 1) add their
+    own rough guesses."""
+    from engine.tiling.run_plan import plan_run
     from gui.run.cleanup_plan import stage1_seconds, stage2_runs, stage2_settings
 
-    seconds = 0.0
+    before, first = 0.0, ""
     if settings.uses_fast_upscale:  # ResShift first, then the engine on its result for what is left
-        seconds = fast_upscale_seconds(settings, image_size, device_kind, cpu_native_bf16)
+        before, first = fast_upscale_seconds(settings, image_size, device_kind, cpu_native_bf16), "the fast upscale"
         image_size = (image_size[0] * settings.upscale, image_size[1] * settings.upscale)
         settings = settings.engine_part()
         if not settings.any_task():
-            return Estimate(0, 0, seconds)
-    stage1, runs = stage1_seconds(settings, image_size, device_kind), stage2_runs(settings)
+            return Estimate(0, 0, before, False, first)
+    if settings.cleanup:
+        before, first = before + stage1_seconds(settings, image_size, device_kind), "the clean-up network"
+    if not stage2_runs(settings):
+        return Estimate(0, 0, before, False, first)
     settings = stage2_settings(settings)  # what stage 2 of a two-stage run does (itself otherwise)
-    windows = count_windows(settings, image_size) if runs else 0
-    calls = windows * denoiser_calls_per_window(settings.steps, settings.travel_length, settings.travel_repeat)
-    seconds += calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
-                                        cpu_native_bf16)
-    return Estimate(windows, calls, seconds + stage1)
+    stages = plan_run(planning_request(settings), *image_size)
+    if measured is not None:
+        seconds = measured.overhead + stages.calls * measured.seconds_per_call
+    else:
+        seconds = stages.calls * seconds_per_call(device_kind, settings.model, settings.window, settings.precision,
+                                                  cpu_native_bf16)
+    return Estimate(stages.windows, stages.calls, seconds + before, measured is not None, first)
 
 
 def format_duration(seconds: float) -> str:
@@ -269,6 +239,58 @@ def format_duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"about {seconds / 60:.0f} min"
     return f"about {seconds / 3600:.1f} h"
+
+
+def format_clock(seconds: float) -> str:
+    """Elapsed time as a clock: 0:42, 12:05, 1:02:09."""
+    whole = int(max(seconds, 0))
+    hours, minutes, secs = whole // 3600, whole // 60 % 60, whole % 60
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def describe_estimate(est: Estimate, device_kind: str) -> str:
+    """The line the panel shows before a run."""
+    device = device_kind.upper().split(":")[0]
+    work = f"{est.windows} window{'s' * (est.windows != 1)} × {est.calls // max(est.windows, 1)} steps on {device}"
+    if est.before:
+        work = f"{est.before}, then {work}" if est.windows else f"{est.before} on {device}"
+    source = "at the speed measured here" if est.measured else "a rough guess until a first run measures this computer"
+    if est.before and est.measured:
+        source = f"{source}; {est.before}: a rough guess"
+    return f"Estimated time: {format_duration(est.seconds)} ({work}; {source})"
+
+
+#: What the engine's stages are, in the words the panel shows (other stages show their own name).
+STAGE_WORDS = {
+    "loading image": "reading the photo",
+    "loading model": "loading the model",
+    "restoring": "restoring the photo, window by window",
+    "cleaning up (stage 1)": "stage 1: the clean-up network removes the damage, tile by tile",
+    "restoring (stage 2)": "stage 2: the diffusion model restores the cleaned photo, window by window",
+    "upscaling": "the fast upscale (ResShift ×4), tile by tile",
+    "HiR phase 1/2: global structure": "pass 1 of 2, the whole photo small: overall shapes and colours",
+    "HiR phase 2/2: full-size detail": "pass 2 of 2, full size: the detail",
+}
+#: What the stage line says when the user hovers over it.
+STAGES_EXPLAINED = ("A run has three steps: it reads the photo, loads the model, then restores the photo window "
+                    "by window. A large photo is restored in two passes: first the whole photo at a small size, "
+                    "so large shapes and colours agree across windows, then at full size for the detail. With "
+                    "Clean up unknown damage, a clean-up network first cleans the photo tile by tile (stage 1); "
+                    "with Fast (4 steps), ResShift first upscales it tile by tile.")
+
+
+def describe_stage(name: str, index: int, total: int) -> str:
+    """The engine's stage ``name`` (``index`` of ``total``) in words: "Step 3 of 3: restoring …"."""
+    words = STAGE_WORDS.get(name, name)
+    if name.startswith("HiR phase"):  # a pass within step 3: its words say which
+        return words[:1].upper() + words[1:]
+    return f"Step {index + 1} of {total}: {words}" if total > 1 else words[:1].upper() + words[1:]
+
+
+def describe_progress(done: int, total: int, elapsed: float, eta: Optional[float]) -> str:
+    """The line that replaces the estimate while a run goes."""
+    steps = f"{done} of {total} window-steps, {format_clock(elapsed)} so far"
+    return f"{format_duration(eta).capitalize()} left ({steps})" if eta is not None else f"Working… ({steps})"
 
 
 def find_problems(
@@ -360,6 +382,14 @@ def check_memory(request) -> None:
         engine = fast_upscale_bytes_per_input_pixel(sr)
         engine += sr**2 * restore_bytes_per_input_pixel(rest) if rest.any() else 0
     check_fits(w, h, engine + sr**2 * PREVIEW_BYTES_PER_OUTPUT_PIXEL)
+
+
+def planning_request(settings: TaskSettings):
+    """The engine's RestoreRequest for ``settings`` without a photo: what a plan needs (no pixels)."""
+    return build_request(settings, _NO_PIXELS, _NO_PIXELS if settings.inpaint else None)
+
+
+_NO_PIXELS = np.zeros((1, 1), np.uint8)
 
 
 def build_request(settings: TaskSettings, image: np.ndarray, mask: Optional[np.ndarray]):

@@ -9,6 +9,11 @@ A denoiser call cannot be interrupted and may take many seconds on a CPU, so a w
 outlive its run, its window, even the event loop. A QThread object destroyed while its thread
 runs aborts the process; :func:`keep_alive` keeps the thread and worker objects referenced until
 the thread has finished, and at interpreter exit :func:`stop_live_threads` waits for them.
+
+Python references are the only owner of these objects: nothing calls ``deleteLater`` on a worker
+thread or its worker. (A deferred delete and the slot that lets the registry go are two separate
+posted events; when the app quits between them, Qt still runs the deferred deletes of the last
+pass, and the registry was left holding a deleted thread: the atexit traceback of issue 16.)
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import traceback
 import weakref
 from typing import Any, Callable, Iterator, Optional
 
+import shiboken6
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 #: restore(request, cancel) -> iterator of engine events
@@ -50,10 +56,15 @@ def live_threads() -> list[QThread]:
 
 @atexit.register
 def stop_live_threads() -> None:
-    """Cancel every worker still running and wait for it: at most one denoiser call each."""
-    for thread, (_worker, cancel) in list(_LIVE.items()):
+    """Cancel every worker still running and wait for it: at most one denoiser call each. All are
+    cancelled first, so they stop together; one that cannot be waited for does not keep the others
+    from being waited for (a QThread destroyed while it runs aborts the process)."""
+    live = list(_LIVE.items())
+    for _thread, (_worker, cancel) in live:
         cancel.set()
-        thread.wait()
+    for thread, _ in live:
+        if shiboken6.isValid(thread):
+            thread.wait()
     _LIVE.clear()
 
 
@@ -114,9 +125,10 @@ class RestoreWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        request, self.request = self.request, None  # the photo is not kept once the run has ended
         try:
             restore = self._restore or engine_restore
-            for event in restore(self.request, self.cancel):
+            for event in restore(request, self.cancel):
                 self._emit(event)
                 if self.cancel.is_set():
                     break
@@ -211,6 +223,8 @@ class RestoreRun(QObject):
     finished = Signal(object, object)
     failed = Signal(str, str)
     ended = Signal(str)  # "finished" | "failed" | "cancelled": the UI can return to ready
+    #: this run, once its thread has ended (always after ``ended``); it holds no thread any more
+    stopped = Signal(object)
 
     def __init__(self, request: Any, restore: Optional[RestoreFunction] = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -251,10 +265,10 @@ class RestoreRun(QObject):
         self._end("cancelled")
 
     def is_running(self) -> bool:
-        return self.thread.isRunning()
+        return self.thread is not None and self.thread.isRunning()
 
     def wait(self, ms: int = 10000) -> bool:
-        return self.thread.wait(ms)
+        return self.thread is None or self.thread.wait(ms)
 
     def _end(self, outcome: str) -> None:
         if self.active:
@@ -279,3 +293,6 @@ class RestoreRun(QObject):
         if self.active and not self.cancel_event.is_set():
             self.failed.emit("internal", "The engine stopped without producing a result.")
         self._end("cancelled" if self.cancel_event.is_set() else "failed")
+        # the registry (keep_alive) holds the thread and worker until it has waited for the thread
+        self.thread = self.worker = None
+        self.stopped.emit(self)

@@ -125,7 +125,7 @@ def test_an_old_photo_in_two_stages_through_the_app(make_window, qtbot, installe
     assert window.runs.last_error is None and window.document.preview_finished
     assert runs.stages(0) == ["cleanup", "restore"], "stage 1 arrives first, then stage 2's windows"
     log = window.log_panel.plain_text()
-    assert "stage 1, clean-up network:" in log and "clean up with random_cleanup (fidelity 0.50)" in log
+    assert "Stage 1, the clean-up network:" in log and "clean up with random_cleanup (fidelity 0.50)" in log
     assert window.document.preview.shape == window.document.image.shape
     report = runs.runs[0][-1].report
     assert report["cleanup"]["model"] == installed_cleanup and report["soft_observation"]["k"] == 4

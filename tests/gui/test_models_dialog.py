@@ -13,8 +13,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QPushButton  # noqa: E402
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication, QLabel  # noqa: E402
 
 from engine.models import catalog as cat  # noqa: E402
 from engine.models import download as dl  # noqa: E402
@@ -167,27 +167,64 @@ def test_importing_an_installed_file_again_selects_its_model(qtbot, fake_store, 
     assert not dialog.last_error and "color" not in dialog.message_label.styleSheet()
 
 
-def test_welcome_dialog_offers_download_and_labels_test_model(qtbot, fake_store):
-    from gui.models.welcome import CONTINUE, WelcomeDialog, should_show_welcome
+@pytest.fixture
+def modal_dialogs():
+    """The titles of the modal dialogs that open during the test; each is closed at once (one would block it)."""
+    seen: list[str] = []
+    for _ in range(10):  # left open by an earlier test
+        if QApplication.activeModalWidget() is not None:
+            QApplication.activeModalWidget().close()
 
-    assert should_show_welcome()
-    welcome = WelcomeDialog()
-    qtbot.addWidget(welcome)
-    assert welcome.download_button.text() == "Download recommended model (0.4 MB)"
-    texts = " ".join(b.text() for b in welcome.findChildren(QPushButton))
-    assert "Import a model file…" in texts and "Open Models…" in texts and "Continue without" in texts
-    assert "for testing only" in welcome.continue_button.toolTip()
-    qtbot.mouseClick(welcome.download_button, Qt.LeftButton)
-    assert welcome.choice == "download" and welcome.result() == welcome.DialogCode.Accepted
-    models = welcome.models_dialog
-    qtbot.addWidget(models)
+    def look() -> None:
+        widget = QApplication.activeModalWidget()
+        if widget is not None:
+            seen.append(widget.windowTitle())
+            widget.reject()
+
+    timer = QTimer()
+    timer.timeout.connect(look)
+    timer.start(20)
+    yield seen
+    timer.stop()
+    timer.timeout.disconnect(look)
+
+
+def test_the_welcome_is_a_banner_that_takes_no_keys_and_downloads(qtbot, fake_store, make_window, modal_dialogs):
+    from gui.models.welcome import should_show_welcome
+
+    window = make_window()
+    window.maybe_show_welcome()
+    qtbot.wait(100)
+    assert modal_dialogs == [], "no dialog over the window"
+    banner = window.welcome
+    assert banner is not None and banner.isVisible() and window.panel.isAncestorOf(banner)
+    assert banner.download_button.text() == "Download recommended (0.4 MB)"
+    assert "Import a file…" == banner.import_button.text() and "Not now" == banner.continue_button.text()
+    assert "does not restore photos" in " ".join(label.text() for label in banner.findChildren(QLabel))
+    window.act_brush.setChecked(True)
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key_E)
+    assert window.act_eraser.isChecked(), "keys reach the window while the welcome is shown"
+    qtbot.mouseClick(banner.download_button, Qt.LeftButton)
+    models = window.models_dialog()
+    assert window.welcome is None and models.isVisible()
     qtbot.waitUntil(lambda: not models.is_busy(), timeout=15_000)
     assert models.status_of("fake") == "installed", models.last_error
-    assert not should_show_welcome()
-    other = WelcomeDialog()
-    qtbot.addWidget(other)
-    qtbot.mouseClick(other.continue_button, Qt.LeftButton)
-    assert other.choice == CONTINUE and other.result() == other.DialogCode.Rejected
+    assert not should_show_welcome() and window.panel.model.findData("fake") >= 0
+    models.reject()
+
+
+def test_not_now_is_remembered(qtbot, fake_store, make_window):
+    from gui.settings import AppSettings
+
+    window = make_window()
+    window.maybe_show_welcome()
+    banner = window.welcome
+    qtbot.mouseClick(banner.continue_button, Qt.LeftButton)
+    assert window.welcome is None and not banner.isVisible()
+    again = make_window(settings=AppSettings())  # the next start
+    again.maybe_show_welcome()
+    assert again.welcome is None, "the welcome does not come back at every start"
 
 
 def test_the_mirror_is_kept_in_the_app_settings(qtbot, fake_store, monkeypatch):
@@ -311,16 +348,6 @@ def test_the_main_window_keeps_one_models_dialog_and_its_running_job(qtbot, make
     qtbot.waitUntil(lambda: window.panel.model.findData("slow_faces") >= 0, timeout=10_000)
 
 
-def test_the_welcome_uses_the_windows_models_dialog(qtbot, make_window):
-    from gui.models.welcome import WelcomeDialog
-
-    window = make_window()
-    welcome = WelcomeDialog(window)
-    dialog = welcome.open_models()
-    assert dialog is window.models_dialog() and dialog.isVisible()
-    dialog.reject()
-
-
 def test_an_imported_classifier_says_what_it_is_for_and_is_offered_for_guidance(qtbot, make_window, tmp_path):
     from engine.models.tiny import build_tiny, tiny_classifier_config
 
@@ -334,3 +361,30 @@ def test_an_imported_classifier_says_what_it_is_for_and_is_offered_for_guidance(
     assert dialog.table.item(dialog.table.currentRow(), 1).text() == "classifier guidance"
     panel = window.panel
     assert panel.classifier.findData("my_classifier") >= 0 and panel.model.findData("my_classifier") < 0
+
+
+def test_an_unreachable_server_says_how_to_set_a_mirror_here(qtbot, tmp_path, monkeypatch):
+    """Not the CLI's --mirror: the Mirror box of the dialog the user is looking at."""
+    import socket
+
+    from gui.models.dialog import ModelsDialog
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    catalog = tmp_path / "models.json"
+    catalog.write_text(json.dumps({"models": [
+        {"id": "far", "display_name": "Far away", "purpose": "general photos", "file_name": "far.pt",
+         "architecture": "adm", "urls": [f"http://127.0.0.1:{port}/far.pt"], "sha256": None,
+         "hash_policy": "record-on-first-download"}]}))
+    monkeypatch.setenv("RESTORER_MODEL_CATALOG", str(catalog))
+    monkeypatch.setenv("RESTORER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.delenv("RESTORER_MODEL_MIRROR", raising=False)
+    cat.set_models_dir(None)
+    dialog = ModelsDialog(mirror="")
+    qtbot.addWidget(dialog)
+    dialog.download("far")
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=15_000)
+    message = dialog.message_label.text()
+    assert "cannot reach 127.0.0.1" in message and "Mirror box" in message, message
+    assert "--mirror" not in message

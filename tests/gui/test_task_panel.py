@@ -16,6 +16,7 @@ from gui.panels.task_panel import ModelChoice, TaskPanel
 def panel(qtbot):
     widget = TaskPanel()
     qtbot.addWidget(widget)
+    widget.set_devices([("cpu", "CPU")])  # the engine is loaded: the estimate shows
     widget.set_context((64, 96), has_mask=False)
     return widget
 
@@ -72,7 +73,9 @@ def test_devices_show_the_gpu_name(panel):
 def test_estimate_counts_windows_and_schedule(panel):
     panel.colorize.setChecked(True)
     panel.quality.setCurrentIndex(panel.quality.findData("Best"))
-    assert "300 denoiser calls" in panel.estimate_label.text()  # one window × (100 + 10 jumps × 10 × 2)
+    # one window × (100 steps + 9 jumps back of 10 steps, twice each): the engine's schedule
+    assert "1 window × 280 steps on CPU" in panel.estimate_label.text()
+    assert "rough guess" in panel.estimate_label.text()
     s = TaskSettings(colorize=True, upscale=4, hir="off", model="adm-256-uncond")
     small = run_plan.estimate_run(s, (64, 96), "cpu")
     big = run_plan.estimate_run(s, (640, 960), "cpu")
@@ -92,23 +95,48 @@ def test_estimate_follows_the_probed_cpu(panel):
     assert panel.estimate_label.text() != plain and "CPU" in panel.estimate_label.text()
 
 
-@pytest.mark.parametrize("height, width, window, overlap, align", [
-    (64, 96, 256, 128, 1), (512, 768, 256, 128, 1), (1000, 700, 256, 128, 1), (300, 301, 256, 64, 4),
-    (2048, 1360, 256, 128, 2), (90, 5000, 64, 32, 8), (513, 257, 192, 96, 3),
+def test_no_estimate_until_the_engine_is_loaded(qtbot):
+    widget = TaskPanel()
+    qtbot.addWidget(widget)
+    widget.set_settings(TaskSettings(colorize=True))
+    widget.set_context((64, 96), has_mask=False)
+    assert widget.estimate_label.text() == "" and widget.estimate() is None, "it would import torch in the GUI thread"
+    widget.set_devices([("cpu", "CPU")])
+    assert widget.estimate_label.text().startswith("Estimated time")
+
+
+@pytest.mark.parametrize("size, settings", [
+    ((600, 400), dict()),  # was 14 windows (HiR on by the long side) where the run had 12 (no HiR)
+    ((480, 640), dict(upscale=2)), ((2000, 3000), dict()), ((513, 257), dict(window=192, overlap=96, upscale=4)),
+    ((300, 301), dict(hir="on", overlap=64)), ((64, 96), dict(quality="Best", steps=100, travel_length=10,
+                                                               travel_repeat=3)),
 ])
-def test_window_count_matches_the_engine_plan(height, width, window, overlap, align):
-    from engine.tiling.window_plan import effective_overlap, effective_window, plan_windows
+def test_estimate_counts_what_the_engine_plans(size, settings):
+    from engine.tiling.run_plan import plan_run
 
-    win = effective_window(window, align)
-    plan = plan_windows(height, width, win, effective_overlap(win, overlap, align), align)
-    assert run_plan.count_stage_windows(height, width, window, overlap, align) == len(plan.boxes)
-    assert run_plan.effective_window(window, align) == win
+    s = TaskSettings(colorize=True, model="adm-256-uncond", **settings)
+    estimate = run_plan.estimate_run(s, size, "cpu")
+    planned = plan_run(run_plan.build_request(s, np.zeros(size + (3,), np.float32), None), *size)
+    assert (estimate.windows, estimate.calls) == (planned.windows, planned.calls)
+    if size == (600, 400):
+        assert estimate.windows == 12
 
 
-def test_schedule_length_with_time_travel():
-    assert run_plan.denoiser_calls_per_window(100, 1, 1) == 100
-    assert run_plan.denoiser_calls_per_window(100, 10, 3) == 300
-    assert run_plan.denoiser_calls_per_window(25, 10, 2) == 45
+def test_the_estimate_uses_the_measured_speed(panel):
+    from gui.run.speed import Speed, SpeedBook, SpeedKey
+
+    panel.set_settings(TaskSettings(colorize=True, model="adm-256-uncond", window=256, overlap=128))
+    panel.set_context((600, 400), False)
+    book = SpeedBook()
+    panel.set_speeds(book)
+    assert "rough guess" in panel.estimate_label.text()
+    book.remember(SpeedKey.of(panel.settings(), "cpu"), Speed(seconds_per_call=0.5, overhead=20.0))
+    panel.set_context((600, 400), False)
+    assert panel.estimate().seconds == pytest.approx(20.0 + 12 * 100 * 0.5)
+    assert "about 10 min" in panel.estimate_label.text() and "measured here" in panel.estimate_label.text()
+    panel.overlap.setValue(64)
+    panel.window_size.setValue(128)  # another window: the same speed, scaled by the window's area
+    assert panel.estimate().seconds == pytest.approx(20.0 + panel.estimate().calls * 0.5 / 4)
 
 
 def test_result_too_large_is_refused():
@@ -150,7 +178,7 @@ def test_running_state_toggles_buttons(panel):
     panel.set_running(True)
     assert not panel.restore_button.isEnabled() and panel.cancel_button.isEnabled()
     panel.set_progress(3, 10, 1.0, 2.5)
-    assert panel.progress.value() == 3 and "left" in panel.progress.format()
+    assert panel.progress.value() == 3 and "left" in panel.estimate_label.text()  # the time left, shown once
     panel.set_running(False)
     panel.set_preview_ready(True)
     assert panel.restore_button.isEnabled() and panel.apply_button.isEnabled() and not panel.cancel_button.isEnabled()
@@ -229,10 +257,11 @@ def test_the_window_tells_the_panel_whether_the_photo_has_colours(make_window, m
     assert "Colorize replaces" not in window.panel.note_label.text()
 
 
-def test_test_tiny_estimate_follows_the_measured_cpu_speed(panel):
+def test_test_tiny_rough_guess_follows_the_measured_cpu_speed(panel):
     s = TaskSettings(colorize=True, model=TEST_TINY, steps=4, hir="off")
     estimate = run_plan.estimate_run(s, (256, 256), "cpu")
     assert estimate.calls == 4 and estimate.seconds == pytest.approx(4 * run_plan.TEST_TINY_CPU_SECONDS)
+    assert not estimate.measured
     assert 0.2 <= run_plan.TEST_TINY_CPU_SECONDS <= 1.0, "measured about 0.3 to 0.5 s per 256² call"
     assert run_plan.estimate_run(s, (256, 256), "cuda").seconds < estimate.seconds
 
