@@ -108,12 +108,11 @@ def test_a_network_of_the_other_role_is_refused_saying_where_it_goes(tmp_path, c
 
 
 @pytest.mark.parametrize("fields, hir", [
-    (dict(upscaler=TINY_UPSCALER, tasks=Tasks(sr=4, colorize=True)), True),  # x1 kept: the usual engine on it
-    (dict(cleanup="CLEAN", fidelity=1.0, tasks=Tasks(colorize=True)), True),
-    (dict(cleanup="CLEAN", fidelity=0.5, tasks=Tasks(colorize=True)), False),  # y pools x1: coarse content fixed
-    (dict(cleanup="CLEAN", fidelity=1.0, warm_start=True, tasks=Tasks(colorize=True)), False),
+    (dict(upscaler=TINY_UPSCALER, tasks=Tasks(sr=4, colorize=True)), True),  # the engine's part as asked
+    (dict(cleanup="CLEAN", fidelity=1.0, tasks=Tasks(colorize=True)), False),  # y fixes the coarse content
+    (dict(cleanup="CLEAN", fidelity=0.5, tasks=Tasks(colorize=True)), False),
 ])
-def test_stage_2_keeps_hierarchical_restoration_where_it_is_the_usual_engine_on_x1(fields, hir, cleanup_file):
+def test_after_a_fast_upscale_hierarchical_restoration_is_as_asked(fields, hir, cleanup_file):
     import torch
 
     fields = {k: str(cleanup_file) if v == "CLEAN" else v for k, v in fields.items()}

@@ -4,9 +4,11 @@ how its result reaches the output's scale, and its part of the run report.
 
 - **clean-up** (``request.cleanup``): stage 1 of a two-stage restoration, at the request's fidelity;
   a network larger than the upscale is area-downsampled, a smaller one leaves the rest of the
-  upscale to stage 2. Report: ``cleanup``, ``fidelity``, ``soft_observation``, ``change_from_stage1``.
+  upscale to stage 2; stage 2 without HiR (the soft observation fixes the coarse content). Report:
+  ``cleanup``, ``fidelity``, ``soft_observation``, ``change_from_stage1``.
 - **fast upscaler** (``request.upscaler``; ResShift): fidelity 1, its result resized to the output
-  (area below its scale, bicubic above). Report: ``upscaler``, ``upscaler_steps``,
+  (area below its scale, bicubic above); the engine's fill or colorize after it is the usual one
+  on that result, HiR as the request says. Report: ``upscaler``, ``upscaler_steps``,
   ``upscale_tiles``, ``upscale_tile``, ``resize``, ``upscale_seconds``.
 """
 
@@ -41,6 +43,7 @@ class PreStageRole:
     output: str  # what its result is, for the random-weights warning
     fidelity: Optional[float]  # its fixed fidelity (None: the request's)
     to_output: bool  # its result is resized to the output scale; else stage 2 does the rest of the upscale
+    stage2_hir: bool  # stage 2 uses HiR as the request says; else never (y already fixes the coarse content)
     report: Callable[["PreStage", np.ndarray], dict[str, Any]]
 
 
@@ -70,9 +73,9 @@ def _upscale_report(stage: "PreStage", result: np.ndarray) -> dict[str, Any]:
 
 
 CLEANUP_ROLE = PreStageRole(kinds.CLEANUP, "cleanup", STAGE, "stage 1", "cleaning up (stage 1)", "restoring (stage 2)",
-                            "a clean-up", None, False, _cleanup_report)
+                            "a clean-up", None, False, False, _cleanup_report)
 UPSCALE_ROLE = PreStageRole(kinds.UPSCALER, "upscaler", UPSCALE_STAGE, "the upscale", "upscaling", "restoring",
-                            "an upscale", 1.0, True, _upscale_report)
+                            "an upscale", 1.0, True, True, _upscale_report)
 
 
 def role_for(request: RestoreRequest) -> Optional[PreStageRole]:

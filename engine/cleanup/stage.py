@@ -50,6 +50,8 @@ from engine.events import Event, LogEvent, PlanEvent, WindowFinished
 from engine.geometry import Box
 from engine.models import kinds
 from engine.request import RestoreRequest, Tasks
+from engine.resshift.load import TINY as TINY_UPSCALER
+from engine.resshift.stage import load_prestage as load_resshift
 from engine.tiling.blended import TileSpec, plan_tiles, run_tiles, tile_side
 from engine.tiling.tile_store import TileStore, layout_digest, quantize
 
@@ -126,20 +128,13 @@ def load_spandrel(spec: str, device: torch.device, precision: str, raw: object =
     return SpandrelPreStage(net, tiles)
 
 
-def _load_resshift(spec: str, device: torch.device, precision: str, raw: object = None, *, seed: int = 0,
-                   cancel=None) -> PreStageNetwork:
-    from engine.resshift.stage import load_prestage as load_resshift  # imported when used: its networks
-
-    return load_resshift(spec, device, precision, raw, seed=seed, cancel=cancel)
-
-
 #: Loaders of pre-stage networks by the role of the model file (engine.models.kinds):
 #: ``loader(spec, device, precision, raw, seed=..., cancel=...)``, raw being the file's contents,
 #: read once (None for a built-in test network).
 PRESTAGE_LOADERS: dict[str, Callable[..., PreStageNetwork]] = {kinds.CLEANUP: load_spandrel,
-                                                                kinds.UPSCALER: _load_resshift}
+                                                                kinds.UPSCALER: load_resshift}
 #: Built-in networks (random weights, for tests and demos) that are no file: their role.
-BUILT_IN = {"test-tiny-resshift": kinds.UPSCALER}
+BUILT_IN = {TINY_UPSCALER: kinds.UPSCALER}
 
 
 def load_prestage(spec: str, role: str, device: torch.device, precision: str, *, seed: int = 0,
@@ -250,8 +245,7 @@ class PreStage:
 
     def plan(self, request: RestoreRequest, photo_size: tuple[int, int]) -> RestoreRequest:
         """Stage 2's request: the user's tasks on x1 pooled by k (×q·k, avgpool, σ_y), fewer steps
-        for a warm start. HiR is off where y pools x1 or the start is warm (y already fixes the coarse
-        content); at k = 1 from noise, stage 2 is the usual engine on x1 and HiR is as asked."""
+        for a warm start, HiR as the role says (engine.cleanup.roles)."""
         from engine.cleanup.networks import output_scale
 
         self.photo_size, self.scale = (int(photo_size[0]), int(photo_size[1])), int(request.tasks.sr)
@@ -259,9 +253,9 @@ class PreStage:
         self.out_scale = self.scale if self.role.to_output else output_scale(net_scale, self.scale)
         t = request.tasks
         self.tasks = Tasks(inpaint=t.inpaint, colorize=t.colorize, sr=self.q * self.soft.k, noise=self.soft.sigma_y)
-        plain = self.soft.k == 1 and self.soft.start_t is None
         return request.replace(tasks=self.tasks, cleanup=None, upscaler=None, warm_start=False,
-                               hir=request.hir if plain else False, steps=self.soft.steps(request.steps))
+                               hir=request.hir if self.role.stage2_hir else False,
+                               steps=self.soft.steps(request.steps))
 
     def plan_tiles(self) -> list[Box]:
         """The tiles, sized from the device's free memory now (after stage 2's network is loaded),
