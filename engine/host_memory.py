@@ -56,20 +56,23 @@ def restore_bytes_per_input_pixel(tasks: "Tasks", cleanup_scale: int = 0) -> flo
             + cleanup_scale ** 2 * CLEANUP_BYTES_PER_NETWORK_PIXEL)
 
 
-#: The fast upscale (engine.resshift.stage), per input pixel: the photo as float32, and the ×4
-#: blended canvas (16 output pixels of float32 RGB) that becomes the result.
-FAST_UPSCALE_BYTES_PER_INPUT_PIXEL = 12 + 16 * 12
+#: The fast upscale (a pre-stage resized to the output, engine.cleanup.stage), per input pixel: the
+#: photo as float32; per network pixel, the blended canvas (float32 RGB) that becomes the result.
+FAST_UPSCALE_BYTES_PER_INPUT_PIXEL = 12
+FAST_UPSCALE_BYTES_PER_NETWORK_PIXEL = 12
 #: ... and per output pixel: the copy made to save the result, and a resized result (×2, ×8: not ×4).
 FAST_UPSCALE_SAVE_BYTES_PER_OUTPUT_PIXEL = 12
 FAST_UPSCALE_RESIZE_BYTES_PER_OUTPUT_PIXEL = 12
 
 
-def fast_upscale_bytes_per_input_pixel(sr: int) -> float:
-    """Host bytes a fast ×``sr`` upscale needs per input pixel (396 at ×4, 300 at ×2, 1740 at ×8)."""
+def fast_upscale_bytes_per_input_pixel(sr: int, network_scale: int = 4) -> float:
+    """Host bytes a fast ×``sr`` upscale by a ×``network_scale`` network needs per input pixel (396
+    at ×4, 300 at ×2, 1740 at ×8 with a ×4 network)."""
     per_output = FAST_UPSCALE_SAVE_BYTES_PER_OUTPUT_PIXEL
-    if sr != 4:
+    if sr != network_scale:
         per_output += FAST_UPSCALE_RESIZE_BYTES_PER_OUTPUT_PIXEL
-    return FAST_UPSCALE_BYTES_PER_INPUT_PIXEL + sr ** 2 * per_output
+    return (FAST_UPSCALE_BYTES_PER_INPUT_PIXEL + network_scale ** 2 * FAST_UPSCALE_BYTES_PER_NETWORK_PIXEL
+            + sr ** 2 * per_output)
 
 
 def available_bytes(root: Path = Path("/")) -> Optional[int]:

@@ -27,7 +27,7 @@ from engine.events import Event, FinishedEvent, LogEvent, StageEvent
 from engine.host_memory import restore_bytes_per_input_pixel
 from engine.operators.base import Observation
 from engine.request import MASK_AUTO, RestoreRequest
-from engine.resshift.stage import fast_upscale_request, run_fast_upscale
+from engine.resshift.stage import fast_upscale_request
 from engine.samplers import Schedule, make_schedule
 from engine.tiling.hir import HirPlan, run_hir
 from engine.tiling.memory import plan_batch_size
@@ -37,20 +37,19 @@ from engine.tiling.resume import ResumeState, request_fingerprint, unsaved_progr
 from engine.tiling.run_plan import plan_run
 from engine.tiling.window_plan import NETWORK_MULTIPLE, WindowPlan
 
-from engine.cleanup.stage import CleanupStage
+from engine.cleanup.stage import PreStage, role_for
 
 # Module-level names so tests can substitute a fast fake model.
 from engine.models import load_denoiser, load_guidance  # noqa: E402
 
 RANDOM_MODEL_WARNING = "{model} has random weights: its output is NOT a restoration"
-_NO_STAGE2 = object()  # stands for the denoiser when the clean-up result is the whole answer
 
 
-def _load_inputs(request: RestoreRequest, cleanup_scale: int = 0) -> tuple[np.ndarray, Optional[np.ndarray], str]:
-    """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None, a note on the file's other frames)."""
+def _load_inputs(request: RestoreRequest, need: float) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+    """(rgb (h, w, 3) float32 [0, 1], fill mask (h, w) bool or None, a note on the file's other frames);
+    ``need``: host bytes the run needs per photo pixel (refused before decoding when it cannot fit)."""
     from engine.image_io import frames_note, load_image, load_mask
 
-    need = restore_bytes_per_input_pixel(request.tasks, cleanup_scale)  # refused before decoding when it cannot fit
     loaded = load_image(request.image, bytes_per_pixel=need)
     rgb, note = loaded.rgb, frames_note(loaded.frames)
     del loaded
@@ -87,7 +86,7 @@ def _detected_damage(rgb: np.ndarray, request: RestoreRequest, cancel: Optional[
         yield LogEvent("info", f"damage found on {fill.mean():.2%} of the photo: it will be filled")
         return fill, request
     tasks = dataclasses.replace(request.tasks, inpaint=False)
-    if not tasks.any() and not request.cleanup:
+    if not tasks.any() and not request.cleanup:  # (a fast upscale always has its ×sr left to do)
         raise InputError("no damage was found in the photo, so there is nothing to fill: paint a mask instead")
     yield LogEvent("info", "no damage was found, so nothing is filled")
     return None, request.replace(tasks=tasks, mask=None)
@@ -145,38 +144,38 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     (padded) canvas of the stage.
     """
     started = time.perf_counter()
+    request = fast_upscale_request(request) or request  # a fast upscaler named as the model moves to `upscaler`
     if not request.tasks.any() and not request.cleanup:
         raise InputError("nothing to do: tick at least one task")
-    fast = fast_upscale_request(request)
-    if fast is not None:  # a fast upscaler does the ×sr, the engine only what is left (engine.resshift.stage)
-        yield from run_fast_upscale(fast, cancel, restore, denoiser)
-        return
-    n_stages = 4 if request.cleanup else 3
+    role = role_for(request)  # a network over tiles first (engine/cleanup/stage.py): a clean-up or a fast upscale
+    n_stages = 4 if role else 3
     yield StageEvent("loading image", 0, n_stages)
     device = pick_device(request.device)
     request = request.replace(precision=pick_precision(request.precision, device))
-    pre = CleanupStage.load(request, device) if request.cleanup else None  # two stages: engine/cleanup/stage.py
-    rgb, fill, frames_note = _load_inputs(request, pre.memory_scale if pre else 0)
+    pre = PreStage.load(request, device, cancel) if role else None
+    for level, line in pre.notes() if pre else ():
+        yield LogEvent(level, line)
+    rgb, fill, frames_note = _load_inputs(request, pre.host_bytes_per_input_pixel(request.tasks) if pre
+                                          else restore_bytes_per_input_pixel(request.tasks))
     if frames_note:  # an animated GIF, a multi-page TIFF
         yield LogEvent("warning", frames_note)
-    if request.tasks.inpaint and _auto_mask(request):  # the damage of the photo as it is, before any clean-up
+    if request.tasks.inpaint and _auto_mask(request):  # the damage of the photo as it is, before any pre-stage
         fill, request = yield from _detected_damage(rgb, request, cancel)
     fingerprint_fields = {}
-    if pre is not None:  # from here on, `request` is stage 2's: the cleaned photo, softened, is its photo
+    if pre is not None:  # from here on, `request` is stage 2's: the pre-stage's result, maybe pooled, is its photo
         fingerprint_fields = pre.fingerprint_fields()
-        request = pre.plan(request, rgb.shape[:2], device)
+        request = pre.plan(request, rgb.shape[:2])
     tasks = request.tasks
     h_in, w_in = pre.stage2_photo_size if pre else rgb.shape[:2]
     s = tasks.sr
     H, W = h_in * s, w_in * s
+    stage2 = pre is None or pre.needs_stage2  # else the pre-stage's result is the answer: no diffusion model
 
     yield StageEvent("loading model", 1, n_stages)
     slow = precision_warning(request.precision, device)
     if slow:
         yield LogEvent("warning", slow)
-    if pre is not None and not pre.needs_stage2:
-        denoiser = _NO_STAGE2
-    if denoiser is None:
+    if denoiser is None and stage2:
         denoiser = load_denoiser(request.model, device=device, precision=request.precision,
                                  class_label=request.class_label, compile=request.compile)
         if request.compile:
@@ -187,14 +186,14 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
             yield LogEvent("info", f"this model works on {native} px windows; using them instead of {request.window}")
             request = request.replace(window=native, overlap=request.overlap * native // request.window)
     guidance = None
-    if request.guidance_scale:
+    if request.guidance_scale and stage2:
         guidance = load_guidance(request.model, class_label=request.class_label, scale=request.guidance_scale,
                                  device=device, precision=request.precision, classifier=request.classifier)
         if guidance is None:
             yield LogEvent("warning", "classifier guidance is off: it steers towards a class, and no class was given"
                            if request.class_label is None else f"{request.model} cannot be guided by a classifier, "
                            "so classifier guidance is off")
-    is_random = bool(getattr(denoiser, "is_random", False))
+    is_random = stage2 and bool(getattr(denoiser, "is_random", False))
     if is_random:
         yield LogEvent("warning", RANDOM_MODEL_WARNING.format(model=request.model))
 
@@ -212,6 +211,15 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     if monochrome:
         yield LogEvent("info", "the photo is black and white, so the result stays black and white "
                                "(tick Colorize to add colour)")
+    if not stage2:  # fidelity 1 and nothing else to do: the pre-stage's result is the result
+        progress = Progress(total=pre.progress_units())
+        yield StageEvent(pre.role.title, 2, n_stages)
+        yield from pre.run(rgb, fill, monochrome, progress, resume, cancel)
+        report = _report(request, None, pre.x1, pre.photo_size, pre.output_size, progress, [], 1, device, False,
+                         time.perf_counter() - started)
+        report.update(pre.report(pre.x1), consistency=0.0, monochrome=monochrome, denoiser_calls=0)
+        yield FinishedEvent(pre.x1, report)
+        return
 
     # geometry (HiR factor, alignment, plans: engine.tiling.run_plan, which the app's estimate asks
     # too) and schedules: from the sizes alone
@@ -230,19 +238,12 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
     warm_start_t = request.hir_start if plan_low is not None else (pre.soft.start_t if pre else None)
     high_settings = settings if warm_start_t is None else dataclasses.replace(
         settings, schedule=schedule_for(request, t_start=warm_start_t))
-    tiles = len(pre.plan_tiles()) if pre else 0  # stage 1's tiles, sized for the memory stage 2's network left
-    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + tiles
+    units = pre.progress_units() if pre else 0  # its tiles, sized for the memory stage 2's network left
+    progress = Progress(total=high_settings.schedule.num_calls * len(plan_high.boxes) + units
                         + (schedule.num_calls * len(plan_low.boxes) if plan_low is not None else 0))
     if pre is not None:
-        yield StageEvent("cleaning up (stage 1)", 2, n_stages)
+        yield StageEvent(pre.role.title, 2, n_stages)
         rgb, fill = yield from pre.run(rgb, fill, monochrome, progress, resume, cancel)
-        if not pre.needs_stage2:  # fidelity 1 and nothing else to do: the cleaned photo is the result
-            result = pre.result_without_stage2()
-            report = _report(request, None, result, pre.photo_size, pre.output_size, progress, [], 1, device, False,
-                             time.perf_counter() - started)
-            report.update(pre.report(result), consistency=0.0, monochrome=monochrome, denoiser_calls=0)
-            yield FinishedEvent(result, report)
-            return
 
     base = _photo_problem(rgb, fill, tasks, device, request.quirks, monochrome)  # rgb becomes the photo in [-1, 1]
     problem_high = base.padded(plan_high.padded_height, plan_high.padded_width)
@@ -266,12 +267,12 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
 
     high = make(problem_high, plan_high, "restore", 0, 1.0, high_settings)
     low = make(low_problem, plan_low, "hir-low", 1, float(factor), settings) if plan_low is not None else None
-    if pre is not None and warm_start_t is not None:  # the fast preset: start from the cleaned photo, noised
+    if pre is not None and pre.soft.start_t is not None:  # the fast preset: start from the cleaned photo, noised
         high.start = pre.warm_start(plan_high.padded_height, plan_high.padded_width, high_settings.schedule,
                                     device, torch.float32)
     for warning in resume.warnings if resume is not None else ():  # saved windows that could not be read
         yield LogEvent("warning", warning)
-    yield StageEvent("restoring (stage 2)" if pre else "restoring", n_stages - 1, n_stages)
+    yield StageEvent(pre.role.stage2_title if pre else "restoring", n_stages - 1, n_stages)
     stages = [st for st in (low, high) if st is not None]
     resumed = sum(len(st.finished) for st in stages)
     if resumed:
@@ -294,7 +295,7 @@ def restore(request: RestoreRequest, cancel: Optional[threading.Event] = None, *
         result = np.ascontiguousarray(result[: pre.output_size[0], : pre.output_size[1]])
         report.update(pre.report(result), input_size=[pre.photo_size[1], pre.photo_size[0]],
                       output_size=[pre.output_size[1], pre.output_size[0]],
-                      denoiser_calls=report["denoiser_calls"] - pre.tiles_computed)
+                      denoiser_calls=report["denoiser_calls"] - pre.tiles_computed * pre.units)
     if compile_failure:
         report["compiled"] = False
     yield FinishedEvent(result, report)

@@ -112,7 +112,8 @@ class RestoreRequest:
     guidance_scale: float = 0.0  # classifier guidance scale (0 = off)
     classifier: str = DEFAULT_CLASSIFIER  # the ADM classifier for guidance: catalog/imported id or a file
     # a fast upscaler (catalog/imported id or a file, e.g. resshift-realsr-x4) that does the ×sr before the
-    # engine; None: the engine upscales. A fast upscaler given as ``model`` moves here (engine.resshift.stage)
+    # engine, as its pre-stage at fidelity 1 (engine/cleanup/stage.py); None: the engine upscales. A fast
+    # upscaler given as ``model`` moves here (engine.resshift.stage.fast_upscale_request)
     upscaler: Optional[str] = None
     steps: int = 100
     travel_length: int = 1  # RePaint time travel L (1 with repeat 1 = no travel)
@@ -132,7 +133,7 @@ class RestoreRequest:
     batch: Union[int, Literal["auto"]] = "auto"
     resume_dir: Optional[str] = None  # where interrupted-job state is kept (and resumed from)
     # two stages (engine/cleanup): a restoration network cleans the photo, then the model above restores it
-    cleanup: Optional[str] = None  # stage-1 network: catalog/imported id or file (None: one stage)
+    cleanup: Optional[str] = None  # stage-1 network: catalog/imported id or file (None: one stage; not with upscaler)
     fidelity: float = DEFAULT_FIDELITY  # 1 = the cleaned photo as is ... 0 = most realness (engine/cleanup/fidelity.py)
     warm_start: bool = False  # fast: stage 2 starts from the cleaned photo, noised, with fewer steps
     quirks: Quirks = field(default_factory=Quirks)
@@ -161,13 +162,24 @@ class RestoreRequest:
             raise InputError(f"the HiR warm start must be a timestep in 1..999, got {self.hir_start}")
         if not 0 <= self.overlap < self.window:
             raise InputError(f"overlap must be in [0, window), got {self.overlap} for window {self.window}")
-        self._check_cleanup(t)
+        self._check_prestage(t)
 
-    def _check_cleanup(self, t: Tasks) -> None:
-        """With a clean-up network the photo's noise and blur are its work, and the fidelity sets σ_y."""
+    def _check_prestage(self, t: Tasks) -> None:
+        """With a clean-up network or a fast upscaler (engine/cleanup/stage.py: one network before the
+        engine, never two) the photo's noise and blur are the network's work; with a clean-up
+        network the fidelity sets σ_y; a fast upscaler needs an upscale to do."""
         from engine.cleanup.fidelity import check_fidelity
 
         object.__setattr__(self, "fidelity", check_fidelity(self.fidelity))
+        if self.upscaler:
+            if self.cleanup:
+                raise InputError("a fast upscaler and a clean-up network are not combined (the fast upscaler "
+                                 "removes real-world blur and noise itself): leave out one of them")
+            if t.sr < 2:
+                raise InputError(f"{self.upscaler} is a fast upscaler: choose an upscale factor (×2, ×4 or ×8)")
+            if t.deblur or t.noise > 0:
+                raise InputError("the fast upscale removes real-world blur and noise itself: untick Deblur and set "
+                                 "the noise level to 0, or upscale with the diffusion engine instead")
         if not self.cleanup:
             if self.warm_start:
                 raise InputError("the warm start begins from the cleaned photo: it needs a clean-up model")

@@ -254,7 +254,9 @@ def load_network(spec: str, *, device: torch.device, precision: str = "fp32", ra
 
 #: Where a model of another role goes instead, for a refusal.
 ADVICE = {kinds.DIFFUSION: "Choose it as the diffusion model (the Model setting, --model) instead",
-          kinds.CLASSIFIER: "It guides a class-conditional model: choose it as the Classifier (Advanced, --classifier)"}
+          kinds.CLASSIFIER: "It guides a class-conditional model: choose it as the Classifier (Advanced, --classifier)",
+          kinds.CLEANUP: "Choose it under Clean up unknown damage (--cleanup) instead",
+          kinds.UPSCALER: "Upscale with it as the fast upscaler (Fast (4 steps) under Upscale, --upscaler) instead"}
 
 
 def advice_for(role: str) -> str:

@@ -91,16 +91,16 @@ def degrade_real(clean: np.ndarray, scale: int, seed: int) -> tuple[np.ndarray, 
 
 def stage1_only(photo: np.ndarray, config: RealEvalConfig) -> np.ndarray:
     """The clean-up network alone on ``photo``, at the output size (bicubic for what it lacks)."""
-    from engine.cleanup.stage import CleanupStage
+    from engine.cleanup.stage import PreStage
     from engine.device import pick_device, pick_precision
     from engine.tiling.msr import Progress
 
     device = pick_device(config.device)
     request = RestoreRequest(image=photo, tasks=Tasks(sr=config.scale), cleanup=config.cleanup, fidelity=1.0,
                              device=config.device, precision=pick_precision("auto", device))
-    stage = CleanupStage.load(request, device)
-    stage.plan(request, photo.shape[:2], device)
-    run = stage.run(photo, None, False, Progress(total=len(stage.plan_tiles())), None, None)
+    stage = PreStage.load(request, device)
+    stage.plan(request, photo.shape[:2])
+    run = stage.run(photo, None, False, Progress(total=stage.progress_units()), None, None)
     for _event in run:
         pass
     return bicubic_upscale(stage.x1, stage.q) if stage.q > 1 else stage.x1

@@ -188,16 +188,19 @@ def inspect(raw: object, source: str) -> Optional[kinds.ModelKind]:
                            summary=f"ResShift VQ-f{config.factor} autoencoder", licence=LICENCE, config=config)
 
 
-def load_network(path: Union[str, Path], family: str, device: torch.device) -> nn.Module:
-    """Read ``path`` safely and return its network (float32, eval mode, on ``device``). Raises
-    ModelFileError when the file is not that family's, naming what it is instead when known."""
+def load_network(path: Union[str, Path], family: str, device: torch.device, raw: object = None) -> nn.Module:
+    """Read ``path`` safely (unless ``raw``, its contents, was read already) and return its network
+    (float32, eval mode, on ``device``). Raises ModelFileError when the file is not that family's,
+    naming what it is instead when known."""
     path = Path(path)
-    raw = read_checkpoint(path)
+    if raw is None:
+        raw = read_checkpoint(path)
     sd = _tensors(raw, path.name)
     found = family_of(sd) if sd else None
     if found != family:
         kinds.refuse_role(kinds.inspect_raw(raw, path.name), FAMILIES[family], path.name)
         raise ModelFileError(f"{path.name} is not a ResShift file; expected {EXPECTED}")
+    del raw
     config, tensors = _checked(sd, family, path.name)
     with torch.device("meta"):
         net = build(family, config)

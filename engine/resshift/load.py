@@ -122,8 +122,9 @@ def is_upscaler(spec: Optional[str]) -> bool:
 
 
 def load_upscaler(spec: str, *, device: torch.device, precision: str = "fp32", seed: int = 1234,
-                  cancel: Optional[threading.Event] = None) -> ResShiftUpscaler:
-    """The upscaler of ``spec`` on ``device`` (networks cast once for ``precision``)."""
+                  cancel: Optional[threading.Event] = None, raw: object = None) -> ResShiftUpscaler:
+    """The upscaler of ``spec`` on ``device`` (networks cast once for ``precision``); ``raw``: the
+    denoiser file's contents, when they were read already."""
     schedule, _ = schedule_for(spec)
     if spec == TINY:
         unet_config, ae_config = tiny_configs()
@@ -131,7 +132,7 @@ def load_upscaler(spec: str, *, device: torch.device, precision: str = "fp32", s
         autoencoder = randomize_weights(VQAutoencoder(ae_config), seed=7).eval().requires_grad_(False)
     else:
         path = _resolve(spec)
-        unet = load_network(path, UNET, torch.device("cpu"))
+        unet = load_network(path, UNET, torch.device("cpu"), raw=raw)
         autoencoder = load_network(autoencoder_path(spec, path), AUTOENCODER, torch.device("cpu"))
     unet = prepare_network(unet, precision=precision, device=device, inplace=True)
     autoencoder = prepare_network(autoencoder, precision=precision, device=device, inplace=True)

@@ -1,9 +1,9 @@
 """Run an image-to-image network over overlapping tiles of a photo of any size, and blend them.
 
-Stage-1 clean-up networks, the fast upscaler and the damage detector all work this way: the photo
-stays on the host, each tile is cut out (reflected at the borders), moved to the device, run, and
-added back into one host canvas with a smooth weight, so no seam shows and only the tiles being
-computed are ever on the device.
+The pre-stage networks (clean-up networks, the fast upscaler) and the damage detector work this
+way: the photo stays on the host, each tile is cut out (reflected at the borders), moved to the
+device, run, and added back into one host canvas with a smooth weight, so no seam shows and only
+the tiles being computed are ever on the device.
 
 Weights. Along an edge a tile shares with a neighbour, its weight is 0 for ``margin`` input pixels
 (where the network sees past the tile's border, its output is unreliable), then rises as a raised
@@ -250,14 +250,15 @@ def _compute_tile(fn: TileFn, tile: np.ndarray, box: Box, spec: TileSpec, device
 def run_tiles(fn: TileFn, image: np.ndarray, spec: TileSpec, *, device: torch.device, cancel=None,
               stage: str = "cleanup", progress=None, done: Optional[Mapping[int, np.ndarray]] = None,
               on_tile: Optional[Callable[[int, np.ndarray], None]] = None,
-              scale_to_output: float = 1.0) -> Generator[Event, None, np.ndarray]:
+              scale_to_output: float = 1.0, units_per_tile: int = 1) -> Generator[Event, None, np.ndarray]:
     """Run ``fn`` over blended tiles of ``image`` (H, W, C_in) float32 on the host; return the
     (H·scale, W·scale, C_out) float32 result (``result = yield from run_tiles(...)``).
 
     Yields a :class:`PlanEvent` (boxes in this stage's output pixels; ``scale_to_output`` maps them
     to the final output), :class:`WindowStarted` / :class:`WindowFinished` per tile (pixels: the
     blended result so far in that tile) and, with ``progress`` (an ``engine.tiling.msr.Progress``
-    whose ``total`` the caller set), a progress event after each tile. ``done``: raw outputs of
+    whose ``total`` the caller set), a progress event after each tile, which counts
+    ``units_per_tile`` (a tile's share of the run's progress bar). ``done``: raw outputs of
     tiles finished by an earlier run (resume), not recomputed; ``on_tile(index, output)`` after
     each computed tile. ``cancel`` (a ``threading.Event``) is checked before every network call.
     """
@@ -302,7 +303,7 @@ def run_tiles(fn: TileFn, image: np.ndarray, spec: TileSpec, *, device: torch.de
                 on_tile(i, out)
             yield WindowFinished(i, out_boxes[i], canvas.region(i, out), stage, scale_to_output)
         if progress is not None:
-            progress.done += len(chunk)
+            progress.done += len(chunk) * units_per_tile
             progress.batches += 1
             yield progress.event()
     return canvas.result(height, width)

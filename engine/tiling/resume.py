@@ -129,6 +129,7 @@ class ResumeState:
         self._next = max(numbers, default=-1) + 1  # no listed patch has this number or a higher one
         self.failed = False  # a save failed: try_save saves nothing more
         self.warnings: list[str] = []  # saved windows that could not be loaded (damaged or missing patches)
+        self.replaced = False  # open() dropped the state of another request (and said so)
 
     @classmethod
     def open(cls, directory: str | os.PathLike, fingerprint: str) -> tuple["ResumeState", Optional[str]]:
@@ -157,17 +158,18 @@ class ResumeState:
             else:
                 return state, None
         path.unlink(missing_ok=True)  # its patches are never listed again: the next save deletes them
-        return cls(directory, fingerprint), warning
+        state = cls(directory, fingerprint)
+        state.replaced = True
+        return state, warning
 
     @classmethod
     def saved_windows(cls, directory: str | os.PathLike) -> int:
         """How many finished windows the state in ``directory`` holds, whatever request it belongs
         to (0 when there is no readable state of this version), with the finished tiles of its
         blended-tile stages (:mod:`engine.tiling.tile_store`). Reads only; creates nothing."""
-        from engine.tiling.tile_resume import saved_tiles
         from engine.tiling.tile_store import TileStore
 
-        tiles = TileStore.saved_tiles(directory) + saved_tiles(directory)
+        tiles = TileStore.saved_tiles(directory)
         try:
             data = _read(Path(directory))
             return tiles + (cls(directory, "", dict(data["stages"])).resumed_windows if data.get("version") == VERSION else 0)

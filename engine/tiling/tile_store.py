@@ -12,8 +12,10 @@ The network's outputs are rounded to 16 bits before they are blended (see
 a resumed run gives the same result as one that never stopped. A file is written atomically
 before the ``tiles.json`` that lists it; a tile or result that ``tiles.json`` does not list is
 never read. State of another request (``fingerprint``) or another tile layout (``layout``: the
-boxes, scale and network) is deleted when the store is opened. A save that fails (a full disk)
-never stops the run: :meth:`TileStore.try_save_tile` returns a warning once and saves nothing more.
+boxes, scale and network) is deleted when the store is opened (with a warning for the log). A save
+that fails (a full disk) never stops the run: :meth:`TileStore.try_save_tile` returns a warning
+once and saves nothing more. How many tiles the stage folders hold counts as finished windows for
+the CLI's --resume and the app's Continue (:meth:`engine.tiling.resume.ResumeState.saved_windows`).
 """
 
 from __future__ import annotations
@@ -73,19 +75,25 @@ class TileStore:
         self.failed = False
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, fingerprint: str, layout: str) -> "TileStore":
-        """The store in ``directory`` when it belongs to this request and layout; else a new one
-        (what was there is deleted). Raises OSError when the folder cannot be made."""
+    def open(cls, directory: str | os.PathLike, fingerprint: str, layout: str) -> tuple["TileStore", Optional[str]]:
+        """(store, warning): the store in ``directory`` when it belongs to this request and layout;
+        else a new one, what was there being deleted (the warning, for the log, then says so when
+        it held finished work). Raises OSError when the folder cannot be made."""
         directory = Path(directory)
+        data = None
         try:
             data = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8"))
             if (data.get("version"), data.get("fingerprint"), data.get("layout")) == (VERSION, fingerprint, layout):
-                return cls(directory, fingerprint, layout, [int(i) for i in data["tiles"]], data.get("result"))
+                return cls(directory, fingerprint, layout, [int(i) for i in data["tiles"]], data.get("result")), None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
+        warning = None
+        if isinstance(data, dict) and (data.get("tiles") or data.get("result")):
+            warning = (f"the saved tiles in {directory} belong to a different photo or settings; "
+                       "starting this stage afresh")
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)
-        return cls(directory, fingerprint, layout)
+        return cls(directory, fingerprint, layout), warning
 
     @staticmethod
     def saved_tiles(resume_dir: str | os.PathLike) -> int:

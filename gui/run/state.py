@@ -213,7 +213,7 @@ def _os_lock(handle: BinaryIO, lock: bool) -> None:
 # ---- pruning --------------------------------------------------------------------------------
 def _usage(folder: Path) -> tuple[float, int]:
     """(last use: the newest modification time inside, bytes) of a state folder, its stage folders
-    (a blended stage's tiles, engine.tiling.tile_resume) included."""
+    (the pre-stage's tiles, engine.tiling.tile_store) included."""
     last, size = folder.stat().st_mtime, 0
     for entry in os.scandir(folder):
         info = entry.stat(follow_symlinks=False)
