@@ -205,7 +205,7 @@ class RunController(QObject):
 
     def _on_window_finished(self, index: int, box, pixels, scale_to_output: float, stage: str) -> None:
         top, left = box[0], box[1]
-        self.document.paint_preview(top, left, pixels, scale_to_output, fills=stage != "cleanup")
+        self.document.paint_preview(top, left, pixels, scale_to_output, fills=stage not in TILE_STAGES)
         self.canvas.set_window_state(index, "finished")
         self.windows_finished += 1
 

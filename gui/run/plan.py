@@ -313,6 +313,9 @@ def find_problems(
     if settings.uses_fast_upscale and (settings.deblur or settings.noise_sigma > 0):
         problems.append(f"{FAST_UPSCALE_LABEL} upscaling removes blur and noise itself: untick Deblur and Remove "
                         "noise, or untick Fast.")
+    if settings.uses_fast_upscale and settings.cleanup:
+        problems.append(f"{FAST_UPSCALE_LABEL} upscaling removes real-world damage itself: untick Clean up unknown "
+                        "damage, or untick Fast.")
     engine_sr = settings.engine_part().upscale
     if engine_sr > 1 and effective_window(settings.window, engine_sr) <= 0:
         problems.append(

@@ -16,7 +16,7 @@ from gui.run.plan import FAST_UPSCALER, TaskSettings, build_request, find_proble
 from gui.run.state import state_folder
 from gui.run.worker import engine_restore
 from tests.resshift_helpers import write_files
-from window_helpers import start_run
+from window_helpers import paint, start_run
 
 
 def fast(**changes) -> TaskSettings:
@@ -110,6 +110,30 @@ def test_fast_upscale_previews_tiles_cancels_and_continues(installed, window_wit
     assert report["upscaler"] == FAST_UPSCALER and report["output_size"] == [192, 192]
     assert window.document.preview.shape == (192, 192, 3)
     assert "fast upscale: ResShift ×4 in 4 steps" in window.log_panel.plain_text()
+
+
+def test_a_fill_cancelled_during_the_fast_upscale_fills_no_marks(installed, window_with_photo, qtbot, monkeypatch):
+    """The upscale's tiles are not the fill: Apply after a Cancel in the upscale keeps every mark (scaled
+    with the photo) for the next run."""
+    monkeypatch.setattr(upscaler_module, "DEFAULT_TILE", 32)
+    window = window_with_photo(StopAfterTiles(), size=(48, 48))
+    window.refresh_models()
+    paint(qtbot, window, [(10, 10), (30, 10)])
+    marks = window.document.engine_mask().copy()
+    start_run(qtbot, window, fast(inpaint=True))
+    qtbot.waitUntil(lambda: window.runs.windows_finished >= 2, timeout=60000)
+    window.runs.cancel()
+    assert window.runs.wait_idle(60000)
+    window.runs.apply()
+    kept = window.document.engine_mask()
+    assert kept.shape == (192, 192)
+    np.testing.assert_array_equal(kept[::4, ::4] > 0, marks > 0)  # every mark stays, ×4 nearest-neighbour
+
+
+def test_the_fast_upscale_and_a_clean_up_network_together_are_a_problem_before_restore():
+    problems = find_problems(fast(cleanup=True, cleanup_model="some-network"), (48, 48), has_mask=False)
+    assert any("untick Clean up unknown damage, or untick Fast" in p for p in problems)
+    assert not any("Clean up" in p for p in find_problems(fast(), (48, 48), has_mask=False))
 
 
 def official_spec():
