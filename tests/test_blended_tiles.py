@@ -12,17 +12,9 @@ from engine.errors import Cancelled
 from engine.events import LogEvent, PlanEvent, ProgressEvent, WindowFinished
 from engine.tiling.blended import TileSpec, plan_tiles, run_tiles
 from engine.tiling.msr import Progress
+from tests.generator_helpers import drain
 
 CPU = torch.device("cpu")
-
-
-def drain(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, events
 
 
 def conv_net(scale=1, layers=3, seed=0, channels=3):

@@ -19,20 +19,12 @@ from engine.pipeline import restore
 from engine.request import RestoreRequest, Tasks
 from engine.tiling.blended import run_tiles
 from tests.cleanup_helpers import compact, esrgan, save, scunet, smooth_photo
+from tests.generator_helpers import drain
 
 CPU = torch.device("cpu")
 #: Stage 1's outputs are rounded to 16-bit levels (so a resumed run equals an uninterrupted one):
 #: tiled and untiled results may differ by one level where float rounding differs.
 LEVEL = 1 / 65535
-
-
-def drain(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, events
 
 
 def request(photo, cleanup, **changes) -> RestoreRequest:

@@ -20,6 +20,7 @@ from engine.resshift.diffusion import ResShiftSchedule
 from engine.resshift.load import load_upscaler
 from engine.resshift.upscaler import LEVELS, ResShiftUpscaler
 from engine.tiling.blended import plan_tiles, run_tiles
+from tests.generator_helpers import drain
 
 CPU = torch.device("cpu")
 
@@ -28,15 +29,6 @@ def photo(height: int, width: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width] / 32.0
     return np.stack([0.5 + 0.4 * np.sin(3 * xx + yy), 0.5 + 0.4 * np.cos(2 * yy),
                      0.5 + 0.3 * np.sin(4 * xx * yy)], -1).astype(np.float32)
-
-
-def drain(events):
-    out = []
-    try:
-        while True:
-            out.append(next(events))
-    except StopIteration as stop:
-        return stop.value, out
 
 
 class LocalDenoiser(nn.Module):
