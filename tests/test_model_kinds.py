@@ -42,3 +42,11 @@ def test_a_model_used_in_the_wrong_place_is_named_with_advice():
     with pytest.raises(ModelFileError, match=r"c.pt is a classifier for guidance \(ADM classifier, 256 px\), "
                                              r"not a diffusion model .*\. Use it in Advanced"):
         kinds.refuse_role(kind, kinds.DIFFUSION, "c.pt", "Use it in Advanced")
+
+
+def test_a_layout_mismatch_names_what_is_missing_unexpected_and_misshapen():
+    expected = {f"m{i}": (3,) for i in range(5)} | {"w": (3, 3)}
+    actual = {"m0": (3,), "w": (3, 4), "extra": (1,)}
+    assert kinds.layout_mismatch(expected, actual) == ("missing: m1, m2, m3 ...; unexpected: extra; "
+                                                       "wrong shape: w")
+    assert kinds.layout_mismatch(expected, dict(expected)) == ""

@@ -81,13 +81,9 @@ def inspect(raw: object, source: str) -> Optional[kinds.ModelKind]:
                         if not k.endswith(_COUNTER)}
     except Exception as exc:  # noqa: BLE001 - any build failure means the file is not usable
         raise ModelFileError(f"{source}: the scratch detector it describes cannot be built ({exc})") from exc
-    actual = {k: tuple(v.shape) for k, v in sd.items()}
-    if expected != actual:
-        missing = sorted(set(expected) - set(actual))[:3]
-        odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
-        extra = sorted(set(actual) - set(expected))[:3]
-        raise ModelFileError(f"{source} looks like the scratch detector but its tensors do not fit it (missing "
-                             f"{missing or 'none'}, wrong shapes {odd or 'none'}, unexpected {extra or 'none'})")
+    detail = kinds.layout_mismatch(expected, {k: tuple(v.shape) for k, v in sd.items()})
+    if detail:
+        raise ModelFileError(f"{source} looks like the scratch detector but its tensors do not fit it ({detail})")
     return kinds.ModelKind(family=FAMILY, role=kinds.DETECTOR, image_size=256, summary=SUMMARY, licence=LICENCE,
                            config=config)
 

@@ -237,12 +237,10 @@ def inspect(raw: object, source: str) -> Optional["kinds.ModelKind"]:
             expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
     except Exception as exc:  # noqa: BLE001 - any build failure means the file is not usable
         raise ModelFileError(f"{source}: the detected {family} network cannot be built ({exc})") from exc
-    actual = {k: tuple(v.shape) for k, v in sd.items()}
-    if expected != actual:
-        missing = sorted(set(expected) - set(actual))[:3]
-        odd = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
+    detail = kinds.layout_mismatch(expected, {k: tuple(v.shape) for k, v in sd.items()})
+    if detail:
         raise ModelFileError(f"{source} looks like {a_family(family)} model but its tensors do not fit it "
-                             f"(missing {missing or 'none'}, wrong shapes {odd or 'none'}); it is not supported")
+                             f"({detail}); it is not supported")
     names = {"adm": "ADM UNet", "ddpm": "DDPM UNet", "adm-classifier": "ADM classifier"}
     return kinds.ModelKind(family=family, role=FAMILIES[family], image_size=config.image_size,
                            num_classes=config.num_classes, summary=f"{names[family]}, {config.image_size} px",
@@ -395,14 +393,9 @@ def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, device: Optional[to
             model = build_model(config)
     except ValueError as exc:  # e.g. channels that do not split into 64-channel heads
         raise ModelFileError(f"{source}: detected {config.family} configuration cannot be built ({exc})") from exc
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                           for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                               ("wrong shape", wrong)) if keys)
+    detail = kinds.layout_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                                   {k: tuple(v.shape) for k, v in sd.items()})
+    if detail:
         raise ModelFileError(f"{source} looks like {a_family(config.family)} model but does not match it exactly "
                              f"({detail}); {EXPECTED}")
     model = model.to_empty(device=device or torch.device("cpu"))

@@ -24,7 +24,7 @@ import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from engine.errors import ModelFileError
 
@@ -151,6 +151,18 @@ def non_finite_in_file(path: Union[str, Path]) -> str:
     except Exception:  # noqa: BLE001 - a legacy (not zip) file cannot be mapped; read_checkpoint says what is wrong
         raw = read_checkpoint(path)
     return non_finite_message(non_finite_tensors(raw), path.name)
+
+
+def layout_mismatch(expected: Mapping[str, tuple], actual: Mapping[str, tuple]) -> str:
+    """What differs between the tensors a network has (``expected``: name -> shape) and those a file
+    holds (``actual``), for a refusal: "missing: a, b, c ...; unexpected: ...; wrong shape: ..."
+    ("" when they fit exactly)."""
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    wrong = sorted(k for k in set(actual) & set(expected) if tuple(actual[k]) != tuple(expected[k]))
+    return "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+                     if keys)
 
 
 def refuse_role(kind: ModelKind, wanted: str, source: str, advice: str = "") -> None:

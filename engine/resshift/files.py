@@ -160,14 +160,8 @@ def _checked(sd: Mapping[str, torch.Tensor], family: str, source: str):
         raise ModelFileError(f"{source} looks like a {name} but its tensors do not fit one (problem at {exc}); "
                              "it is not supported") from exc
     tensors = network_tensors(sd, family)
-    actual = {k: tuple(v.shape) for k, v in tensors.items()}
-    if expected != actual:
-        missing = sorted(set(expected) - set(actual))
-        unexpected = sorted(set(actual) - set(expected))
-        wrong = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])
-        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                           for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                               ("wrong shape", wrong)) if keys)
+    detail = kinds.layout_mismatch(expected, {k: tuple(v.shape) for k, v in tensors.items()})
+    if detail:
         raise ModelFileError(f"{source} looks like a {name} but does not match one exactly ({detail}); "
                              "it may be damaged or another model")
     return config, tensors
