@@ -32,6 +32,7 @@ class PlanEvent:
     levels: tuple[int, ...]  # wavefront level of each box
     stage: str = "restore"
     scale_to_output: float = 1.0  # multiply box coordinates by this to get final-output pixels
+    tiles: bool = False  # the boxes are tiles of a network before the engine (engine.tiling.blended), not windows
 
 
 @dataclass(frozen=True)

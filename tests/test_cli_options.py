@@ -67,3 +67,11 @@ def test_the_plan_line_counts_levels_not_batches():
     EventRenderer(show_progress=False, stream=stream).handle(PlanEvent((64, 64), boxes, levels, "restore", 1.0))
     line = stream.getvalue()
     assert "9 window(s) in 5 level(s)" in line and "batch" not in line
+
+
+def test_the_plan_line_of_a_network_over_tiles_counts_tiles():
+    stream = io.StringIO()
+    boxes = (Box(0, 0, 256, 256), Box(0, 192, 256, 256))
+    EventRenderer(show_progress=False, stream=stream).handle(PlanEvent((256, 448), boxes, (0, 0), "upscale", 1.0,
+                                                                       tiles=True))
+    assert stream.getvalue().strip() == "fast upscale: 448×256, 2 tile(s)"

@@ -291,7 +291,7 @@ class PreStage:
             progress.baseline += self.progress_units()
             x1 = resize(canvas, *self.x1_size)
             box = Box(0, 0, *self.x1_size)
-            yield PlanEvent(self.x1_size, (box,), (0,), self.role.stage, to_output)
+            yield PlanEvent(self.x1_size, (box,), (0,), self.role.stage, to_output, tiles=True)
             yield WindowFinished(0, box, x1, self.role.stage, to_output, resumed=True)
             yield LogEvent("info", f"{self.role.label} was finished by an earlier run: its result is reused")
         else:

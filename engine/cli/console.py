@@ -49,8 +49,9 @@ class EventRenderer:
         elif isinstance(event, PlanEvent):
             levels = len(set(event.levels)) if event.levels else 0
             h, w = event.output_size
-            if event.stage == "cleanup":
-                self.say(f"stage 1 (clean-up network): {w}×{h}, {len(event.boxes)} tile(s)")
+            if event.tiles:  # a network over blended tiles before the engine
+                name = {"cleanup": "stage 1 (clean-up network)", "upscale": "fast upscale"}.get(event.stage, event.stage)
+                self.say(f"{name}: {w}×{h}, {len(event.boxes)} tile(s)")
             else:
                 self.say(f"{event.stage}: {w}×{h}, {len(event.boxes)} window(s) in {levels} level(s) "
                          "(the windows of a level run together)")

@@ -271,7 +271,7 @@ def run_tiles(fn: TileFn, image: np.ndarray, spec: TileSpec, *, device: torch.de
     canvas = _Canvas(boxes, hp, wp, spec)
     s = spec.scale
     out_boxes = tuple(b.scaled(s) for b in boxes)
-    yield PlanEvent((hp * s, wp * s), out_boxes, tuple(0 for _ in boxes), stage, scale_to_output)
+    yield PlanEvent((hp * s, wp * s), out_boxes, tuple(0 for _ in boxes), stage, scale_to_output, tiles=True)
     done = dict(done or {})
     for i in sorted(done):
         canvas.add(i, done[i])

@@ -20,8 +20,8 @@ from gui.panels.task_panel import TaskPanel
 from gui.document.undo import ApplyResultCommand, mask_replace_command
 from gui.run.speed import RunTimer, SpeedBook, SpeedKey
 
-#: Stages that run a network over blended tiles before the engine, and how the log names them.
-TILE_STAGES = {"cleanup": "Stage 1, the clean-up network", "upscale": "The fast upscale (ResShift ×4)"}
+#: How the log names the stages that run a network over blended tiles before the engine.
+TILE_STAGE_NAMES = {"cleanup": "Stage 1, the clean-up network", "upscale": "The fast upscale (ResShift ×4)"}
 from gui.run.worker import RestoreFunction, RestoreRun, engine_restore
 
 
@@ -37,7 +37,9 @@ class RunController(QObject):
         self.run: Optional[RestoreRun] = None
         self._winding_down: list[RestoreRun] = []  # cancelled runs whose thread is still stopping
         self._plan_scale = 1.0  # stage pixels -> scene pixels of the current plan
+        self._tile_stages: set[str] = set()  # the run's stages of a network over tiles (they fill no marks)
         self.windows_finished = 0
+        self._tile_stages = set()
         self.last_error: Optional[tuple[str, str]] = None
         self._run_key: Optional[str] = None  # run_state.request_key of the last run started
         self.show_dialogs = True
@@ -174,8 +176,10 @@ class RunController(QObject):
         self.canvas.set_plan([QRectF(l * s, t * s, w * s, h * s) for t, l, h, w in plan["boxes"]])
         levels = max(plan["levels"], default=-1) + 1
         size = f"{plan['output_size'][1]}×{plan['output_size'][0]} px"
-        if plan["stage"] in TILE_STAGES:  # a network over blended tiles before the engine
-            self.log.add("info", f"{TILE_STAGES[plan['stage']]}: {len(plan['boxes'])} tiles ({size})")
+        if plan.get("tiles"):  # a network over blended tiles before the engine: its tiles fill no marks
+            self._tile_stages.add(plan["stage"])
+            self.log.add("info", f"{TILE_STAGE_NAMES.get(plan['stage'], plan['stage'])}: {len(plan['boxes'])} tiles "
+                                 f"({size})")
             return
         stage = {"hir-low": "Pass 1, the whole photo small", "restore": "Full size"}.get(plan["stage"], plan["stage"])
         self.log.add("info", f"{stage}: {len(plan['boxes'])} windows ({size}) in {levels} rounds: windows that do not "
@@ -205,7 +209,7 @@ class RunController(QObject):
 
     def _on_window_finished(self, index: int, box, pixels, scale_to_output: float, stage: str) -> None:
         top, left = box[0], box[1]
-        self.document.paint_preview(top, left, pixels, scale_to_output, fills=stage not in TILE_STAGES)
+        self.document.paint_preview(top, left, pixels, scale_to_output, fills=stage not in self._tile_stages)
         self.canvas.set_window_state(index, "finished")
         self.windows_finished += 1
 

@@ -169,6 +169,7 @@ class RestoreWorker(QObject):
                     "levels": [int(v) for v in event.levels],
                     "stage": str(event.stage),
                     "scale_to_output": float(event.scale_to_output),
+                    "tiles": bool(event.tiles),
                 }
             )
             self._stage_scale = float(event.scale_to_output)
