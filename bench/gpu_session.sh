@@ -6,8 +6,10 @@
 #              baseline (2 windows, extrapolated), per-batch latency                           ~8 min
 #   compiled   the same jobs with --compile (cold kernel cache), then the 384² job warm        ~9 min
 #   reference  the public hq_demo on its 384² job (bench/reference_run.sh), then ours on it     ~3 min
+#   upscalers  the fast upscale (ResShift ×4, one 256-px tile) beside the engine's ×4 at Fast
+#              and Balanced, per output megapixel (random weights of the official networks)     ~2 min
 set -u
-PART=${1:?part: tests | graphs | compiled | reference}
+PART=${1:?part: tests | graphs | compiled | reference | upscalers}
 OUT=${2:-bench-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -27,6 +29,8 @@ reference)
     timeout 200 bash bench/reference_run.sh 384
     timeout 100 bench --size 384 --batch 16 --skip-baseline --unet-iters 4 --json "$OUT/bench384.json"
     timeout 200 bench --size 384 --batch 16 --compile --skip-baseline --unet-iters 4 --json "$OUT/bench384_compiled.json" ;;
+upscalers)
+    timeout 300 bench --upscalers --device cuda --upscale-input 256 --measure-balanced ;;
 *)
     echo "unknown part $PART"; exit 2 ;;
 esac
