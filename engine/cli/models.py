@@ -135,6 +135,16 @@ class _TqdmProgress:
             self.bar = None
 
 
+def _with_bar(work):
+    """``work(bar)`` with a tqdm bar, which is closed (its line ended) before any message that follows,
+    also when Ctrl-C or SIGTERM stops it."""
+    bar = _TqdmProgress()
+    try:
+        return work(bar)
+    finally:
+        bar.close()
+
+
 def _download_options(args) -> dict:
     return {"stall_timeout": args.stall_timeout, "retries": args.retries}
 
@@ -149,15 +159,11 @@ def cmd_download(args) -> int:
         if cat.model_status(mid, args.models_dir) == cat.INSTALLED:
             print(f"{mid}: already installed at {cat.resolve_model_file(mid, args.models_dir)}")
             continue
-        bar = _TqdmProgress()
         try:
-            path = store.download_model(mid, models_dir=args.models_dir, mirror=args.mirror, progress=bar,
-                                        **_download_options(args))
+            path = _with_bar(lambda bar: store.download_model(mid, models_dir=args.models_dir, mirror=args.mirror,
+                                                              progress=bar, **_download_options(args)))
         except KeyboardInterrupt as exc:
-            bar.close()  # ends the bar's line before the message
             return _interrupted(ids, args.models_dir, exit_code_of(exc))
-        finally:
-            bar.close()
         print(f"{mid}: installed at {path}")
     return 0
 
@@ -203,15 +209,11 @@ def cmd_verify(args) -> int:
 
     ids = [args.model_id] if args.model_id else None
     if args.repair:
-        bar = _TqdmProgress()
         try:
-            results = store.repair_models(ids, models_dir=args.models_dir, mirror=args.mirror, progress=bar,
-                                          **_download_options(args))
+            results = _with_bar(lambda bar: store.repair_models(ids, models_dir=args.models_dir, mirror=args.mirror,
+                                                                progress=bar, **_download_options(args)))
         except KeyboardInterrupt as exc:
-            bar.close()  # ends the bar's line before the message
             return _interrupted(ids, args.models_dir, exit_code_of(exc))
-        finally:
-            bar.close()
     else:
         results = store.verify_models(ids, models_dir=args.models_dir)
     if not results:
